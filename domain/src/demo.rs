@@ -1,0 +1,105 @@
+//! `loyalty-server demo`: a program with a rule for every built-in action. Idempotent.
+
+use rust_decimal::Decimal;
+
+use crate::error::DomainResult;
+use crate::money::Points;
+use crate::program::{NewProgram, Program};
+use crate::rulebook::RuleInput;
+use crate::rules::{Limit, Period, Reward, Streak};
+use crate::service::Loyalty;
+
+fn fixed(
+    name: &str,
+    action: &str,
+    points: i64,
+    limit: Option<Limit>,
+    per_object: bool,
+) -> RuleInput {
+    RuleInput {
+        name: name.to_owned(),
+        action: action.to_owned(),
+        source: None,
+        reward: Reward::Fixed(Points::from_minor(points * 100)),
+        limit,
+        per_object,
+        streak: None,
+        active_from: None,
+        active_to: None,
+        enabled: true,
+    }
+}
+
+fn per_day(count: u32) -> Option<Limit> {
+    Some(Limit {
+        count,
+        period: Period::Day,
+    })
+}
+
+const ONCE: Option<Limit> = Some(Limit {
+    count: 1,
+    period: Period::Lifetime,
+});
+
+/// The demo program's rules (also a sensible starting point for a real program).
+pub fn demo_rules() -> Vec<RuleInput> {
+    vec![
+        RuleInput {
+            streak: Some(Streak {
+                step: Points::from_minor(100),
+                cap: Points::from_minor(1500),
+            }),
+            ..fixed("Daily login", "daily_login", 5, per_day(1), false)
+        },
+        fixed(
+            "First view of a product",
+            "product_view",
+            2,
+            per_day(10),
+            true,
+        ),
+        fixed(
+            "First read of a news item",
+            "news_read",
+            3,
+            per_day(5),
+            true,
+        ),
+        fixed(
+            "First share of a product",
+            "product_share",
+            5,
+            per_day(3),
+            true,
+        ),
+        fixed("Account registration", "registration", 50, ONCE, false),
+        fixed("Welcome to the program", "join", 20, ONCE, false),
+        RuleInput {
+            reward: Reward::Percent(Decimal::new(5, 0)),
+            ..fixed("5% back on purchases", "purchase", 1, None, false)
+        },
+    ]
+}
+
+impl Loyalty {
+    pub async fn seed_demo(&self) -> DomainResult<Program> {
+        let program = self
+            .create_program(NewProgram {
+                external_id: "demo".into(),
+                name: "Demo Mini-App Shop".into(),
+                timezone: "Asia/Ho_Chi_Minh".into(),
+                currency: "USD".into(),
+                points_per_currency: Decimal::new(10, 0),
+                validity_days: Some(365),
+            })
+            .await?;
+        if self.draft_rules(&program).await?.is_empty() {
+            for rule in demo_rules() {
+                self.create_rule(&program, rule).await?;
+            }
+            self.publish_rules(&program, "demo").await?;
+        }
+        Ok(program)
+    }
+}

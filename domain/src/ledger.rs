@@ -1,0 +1,428 @@
+//! Posting primitives. Every balance change is a ledger row plus the matching balance update in
+//! the same transaction, under the member's lock. Positive POINTS postings are lots that expire
+//! after the program's validity period; negative postings consume lots first-expiring-first, so
+//! for every member `SUM(remaining of lots) == balance` holds alongside `balance == SUM(amount)`.
+
+use chrono::{DateTime, Duration, Utc};
+use loyalty_entities::{balances, ledger_entries, members};
+use sea_orm::sea_query::{Expr, Order};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::db::{classify, DbErrorKind, TxError, TxResult};
+use crate::error::DomainError;
+use crate::money::Points;
+use crate::program::Program;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Account {
+    Points,
+    Qualification,
+}
+
+impl Account {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Account::Points => "POINTS",
+            Account::Qualification => "QUALIFICATION",
+        }
+    }
+
+    fn parse(value: &str) -> Account {
+        if value == "QUALIFICATION" {
+            Account::Qualification
+        } else {
+            Account::Points
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Kind {
+    Earn,
+    Spend,
+    Expire,
+    Refund,
+    Reversal,
+    Adjust,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Earn => "EARN",
+            Kind::Spend => "SPEND",
+            Kind::Expire => "EXPIRE",
+            Kind::Refund => "REFUND",
+            Kind::Reversal => "REVERSAL",
+            Kind::Adjust => "ADJUST",
+        }
+    }
+
+    fn parse(value: &str) -> Kind {
+        match value {
+            "SPEND" => Kind::Spend,
+            "EXPIRE" => Kind::Expire,
+            "REFUND" => Kind::Refund,
+            "REVERSAL" => Kind::Reversal,
+            "ADJUST" => Kind::Adjust,
+            _ => Kind::Earn,
+        }
+    }
+}
+
+/// A ledger row as the domain returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Posting {
+    pub id: i64,
+    pub member_id: i64,
+    pub account: Account,
+    pub amount: Points,
+    pub kind: Kind,
+    pub source: Option<String>,
+    pub purpose: Option<String>,
+    pub ref_type: Option<String>,
+    pub ref_id: Option<String>,
+    pub rule_id: Option<i64>,
+    pub ruleset_version: Option<i64>,
+    pub member_version: i64,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub note: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ledger_entries::Model> for Posting {
+    fn from(m: ledger_entries::Model) -> Self {
+        Posting {
+            id: m.id,
+            member_id: m.member_id,
+            account: Account::parse(&m.account),
+            amount: Points::from_minor(m.amount_minor),
+            kind: Kind::parse(&m.kind),
+            source: m.source,
+            purpose: m.purpose,
+            ref_type: m.ref_type,
+            ref_id: m.ref_id,
+            rule_id: m.rule_id,
+            ruleset_version: m.ruleset_version,
+            member_version: m.member_version,
+            expires_at: m.expires_at,
+            note: m.note,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// What to post. `amount` is always positive; the kind decides the sign.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub account: Account,
+    pub amount: Points,
+    pub kind: Kind,
+    /// Earn source or spend purpose (the report key).
+    pub label: Option<String>,
+    pub reference: Option<(String, String)>,
+    pub rule: Option<(i64, i64)>,
+    pub key: Option<String>,
+    pub reverses: Option<i64>,
+    pub note: Option<String>,
+}
+
+impl Entry {
+    pub fn new(account: Account, kind: Kind, amount: Points) -> Entry {
+        Entry {
+            account,
+            amount,
+            kind,
+            label: None,
+            reference: None,
+            rule: None,
+            key: None,
+            reverses: None,
+            note: None,
+        }
+    }
+
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    pub fn reference(mut self, kind: &str, id: impl Into<String>) -> Self {
+        self.reference = Some((kind.to_owned(), id.into()));
+        self
+    }
+
+    pub fn key(mut self, key: Option<String>) -> Self {
+        self.key = key;
+        self
+    }
+
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+/// One balance-changing transaction in progress: the locked member, the clock reading and
+/// everything posted so far (published as events after commit).
+pub struct Tx<'a> {
+    pub txn: &'a DatabaseTransaction,
+    pub program: &'a Program,
+    pub member: members::Model,
+    pub now: DateTime<Utc>,
+    pub posted: Vec<Posting>,
+    pub loyalty: crate::service::Loyalty,
+    member_dirty: bool,
+}
+
+impl<'a> Tx<'a> {
+    pub fn new(
+        txn: &'a DatabaseTransaction,
+        program: &'a Program,
+        member: members::Model,
+        now: DateTime<Utc>,
+        loyalty: crate::service::Loyalty,
+    ) -> Self {
+        Tx {
+            txn,
+            program,
+            member,
+            now,
+            posted: Vec::new(),
+            loyalty,
+            member_dirty: false,
+        }
+    }
+
+    /// Marks the member row as changed (streak, registration) so it is written at the end.
+    pub fn touch_member(&mut self) {
+        self.member_dirty = true;
+    }
+
+    /// Writes the member row when postings or changes happened (one statement per transaction).
+    pub async fn flush_member(&mut self) -> TxResult<()> {
+        if !self.member_dirty && self.posted.is_empty() {
+            return Ok(());
+        }
+        let m = &self.member;
+        members::Entity::update_many()
+            .col_expr(members::Column::Version, Expr::value(m.version))
+            .col_expr(members::Column::LoginStreak, Expr::value(m.login_streak))
+            .col_expr(
+                members::Column::LastLoginDate,
+                Expr::value(m.last_login_date.clone()),
+            )
+            .col_expr(members::Column::RegisteredAt, Expr::value(m.registered_at))
+            .col_expr(
+                members::Column::DisplayName,
+                Expr::value(m.display_name.clone()),
+            )
+            .filter(members::Column::Id.eq(m.id))
+            .exec(self.txn)
+            .await?;
+        self.member_dirty = false;
+        Ok(())
+    }
+
+    pub async fn balance(&self, account: Account) -> TxResult<Points> {
+        let row = balances::Entity::find()
+            .filter(balances::Column::MemberId.eq(self.member.id))
+            .filter(balances::Column::Account.eq(account.as_str()))
+            .one(self.txn)
+            .await?;
+        Ok(Points::from_minor(
+            row.map(|b| b.balance_minor).unwrap_or_default(),
+        ))
+    }
+
+    /// Posts a positive amount (earn, refund, positive adjustment). POINTS credits are lots.
+    pub async fn credit(&mut self, entry: Entry) -> TxResult<Posting> {
+        debug_assert!(entry.amount.is_positive());
+        let amount = entry.amount.minor();
+        let earned = if entry.kind == Kind::Earn { amount } else { 0 };
+        self.move_balance(entry.account, amount, earned, 0).await?;
+        let lot = entry.account == Account::Points;
+        let expires_at = self
+            .program
+            .validity_days
+            .filter(|_| lot)
+            .map(|days| self.now + Duration::days(i64::from(days)));
+        self.insert(entry, amount, expires_at, lot.then_some(amount))
+            .await
+    }
+
+    /// Posts a negative amount (spend, reversal, expiry, negative adjustment), consuming lots
+    /// first-expiring-first. With `partial`, takes what the balance allows (possibly nothing:
+    /// then `Ok(None)`); otherwise refuses with `INSUFFICIENT_POINTS`.
+    pub async fn debit(
+        &mut self,
+        entry: Entry,
+        partial: bool,
+        prefer_lots: &[i64],
+    ) -> TxResult<Option<Posting>> {
+        let wanted = entry.amount.minor();
+        let available = self.balance(entry.account).await?.minor();
+        let amount = if partial {
+            wanted.min(available)
+        } else {
+            wanted
+        };
+        if amount > available {
+            return Err(TxError::Domain(DomainError::InsufficientPoints(format!(
+                "balance {} is less than {}",
+                Points::from_minor(available),
+                entry.amount
+            ))));
+        }
+        if amount <= 0 {
+            return Ok(None);
+        }
+        let spent = if entry.kind == Kind::Spend { amount } else { 0 };
+        self.move_balance(entry.account, -amount, 0, spent).await?;
+        if entry.account == Account::Points {
+            self.consume_lots(amount, prefer_lots).await?;
+        }
+        self.insert(entry, -amount, None, None).await.map(Some)
+    }
+
+    async fn move_balance(
+        &self,
+        account: Account,
+        delta: i64,
+        earned: i64,
+        spent: i64,
+    ) -> TxResult<()> {
+        let updated = balances::Entity::update_many()
+            .col_expr(
+                balances::Column::BalanceMinor,
+                Expr::col(balances::Column::BalanceMinor).add(delta),
+            )
+            .col_expr(
+                balances::Column::EarnedMinor,
+                Expr::col(balances::Column::EarnedMinor).add(earned),
+            )
+            .col_expr(
+                balances::Column::SpentMinor,
+                Expr::col(balances::Column::SpentMinor).add(spent),
+            )
+            .col_expr(balances::Column::UpdatedAt, Expr::value(self.now))
+            .filter(balances::Column::MemberId.eq(self.member.id))
+            .filter(balances::Column::Account.eq(account.as_str()))
+            .exec(self.txn)
+            .await;
+        match updated {
+            Ok(result) if result.rows_affected == 1 => Ok(()),
+            Ok(_) => Err(TxError::Domain(DomainError::internal(
+                "balance row missing",
+            ))),
+            Err(err) if classify(&err) == DbErrorKind::CheckViolation => Err(TxError::Domain(
+                DomainError::InsufficientPoints("balance would go below zero".into()),
+            )),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn consume_lots(&self, amount: i64, prefer: &[i64]) -> TxResult<()> {
+        let mut lots = ledger_entries::Entity::find()
+            .filter(ledger_entries::Column::MemberId.eq(self.member.id))
+            .filter(ledger_entries::Column::Account.eq(Account::Points.as_str()))
+            .filter(ledger_entries::Column::RemainingMinor.gt(0))
+            .order_by(
+                Expr::col(ledger_entries::Column::ExpiresAt).is_null(),
+                Order::Asc,
+            )
+            .order_by_asc(ledger_entries::Column::ExpiresAt)
+            .order_by_asc(ledger_entries::Column::Id)
+            .all(self.txn)
+            .await?;
+        lots.sort_by_key(|lot| !prefer.contains(&lot.id));
+        let mut left = amount;
+        for lot in lots {
+            if left == 0 {
+                break;
+            }
+            let remaining = lot.remaining_minor.unwrap_or_default();
+            let take = remaining.min(left);
+            ledger_entries::Entity::update_many()
+                .col_expr(
+                    ledger_entries::Column::RemainingMinor,
+                    Expr::value(remaining - take),
+                )
+                .filter(ledger_entries::Column::Id.eq(lot.id))
+                .exec(self.txn)
+                .await?;
+            left -= take;
+        }
+        if left != 0 {
+            return Err(TxError::Domain(DomainError::internal(format!(
+                "lots of member {} cover {} less than the balance",
+                self.member.id,
+                Points::from_minor(left)
+            ))));
+        }
+        Ok(())
+    }
+
+    async fn insert(
+        &mut self,
+        entry: Entry,
+        amount: i64,
+        expires_at: Option<DateTime<Utc>>,
+        remaining: Option<i64>,
+    ) -> TxResult<Posting> {
+        self.member.version += 1;
+        // Earns and their reversals carry a source; spends, their refunds and expiries a
+        // purpose, so a report nets each correction out of what it corrects.
+        let is_earn_like = match entry.kind {
+            Kind::Earn | Kind::Reversal => true,
+            Kind::Adjust => amount > 0,
+            Kind::Spend | Kind::Refund | Kind::Expire => false,
+        };
+        let label = entry.label;
+        let (ref_type, ref_id) = entry.reference.unzip();
+        let (rule_id, ruleset_version) = entry.rule.unzip();
+        let model = ledger_entries::ActiveModel {
+            program_id: Set(self.program.id),
+            member_id: Set(self.member.id),
+            account: Set(entry.account.as_str().to_owned()),
+            amount_minor: Set(amount),
+            kind: Set(entry.kind.as_str().to_owned()),
+            source: Set(if is_earn_like { label.clone() } else { None }),
+            purpose: Set(if is_earn_like { None } else { label }),
+            ref_type: Set(ref_type),
+            ref_id: Set(ref_id),
+            rule_id: Set(rule_id),
+            ruleset_version: Set(ruleset_version),
+            idempotency_key: Set(entry.key),
+            reverses_id: Set(entry.reverses),
+            expires_at: Set(expires_at),
+            remaining_minor: Set(remaining),
+            member_version: Set(self.member.version),
+            note: Set(entry.note),
+            created_at: Set(self.now),
+            ..Default::default()
+        };
+        match ledger_entries::Entity::insert(model)
+            .exec_with_returning(self.txn)
+            .await
+        {
+            Ok(row) => {
+                let posting = Posting::from(row);
+                metrics::counter!("loyalty_postings_total", "kind" => posting.kind.as_str())
+                    .increment(1);
+                self.posted.push(posting.clone());
+                Ok(posting)
+            }
+            // The ledger's unique key is the backstop of every one-off reward.
+            Err(err) if classify(&err) == DbErrorKind::UniqueViolation => Err(TxError::Domain(
+                DomainError::AlreadyClaimed("this reward was already posted".into()),
+            )),
+            Err(err) => Err(err.into()),
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! Members: joining (the program first hears of them), registering (the mini-app sign-up),
+//! profiles, balances and history.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use loyalty_entities::{balances, ledger_entries, members};
+use rand::Rng;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::actor::{Actor, Role};
+use crate::db::{classify, DbErrorKind, TxResult};
+use crate::error::{DomainError, DomainResult};
+use crate::ledger::{Account, Posting, Tx};
+use crate::money::Points;
+use crate::ops::{IdempotencyKey, Operation};
+use crate::program::{validate_external_id, Program};
+use crate::rules::ActionRequest;
+use crate::service::Loyalty;
+
+/// Unambiguous alphabet for referral codes (no 0/O, 1/I/L).
+const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+const CODE_LEN: usize = 8;
+pub const MAX_PAGE: u64 = 100;
+
+pub fn new_referral_code() -> String {
+    let mut rng = rand::rng();
+    (0..CODE_LEN)
+        .map(|_| char::from(CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())]))
+        .collect()
+}
+
+/// A member with balances, as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub id: i64,
+    pub external_id: String,
+    pub display_name: Option<String>,
+    pub referral_code: String,
+    pub registered_at: Option<DateTime<Utc>>,
+    pub joined_at: DateTime<Utc>,
+    pub login_streak: u32,
+    pub last_login_date: Option<NaiveDate>,
+    pub balance: Points,
+    pub qualification_balance: Points,
+    pub lifetime_earned: Points,
+    pub lifetime_spent: Points,
+    pub version: i64,
+}
+
+fn view(member: members::Model, rows: &[balances::Model]) -> MemberView {
+    let of = |account: Account| {
+        rows.iter()
+            .find(|b| b.member_id == member.id && b.account == account.as_str())
+    };
+    let points = of(Account::Points);
+    MemberView {
+        id: member.id,
+        external_id: member.external_id,
+        display_name: member.display_name,
+        referral_code: member.referral_code,
+        registered_at: member.registered_at,
+        joined_at: member.joined_at,
+        login_streak: u32::try_from(member.login_streak).unwrap_or_default(),
+        last_login_date: member
+            .last_login_date
+            .as_deref()
+            .and_then(|d| d.parse().ok()),
+        balance: Points::from_minor(points.map(|b| b.balance_minor).unwrap_or_default()),
+        qualification_balance: Points::from_minor(
+            of(Account::Qualification)
+                .map(|b| b.balance_minor)
+                .unwrap_or_default(),
+        ),
+        lifetime_earned: Points::from_minor(points.map(|b| b.earned_minor).unwrap_or_default()),
+        lifetime_spent: Points::from_minor(points.map(|b| b.spent_minor).unwrap_or_default()),
+        version: member.version,
+    }
+}
+
+/// What `register` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub member_id: i64,
+    /// False when the subject was already registered (nothing posted).
+    pub created: bool,
+    pub transactions: Vec<Posting>,
+}
+
+#[derive(Serialize)]
+struct RegisterOp {
+    member_id: i64,
+    display_name: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl Operation for RegisterOp {
+    type Output = Registration;
+    const NAME: &'static str = "register";
+
+    fn member_id(&self) -> i64 {
+        self.member_id
+    }
+
+    fn idempotency_key(&self) -> Option<&IdempotencyKey> {
+        None
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<Registration> {
+        let created = tx.member.registered_at.is_none();
+        if created {
+            register_in(tx, self.display_name.clone()).await?;
+        }
+        Ok(Registration {
+            member_id: self.member_id,
+            created,
+            transactions: tx.posted.clone(),
+        })
+    }
+}
+
+async fn register_in(tx: &mut Tx<'_>, display_name: Option<String>) -> TxResult<()> {
+    tx.member.registered_at = Some(tx.now);
+    if display_name.is_some() {
+        tx.member.display_name = display_name;
+    }
+    tx.touch_member();
+    tx.loyalty_award("registration").await
+}
+
+impl Tx<'_> {
+    /// Pays a built-in one-off action (join, registration) if a live rule says so.
+    async fn loyalty_award(&mut self, action: &str) -> TxResult<()> {
+        let loyalty = self.loyalty.clone();
+        let request = ActionRequest {
+            action: action.to_owned(),
+            object_id: None,
+            amount: None,
+        };
+        loyalty.award(self, &request, None, None).await.map(|_| ())
+    }
+}
+
+fn validate_display_name(name: Option<&str>) -> DomainResult<Option<String>> {
+    match name.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(name) if name.chars().count() > 100 || name.chars().any(char::is_control) => Err(
+            DomainError::validation("displayName must be at most 100 printable characters"),
+        ),
+        Some(name) => Ok(Some(name.to_owned())),
+    }
+}
+
+impl Loyalty {
+    /// Registers the token's subject: idempotent, pays `new_member_reward` when the member
+    /// joins (first contact) and `new_account_registration` once.
+    pub async fn register(
+        &self,
+        actor: &Actor,
+        display_name: Option<&str>,
+    ) -> DomainResult<Registration> {
+        if actor.role != Role::Member {
+            return Err(DomainError::Forbidden(
+                "only a member token can register".into(),
+            ));
+        }
+        let program = self.program(&actor.program).await?;
+        let display_name = validate_display_name(display_name)?;
+        let (member, joined) = self
+            .find_or_join(&program, &actor.subject, display_name.clone(), true)
+            .await?;
+        if let Some(registration) = joined {
+            return Ok(registration);
+        }
+        self.execute(
+            &program,
+            &RegisterOp {
+                member_id: member.id,
+                display_name,
+            },
+        )
+        .await
+    }
+
+    /// The member with this external id, creating it (joining, and registering when asked) if
+    /// the program has not seen it yet. Returns the postings of a fresh join.
+    pub(crate) async fn find_or_join(
+        &self,
+        program: &Program,
+        external_id: &str,
+        display_name: Option<String>,
+        register: bool,
+    ) -> DomainResult<(members::Model, Option<Registration>)> {
+        if let Some(member) = self.find_member(program, external_id).await? {
+            return Ok((member, None));
+        }
+        validate_external_id(external_id, "member external id")?;
+        for _ in 0..5 {
+            match self
+                .join(program, external_id, display_name.clone(), register)
+                .await
+            {
+                Ok(joined) => return Ok(joined),
+                Err(JoinError::Taken) => {
+                    if let Some(member) = self.find_member(program, external_id).await? {
+                        return Ok((member, None));
+                    }
+                    // A referral code collision: try another code.
+                }
+                Err(JoinError::Domain(err)) => return Err(err),
+            }
+        }
+        Err(DomainError::Conflict(
+            "could not create the member, try again".into(),
+        ))
+    }
+
+    async fn join(
+        &self,
+        program: &Program,
+        external_id: &str,
+        display_name: Option<String>,
+        register: bool,
+    ) -> Result<(members::Model, Option<Registration>), JoinError> {
+        let now = self.now();
+        let txn = self.db().begin().await.map_err(JoinError::db)?;
+        let inserted = members::Entity::insert(members::ActiveModel {
+            program_id: Set(program.id),
+            external_id: Set(external_id.to_owned()),
+            display_name: Set(display_name.clone()),
+            referral_code: Set(new_referral_code()),
+            referrer_id: Set(None),
+            registered_at: Set(None),
+            joined_at: Set(now),
+            login_streak: Set(0),
+            last_login_date: Set(None),
+            version: Set(0),
+            ..Default::default()
+        })
+        .exec_with_returning(&txn)
+        .await;
+        let member = match inserted {
+            Ok(member) => member,
+            Err(err) if classify(&err) == DbErrorKind::UniqueViolation => {
+                return Err(JoinError::Taken)
+            }
+            Err(err) => return Err(JoinError::db(err)),
+        };
+        balances::Entity::insert_many([Account::Points, Account::Qualification].map(|account| {
+            balances::ActiveModel {
+                program_id: Set(program.id),
+                member_id: Set(member.id),
+                account: Set(account.as_str().to_owned()),
+                balance_minor: Set(0),
+                earned_minor: Set(0),
+                spent_minor: Set(0),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+        }))
+        .exec_without_returning(&txn)
+        .await
+        .map_err(JoinError::db)?;
+        let mut tx = Tx::new(&txn, program, member, now, self.clone());
+        let result = async {
+            tx.loyalty_award("join").await?;
+            if register {
+                register_in(&mut tx, display_name).await?;
+            }
+            tx.flush_member().await
+        }
+        .await;
+        if let Err(err) = result {
+            return Err(match err {
+                crate::db::TxError::Domain(err) => JoinError::Domain(err),
+                crate::db::TxError::Db(err) => JoinError::db(err),
+            });
+        }
+        let member = tx.member.clone();
+        let posted = std::mem::take(&mut tx.posted);
+        drop(tx);
+        txn.commit().await.map_err(JoinError::db)?;
+        self.after_commit(program, posted.clone()).await;
+        let registration = Registration {
+            member_id: member.id,
+            created: true,
+            transactions: posted,
+        };
+        Ok((member, Some(registration)))
+    }
+
+    pub(crate) async fn find_member(
+        &self,
+        program: &Program,
+        external_id: &str,
+    ) -> DomainResult<Option<members::Model>> {
+        Ok(members::Entity::find()
+            .filter(members::Column::ProgramId.eq(program.id))
+            .filter(members::Column::ExternalId.eq(external_id))
+            .one(self.db())
+            .await?)
+    }
+
+    /// The member behind a member token (`None` before it joined).
+    pub async fn me(&self, actor: &Actor) -> DomainResult<Option<MemberView>> {
+        let program = self.program(&actor.program).await?;
+        match self.find_member(&program, &actor.subject).await? {
+            Some(member) => self.view(member).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A member of the program by id; `NOT_FOUND` for another program's member.
+    pub async fn member(&self, program: &Program, member_id: i64) -> DomainResult<MemberView> {
+        let member = members::Entity::find_by_id(member_id)
+            .filter(members::Column::ProgramId.eq(program.id))
+            .one(self.db())
+            .await?
+            .ok_or_else(|| DomainError::not_found(format!("member {member_id} not found")))?;
+        self.view(member).await
+    }
+
+    async fn view(&self, member: members::Model) -> DomainResult<MemberView> {
+        let rows = balances::Entity::find()
+            .filter(balances::Column::MemberId.eq(member.id))
+            .all(self.db())
+            .await?;
+        Ok(view(member, &rows))
+    }
+
+    /// Members of a program by id, `first` after the cursor; optional search on external id or
+    /// display name. Returns one extra row's worth of "has next".
+    pub async fn members(
+        &self,
+        program: &Program,
+        first: u64,
+        after: Option<i64>,
+        search: Option<&str>,
+    ) -> DomainResult<(Vec<MemberView>, bool)> {
+        let first = first.clamp(1, MAX_PAGE);
+        let mut query = members::Entity::find()
+            .filter(members::Column::ProgramId.eq(program.id))
+            .order_by_asc(members::Column::Id)
+            .limit(first + 1);
+        if let Some(after) = after {
+            query = query.filter(members::Column::Id.gt(after));
+        }
+        if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
+            let pattern = format!("%{}%", search.replace(['%', '_'], ""));
+            query = query.filter(
+                Condition::any()
+                    .add(members::Column::ExternalId.like(pattern.clone()))
+                    .add(members::Column::DisplayName.like(pattern)),
+            );
+        }
+        let mut rows = query.all(self.db()).await?;
+        let has_next = rows.len() as u64 > first;
+        rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
+        let balances = balances::Entity::find()
+            .filter(balances::Column::MemberId.is_in(rows.iter().map(|m| m.id)))
+            .all(self.db())
+            .await?;
+        Ok((
+            rows.into_iter().map(|m| view(m, &balances)).collect(),
+            has_next,
+        ))
+    }
+
+    /// A member's ledger, newest first.
+    pub async fn transactions(
+        &self,
+        program: &Program,
+        member_id: i64,
+        first: u64,
+        before_id: Option<i64>,
+    ) -> DomainResult<(Vec<Posting>, bool)> {
+        let first = first.clamp(1, MAX_PAGE);
+        let mut query = ledger_entries::Entity::find()
+            .filter(ledger_entries::Column::ProgramId.eq(program.id))
+            .filter(ledger_entries::Column::MemberId.eq(member_id))
+            .order_by_desc(ledger_entries::Column::Id)
+            .limit(first + 1);
+        if let Some(before) = before_id {
+            query = query.filter(ledger_entries::Column::Id.lt(before));
+        }
+        let mut rows = query.all(self.db()).await?;
+        let has_next = rows.len() as u64 > first;
+        rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
+        Ok((rows.into_iter().map(Posting::from).collect(), has_next))
+    }
+
+    /// The member id behind an actor (member tokens) or an explicit external id (service).
+    pub(crate) async fn member_for(
+        &self,
+        program: &Program,
+        actor: &Actor,
+        external_id: Option<&str>,
+    ) -> DomainResult<members::Model> {
+        match (actor.role, external_id) {
+            (Role::Member, None) => {
+                self.find_member(program, &actor.subject)
+                    .await?
+                    .ok_or_else(|| {
+                        DomainError::not_found("member is not registered: call register first")
+                    })
+            }
+            (Role::Member, Some(_)) => Err(DomainError::Forbidden(
+                "members act for themselves: leave memberExternalId out".into(),
+            )),
+            (Role::Service, Some(external_id)) => Ok(self
+                .find_or_join(program, external_id, None, false)
+                .await?
+                .0),
+            (Role::Service, None) => Err(DomainError::validation("memberExternalId is required")),
+            (Role::Admin, _) => Err(DomainError::Forbidden(
+                "admins cannot record actions".into(),
+            )),
+        }
+    }
+}
+
+enum JoinError {
+    Taken,
+    Domain(DomainError),
+}
+
+impl JoinError {
+    fn db(err: sea_orm::DbErr) -> Self {
+        JoinError::Domain(err.into())
+    }
+}

@@ -1,0 +1,307 @@
+//! The one way a balance-changing operation runs: lock the member, answer a repeated
+//! idempotency key from its stored result, apply, store the result, commit, then tell the bus.
+//!
+//! Exactly-once rests on the database: the idempotency record is written in the same
+//! transaction as the postings under a unique (program, caller, key) index. Redis only answers
+//! retries faster; flushing it changes nothing.
+
+use async_trait::async_trait;
+use loyalty_entities::idempotency_records;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    TransactionTrait,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::actor::Actor;
+use crate::db::{classify, lock_member, retry, DbErrorKind, TxError, TxResult};
+use crate::error::{DomainError, DomainResult};
+use crate::ledger::{Posting, Tx};
+use crate::program::Program;
+use crate::service::{Loyalty, IDEMPOTENCY_FAST_TTL};
+
+pub const MAX_KEY_LEN: usize = 200;
+
+/// A client idempotency key, scoped to its caller (program + role + subject).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub scope: String,
+    pub key: String,
+}
+
+impl IdempotencyKey {
+    pub fn new(actor: &Actor, key: &str) -> DomainResult<Self> {
+        let key = key.trim();
+        if key.is_empty() || key.len() > MAX_KEY_LEN {
+            return Err(DomainError::validation(format!(
+                "idempotencyKey must be 1–{MAX_KEY_LEN} characters"
+            )));
+        }
+        Ok(IdempotencyKey {
+            scope: actor.scope(),
+            key: key.to_owned(),
+        })
+    }
+
+    pub fn optional(actor: &Actor, key: Option<&str>) -> DomainResult<Option<Self>> {
+        key.map(|k| Self::new(actor, k)).transpose()
+    }
+
+    /// A ledger key derived from this client key (`#n` for the n-th posting of the request).
+    pub fn ledger_key(&self, n: usize) -> String {
+        let digest = Sha256::digest(format!("{}\n{}", self.scope, self.key));
+        format!("req:{}#{n}", &hex::encode(digest)[..32])
+    }
+
+    fn fast_key(&self, program_id: i64) -> String {
+        let digest = Sha256::digest(format!("{}\n{}", self.scope, self.key));
+        format!("idem:{program_id}:{}", hex::encode(digest))
+    }
+}
+
+/// A balance-changing operation on one member. Its serialized form (without the key: mark the
+/// key field `#[serde(skip)]`) is what "the same arguments" means.
+#[async_trait]
+pub(crate) trait Operation: Serialize + Send + Sync {
+    type Output: Serialize + DeserializeOwned + Send + Sync;
+    const NAME: &'static str;
+
+    fn member_id(&self) -> i64;
+    fn idempotency_key(&self) -> Option<&IdempotencyKey>;
+    async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<Self::Output>;
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredRecord {
+    hash: String,
+    response: serde_json::Value,
+}
+
+fn request_hash<O: Operation>(op: &O) -> DomainResult<String> {
+    let body = serde_json::to_string(op).map_err(DomainError::internal)?;
+    Ok(hex::encode(Sha256::digest(format!("{}\n{body}", O::NAME))))
+}
+
+fn replay<T: DeserializeOwned>(stored_hash: &str, response: &str, hash: &str) -> DomainResult<T> {
+    if stored_hash != hash {
+        return Err(DomainError::IdempotencyKeyReused(
+            "this idempotencyKey was used with different arguments".into(),
+        ));
+    }
+    let stored: Result<T, DomainError> =
+        serde_json::from_str(response).map_err(DomainError::internal)?;
+    stored
+}
+
+enum Attempt<T> {
+    Done(DomainResult<T>),
+    /// A refusal that a retry with the same key must see again: stored in a second step.
+    Refused(DomainError),
+}
+
+impl Loyalty {
+    /// Runs `op` exactly once per idempotency key.
+    pub(crate) async fn execute<O: Operation>(
+        &self,
+        program: &Program,
+        op: &O,
+    ) -> DomainResult<O::Output> {
+        let key = op.idempotency_key();
+        let hash = match key {
+            Some(_) => Some(request_hash(op)?),
+            None => None,
+        };
+        if let (Some(key), Some(hash)) = (key, hash.as_deref()) {
+            if let Some(raw) = self.store().get(&key.fast_key(program.id)).await {
+                if let Ok(stored) = serde_json::from_str::<StoredRecord>(&raw) {
+                    metrics::counter!("loyalty_idempotency_fast_hits_total").increment(1);
+                    return replay(&stored.hash, &stored.response.to_string(), hash);
+                }
+            }
+        }
+        let attempt = retry(O::NAME, || self.attempt(program, op, hash.as_deref())).await?;
+        match attempt {
+            Attempt::Done(result) => result,
+            Attempt::Refused(err) => {
+                let (Some(key), Some(hash)) = (key, hash.as_deref()) else {
+                    return Err(err);
+                };
+                retry(O::NAME, || {
+                    self.store_refusal::<O>(program, op, key, hash, &err)
+                })
+                .await
+            }
+        }
+    }
+
+    async fn attempt<O: Operation>(
+        &self,
+        program: &Program,
+        op: &O,
+        hash: Option<&str>,
+    ) -> TxResult<Attempt<O::Output>> {
+        let txn = self.db().begin().await?;
+        let member = lock_member(&txn, program.id, op.member_id()).await?;
+        let key = op.idempotency_key();
+        if let (Some(key), Some(hash)) = (key, hash) {
+            if let Some(record) = find_record(&txn, program.id, key).await? {
+                txn.rollback().await?;
+                return Ok(Attempt::Done(replay(
+                    &record.request_hash,
+                    &record.response,
+                    hash,
+                )));
+            }
+        }
+        let mut tx = Tx::new(&txn, program, member, self.now(), self.clone());
+        let output = match op.apply(&mut tx).await {
+            Ok(output) => output,
+            Err(TxError::Domain(err)) if key.is_some() && err.is_replayable() => {
+                drop(tx);
+                txn.rollback().await?;
+                return Ok(Attempt::Refused(err));
+            }
+            Err(err) => return Err(err),
+        };
+        tx.flush_member().await?;
+        let posted = std::mem::take(&mut tx.posted);
+        drop(tx);
+        let mut stored = None;
+        if let (Some(key), Some(hash)) = (key, hash) {
+            let ok: Result<&O::Output, DomainError> = Ok(&output);
+            let response = serde_json::to_string(&ok).map_err(DomainError::internal)?;
+            if let Err(err) = insert_record(&txn, program.id, key, hash, &response, self).await {
+                if let TxError::Db(db_err) = &err {
+                    if classify(db_err) == DbErrorKind::UniqueViolation {
+                        // The same key won a race through another member's lock: its stored
+                        // result is the answer.
+                        txn.rollback().await?;
+                        return self.replay_committed(program, key, hash).await;
+                    }
+                }
+                return Err(err);
+            }
+            stored = Some((key, hash.to_owned(), response));
+        }
+        txn.commit().await?;
+        self.after_commit(program, posted).await;
+        if let Some((key, hash, response)) = stored {
+            self.remember(program, key, hash, &response).await;
+        }
+        Ok(Attempt::Done(Ok(output)))
+    }
+
+    async fn store_refusal<O: Operation>(
+        &self,
+        program: &Program,
+        op: &O,
+        key: &IdempotencyKey,
+        hash: &str,
+        err: &DomainError,
+    ) -> TxResult<O::Output> {
+        let txn = self.db().begin().await?;
+        lock_member(&txn, program.id, op.member_id()).await?;
+        if let Some(record) = find_record(&txn, program.id, key).await? {
+            txn.rollback().await?;
+            return replay(&record.request_hash, &record.response, hash).map_err(TxError::Domain);
+        }
+        let refused: Result<(), &DomainError> = Err(err);
+        let response = serde_json::to_string(&refused).map_err(DomainError::internal)?;
+        match insert_record(&txn, program.id, key, hash, &response, self).await {
+            Ok(()) => {}
+            Err(TxError::Db(db_err)) if classify(&db_err) == DbErrorKind::UniqueViolation => {
+                txn.rollback().await?;
+                return match self
+                    .replay_committed::<O::Output>(program, key, hash)
+                    .await?
+                {
+                    Attempt::Done(result) => result.map_err(TxError::Domain),
+                    Attempt::Refused(err) => Err(TxError::Domain(err)),
+                };
+            }
+            Err(other) => return Err(other),
+        }
+        txn.commit().await?;
+        self.remember(program, key, hash.to_owned(), &response)
+            .await;
+        Err(TxError::Domain(err.clone()))
+    }
+
+    async fn replay_committed<T: DeserializeOwned>(
+        &self,
+        program: &Program,
+        key: &IdempotencyKey,
+        hash: &str,
+    ) -> TxResult<Attempt<T>> {
+        let record = find_record(self.db(), program.id, key)
+            .await?
+            .ok_or_else(|| DomainError::Conflict("request with this key is in flight".into()))?;
+        Ok(Attempt::Done(replay(
+            &record.request_hash,
+            &record.response,
+            hash,
+        )))
+    }
+
+    async fn remember(
+        &self,
+        program: &Program,
+        key: &IdempotencyKey,
+        hash: String,
+        response: &str,
+    ) {
+        let Ok(response) = serde_json::from_str::<serde_json::Value>(response) else {
+            return;
+        };
+        if let Ok(raw) = serde_json::to_string(&StoredRecord { hash, response }) {
+            self.store()
+                .set(&key.fast_key(program.id), &raw, IDEMPOTENCY_FAST_TTL)
+                .await;
+        }
+    }
+
+    /// Runs after every commit that posted something (live events hook in here).
+    pub(crate) async fn after_commit(&self, _program: &Program, posted: Vec<Posting>) {
+        if posted.is_empty() {
+            return;
+        }
+        tracing::debug!(postings = posted.len(), "committed");
+    }
+}
+
+async fn find_record<C: ConnectionTrait>(
+    conn: &C,
+    program_id: i64,
+    key: &IdempotencyKey,
+) -> TxResult<Option<idempotency_records::Model>> {
+    Ok(idempotency_records::Entity::find()
+        .filter(idempotency_records::Column::ProgramId.eq(program_id))
+        .filter(idempotency_records::Column::Caller.eq(key.scope.as_str()))
+        .filter(idempotency_records::Column::Key.eq(key.key.as_str()))
+        .one(conn)
+        .await?)
+}
+
+async fn insert_record(
+    txn: &DatabaseTransaction,
+    program_id: i64,
+    key: &IdempotencyKey,
+    hash: &str,
+    response: &str,
+    loyalty: &Loyalty,
+) -> TxResult<()> {
+    idempotency_records::Entity::insert(idempotency_records::ActiveModel {
+        program_id: Set(program_id),
+        caller: Set(key.scope.clone()),
+        key: Set(key.key.clone()),
+        request_hash: Set(hash.to_owned()),
+        response: Set(response.to_owned()),
+        created_at: Set(loyalty.now()),
+        ..Default::default()
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! Purchases report money; the `purchase` rules turn it into points. Refunds reverse the
+//! accrual in proportion to the refunded amount, and never drive a balance below zero: what
+//! could not be clawed back is recorded on the purchase and the refund row.
+
+use loyalty_entities::{purchases, refunds};
+use rust_decimal::Decimal;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+
+use crate::actions::outcome;
+use crate::actor::{Actor, Role};
+use crate::db::{TxError, TxResult};
+use crate::error::{DomainError, DomainResult};
+use crate::ledger::{Account, Entry, Kind, Posting, Tx};
+use crate::money::{Money, Points};
+use crate::ops::{IdempotencyKey, Operation};
+use crate::rules::ActionRequest;
+use crate::service::Loyalty;
+
+const MAX_ORDER_ID_LEN: usize = 200;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseOutcome {
+    pub order_id: String,
+    pub member_id: i64,
+    pub amount: Money,
+    pub points_awarded: Points,
+    pub balance: Points,
+    pub transactions: Vec<Posting>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundOutcome {
+    pub order_id: String,
+    pub member_id: i64,
+    pub refunded_amount: Money,
+    pub total_refunded: Money,
+    /// Points taken back by this refund.
+    pub points_reversed: Points,
+    /// Points this refund should have taken back but the balance no longer held.
+    pub points_unrecovered: Points,
+    pub balance: Points,
+    pub transaction: Option<Posting>,
+}
+
+fn require_service(actor: &Actor) -> DomainResult<()> {
+    match actor.role {
+        Role::Service => Ok(()),
+        Role::Member | Role::Admin => Err(DomainError::Forbidden(
+            "purchases are reported by a service token".into(),
+        )),
+    }
+}
+
+fn validate_order_id(order_id: &str) -> DomainResult<&str> {
+    let order_id = order_id.trim();
+    if order_id.is_empty() || order_id.len() > MAX_ORDER_ID_LEN {
+        return Err(DomainError::validation(format!(
+            "orderId must be 1–{MAX_ORDER_ID_LEN} characters"
+        )));
+    }
+    Ok(order_id)
+}
+
+#[derive(Serialize)]
+struct PurchaseOp {
+    member_id: i64,
+    order_id: String,
+    amount: Money,
+    #[serde(skip)]
+    key: IdempotencyKey,
+}
+
+#[async_trait::async_trait]
+impl Operation for PurchaseOp {
+    type Output = PurchaseOutcome;
+    const NAME: &'static str = "recordPurchase";
+
+    fn member_id(&self) -> i64 {
+        self.member_id
+    }
+
+    fn idempotency_key(&self) -> Option<&IdempotencyKey> {
+        Some(&self.key)
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<PurchaseOutcome> {
+        let existing = purchases::Entity::find()
+            .filter(purchases::Column::ProgramId.eq(tx.program.id))
+            .filter(purchases::Column::OrderId.eq(self.order_id.as_str()))
+            .one(tx.txn)
+            .await?;
+        if existing.is_some() {
+            return Err(TxError::Domain(DomainError::AlreadyClaimed(format!(
+                "order `{}` was already recorded",
+                self.order_id
+            ))));
+        }
+        let purchase = purchases::Entity::insert(purchases::ActiveModel {
+            program_id: Set(tx.program.id),
+            member_id: Set(self.member_id),
+            order_id: Set(self.order_id.clone()),
+            amount_minor: Set(self.amount.minor()),
+            refunded_minor: Set(0),
+            points_minor: Set(0),
+            reversed_minor: Set(0),
+            unrecovered_minor: Set(0),
+            created_at: Set(tx.now),
+            ..Default::default()
+        })
+        .exec_with_returning(tx.txn)
+        .await?;
+        let request = ActionRequest {
+            action: "purchase".into(),
+            object_id: None,
+            amount: Some(self.amount),
+        };
+        let loyalty = tx.loyalty.clone();
+        let award = loyalty
+            .award(
+                tx,
+                &request,
+                Some(&self.key),
+                Some(("order", &self.order_id)),
+            )
+            .await?;
+        let outcome = outcome(tx, award).await?;
+        purchases::Entity::update_many()
+            .col_expr(
+                purchases::Column::PointsMinor,
+                Expr::value(outcome.points.minor()),
+            )
+            .filter(purchases::Column::Id.eq(purchase.id))
+            .exec(tx.txn)
+            .await?;
+        Ok(PurchaseOutcome {
+            order_id: self.order_id.clone(),
+            member_id: self.member_id,
+            amount: self.amount,
+            points_awarded: outcome.points,
+            balance: outcome.balance,
+            transactions: outcome.transactions,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct RefundOp {
+    member_id: i64,
+    purchase_id: i64,
+    amount: Money,
+    #[serde(skip)]
+    key: Option<IdempotencyKey>,
+}
+
+#[async_trait::async_trait]
+impl Operation for RefundOp {
+    type Output = RefundOutcome;
+    const NAME: &'static str = "refundPurchase";
+
+    fn member_id(&self) -> i64 {
+        self.member_id
+    }
+
+    fn idempotency_key(&self) -> Option<&IdempotencyKey> {
+        self.key.as_ref()
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<RefundOutcome> {
+        // Purchases change only under their member's lock, so this read is current.
+        let purchase = purchases::Entity::find_by_id(self.purchase_id)
+            .one(tx.txn)
+            .await?
+            .ok_or_else(|| DomainError::not_found("order not found"))?;
+        let refundable = purchase.amount_minor - purchase.refunded_minor;
+        if self.amount.minor() > refundable {
+            return Err(TxError::Domain(DomainError::validation(format!(
+                "refund {} exceeds the refundable {}",
+                self.amount.decimal(),
+                Money::from_minor(refundable).decimal()
+            ))));
+        }
+        let refunded_after = purchase.refunded_minor + self.amount.minor();
+        // Cumulative target, so partial refunds add up to exactly the accrual on a full refund.
+        let target = if refunded_after == purchase.amount_minor {
+            Points::from_minor(purchase.points_minor)
+        } else {
+            Points::round_from(
+                Points::from_minor(purchase.points_minor).decimal() * Decimal::from(refunded_after)
+                    / Decimal::from(purchase.amount_minor),
+            )?
+        };
+        let due = Points::from_minor((target.minor() - purchase.reversed_minor).max(0));
+        let accrual_lots: Vec<i64> = tx.loyalty.order_lots(tx, &purchase.order_id).await?;
+        let mut entry = Entry::new(Account::Points, Kind::Reversal, due)
+            .label("purchase")
+            .reference("order", purchase.order_id.clone())
+            .note(format!("refund of {}", self.amount.decimal()))
+            .key(self.key.as_ref().map(|k| k.ledger_key(0)));
+        entry.reverses = accrual_lots.first().copied();
+        let posting = if due.is_positive() {
+            tx.debit(entry, true, &accrual_lots).await?
+        } else {
+            None
+        };
+        let reversed = posting.as_ref().map(|p| p.amount.abs()).unwrap_or_default();
+        let unrecovered = Points::from_minor(due.minor() - reversed.minor());
+        purchases::Entity::update_many()
+            .col_expr(
+                purchases::Column::RefundedMinor,
+                Expr::value(refunded_after),
+            )
+            .col_expr(
+                purchases::Column::ReversedMinor,
+                Expr::value(target.minor().max(purchase.reversed_minor)),
+            )
+            .col_expr(
+                purchases::Column::UnrecoveredMinor,
+                Expr::col(purchases::Column::UnrecoveredMinor).add(unrecovered.minor()),
+            )
+            .filter(purchases::Column::Id.eq(purchase.id))
+            .exec(tx.txn)
+            .await?;
+        refunds::Entity::insert(refunds::ActiveModel {
+            program_id: Set(tx.program.id),
+            purchase_id: Set(purchase.id),
+            amount_minor: Set(self.amount.minor()),
+            points_reversed_minor: Set(reversed.minor()),
+            points_unrecovered_minor: Set(unrecovered.minor()),
+            created_at: Set(tx.now),
+            ..Default::default()
+        })
+        .exec_without_returning(tx.txn)
+        .await?;
+        Ok(RefundOutcome {
+            order_id: purchase.order_id,
+            member_id: purchase.member_id,
+            refunded_amount: self.amount,
+            total_refunded: Money::from_minor(refunded_after),
+            points_reversed: reversed,
+            points_unrecovered: unrecovered,
+            balance: tx.balance(Account::Points).await?,
+            transaction: posting,
+        })
+    }
+}
+
+impl Loyalty {
+    pub async fn record_purchase(
+        &self,
+        actor: &Actor,
+        member_external_id: &str,
+        order_id: &str,
+        amount: Decimal,
+        idempotency_key: &str,
+    ) -> DomainResult<PurchaseOutcome> {
+        require_service(actor)?;
+        let order_id = validate_order_id(order_id)?;
+        let amount = Money::parse(amount, "amount")?;
+        if amount.minor() <= 0 {
+            return Err(DomainError::validation("amount must be positive"));
+        }
+        let key = IdempotencyKey::new(actor, idempotency_key)?;
+        let program = self.program(&actor.program).await?;
+        let member = self
+            .member_for(&program, actor, Some(member_external_id))
+            .await?;
+        let op = PurchaseOp {
+            member_id: member.id,
+            order_id: order_id.to_owned(),
+            amount,
+            key,
+        };
+        self.execute(&program, &op).await
+    }
+
+    /// Refunds `amount` of an order. Without an idempotency key every call is a new refund
+    /// (bounded by the order's amount); send one so retries are safe.
+    pub async fn refund_purchase(
+        &self,
+        actor: &Actor,
+        order_id: &str,
+        amount: Decimal,
+        idempotency_key: Option<&str>,
+    ) -> DomainResult<RefundOutcome> {
+        require_service(actor)?;
+        let order_id = validate_order_id(order_id)?;
+        let amount = Money::parse(amount, "amount")?;
+        if amount.minor() <= 0 {
+            return Err(DomainError::validation("amount must be positive"));
+        }
+        let key = IdempotencyKey::optional(actor, idempotency_key)?;
+        let program = self.program(&actor.program).await?;
+        let purchase = purchases::Entity::find()
+            .filter(purchases::Column::ProgramId.eq(program.id))
+            .filter(purchases::Column::OrderId.eq(order_id))
+            .one(self.db())
+            .await?
+            .ok_or_else(|| DomainError::not_found(format!("order `{order_id}` not found")))?;
+        let op = RefundOp {
+            member_id: purchase.member_id,
+            purchase_id: purchase.id,
+            amount,
+            key,
+        };
+        self.execute(&program, &op).await
+    }
+
+    /// Ids of the accrual lots of an order (reversals consume them first).
+    async fn order_lots(&self, tx: &Tx<'_>, order_id: &str) -> TxResult<Vec<i64>> {
+        use loyalty_entities::ledger_entries as le;
+        Ok(le::Entity::find()
+            .filter(le::Column::MemberId.eq(tx.member.id))
+            .filter(le::Column::Kind.eq(Kind::Earn.as_str()))
+            .filter(le::Column::RefType.eq("order"))
+            .filter(le::Column::RefId.eq(order_id))
+            .all(tx.txn)
+            .await?
+            .into_iter()
+            .map(|m| m.id)
+            .collect())
+    }
+}

@@ -1,0 +1,12 @@
+//! The rule engine: a pure function of (ruleset, member facts, action, clock reading) → postings.
+//! No database in here; the ledger service loads the facts, calls [`evaluate`] under the member's
+//! lock and posts what it returns.
+
+mod engine;
+mod model;
+
+pub use engine::{evaluate, opportunities, Evaluation, Opportunity, PlannedEarn, Refusal};
+pub use model::{
+    ActionRequest, EvalContext, Limit, MemberFacts, Period, Reward, Rule, RuleFacts, Ruleset,
+    Streak, BUILTIN_ACTIONS,
+};

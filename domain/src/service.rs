@@ -1,0 +1,145 @@
+//! [`Loyalty`]: the one service object the transport layers call. Cheap to clone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::program::Program;
+use crate::rules::Ruleset;
+use crate::store::{BusMessage, FastStore};
+
+/// How long a client idempotency key answers from the fast path. Database records are kept at
+/// least [`IDEMPOTENCY_RETENTION`]; natural keys of one-off rewards live in the ledger forever.
+pub const IDEMPOTENCY_FAST_TTL: Duration = Duration::from_secs(24 * 3600);
+pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Clone)]
+pub struct Loyalty {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn FastStore>,
+    programs: RwLock<HashMap<String, Arc<Program>>>,
+    rulesets: RwLock<HashMap<(i64, i64), Arc<Ruleset>>>,
+}
+
+impl Loyalty {
+    /// Wires the service and starts listening to the bus for cache invalidations.
+    pub fn new(
+        db: DatabaseConnection,
+        store: Arc<dyn FastStore>,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let loyalty = Loyalty {
+            inner: Arc::new(Inner {
+                db,
+                clock,
+                store,
+                programs: RwLock::new(HashMap::new()),
+                rulesets: RwLock::new(HashMap::new()),
+            }),
+        };
+        tokio::spawn(listen(loyalty.clone(), shutdown));
+        loyalty
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    pub fn store(&self) -> &Arc<dyn FastStore> {
+        &self.inner.store
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn cached_program(&self, external_id: &str) -> Option<Arc<Program>> {
+        self.inner.programs.read().ok()?.get(external_id).cloned()
+    }
+
+    pub(crate) fn cache_program(&self, program: Arc<Program>) {
+        if let Ok(mut programs) = self.inner.programs.write() {
+            programs.insert(program.external_id.clone(), program);
+        }
+    }
+
+    /// Published rulesets never change, so a cache keyed by version is always right.
+    pub(crate) fn cached_ruleset(&self, program_id: i64, version: i64) -> Option<Arc<Ruleset>> {
+        self.inner
+            .rulesets
+            .read()
+            .ok()?
+            .get(&(program_id, version))
+            .cloned()
+    }
+
+    pub(crate) fn cache_ruleset(&self, program_id: i64, ruleset: Arc<Ruleset>) {
+        if let Ok(mut rulesets) = self.inner.rulesets.write() {
+            rulesets.retain(|(p, v), _| *p != program_id || *v >= ruleset.version);
+            rulesets.insert((program_id, ruleset.version), ruleset);
+        }
+    }
+
+    fn forget_program(&self, program_id: i64) {
+        if let Ok(mut programs) = self.inner.programs.write() {
+            programs.retain(|_, p| p.id != program_id);
+        }
+    }
+
+    /// Tells every instance (through the bus) that a program's settings or rules changed.
+    pub(crate) async fn announce(&self, topic: &str, payload: String) {
+        self.store()
+            .publish(BusMessage {
+                topic: topic.to_owned(),
+                payload,
+            })
+            .await;
+    }
+}
+
+async fn listen(loyalty: Loyalty, shutdown: CancellationToken) {
+    let mut messages = loyalty.store().subscribe();
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => return,
+            message = messages.recv() => message,
+        };
+        match message {
+            Ok(BusMessage { topic, payload }) if topic == "program.changed" => {
+                if let Ok(program_id) = payload.parse() {
+                    loyalty.forget_program(program_id);
+                }
+            }
+            Ok(BusMessage { topic, payload }) if topic == "ruleset.published" => {
+                // Pre-load the new version so the first posting does not pay for it.
+                if let Some((program_id, version)) = payload
+                    .split_once(':')
+                    .and_then(|(p, v)| Some((p.parse().ok()?, v.parse().ok()?)))
+                {
+                    if let Err(err) = loyalty.ruleset(loyalty.db(), program_id, version).await {
+                        tracing::warn!(error = %err, program_id, version, "ruleset preload failed");
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                // Missed invalidations: forget everything that can change.
+                if let Ok(mut programs) = loyalty.inner.programs.write() {
+                    programs.clear();
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

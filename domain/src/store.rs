@@ -1,0 +1,232 @@
+//! Shared, rebuildable state: the idempotency fast path and the cross-instance message bus.
+//! With `REDIS_URL` both live in Redis; without it, in process. Nothing in here decides
+//! correctness: a lost or flushed entry only costs a trip to the database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// A message every instance receives (ruleset published, and later balance events).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusMessage {
+    pub topic: String,
+    pub payload: String,
+}
+
+#[async_trait]
+pub trait FastStore: Send + Sync + 'static {
+    /// A stored value, or `None` when absent or when the store is unreachable.
+    async fn get(&self, key: &str) -> Option<String>;
+    /// Best effort: failures are logged, never returned.
+    async fn set(&self, key: &str, value: &str, ttl: Duration);
+    /// Sends a message to every instance, this one included.
+    async fn publish(&self, message: BusMessage);
+    /// Messages from every instance.
+    fn subscribe(&self) -> broadcast::Receiver<BusMessage>;
+    /// Whether the backing service answers (`/readyz`).
+    async fn ping(&self) -> Result<(), String>;
+    fn backend(&self) -> &'static str;
+}
+
+/// The in-process implementation (embedded default, single instance).
+pub struct MemoryStore {
+    entries: Mutex<HashMap<String, (String, Instant)>>,
+    bus: broadcast::Sender<BusMessage>,
+}
+
+impl MemoryStore {
+    const MAX_ENTRIES: usize = 100_000;
+
+    pub fn new() -> Self {
+        let (bus, _) = broadcast::channel(4096);
+        MemoryStore {
+            entries: Mutex::new(HashMap::new()),
+            bus,
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl FastStore for MemoryStore {
+    async fn get(&self, key: &str) -> Option<String> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(key)
+            .filter(|(_, expires)| *expires > Instant::now())
+            .map(|(value, _)| value.clone())
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl: Duration) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= Self::MAX_ENTRIES {
+                let now = Instant::now();
+                entries.retain(|_, (_, expires)| *expires > now);
+                if entries.len() >= Self::MAX_ENTRIES {
+                    entries.clear();
+                }
+            }
+            entries.insert(key.to_owned(), (value.to_owned(), Instant::now() + ttl));
+        }
+    }
+
+    async fn publish(&self, message: BusMessage) {
+        let _ = self.bus.send(message);
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<BusMessage> {
+        self.bus.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}
+
+/// Redis: keys under a prefix (so tests and tenants of one Redis never collide), one pub/sub
+/// connection per instance relaying into a local broadcast channel.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    bus: broadcast::Sender<BusMessage>,
+}
+
+impl RedisStore {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
+        let client = redis::Client::open(url)?;
+        let conn = ConnectionManager::new(client.clone()).await?;
+        let (bus, _) = broadcast::channel(4096);
+        let store = Arc::new(RedisStore {
+            conn,
+            prefix: prefix.to_owned(),
+            bus: bus.clone(),
+        });
+        let channel = store.channel();
+        tokio::spawn(relay(client, channel, bus, shutdown));
+        Ok(store)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}bus", self.prefix)
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, key)
+    }
+}
+
+/// Keeps one subscription to the bus channel, reconnecting with backoff while Redis is away.
+async fn relay(
+    client: redis::Client,
+    channel: String,
+    bus: broadcast::Sender<BusMessage>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            backoff = Duration::from_millis(100);
+            let _ = bus.send(BusMessage {
+                topic: "bus:reconnected".into(),
+                payload: String::new(),
+            });
+            let mut messages = pubsub.on_message();
+            while let Some(msg) = messages.next().await {
+                let raw: String = msg.get_payload()?;
+                if let Some((topic, payload)) = raw.split_once('\n') {
+                    let _ = bus.send(BusMessage {
+                        topic: topic.to_owned(),
+                        payload: payload.to_owned(),
+                    });
+                }
+            }
+            Ok::<(), redis::RedisError>(())
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            result = attempt => {
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, "redis pub/sub connection lost; reconnecting");
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[async_trait]
+impl FastStore for RedisStore {
+    async fn get(&self, key: &str) -> Option<String> {
+        let mut conn = self.conn.clone();
+        match conn.get::<_, Option<String>>(self.key(key)).await {
+            Ok(value) => value,
+            Err(err) => {
+                tracing::warn!(error = %err, "redis GET failed; falling back to the database");
+                None
+            }
+        }
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl: Duration) {
+        let mut conn = self.conn.clone();
+        let result: redis::RedisResult<()> = conn
+            .set_ex(self.key(key), value, ttl.as_secs().max(1))
+            .await;
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "redis SET failed");
+        }
+    }
+
+    async fn publish(&self, message: BusMessage) {
+        let mut conn = self.conn.clone();
+        let raw = format!("{}\n{}", message.topic, message.payload);
+        let result: redis::RedisResult<i64> = conn.publish(self.channel(), raw).await;
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "redis PUBLISH failed; delivering locally only");
+            let _ = self.bus.send(message);
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<BusMessage> {
+        self.bus.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), String> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+    }
+
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+}

@@ -1,0 +1,13 @@
+//! sea-orm entities of the loyalty database. Amounts are `i64` hundredths (`*_minor`); the domain
+//! crate turns them into exact decimals. These models never leave the domain crate: the GraphQL
+//! layer maps them to its own DTOs.
+
+pub mod balances;
+pub mod earning_rules;
+pub mod idempotency_records;
+pub mod ledger_entries;
+pub mod members;
+pub mod programs;
+pub mod purchases;
+pub mod refunds;
+pub mod rulesets;

@@ -1,0 +1,17 @@
+//! The loyalty database schema. The same migrations run on PostgreSQL and on the embedded SQLite
+//! default, so only portable column types are used: amounts are `BIGINT` hundredths of a point (or
+//! of a currency unit), never floating point, and every guarantee the ledger relies on is also a
+//! database constraint (unique idempotency keys, `CHECK (balance_minor >= 0)`, foreign keys).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_foundation::Migration)]
+    }
+}

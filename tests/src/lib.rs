@@ -1,0 +1,1 @@
+//! Test-only crate: the end-to-end suite lives in tests/e2e.
