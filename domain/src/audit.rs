@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use loyalty_entities::{balances, ledger_entries};
-use sea_orm::sea_query::{Expr, Func, SimpleExpr};
+use sea_orm::sea_query::{Alias, Expr, Func, SimpleExpr};
 use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect};
 
 use crate::error::DomainResult;
@@ -122,6 +122,7 @@ impl Loyalty {
     }
 }
 
+/// `CAST(SUM(expr) AS BIGINT)`: PostgreSQL sums BIGINT into NUMERIC.
 fn sum_of(expr: impl Into<SimpleExpr>) -> SimpleExpr {
-    Func::sum(expr.into()).into()
+    Func::cast_as(Func::sum(expr.into()), Alias::new("BIGINT")).into()
 }

@@ -70,10 +70,6 @@ impl Points {
     pub fn checked_sub(self, other: Points) -> Option<Points> {
         self.0.checked_sub(other.0).map(Points)
     }
-
-    pub fn neg(self) -> Points {
-        Points(-self.0)
-    }
 }
 
 impl std::fmt::Display for Points {

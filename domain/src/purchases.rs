@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actions::outcome;
 use crate::actor::{Actor, Role};
-use crate::db::{TxError, TxResult};
+use crate::db::{classify, DbErrorKind, TxError, TxResult};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::{Account, Entry, Kind, Posting, Tx};
 use crate::money::{Money, Points};
@@ -110,7 +110,17 @@ impl Operation for PurchaseOp {
             ..Default::default()
         })
         .exec_with_returning(tx.txn)
-        .await?;
+        .await
+        .map_err(|err| match classify(&err) {
+            // The same order reported for another member at the same moment.
+            DbErrorKind::UniqueViolation => TxError::Domain(DomainError::AlreadyClaimed(format!(
+                "order `{}` was already recorded",
+                self.order_id
+            ))),
+            DbErrorKind::Retryable | DbErrorKind::CheckViolation | DbErrorKind::Other => {
+                TxError::Db(err)
+            }
+        })?;
         let request = ActionRequest {
             action: "purchase".into(),
             object_id: None,

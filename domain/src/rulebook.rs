@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use loyalty_entities::{earning_rules, ledger_entries, programs, rulesets};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::{Expr, Func, SimpleExpr};
+use sea_orm::sea_query::{Alias, Expr, Func, SimpleExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
@@ -359,7 +359,12 @@ impl Loyalty {
         let since = |at: DateTime<Utc>| {
             sum_of(Expr::case(ledger_entries::Column::CreatedAt.gte(at), 1).finally(0))
         };
-        let object = object_id.unwrap_or("\u{0}");
+        let on_object: SimpleExpr = match object_id {
+            Some(object) => Expr::case(ledger_entries::Column::RefId.eq(object), 1)
+                .finally(0)
+                .into(),
+            None => Expr::value(0),
+        };
         let rows = ledger_entries::Entity::find()
             .select_only()
             .column(ledger_entries::Column::RuleId)
@@ -367,10 +372,7 @@ impl Loyalty {
             .column_as(since(w.day_start), "in_day")
             .column_as(since(w.week_start), "in_week")
             .column_as(since(w.month_start), "in_month")
-            .column_as(
-                sum_of(Expr::case(ledger_entries::Column::RefId.eq(object), 1).finally(0)),
-                "on_object",
-            )
+            .column_as(sum_of(on_object), "on_object")
             .filter(ledger_entries::Column::MemberId.eq(member.id))
             .filter(ledger_entries::Column::Kind.eq("EARN"))
             .filter(ledger_entries::Column::RuleId.is_in(rules.iter().map(|r| r.id)))
@@ -395,6 +397,7 @@ impl Loyalty {
     }
 }
 
+/// `CAST(SUM(expr) AS BIGINT)`: PostgreSQL sums BIGINT into NUMERIC.
 fn sum_of(expr: impl Into<SimpleExpr>) -> SimpleExpr {
-    Func::sum(expr.into()).into()
+    Func::cast_as(Func::sum(expr.into()), Alias::new("BIGINT")).into()
 }

@@ -1,1 +1,52 @@
-//! stub
+//! The GraphQL schema: thin resolvers that read the [`Actor`] from the context, call one
+//! `loyalty_domain` service method and map the result to DTOs. Error codes are SPEC §4.5.
+
+mod admin;
+mod earning;
+mod error;
+mod members;
+mod purchases;
+mod types;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+use loyalty_domain::Loyalty;
+
+pub use error::{actor, require, RequestId};
+
+#[derive(MergedObject, Default)]
+pub struct Query(
+    members::MemberQuery,
+    earning::EarningQuery,
+    admin::AdminQuery,
+);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    members::MemberMutation,
+    earning::EarningMutation,
+    purchases::PurchaseMutation,
+    admin::AdminMutation,
+);
+
+pub type LoyaltySchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Hardening switches of the schema.
+#[derive(Clone, Copy, Debug)]
+pub struct SchemaOptions {
+    pub introspection: bool,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+}
+
+pub fn build_schema(loyalty: Loyalty, options: SchemaOptions) -> LoyaltySchema {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .data(loyalty)
+        .limit_depth(options.max_depth)
+        .limit_complexity(options.max_complexity)
+        .limit_recursive_depth(32)
+        .limit_directives(16);
+    if !options.introspection {
+        builder = builder.disable_introspection().disable_suggestions();
+    }
+    builder.finish()
+}

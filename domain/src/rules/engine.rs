@@ -160,26 +160,36 @@ fn payout(
     ctx: &EvalContext,
     streak_day: u32,
 ) -> Result<Points, DomainError> {
+    let overflow = || DomainError::validation("the computed reward is out of range");
     let base = match rule.reward {
-        Reward::Fixed(points) => {
-            let streak_bonus = match rule.streak {
-                Some(streak) => {
-                    let grown = points.decimal()
-                        + streak.step.decimal() * Decimal::from(streak_day.saturating_sub(1));
-                    grown.min(streak.cap.decimal().max(points.decimal()))
-                }
-                None => points.decimal(),
-            };
-            streak_bonus
-        }
+        Reward::Fixed(points) => match rule.streak {
+            Some(streak) => {
+                let bonus = streak
+                    .step
+                    .decimal()
+                    .checked_mul(Decimal::from(streak_day.saturating_sub(1)))
+                    .ok_or_else(overflow)?;
+                let grown = points.decimal().checked_add(bonus).ok_or_else(overflow)?;
+                grown.min(streak.cap.decimal().max(points.decimal()))
+            }
+            None => points.decimal(),
+        },
         Reward::Percent(percent) => {
             let amount = request.amount.ok_or_else(|| {
                 DomainError::validation(format!("action `{}` needs an amount", request.action))
             })?;
-            amount.decimal() * percent / Decimal::ONE_HUNDRED * ctx.points_per_currency
+            amount
+                .decimal()
+                .checked_mul(percent)
+                .and_then(|v| v.checked_div(Decimal::ONE_HUNDRED))
+                .and_then(|v| v.checked_mul(ctx.points_per_currency))
+                .ok_or_else(overflow)?
         }
     };
-    Points::round_from(round2(base) * ctx.multiplier)
+    let scaled = round2(base)
+        .checked_mul(ctx.multiplier)
+        .ok_or_else(overflow)?;
+    Points::round_from(scaled)
 }
 
 fn natural_key(

@@ -1,1 +1,13 @@
-fn main() {}
+//! End-to-end tests: the real server on a free port, real HTTP, and either PostgreSQL + Redis
+//! (a fresh database and Redis key prefix per test) or the embedded SQLite default. Every test
+//! runs on both (`e2e!` makes a `postgres` and a `sqlite` case).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod auth;
+mod earning;
+mod http;
+mod idempotency;
+mod purchases;
+mod rules;

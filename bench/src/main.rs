@@ -1,0 +1,296 @@
+//! `loyalty-bench`: drives a running loyalty-server over HTTP with many
+//! members doing daily logins, product views and purchases, and prints
+//! throughput and p50/p99 beside the same machine's ceiling measured in the
+//! same run: a raw SQL transaction that inserts one ledger row and updates
+//! one balance at the same concurrency.
+//!
+//! Usually started through `bench/run.sh`, which builds everything, prepares
+//! a fresh database and a server, and passes its arguments through.
+
+mod http;
+mod raw;
+mod stats;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use crate::http::{HttpConfig, JwtConfig, Mix};
+use crate::raw::RawConfig;
+use crate::stats::{error_lines, table_header, table_row, Summary};
+
+/// Load generator for loyalty-server, with the raw SQL ceiling measured in the same run.
+///
+/// Phases: (1) register --members members over GraphQL, (2) raw SQL ceiling:
+/// --concurrency tasks doing BEGIN; INSERT ledger; UPDATE balance; COMMIT in
+/// bench_raw_* tables of --database-url, (3) --concurrency tasks doing a mix
+/// of daily_login / product_view / purchase over HTTP. Each measured phase is
+/// preceded by --warmup-secs of discarded warm-up.
+#[derive(Debug, Parser)]
+#[command(name = "loyalty-bench", version, args_override_self = true)]
+struct Args {
+    /// Base URL of the running loyalty-server (GraphQL at {server}/graphql).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+
+    /// PostgreSQL for the raw SQL ceiling (bench_raw_* tables are created there).
+    /// Use the server's own database so both numbers come from the same Postgres.
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432/loyalty_bench"
+    )]
+    database_url: String,
+
+    /// Number of distinct members (registered over HTTP; seeded as raw balance rows).
+    #[arg(long, default_value_t = 200)]
+    members: usize,
+
+    /// Concurrent workers in both measured phases (also the raw SQL pool size).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+
+    /// Length of each measured phase, in seconds.
+    #[arg(long, default_value_t = 15)]
+    duration_secs: u64,
+
+    /// Discarded warm-up before each measured phase, in seconds (0 disables).
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+
+    /// Workload weights DAILY_LOGIN:PRODUCT_VIEW:PURCHASE.
+    #[arg(long, default_value = "1:1:1", value_parser = http::parse_mix)]
+    mix: Mix,
+
+    /// HS256 secret shared with the server (needed unless --raw-only).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+
+    /// JWT `iss` claim.
+    #[arg(long, default_value = "loyalty")]
+    jwt_issuer: String,
+
+    /// JWT `aud` claim.
+    #[arg(long, default_value = "loyalty-api")]
+    jwt_audience: String,
+
+    /// Program external id put in the JWT `program` claim.
+    #[arg(long, default_value = "demo")]
+    program: String,
+
+    /// Run id used in member ids `bench-<run-id>-<n>` (random by default).
+    #[arg(long)]
+    run_id: Option<String>,
+
+    /// Per-request HTTP timeout, in seconds (a timeout counts as an error).
+    #[arg(long, default_value_t = 30)]
+    request_timeout_secs: u64,
+
+    /// Only measure the raw SQL ceiling; no server needed.
+    #[arg(long)]
+    raw_only: bool,
+
+    /// Keep the bench_raw_* tables instead of dropping them at the end.
+    #[arg(long)]
+    keep_tables: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the whole context chain, without a backtrace.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    if args.members == 0 || args.concurrency == 0 || args.duration_secs == 0 {
+        bail!("--members, --concurrency and --duration-secs must be at least 1");
+    }
+    let duration = Duration::from_secs(args.duration_secs);
+    let warmup = Duration::from_secs(args.warmup_secs);
+
+    let http_cfg = if args.raw_only {
+        None
+    } else {
+        let secret = args
+            .jwt_secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .context("--jwt-secret (or env JWT_SECRET) is required unless --raw-only")?;
+        Some(HttpConfig {
+            server: args.server.clone(),
+            members: args.members,
+            concurrency: args.concurrency,
+            duration,
+            warmup,
+            request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
+            run_id: args
+                .run_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string()),
+            mix: args.mix,
+            jwt: JwtConfig {
+                secret,
+                issuer: args.jwt_issuer.clone(),
+                audience: args.jwt_audience.clone(),
+                program: args.program.clone(),
+            },
+        })
+    };
+
+    // (1) Set-up over HTTP first: fails fast if the server is not there.
+    let prepared = match &http_cfg {
+        Some(cfg) => {
+            eprintln!(
+                "[1/3] registering {} members at {} (run id {}) ...",
+                cfg.members, cfg.server, cfg.run_id
+            );
+            Some(http::prepare(cfg).await?)
+        }
+        None => None,
+    };
+
+    // (2) Raw SQL ceiling.
+    eprintln!(
+        "[2/3] raw SQL ceiling: {} workers for {}s (+{}s warm-up) ...",
+        args.concurrency, args.duration_secs, args.warmup_secs
+    );
+    let raw = raw::run(&RawConfig {
+        database_url: &args.database_url,
+        members: args.members,
+        concurrency: args.concurrency,
+        duration,
+        warmup,
+        keep_tables: args.keep_tables,
+    })
+    .await?;
+
+    // (3) End-to-end over HTTP.
+    let http_rows = match (&http_cfg, &prepared) {
+        (Some(cfg), Some(prepared)) => {
+            eprintln!(
+                "[3/3] HTTP mixed workload ({}): {} workers for {}s (+{}s warm-up) ...",
+                cfg.mix, cfg.concurrency, args.duration_secs, args.warmup_secs
+            );
+            http::run(prepared, cfg).await?.rows
+        }
+        _ => {
+            eprintln!("[3/3] skipped (--raw-only)");
+            Vec::new()
+        }
+    };
+
+    report(
+        &args,
+        &raw,
+        prepared.as_ref().map(|p| &p.register),
+        &http_rows,
+    );
+    verdict(&raw, http_rows.last())
+}
+
+/// The table is printed either way; the exit status says whether the numbers
+/// mean anything.
+fn verdict(raw: &Summary, mixed: Option<&Summary>) -> Result<()> {
+    if raw.ops == 0 {
+        bail!("the raw SQL phase completed no transactions");
+    }
+    if let Some(m) = mixed {
+        if m.ops == 0 {
+            bail!("every HTTP request failed (see the errors above); the HTTP numbers are meaningless");
+        }
+        let total = m.ops + m.errors;
+        if m.errors * 100 > total {
+            eprintln!(
+                "warning: {:.1}% of HTTP requests failed; treat the HTTP numbers with care",
+                100.0 * m.errors as f64 / total as f64
+            );
+        }
+    }
+    Ok(())
+}
+
+fn report(args: &Args, raw: &Summary, register: Option<&Summary>, http_rows: &[Summary]) {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    println!();
+    println!(
+        "loyalty-bench: {} members, concurrency {}, {}s per phase (after {}s warm-up), {} CPU cores, mix {}",
+        args.members, args.concurrency, args.duration_secs, args.warmup_secs, cores, args.mix
+    );
+    if let Some(reg) = register {
+        println!(
+            "setup: registered {} members ({} errors) at {:.1}/s, p50 {} ms, p99 {} ms",
+            reg.ops,
+            reg.errors,
+            reg.ops_per_sec,
+            reg.p50_ms.map_or_else(|| "-".into(), |v| format!("{v:.2}")),
+            reg.p99_ms.map_or_else(|| "-".into(), |v| format!("{v:.2}")),
+        );
+    }
+    println!();
+    println!("{}", table_header());
+    println!("{}", table_row(raw));
+    for row in http_rows {
+        println!("{}", table_row(row));
+    }
+    println!();
+
+    let mixed = http_rows.last();
+    match mixed {
+        Some(m) if raw.ops_per_sec > 0.0 => println!(
+            "HTTP mixed / raw SQL ceiling: {:.3} ({:.1} vs {:.1} ops/s; {:.1}% of the ceiling)",
+            m.ops_per_sec / raw.ops_per_sec,
+            m.ops_per_sec,
+            raw.ops_per_sec,
+            100.0 * m.ops_per_sec / raw.ops_per_sec
+        ),
+        Some(_) => {
+            println!("HTTP mixed / raw SQL ceiling: n/a (raw SQL completed no transactions)")
+        }
+        None => println!("HTTP mixed / raw SQL ceiling: n/a (--raw-only)"),
+    }
+
+    // Points-awarded share: a no-op daily_login (already claimed today) is
+    // much cheaper than an award, which matters when reading the numbers.
+    let award_notes: Vec<String> = http_rows
+        .iter()
+        .take(3)
+        .filter(|r| r.ops > 0)
+        .map(|r| {
+            format!(
+                "{} {:.0}%",
+                r.label,
+                100.0 * r.awarded as f64 / r.ops as f64
+            )
+        })
+        .collect();
+    if !award_notes.is_empty() {
+        println!(
+            "successful ops that awarded points: {}",
+            award_notes.join(", ")
+        );
+    }
+
+    let mut errors: Vec<String> = Vec::new();
+    for row in register
+        .into_iter()
+        .chain(std::iter::once(raw))
+        .chain(http_rows.iter().take(3))
+    {
+        errors.extend(error_lines(row, 5));
+    }
+    if !errors.is_empty() {
+        println!();
+        println!("first distinct errors (count × message):");
+        for line in errors {
+            println!("{line}");
+        }
+    }
+}

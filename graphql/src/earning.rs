@@ -1,0 +1,192 @@
+//! `recordAction` and `earnOpportunities`.
+
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
+use loyalty_domain::actions::ActionOutcome;
+use loyalty_domain::rules::{Period as DPeriod, Refusal, Reward};
+use loyalty_domain::{Loyalty, Role};
+use rust_decimal::Decimal;
+
+use crate::error::{require, IntoGql};
+use crate::types::{transactions, Transaction};
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum ActionReason {
+    /// A one-time reward (per lifetime, per object or once per period) was already paid.
+    AlreadyClaimed,
+    /// The rule's N-per-period limit is used up.
+    LimitReached,
+    /// The rules for this action are disabled or outside their active window.
+    RuleInactive,
+    /// No rule pays for this action.
+    NoRule,
+    /// A rule matched but computed zero points.
+    NothingToAward,
+}
+
+pub(crate) fn reason(refusal: Refusal) -> ActionReason {
+    match refusal {
+        Refusal::AlreadyClaimed => ActionReason::AlreadyClaimed,
+        Refusal::LimitReached => ActionReason::LimitReached,
+        Refusal::RuleInactive => ActionReason::RuleInactive,
+        Refusal::NoRule => ActionReason::NoRule,
+        Refusal::NothingToAward => ActionReason::NothingToAward,
+    }
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Lifetime,
+    Day,
+    Week,
+    Month,
+}
+
+impl From<DPeriod> for Period {
+    fn from(p: DPeriod) -> Self {
+        match p {
+            DPeriod::Lifetime => Period::Lifetime,
+            DPeriod::Day => Period::Day,
+            DPeriod::Week => Period::Week,
+            DPeriod::Month => Period::Month,
+        }
+    }
+}
+
+impl From<Period> for DPeriod {
+    fn from(p: Period) -> Self {
+        match p {
+            Period::Lifetime => DPeriod::Lifetime,
+            Period::Day => DPeriod::Day,
+            Period::Week => DPeriod::Week,
+            Period::Month => DPeriod::Month,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct ActionResult {
+    pub awarded: bool,
+    /// Points paid by this call.
+    pub points: Decimal,
+    /// Spendable balance after the call.
+    pub balance: Decimal,
+    /// The (first) posting, when something was paid.
+    pub transaction: Option<Transaction>,
+    pub transactions: Vec<Transaction>,
+    /// Why nothing was paid; null when awarded.
+    pub reason: Option<ActionReason>,
+}
+
+impl From<ActionOutcome> for ActionResult {
+    fn from(o: ActionOutcome) -> Self {
+        let transactions = transactions(o.transactions);
+        ActionResult {
+            awarded: o.awarded,
+            points: o.points.decimal(),
+            balance: o.balance.decimal(),
+            transaction: transactions.first().cloned(),
+            transactions,
+            reason: o.reason.map(reason),
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct RecordActionInput {
+    /// `daily_login`, `product_view`, `news_read`, `product_share` or a custom action key.
+    pub action: String,
+    /// The product / news item / object the action is about (per-object rules need it).
+    pub object_id: Option<String>,
+    /// Client key for safe retries; one-off rewards derive their own key too.
+    pub idempotency_key: Option<String>,
+    /// Service tokens only: the member acted for.
+    pub member_external_id: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct Limit {
+    pub count: u32,
+    pub period: Period,
+}
+
+#[derive(SimpleObject)]
+pub struct EarnOpportunity {
+    pub rule_id: ID,
+    pub name: String,
+    pub action: String,
+    pub source: String,
+    /// What the next award pays (fixed rules, streak included).
+    pub points: Option<Decimal>,
+    /// Percent of the amount (purchase rules).
+    pub percent: Option<Decimal>,
+    pub per_object: bool,
+    pub limit: Option<Limit>,
+    /// Awards left in the limit's current period; null = unlimited.
+    pub remaining: Option<u32>,
+    /// A one-time reward already taken (for this period).
+    pub claimed: bool,
+}
+
+#[derive(Default)]
+pub struct EarningQuery;
+
+#[Object]
+impl EarningQuery {
+    /// Every live rule with what it pays and what is left today / already claimed.
+    async fn earn_opportunities(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<EarnOpportunity>> {
+        let actor = require(ctx, &[Role::Member])?;
+        let loyalty = ctx.data::<Loyalty>()?;
+        let list = loyalty.earn_opportunities(actor).await.gql(ctx)?;
+        Ok(list
+            .into_iter()
+            .map(|o| EarnOpportunity {
+                rule_id: ID(o.rule.id.to_string()),
+                points: o.next_points.map(|p| p.decimal()),
+                percent: match o.rule.reward {
+                    Reward::Percent(p) => Some(p),
+                    Reward::Fixed(_) => None,
+                },
+                per_object: o.rule.per_object,
+                limit: o.rule.limit.map(|l| Limit {
+                    count: l.count,
+                    period: l.period.into(),
+                }),
+                remaining: o.remaining,
+                claimed: o.claimed,
+                name: o.rule.name,
+                action: o.rule.action,
+                source: o.rule.source,
+            })
+            .collect())
+    }
+}
+
+#[derive(Default)]
+pub struct EarningMutation;
+
+#[Object]
+impl EarningMutation {
+    /// Records a mini-app action and pays what the live rules say.
+    async fn record_action(
+        &self,
+        ctx: &Context<'_>,
+        input: RecordActionInput,
+    ) -> async_graphql::Result<ActionResult> {
+        let actor = require(ctx, &[Role::Member, Role::Service])?;
+        let loyalty = ctx.data::<Loyalty>()?;
+        loyalty
+            .record_action(
+                actor,
+                &input.action,
+                input.object_id.as_deref(),
+                input.member_external_id.as_deref(),
+                input.idempotency_key.as_deref(),
+            )
+            .await
+            .gql(ctx)
+            .map(ActionResult::from)
+    }
+}

@@ -1,0 +1,204 @@
+//! `me`, `register`, members for admins, and a member's transactions.
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+use chrono::{DateTime, NaiveDate, Utc};
+use loyalty_domain::{DomainError, Loyalty, Role};
+use rust_decimal::Decimal;
+
+use crate::error::{parse_id, require, to_gql, IntoGql};
+use crate::types::{transactions, MemberData, Transaction};
+
+const DEFAULT_PAGE: i32 = 20;
+
+/// A program member.
+pub struct Member(pub MemberData);
+
+#[Object]
+impl Member {
+    async fn id(&self) -> ID {
+        self.0.id()
+    }
+    /// The mini-app user id (the member token's `sub`).
+    async fn external_id(&self) -> &str {
+        &self.0 .0.external_id
+    }
+    async fn display_name(&self) -> Option<&str> {
+        self.0 .0.display_name.as_deref()
+    }
+    async fn referral_code(&self) -> &str {
+        &self.0 .0.referral_code
+    }
+    async fn registered_at(&self) -> Option<DateTime<Utc>> {
+        self.0 .0.registered_at
+    }
+    async fn joined_at(&self) -> DateTime<Utc> {
+        self.0 .0.joined_at
+    }
+    /// Spendable points.
+    async fn balance(&self) -> Decimal {
+        self.0 .0.balance.decimal()
+    }
+    async fn qualification_balance(&self) -> Decimal {
+        self.0 .0.qualification_balance.decimal()
+    }
+    /// Sum of all EARN postings.
+    async fn lifetime_earned(&self) -> Decimal {
+        self.0 .0.lifetime_earned.decimal()
+    }
+    /// Sum of all SPEND postings.
+    async fn lifetime_spent(&self) -> Decimal {
+        self.0 .0.lifetime_spent.decimal()
+    }
+    async fn login_streak(&self) -> u32 {
+        self.0 .0.login_streak
+    }
+    async fn last_login_date(&self) -> Option<NaiveDate> {
+        self.0 .0.last_login_date
+    }
+    /// The member's posting counter: +1 per ledger row, never reused.
+    async fn version(&self) -> i64 {
+        self.0 .0.version
+    }
+    /// The ledger, newest first. Cursors are opaque.
+    async fn transactions(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Transaction, EmptyFields, EmptyFields>> {
+        let actor = require(ctx, &[Role::Member, Role::Admin, Role::Service])?;
+        let loyalty = ctx.data::<Loyalty>()?;
+        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let first = page_size(first, ctx)?;
+        let before = after
+            .map(|c| {
+                c.parse::<i64>()
+                    .map_err(|_| to_gql(DomainError::validation("bad cursor"), ctx))
+            })
+            .transpose()?;
+        let (rows, has_next) = loyalty
+            .transactions(&program, self.0 .0.id, first, before)
+            .await
+            .gql(ctx)?;
+        let mut connection = Connection::new(before.is_some(), has_next);
+        connection.edges.extend(
+            rows.into_iter()
+                .map(|p| Edge::new(p.id.to_string(), Transaction::from(p))),
+        );
+        Ok(connection)
+    }
+}
+
+pub(crate) fn page_size(first: Option<i32>, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+    let first = first.unwrap_or(DEFAULT_PAGE);
+    if !(1..=100).contains(&first) {
+        return Err(to_gql(
+            DomainError::validation("first must be between 1 and 100"),
+            ctx,
+        ));
+    }
+    Ok(u64::try_from(first).unwrap_or(20))
+}
+
+#[derive(InputObject)]
+pub struct RegisterInput {
+    pub display_name: Option<String>,
+    /// Accepted now; attribution arrives with the referrals feature.
+    pub referral_code: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct RegisterPayload {
+    pub member: Member,
+    /// False when this subject was already registered: nothing was posted again.
+    pub created: bool,
+    /// What registering paid (`new_member_reward`, `new_account_registration`).
+    pub transactions: Vec<Transaction>,
+}
+
+#[derive(Default)]
+pub struct MemberQuery;
+
+#[Object]
+impl MemberQuery {
+    /// The calling member; null before `register`.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Member>> {
+        let actor = require(ctx, &[Role::Member])?;
+        let loyalty = ctx.data::<Loyalty>()?;
+        Ok(loyalty
+            .me(actor)
+            .await
+            .gql(ctx)?
+            .map(|m| Member(MemberData(m))))
+    }
+
+    /// Admin: the program's members, oldest first.
+    async fn members(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        search: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Member, EmptyFields, EmptyFields>> {
+        let actor = require(ctx, &[Role::Admin])?;
+        let loyalty = ctx.data::<Loyalty>()?;
+        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let first = page_size(first, ctx)?;
+        let after = after
+            .map(|c| {
+                c.parse::<i64>()
+                    .map_err(|_| to_gql(DomainError::validation("bad cursor"), ctx))
+            })
+            .transpose()?;
+        let (rows, has_next) = loyalty
+            .members(&program, first, after, search.as_deref())
+            .await
+            .gql(ctx)?;
+        let mut connection = Connection::new(after.is_some(), has_next);
+        connection.edges.extend(
+            rows.into_iter()
+                .map(|m| Edge::new(m.id.to_string(), Member(MemberData(m)))),
+        );
+        Ok(connection)
+    }
+
+    /// Admin: one member of the program (`NOT_FOUND` for other programs' members).
+    async fn member(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Member> {
+        let actor = require(ctx, &[Role::Admin])?;
+        let loyalty = ctx.data::<Loyalty>()?;
+        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let id = parse_id(&id, ctx)?;
+        Ok(Member(MemberData(
+            loyalty.member(&program, id).await.gql(ctx)?,
+        )))
+    }
+}
+
+#[derive(Default)]
+pub struct MemberMutation;
+
+#[Object]
+impl MemberMutation {
+    /// Registers the token's subject. Idempotent: a second call posts nothing.
+    async fn register(
+        &self,
+        ctx: &Context<'_>,
+        input: Option<RegisterInput>,
+    ) -> async_graphql::Result<RegisterPayload> {
+        let actor = require(ctx, &[Role::Member])?;
+        let loyalty = ctx.data::<Loyalty>()?;
+        let display_name = input.as_ref().and_then(|i| i.display_name.as_deref());
+        let registration = loyalty.register(actor, display_name).await.gql(ctx)?;
+        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let member = loyalty
+            .member(&program, registration.member_id)
+            .await
+            .gql(ctx)?;
+        Ok(RegisterPayload {
+            member: Member(MemberData(member)),
+            created: registration.created,
+            transactions: transactions(registration.transactions),
+        })
+    }
+}

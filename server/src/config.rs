@@ -1,0 +1,638 @@
+//! Runtime configuration: compiled-in defaults, then environment variables, validated at start
+//! with messages that name the variable. Secrets never reach `Debug` output or logs.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::Context as _;
+
+mod dev_secret;
+
+/// The HS256 secret [`Config::for_tests`] uses, so tests can mint their own tokens.
+pub const TEST_JWT_SECRET: &str = "loyalty-test-secret-never-use-in-production-0123456789";
+
+/// The file name of the embedded database inside `DATA_DIR`.
+pub const SQLITE_FILE_NAME: &str = "loyalty.db";
+
+/// Every variable the server reads (README documents each).
+pub const VARIABLES: &[&str] = &[
+    "LISTEN_ADDR",
+    "DATA_DIR",
+    "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "REDIS_URL",
+    "REDIS_PREFIX",
+    "JWT_SECRET",
+    "JWT_PUBLIC_KEY_PEM",
+    "JWT_PRIVATE_KEY_PEM",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_LEEWAY_SECS",
+    "GRAPHQL_INTROSPECTION",
+    "GRAPHIQL",
+    "GRAPHQL_MAX_DEPTH",
+    "GRAPHQL_MAX_COMPLEXITY",
+    "GRAPHQL_MAX_BATCH",
+    "BODY_LIMIT_BYTES",
+    "RATE_LIMIT_IP_PER_SEC",
+    "RATE_LIMIT_SUBJECT_PER_SEC",
+    "LOG_FORMAT",
+];
+
+const MAX_LEEWAY_SECS: u64 = 300;
+const MIN_SECRET_BYTES: usize = 32;
+
+/// A value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The key that signs and verifies tokens; the algorithm follows from it and is never taken
+/// from a token's header.
+#[derive(Clone, Debug)]
+pub enum JwtKey {
+    Hs256 {
+        secret: Secret,
+    },
+    Rs256 {
+        public_key_pem: String,
+        private_key_pem: Option<Secret>,
+    },
+}
+
+/// Where the JWT key came from (logged at start).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyOrigin {
+    Environment,
+    /// The development secret generated once in the embedded default and kept on disk.
+    DevelopmentFile(PathBuf),
+    Code,
+}
+
+#[derive(Clone, Debug)]
+pub struct JwtConfig {
+    pub key: JwtKey,
+    pub origin: KeyOrigin,
+    pub issuer: String,
+    pub audience: String,
+    pub leeway_secs: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct GraphqlConfig {
+    pub introspection: bool,
+    pub graphiql: bool,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_batch: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    /// Holds the embedded SQLite file and the development JWT secret.
+    pub data_dir: PathBuf,
+    /// `None`: the embedded SQLite file `$DATA_DIR/loyalty.db`.
+    pub database_url: Option<String>,
+    pub database_max_connections: u32,
+    /// `None`: the in-process store (single instance).
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub jwt: JwtConfig,
+    pub graphql: GraphqlConfig,
+    pub body_limit_bytes: usize,
+    pub rate_limit_ip_per_sec: u32,
+    pub rate_limit_subject_per_sec: u32,
+    pub log_format: LogFormat,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("database_max_connections", &self.database_max_connections)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("jwt", &self.jwt)
+            .field("graphql", &self.graphql)
+            .field("body_limit_bytes", &self.body_limit_bytes)
+            .field("rate_limit_ip_per_sec", &self.rate_limit_ip_per_sec)
+            .field(
+                "rate_limit_subject_per_sec",
+                &self.rate_limit_subject_per_sec,
+            )
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> anyhow::Result<Config> {
+        for name in VARIABLES {
+            if let Err(std::env::VarError::NotUnicode(_)) = std::env::var(name) {
+                anyhow::bail!("configuration error: {name} is not valid UTF-8");
+            }
+        }
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (tests pass a map). Unset and blank mean "default".
+    /// In the embedded default without a JWT key this creates or reuses
+    /// `$DATA_DIR/jwt-secret`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let mut env = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+        };
+
+        let listen_addr = env.parse(
+            "LISTEN_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+            |_| true,
+            "an IP address and port like 127.0.0.1:8080",
+        );
+        let DatabaseTarget {
+            data_dir,
+            database_url,
+        } = env.database_target();
+        let default_connections = match &database_url {
+            Some(url) if is_postgres_url(url) => 20,
+            _ => 4,
+        };
+        let database_max_connections = env.parse(
+            "DATABASE_MAX_CONNECTIONS",
+            default_connections,
+            |n| (1..=1000).contains(n),
+            "a whole number from 1 to 1000",
+        );
+        let redis_url = env.get("REDIS_URL");
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                env.problem(
+                    "REDIS_URL must start with redis:// or rediss:// (leave it unset for the \
+                     in-process store)",
+                );
+            }
+        }
+        let redis_prefix = env
+            .get("REDIS_PREFIX")
+            .unwrap_or_else(|| "loyalty:".to_owned());
+        if redis_prefix.len() > 64 || redis_prefix.chars().any(char::is_whitespace) {
+            env.problem("REDIS_PREFIX must be at most 64 characters without whitespace");
+        }
+
+        let issuer = env
+            .get("JWT_ISSUER")
+            .unwrap_or_else(|| "loyalty".to_owned());
+        let audience = env
+            .get("JWT_AUDIENCE")
+            .unwrap_or_else(|| "loyalty-api".to_owned());
+        let leeway_secs = env.parse(
+            "JWT_LEEWAY_SECS",
+            30,
+            |n| *n <= MAX_LEEWAY_SECS,
+            "a number of seconds from 0 to 300",
+        );
+        let embedded = database_url.is_none();
+        let key = env.jwt_key(embedded);
+
+        let graphql = GraphqlConfig {
+            introspection: env.parse("GRAPHQL_INTROSPECTION", true, |_| true, BOOL),
+            graphiql: env.parse("GRAPHIQL", embedded, |_| true, BOOL),
+            max_depth: env.parse(
+                "GRAPHQL_MAX_DEPTH",
+                12,
+                |n| (1..=100).contains(n),
+                "1 to 100",
+            ),
+            max_complexity: env.parse(
+                "GRAPHQL_MAX_COMPLEXITY",
+                300,
+                |n| (1..=1_000_000).contains(n),
+                "1 to 1000000",
+            ),
+            max_batch: env.parse(
+                "GRAPHQL_MAX_BATCH",
+                10,
+                |n| (1..=100).contains(n),
+                "1 to 100",
+            ),
+        };
+        let body_limit_bytes = env.parse(
+            "BODY_LIMIT_BYTES",
+            65_536,
+            |n| (1024..=16 * 1024 * 1024).contains(n),
+            "a number of bytes from 1024 to 16777216",
+        );
+        let rate_limit_ip_per_sec = env.parse(
+            "RATE_LIMIT_IP_PER_SEC",
+            200,
+            |n| (1..=1_000_000).contains(n),
+            "requests per second from 1 to 1000000",
+        );
+        let rate_limit_subject_per_sec = env.parse(
+            "RATE_LIMIT_SUBJECT_PER_SEC",
+            100,
+            |n| (1..=1_000_000).contains(n),
+            "requests per second from 1 to 1000000",
+        );
+        let log_format = env.log_format();
+
+        if !env.problems.is_empty() {
+            anyhow::bail!("configuration error:\n  - {}", env.problems.join("\n  - "));
+        }
+        // Only now touch the disk: a bad configuration must not leave a secret file behind.
+        let (key, origin) = match key {
+            Some(key) => (key, KeyOrigin::Environment),
+            None => {
+                let path = data_dir.join(dev_secret::FILE_NAME);
+                let secret = dev_secret::load_or_create(&path)?;
+                (JwtKey::Hs256 { secret }, KeyOrigin::DevelopmentFile(path))
+            }
+        };
+
+        Ok(Config {
+            listen_addr,
+            data_dir,
+            database_url,
+            database_max_connections,
+            redis_url,
+            redis_prefix,
+            jwt: JwtConfig {
+                key,
+                origin,
+                issuer,
+                audience,
+                leeway_secs,
+            },
+            graphql,
+            body_limit_bytes,
+            rate_limit_ip_per_sec,
+            rate_limit_subject_per_sec,
+            log_format,
+        })
+    }
+
+    /// A configuration for tests: port 0, HS256 with [`TEST_JWT_SECRET`], GraphiQL and
+    /// introspection on, rate limits high enough not to interfere (lower them to test them).
+    pub fn for_tests(
+        database_url: Option<String>,
+        redis_url: Option<String>,
+        redis_prefix: String,
+        data_dir: PathBuf,
+    ) -> Config {
+        let database_max_connections = match &database_url {
+            Some(url) if is_postgres_url(url) => 10,
+            _ => 4,
+        };
+        Config {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            database_url,
+            database_max_connections,
+            redis_url,
+            redis_prefix,
+            jwt: JwtConfig {
+                key: JwtKey::Hs256 {
+                    secret: Secret::new(TEST_JWT_SECRET),
+                },
+                origin: KeyOrigin::Code,
+                issuer: "loyalty".to_owned(),
+                audience: "loyalty-api".to_owned(),
+                leeway_secs: 30,
+            },
+            graphql: GraphqlConfig {
+                introspection: true,
+                graphiql: true,
+                max_depth: 12,
+                max_complexity: 300,
+                max_batch: 10,
+            },
+            body_limit_bytes: 65_536,
+            rate_limit_ip_per_sec: 100_000,
+            rate_limit_subject_per_sec: 100_000,
+            log_format: LogFormat::Text,
+        }
+    }
+
+    /// Where the database is (what `migrate` needs).
+    pub fn database_target(&self) -> DatabaseTarget {
+        DatabaseTarget {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+        }
+    }
+
+    /// Whether this is the embedded default (SQLite file, no `DATABASE_URL`).
+    pub fn is_embedded(&self) -> bool {
+        self.database_url.is_none()
+    }
+
+    /// Where the embedded database lives.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join(SQLITE_FILE_NAME)
+    }
+
+    /// The URL to connect to; for the embedded file this creates `DATA_DIR`.
+    pub fn resolved_database_url(&self) -> anyhow::Result<String> {
+        self.database_target().resolved_url()
+    }
+
+    /// A one-line description of where data lives, safe to log.
+    pub fn describe_storage(&self) -> String {
+        let database = self.database_target().describe();
+        let store = match &self.redis_url {
+            Some(url) => format!("{} (prefix {})", redact_url(url), self.redis_prefix),
+            None => "in-process store".to_owned(),
+        };
+        format!("database: {database}; fast store: {store}")
+    }
+}
+
+/// Only where the database is: `migrate` needs nothing else (no JWT key in particular).
+#[derive(Clone, Debug)]
+pub struct DatabaseTarget {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+}
+
+impl DatabaseTarget {
+    pub fn from_env() -> anyhow::Result<DatabaseTarget> {
+        DatabaseTarget::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<DatabaseTarget> {
+        let mut env = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+        };
+        let target = env.database_target();
+        match env.problems.pop() {
+            Some(problem) => anyhow::bail!("configuration error: {problem}"),
+            None => Ok(target),
+        }
+    }
+
+    /// The URL to connect to; for the embedded file this creates `DATA_DIR`.
+    pub fn resolved_url(&self) -> anyhow::Result<String> {
+        match &self.database_url {
+            Some(url) => Ok(url.clone()),
+            None => loyalty_domain::db::sqlite_url(&self.data_dir.join(SQLITE_FILE_NAME))
+                .with_context(|| format!("cannot create DATA_DIR {}", self.data_dir.display())),
+        }
+    }
+
+    /// Safe to log: passwords are redacted.
+    pub fn describe(&self) -> String {
+        match &self.database_url {
+            Some(url) => redact_url(url),
+            None => format!(
+                "sqlite file {}",
+                self.data_dir.join(SQLITE_FILE_NAME).display()
+            ),
+        }
+    }
+}
+
+/// Reads `LOG_FORMAT` alone, so logging can start before the rest of the configuration is read.
+pub fn log_format_from_env() -> anyhow::Result<LogFormat> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let mut env = Reader {
+        lookup: &lookup,
+        problems: Vec::new(),
+    };
+    let format = env.log_format();
+    match env.problems.pop() {
+        Some(problem) => anyhow::bail!("configuration error: {problem}"),
+        None => Ok(format),
+    }
+}
+
+const BOOL: &str = "true or false";
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// `scheme://user:password@host/...` → `scheme://user:***@host/...`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "[unparseable url]".to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let user = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".into()
+            };
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn problem(&mut self, message: impl Into<String>) {
+        self.problems.push(message.into());
+    }
+
+    fn parse<T: FromStrLoose>(
+        &mut self,
+        name: &str,
+        default: T,
+        valid: impl Fn(&T) -> bool,
+        expected: &str,
+    ) -> T {
+        let Some(raw) = self.get(name) else {
+            return default;
+        };
+        match T::from_str_loose(&raw) {
+            Some(value) if valid(&value) => value,
+            // The raw value is not echoed: it might be a secret pasted into the wrong variable.
+            _ => {
+                self.problem(format!("{name} must be {expected}"));
+                default
+            }
+        }
+    }
+
+    fn database_target(&mut self) -> DatabaseTarget {
+        let data_dir = PathBuf::from(self.get("DATA_DIR").unwrap_or_else(|| "./data".to_owned()));
+        let database_url = self.get("DATABASE_URL");
+        if let Some(url) = &database_url {
+            if !is_postgres_url(url) && !url.starts_with("sqlite:") {
+                self.problem(
+                    "DATABASE_URL must start with postgres://, postgresql:// or sqlite: \
+                     (leave it unset for the embedded SQLite file)",
+                );
+            }
+        }
+        DatabaseTarget {
+            data_dir,
+            database_url,
+        }
+    }
+
+    fn log_format(&mut self) -> LogFormat {
+        match self
+            .get("LOG_FORMAT")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => {
+                self.problem("LOG_FORMAT must be text or json");
+                LogFormat::Text
+            }
+        }
+    }
+
+    /// The key from the environment; `None` when the development secret should be used.
+    fn jwt_key(&mut self, embedded: bool) -> Option<JwtKey> {
+        let secret = self.get("JWT_SECRET");
+        let public = self.get("JWT_PUBLIC_KEY_PEM").map(|pem| unescape_pem(&pem));
+        let private = self
+            .get("JWT_PRIVATE_KEY_PEM")
+            .map(|pem| unescape_pem(&pem));
+        match (secret, public, private) {
+            (Some(_), Some(_), _) => {
+                self.problem(
+                    "set either JWT_SECRET (HS256) or JWT_PUBLIC_KEY_PEM (RS256), not both",
+                );
+                None
+            }
+            (Some(_), None, Some(_)) => {
+                self.problem("JWT_PRIVATE_KEY_PEM is only used with JWT_PUBLIC_KEY_PEM (RS256)");
+                None
+            }
+            (Some(secret), None, None) => {
+                if secret.len() < MIN_SECRET_BYTES {
+                    self.problem(format!(
+                        "JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (e.g. `openssl \
+                         rand -hex 32`)"
+                    ));
+                }
+                Some(JwtKey::Hs256 {
+                    secret: Secret::new(secret),
+                })
+            }
+            (None, Some(public), private) => {
+                if let Err(err) = jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()) {
+                    self.problem(format!(
+                        "JWT_PUBLIC_KEY_PEM must be an RSA public key in PEM form \
+                         (-----BEGIN PUBLIC KEY-----): {err}"
+                    ));
+                }
+                if let Some(private) = &private {
+                    if let Err(err) = jsonwebtoken::EncodingKey::from_rsa_pem(private.as_bytes()) {
+                        self.problem(format!(
+                            "JWT_PRIVATE_KEY_PEM must be an RSA private key in PEM form: {err}"
+                        ));
+                    }
+                }
+                Some(JwtKey::Rs256 {
+                    public_key_pem: public,
+                    private_key_pem: private.map(Secret),
+                })
+            }
+            (None, None, Some(_)) => {
+                self.problem("JWT_PRIVATE_KEY_PEM needs JWT_PUBLIC_KEY_PEM (RS256)");
+                None
+            }
+            (None, None, None) if embedded => None,
+            (None, None, None) => {
+                self.problem(
+                    "JWT_SECRET (HS256, at least 32 bytes) or JWT_PUBLIC_KEY_PEM (RS256) is \
+                     required when DATABASE_URL is set; a development secret is only generated \
+                     for the embedded SQLite default",
+                );
+                None
+            }
+        }
+    }
+}
+
+/// PEM pasted into one-line environment values often carries literal `\n`.
+fn unescape_pem(value: &str) -> String {
+    value.replace("\\n", "\n")
+}
+
+/// `FromStr`, plus the spellings of booleans operators actually type.
+trait FromStrLoose: Sized {
+    fn from_str_loose(raw: &str) -> Option<Self>;
+}
+
+macro_rules! loose_via_from_str {
+    ($($t:ty),*) => {$(
+        impl FromStrLoose for $t {
+            fn from_str_loose(raw: &str) -> Option<Self> {
+                <$t as FromStr>::from_str(raw).ok()
+            }
+        }
+    )*};
+}
+
+loose_via_from_str!(u32, u64, usize, SocketAddr);
+
+impl FromStrLoose for bool {
+    fn from_str_loose(raw: &str) -> Option<Self> {
+        match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Some(true),
+            "false" | "0" | "no" | "off" => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// Exposed for the `Path`-taking helpers in tests.
+pub fn dev_secret_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(dev_secret::FILE_NAME)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,101 @@
+//! The HTTP surface: `/graphql` (GET and POST), `/healthz`, `/readyz`, `/metrics`, plus request
+//! ids, tracing, metrics and rate limits around them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::get;
+use axum::Router;
+use loyalty_domain::Loyalty;
+use loyalty_graphql::LoyaltySchema;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::auth::JwtAuth;
+use crate::config::Config;
+
+pub mod errors;
+pub mod graphql;
+pub mod health;
+pub mod metrics;
+pub mod rate_limit;
+pub mod request_id;
+
+pub use rate_limit::RateLimits;
+pub use request_id::request_id;
+
+/// A GraphQL-over-HTTP request that takes longer than this is answered with 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything a handler may need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub loyalty: Loyalty,
+    pub schema: LoyaltySchema,
+    pub auth: Arc<JwtAuth>,
+    pub limits: Arc<RateLimits>,
+    pub metrics: PrometheusHandle,
+    /// Cancelled on shutdown; long-lived sessions (WebSockets) must watch it.
+    pub shutdown: CancellationToken,
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let graphql = Router::new()
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        // The WebSocket endpoint is long-lived: no request timeout, but the same per-IP limit
+        // on opening it.
+        .merge(websocket_routes())
+        .route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip));
+
+    Router::new()
+        .merge(graphql)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .fallback(errors::not_found)
+        .layer(from_fn(metrics::track))
+        .layer(
+            ServiceBuilder::new()
+                .layer(from_fn(request_id::sanitize))
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(make_span)
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        )
+        .with_state(state)
+}
+
+/// The merge point for `/graphql/ws` (graphql-transport-ws). Routes added here get the per-IP
+/// limit and request ids, but no body limit and no request timeout.
+pub fn websocket_routes() -> Router<AppState> {
+    Router::new()
+}
+
+/// The span every request runs in: its id ties the access log to resolver and domain logs.
+/// Only the path is recorded; query strings may carry variables.
+fn make_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request_id::from_extensions(request.extensions());
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+    )
+}

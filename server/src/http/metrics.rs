@@ -1,0 +1,97 @@
+//! Prometheus metrics. The recorder is process-global (the `metrics` facade allows one), so it
+//! is installed once and every server in the process (tests start many) shares it.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use super::AppState;
+
+const DURATION_BUCKETS_SECS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's Prometheus handle, installing the global recorder on first use.
+pub fn handle() -> PrometheusHandle {
+    HANDLE.get_or_init(install).clone()
+}
+
+fn builder() -> PrometheusBuilder {
+    match PrometheusBuilder::new().set_buckets_for_metric(
+        Matcher::Suffix("_duration_seconds".to_owned()),
+        DURATION_BUCKETS_SECS,
+    ) {
+        Ok(builder) => builder,
+        Err(err) => {
+            tracing::warn!(error = %err, "histogram buckets rejected; using summaries");
+            PrometheusBuilder::new()
+        }
+    }
+}
+
+fn install() -> PrometheusHandle {
+    match builder().install_recorder() {
+        Ok(handle) => {
+            describe();
+            handle
+        }
+        Err(err) => {
+            // Someone else installed a recorder first: /metrics still answers, just without
+            // what goes through the facade.
+            tracing::warn!(error = %err, "could not install the Prometheus recorder");
+            builder().build_recorder().handle()
+        }
+    }
+}
+
+fn describe() {
+    metrics::describe_counter!("http_requests_total", "HTTP requests by route and status");
+    metrics::describe_histogram!(
+        "http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "HTTP request latency by route"
+    );
+    metrics::describe_counter!(
+        "http_rate_limited_total",
+        "Requests refused by a rate limit"
+    );
+    metrics::describe_counter!(
+        "graphql_internal_errors_total",
+        "GraphQL errors masked as INTERNAL"
+    );
+}
+
+/// `GET /metrics`.
+pub async fn render(State(state): State<AppState>) -> Response {
+    state.metrics.run_upkeep();
+    let mut response = state.metrics.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+/// Middleware: counts requests and times them, labelled by route pattern (not the raw path, so
+/// the label set stays bounded).
+pub async fn track(request: Request, next: Next) -> Response {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "path" => path.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "path" => path)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

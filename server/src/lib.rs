@@ -1,0 +1,240 @@
+//! The loyalty server: configuration, authentication, HTTP wiring and the command line. The
+//! schema lives in `loyalty_graphql`, the business logic in `loyalty_domain`.
+//!
+//! Tests start the real server on port 0:
+//! `let app = build(config, clock).await?; let listener = TcpListener::bind("127.0.0.1:0")`,
+//! then `tokio::spawn(run(app, listener, token.clone()))` and `token.cancel()` to stop it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use loyalty_domain::clock::Clock;
+use loyalty_domain::store::{FastStore, MemoryStore, RedisStore};
+use loyalty_domain::Loyalty;
+use loyalty_graphql::{build_schema, LoyaltySchema, SchemaOptions};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod telemetry;
+
+pub use auth::{mint, sign, AuthError, Claims, JwtAuth};
+pub use config::{Config, TEST_JWT_SECRET};
+
+/// After shutdown starts, connections still open this long are dropped.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often idle rate-limit keys are forgotten.
+const RATE_LIMIT_SWEEP: Duration = Duration::from_secs(60);
+
+/// A built server, ready to [`run`].
+pub struct App {
+    config: Arc<Config>,
+    loyalty: Loyalty,
+    schema: LoyaltySchema,
+    auth: Arc<JwtAuth>,
+    limits: Arc<http::RateLimits>,
+    /// Shared by the HTTP server and the domain's background tasks.
+    shutdown: CancellationToken,
+}
+
+impl App {
+    pub fn loyalty(&self) -> &Loyalty {
+        &self.loyalty
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn schema(&self) -> &LoyaltySchema {
+        &self.schema
+    }
+
+    pub fn auth(&self) -> &JwtAuth {
+        &self.auth
+    }
+
+    /// Cancelling it stops the server started by [`run`] and the background tasks.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The state handlers see (for routes added outside this crate, e.g. in tests).
+    pub fn state(&self) -> http::AppState {
+        http::AppState {
+            config: self.config.clone(),
+            loyalty: self.loyalty.clone(),
+            schema: self.schema.clone(),
+            auth: self.auth.clone(),
+            limits: self.limits.clone(),
+            metrics: http::metrics::handle(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
+    /// The full router, for in-process tests (`tower::ServiceExt::oneshot`). Handlers read the
+    /// client address from `ConnectInfo` when present.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state())
+    }
+}
+
+/// Connects the database (creating the SQLite directory in the embedded default), applies
+/// migrations, connects Redis or the in-process store, and wires the service and schema. The JWT
+/// self-check runs first, so a bad key fails before anything is touched.
+pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+    let auth = JwtAuth::new(&config.jwt)?;
+    auth.self_check()?;
+
+    let url = config.resolved_database_url()?;
+    let db = loyalty_domain::db::connect(&url, config.database_max_connections)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to the database ({})",
+                config.describe_storage()
+            )
+        })?;
+    loyalty_domain::db::migrate(&db)
+        .await
+        .context("database migration failed")?;
+
+    let shutdown = CancellationToken::new();
+    let store: Arc<dyn FastStore> = match &config.redis_url {
+        Some(url) => RedisStore::connect(url, &config.redis_prefix, shutdown.clone())
+            .await
+            .with_context(|| format!("cannot connect to REDIS_URL {}", config::redact_url(url)))?,
+        None => Arc::new(MemoryStore::new()),
+    };
+    let loyalty = Loyalty::new(db, store, clock, shutdown.clone());
+    let schema = build_schema(
+        loyalty.clone(),
+        SchemaOptions {
+            introspection: config.graphql.introspection,
+            max_depth: config.graphql.max_depth,
+            max_complexity: config.graphql.max_complexity,
+        },
+    );
+    let limits = Arc::new(http::RateLimits::new(
+        config.rate_limit_ip_per_sec,
+        config.rate_limit_subject_per_sec,
+    ));
+    if let config::KeyOrigin::DevelopmentFile(path) = &config.jwt.origin {
+        tracing::warn!(
+            path = %path.display(),
+            "using the generated development JWT secret; set JWT_SECRET or JWT_PUBLIC_KEY_PEM \
+             in production"
+        );
+    }
+    // Install the recorder before traffic, so the first requests are counted.
+    let _ = http::metrics::handle();
+    tracing::info!(
+        storage = %config.describe_storage(),
+        jwt_algorithm = ?auth.algorithm(),
+        jwt_key = ?config.jwt.origin,
+        "server built"
+    );
+    Ok(App {
+        config: Arc::new(config),
+        loyalty,
+        schema,
+        auth: Arc::new(auth),
+        limits,
+        shutdown,
+    })
+}
+
+/// Serves `app` on `listener` until `shutdown` (or the app's own token) is cancelled, then
+/// drains: in-flight requests finish, idle connections close, and whatever is still open after
+/// [`DRAIN_TIMEOUT`] is dropped. Background tasks stop with it.
+pub async fn run(
+    app: App,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let token = app.shutdown.clone();
+    tokio::spawn({
+        let token = token.clone();
+        async move {
+            tokio::select! {
+                () = shutdown.cancelled() => token.cancel(),
+                () = token.cancelled() => {}
+            }
+        }
+    });
+    tokio::spawn({
+        let token = token.clone();
+        let limits = app.limits.clone();
+        async move {
+            let mut every = tokio::time::interval(RATE_LIMIT_SWEEP);
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => return,
+                    _ = every.tick() => limits.sweep(),
+                }
+            }
+        }
+    });
+
+    let address = listener
+        .local_addr()
+        .context("the listener has no local address")?;
+    let router = app.router();
+    tracing::info!(%address, "listening");
+    let serve = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(token.clone().cancelled_owned());
+    let drained = async {
+        token.cancelled().await;
+        tracing::info!("shutting down: draining connections");
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    let result = tokio::select! {
+        result = std::future::IntoFuture::into_future(serve) => result.context("the HTTP server failed"),
+        () = drained => {
+            tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+            Ok(())
+        }
+    };
+    token.cancel();
+    tracing::info!("server stopped");
+    result
+}
+
+/// Cancels `token` on ctrl-c or SIGTERM (or returns when it is cancelled elsewhere).
+pub async fn shutdown_signal(token: CancellationToken) {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+
+    tokio::select! {
+        () = ctrl_c => tracing::info!("ctrl-c received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+        () = token.cancelled() => return,
+    }
+    token.cancel();
+}

@@ -1,0 +1,118 @@
+//! GraphQL over HTTP hardening and the operational endpoints.
+
+use crate::e2e;
+use crate::helpers::*;
+
+e2e!(mutations_over_get_are_refused, |app: TestApp| async move {
+    app.demo().await;
+    let (token, _) = app.register("m1").await;
+    let res = app
+        .client
+        .get(format!("{}/graphql", app.url))
+        .query(&[(
+            "query",
+            "mutation { recordAction(input: {action: \"daily_login\"}) { awarded } }",
+        )])
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 405);
+    assert_eq!(res.headers()["allow"], "POST");
+    assert_eq!(app.balance(&token).await, "70.00");
+    // A query over GET runs.
+    let res = app
+        .client
+        .get(format!("{}/graphql", app.url))
+        .query(&[("query", "{ me { balance } }")])
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+});
+
+e2e!(non_json_posts_are_refused, |app: TestApp| async move {
+    app.demo().await;
+    let (token, _) = app.register("m1").await;
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let res = app
+            .client
+            .post(format!("{}/graphql", app.url))
+            .header("content-type", content_type)
+            .bearer_auth(&token)
+            .body(r#"{"query":"mutation { recordAction(input: {action: \"daily_login\"}) { awarded } }"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 415, "{content_type}");
+    }
+    assert_eq!(app.balance(&token).await, "70.00");
+});
+
+e2e!(
+    oversized_operations_are_rejected_before_resolvers,
+    |app: TestApp| async move {
+        app.demo().await;
+        let (token, id) = app.register("m1").await;
+        let aliases: String = (0..1000)
+        .map(|i| format!("a{i}: recordAction(input: {{action: \"news_read\", objectId: \"n{i}\"}}) {{ awarded }} "))
+        .collect();
+        let r = app
+            .gql(Some(&token), &format!("mutation {{ {aliases} }}"), j!({}))
+            .await;
+        assert!(r.body.get("errors").is_some(), "{}", r.body);
+        assert_eq!(app.ledger_rows(&id).await, 2);
+        let deep = format!(
+            "{{ __schema {{ types {{ fields {{ type {} }} }} }} }}",
+            nest(12)
+        );
+        let r = app.gql(Some(&token), &deep, j!({})).await;
+        assert!(r.body.get("errors").is_some());
+        // Batches over the cap run nothing.
+        let batch: Vec<_> = (0..11).map(|i| j!({"query": format!("mutation {{ recordAction(input: {{action: \"news_read\", objectId: \"b{i}\"}}) {{ awarded }} }}")})).collect();
+        let res = app
+            .client
+            .post(format!("{}/graphql", app.url))
+            .bearer_auth(&token)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 400);
+        assert_eq!(app.ledger_rows(&id).await, 2);
+        // A batch within the cap runs.
+        let batch: Vec<_> = (0..2).map(|i| j!({"query": format!("mutation {{ recordAction(input: {{action: \"news_read\", objectId: \"b{i}\"}}) {{ awarded }} }}")})).collect();
+        let res = app
+            .client
+            .post(format!("{}/graphql", app.url))
+            .bearer_auth(&token)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        assert_eq!(app.ledger_rows(&id).await, 4);
+    }
+);
+
+e2e!(health_ready_and_metrics_answer, |app: TestApp| async move {
+    let get = |path: &'static str| app.client.get(format!("{}{path}", app.url)).send();
+    assert_eq!(get("/healthz").await.unwrap().status().as_u16(), 200);
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    app.demo().await;
+    app.register("m1").await;
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+});
+
+fn nest(levels: usize) -> String {
+    (0..levels).fold("{ name }".to_owned(), |inner, _| {
+        format!("{{ ofType {inner} }}")
+    })
+}
