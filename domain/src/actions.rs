@@ -66,7 +66,7 @@ impl Operation for RecordActionOp {
     }
 }
 
-pub(crate) async fn outcome(tx: &Tx<'_>, award: Award) -> TxResult<ActionOutcome> {
+pub(crate) async fn outcome(tx: &mut Tx<'_>, award: Award) -> TxResult<ActionOutcome> {
     let points = award
         .posted
         .iter()

@@ -178,6 +178,8 @@ pub struct Tx<'a> {
     pub posted: Vec<Posting>,
     pub loyalty: crate::service::Loyalty,
     member_dirty: bool,
+    /// Balances read or written in this transaction (the member is locked, so they are current).
+    balances: Vec<(Account, i64)>,
 }
 
 impl<'a> Tx<'a> {
@@ -196,6 +198,7 @@ impl<'a> Tx<'a> {
             posted: Vec::new(),
             loyalty,
             member_dirty: false,
+            balances: Vec::new(),
         }
     }
 
@@ -229,15 +232,18 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
-    pub async fn balance(&self, account: Account) -> TxResult<Points> {
+    pub async fn balance(&mut self, account: Account) -> TxResult<Points> {
+        if let Some((_, minor)) = self.balances.iter().find(|(a, _)| *a == account) {
+            return Ok(Points::from_minor(*minor));
+        }
         let row = balances::Entity::find()
             .filter(balances::Column::MemberId.eq(self.member.id))
             .filter(balances::Column::Account.eq(account.as_str()))
             .one(self.txn)
             .await?;
-        Ok(Points::from_minor(
-            row.map(|b| b.balance_minor).unwrap_or_default(),
-        ))
+        let minor = row.map(|b| b.balance_minor).unwrap_or_default();
+        self.balances.push((account, minor));
+        Ok(Points::from_minor(minor))
     }
 
     /// Posts a positive amount (earn, refund, positive adjustment). POINTS credits are lots.

@@ -262,6 +262,17 @@ impl Loyalty {
         }
     }
 
+    /// Deletes client idempotency records older than `retention`; returns how many.
+    pub async fn purge_idempotency(&self, retention: std::time::Duration) -> DomainResult<u64> {
+        let cutoff =
+            self.now() - chrono::Duration::from_std(retention).map_err(DomainError::internal)?;
+        let result = idempotency_records::Entity::delete_many()
+            .filter(idempotency_records::Column::CreatedAt.lt(cutoff))
+            .exec(self.db())
+            .await?;
+        Ok(result.rows_affected)
+    }
+
     /// Runs after every commit that posted something (live events hook in here).
     pub(crate) async fn after_commit(&self, _program: &Program, posted: Vec<Posting>) {
         if posted.is_empty() {

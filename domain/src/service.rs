@@ -48,7 +48,8 @@ impl Loyalty {
                 rulesets: RwLock::new(HashMap::new()),
             }),
         };
-        tokio::spawn(listen(loyalty.clone(), shutdown));
+        tokio::spawn(listen(loyalty.clone(), shutdown.clone()));
+        tokio::spawn(purge_idempotency_records(loyalty.clone(), shutdown));
         loyalty
     }
 
@@ -105,6 +106,23 @@ impl Loyalty {
                 payload,
             })
             .await;
+    }
+}
+
+/// Deletes idempotency records past [`IDEMPOTENCY_RETENTION`], hourly. Safe on several
+/// instances at once (a plain range delete).
+async fn purge_idempotency_records(loyalty: Loyalty, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match loyalty.purge_idempotency(IDEMPOTENCY_RETENTION).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "purged old idempotency records"),
+            Err(err) => tracing::warn!(error = %err, "idempotency purge failed"),
+        }
     }
 }
 

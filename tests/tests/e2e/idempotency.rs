@@ -161,3 +161,26 @@ e2e!(
         let _ = id;
     }
 );
+
+e2e!(
+    idempotency_records_are_kept_for_the_retention_window,
+    |app: TestApp| async move {
+        app.demo().await;
+        let (_, id) = app.register("m1").await;
+        let admin = app.admin();
+        let first = app
+            .gql(Some(&admin), ADJUST, j!({"m": id, "a": "1", "k": "kept"}))
+            .await;
+        app.clock.advance(chrono::Duration::days(6));
+        let retention = loyalty_domain::service::IDEMPOTENCY_RETENTION;
+        assert_eq!(app.loyalty.purge_idempotency(retention).await.unwrap(), 0);
+        app.flush_redis().await;
+        let retry = app
+            .gql(Some(&admin), ADJUST, j!({"m": id, "a": "1", "k": "kept"}))
+            .await;
+        assert_eq!(first.data(), retry.data());
+        app.clock.advance(chrono::Duration::days(2));
+        assert_eq!(app.loyalty.purge_idempotency(retention).await.unwrap(), 1);
+        app.assert_ledger_invariants().await;
+    }
+);

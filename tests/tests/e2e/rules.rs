@@ -120,3 +120,31 @@ e2e!(invalid_rules_are_refused, |app: TestApp| async move {
         .await;
     assert_eq!(r.code(), "NOT_FOUND");
 });
+
+e2e!(
+    a_publish_on_one_instance_is_live_on_another,
+    |app: TestApp| async move {
+        app.demo().await;
+        let other = spawn_app_at(app.backend, Some(&app), None).await;
+        let (token, _) = other.register("m1").await;
+        let act = "mutation { recordAction(input: {action: \"quiz_done\", idempotencyKey: \"q\"}) { awarded points reason } }";
+        let admin = app.admin();
+        let rule = j!({"i": {"name": "Quiz", "action": "quiz_done", "rewardKind": "FIXED", "points": "3"}});
+        app.gql(Some(&admin), CREATE, rule).await.data();
+        app.gql(
+            Some(&admin),
+            "mutation { publishRules { version } }",
+            j!({}),
+        )
+        .await
+        .data();
+        // Published on instance A, recorded on instance B right away.
+        let paid = other.gql(Some(&token), act, j!({})).await;
+        assert_eq!(paid.data()["recordAction"]["points"], "3.00");
+        let live = other
+            .gql(Some(&other.admin()), "{ liveRules { version } }", j!({}))
+            .await;
+        assert_eq!(live.data()["liveRules"]["version"], 2);
+        other.assert_ledger_invariants().await;
+    }
+);
