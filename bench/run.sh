@@ -47,6 +47,10 @@ export REDIS_URL="redis://${REDIS_HOST}:${REDIS_PORT}/${REDIS_DB}"
 export JWT_SECRET="${JWT_SECRET:-bench-secret-not-for-production-0123456789abcdef}"
 export LISTEN_ADDR="$BENCH_LISTEN"
 export RUST_LOG="${RUST_LOG:-warn}"
+# The load generator is one client address with few tokens: lift the per-IP and per-token rate
+# limits so the run measures the engine, not the limiter.
+export RATE_LIMIT_IP_PER_SEC="${RATE_LIMIT_IP_PER_SEC:-1000000}"
+export RATE_LIMIT_SUBJECT_PER_SEC="${RATE_LIMIT_SUBJECT_PER_SEC:-1000000}"
 
 SERVER_BIN="$TARGET_DIR/release/loyalty-server"
 BENCH_BIN="$TARGET_DIR/release/loyalty-bench"
