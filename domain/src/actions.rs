@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::actor::Actor;
-use crate::db::{TxError, TxResult};
+use crate::db::{MemberRef, TxError, TxResult};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::{Account, Entry, Kind, Posting, Tx};
 use crate::money::Points;
@@ -34,7 +34,7 @@ pub(crate) struct Award {
 
 #[derive(Serialize)]
 struct RecordActionOp {
-    member_id: i64,
+    member: MemberRef,
     action: String,
     object_id: Option<String>,
     #[serde(skip)]
@@ -46,8 +46,8 @@ impl Operation for RecordActionOp {
     type Output = ActionOutcome;
     const NAME: &'static str = "recordAction";
 
-    fn member_id(&self) -> i64 {
-        self.member_id
+    fn member(&self) -> MemberRef {
+        self.member.clone()
     }
 
     fn idempotency_key(&self) -> Option<&IdempotencyKey> {
@@ -118,9 +118,9 @@ impl Loyalty {
         }
         let key = IdempotencyKey::optional(actor, idempotency_key)?;
         let program = self.program(&actor.program).await?;
-        let member = self.member_for(&program, actor, member_external_id).await?;
+        let member = self.member_ref(&program, actor, member_external_id).await?;
         let op = RecordActionOp {
-            member_id: member.id,
+            member,
             action: action.to_owned(),
             object_id: object_id.map(str::to_owned),
             key,
@@ -136,7 +136,7 @@ impl Loyalty {
         client_key: Option<&IdempotencyKey>,
         reference: Option<(&str, &str)>,
     ) -> TxResult<Award> {
-        let version = self.live_version(tx.txn, tx.program.id).await?;
+        let version = tx.live_version;
         let ruleset = self.ruleset(tx.txn, tx.program.id, version).await?;
         let rules: Vec<_> = ruleset.rules_for(&request.action).collect();
         let facts = self

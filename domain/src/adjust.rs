@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::actions::ActionOutcome;
 use crate::actor::{Actor, Role};
-use crate::db::TxResult;
+use crate::db::{MemberRef, TxResult};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::{Account, Entry, Kind, Tx};
 use crate::money::Points;
@@ -28,8 +28,8 @@ impl Operation for AdjustOp {
     type Output = ActionOutcome;
     const NAME: &'static str = "adjustPoints";
 
-    fn member_id(&self) -> i64 {
-        self.member_id
+    fn member(&self) -> MemberRef {
+        MemberRef::Id(self.member_id)
     }
 
     fn idempotency_key(&self) -> Option<&IdempotencyKey> {
@@ -85,8 +85,6 @@ impl Loyalty {
         }
         let key = IdempotencyKey::new(actor, idempotency_key)?;
         let program = self.program(&actor.program).await?;
-        // NOT_FOUND for a member of another program, before anything else.
-        self.member(&program, member_id).await?;
         let op = AdjustOp {
             member_id,
             amount,

@@ -12,12 +12,10 @@ use std::time::Duration;
 
 use loyalty_entities::members;
 use loyalty_migration::{Migrator, MigratorTrait};
-use sea_orm::sea_query::Expr;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::ColumnTrait;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QuerySelect, RuntimeErr, SqlErr,
+    FromQueryResult, RuntimeErr, SqlErr, Statement,
 };
 
 use crate::error::DomainError;
@@ -144,36 +142,121 @@ where
     }
 }
 
-/// Locks one member row for the rest of the transaction and returns it. `NOT_FOUND` when the
-/// member does not exist in this program.
+/// Which member an operation changes: by id, or by the mini-app user id (member tokens), so the
+/// lookup and the lock are one statement.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum MemberRef {
+    Id(i64),
+    External(String),
+}
+
+/// A locked member with what every posting needs, read in the same statement.
+#[derive(Clone, Debug)]
+pub struct Locked {
+    pub member: members::Model,
+    /// The program's live ruleset version.
+    pub live_version: i64,
+    /// The spendable balance.
+    pub points_minor: i64,
+    /// The member's posting counter (highest `member_version` in the ledger).
+    pub version: i64,
+}
+
+#[derive(FromQueryResult)]
+struct LockedRow {
+    id: i64,
+    program_id: i64,
+    external_id: String,
+    display_name: Option<String>,
+    referral_code: String,
+    referrer_id: Option<i64>,
+    registered_at: Option<chrono::DateTime<chrono::Utc>>,
+    joined_at: chrono::DateTime<chrono::Utc>,
+    login_streak: i32,
+    last_login_date: Option<String>,
+    live_version: i64,
+    points_minor: i64,
+    version: i64,
+}
+
+const LOCKED_COLUMNS: &str = "SELECT m.id, m.program_id, m.external_id, m.display_name, \
+     m.referral_code, m.referrer_id, m.registered_at, m.joined_at, m.login_streak, \
+     m.last_login_date, p.ruleset_version AS live_version, b.balance_minor AS points_minor, \
+     COALESCE((SELECT MAX(l.member_version) FROM ledger_entries l WHERE l.member_id = m.id), 0) \
+     AS version \
+     FROM members m JOIN programs p ON p.id = m.program_id \
+     JOIN balances b ON b.member_id = m.id AND b.account = 'POINTS' \
+     WHERE m.id = $1";
+
+/// Locks one member row for the rest of the transaction, then reads it with the program's live
+/// ruleset version, the balance and the posting counter. Two statements on purpose: at READ
+/// COMMITTED a statement that waited for a row lock still reads every other table with the
+/// snapshot it started with, so the read must come after the lock, in a statement of its own.
+/// `NOT_FOUND` when the member does not exist in this program.
 pub async fn lock_member<C: ConnectionTrait>(
     txn: &C,
     program_id: i64,
-    member_id: i64,
-) -> TxResult<members::Model> {
-    let scope = members::Column::Id
-        .eq(member_id)
-        .and(members::Column::ProgramId.eq(program_id));
-    let found = match txn.get_database_backend() {
-        DatabaseBackend::Sqlite => {
-            // A no-op write takes SQLite's write lock before anything is read.
-            members::Entity::update_many()
-                .col_expr(
-                    members::Column::Version,
-                    Expr::col(members::Column::Version).into(),
-                )
-                .filter(scope.clone())
-                .exec(txn)
-                .await?;
-            members::Entity::find().filter(scope).one(txn).await?
-        }
+    member: &MemberRef,
+) -> TxResult<Locked> {
+    let backend = txn.get_database_backend();
+    let (column, value): (&str, sea_orm::Value) = match member {
+        MemberRef::Id(id) => ("id", (*id).into()),
+        MemberRef::External(external_id) => ("external_id", external_id.clone().into()),
+    };
+    let lock = match backend {
+        // A no-op write takes SQLite's write lock before anything is read.
+        DatabaseBackend::Sqlite => format!(
+            "UPDATE members SET login_streak = login_streak \
+             WHERE program_id = ? AND {column} = ? RETURNING id"
+        ),
         DatabaseBackend::Postgres | DatabaseBackend::MySql => {
-            members::Entity::find()
-                .filter(scope)
-                .lock_exclusive()
-                .one(txn)
-                .await?
+            format!("SELECT id FROM members WHERE program_id = $1 AND {column} = $2 FOR UPDATE")
         }
     };
-    found.ok_or_else(|| TxError::Domain(DomainError::not_found("member not found")))
+    let locked_id: Option<i64> = txn
+        .query_one(Statement::from_sql_and_values(
+            backend,
+            lock,
+            [program_id.into(), value],
+        ))
+        .await?
+        .map(|row| row.try_get("", "id"))
+        .transpose()?;
+    let Some(member_id) = locked_id else {
+        return Err(TxError::Domain(match member {
+            MemberRef::Id(_) => DomainError::not_found("member not found"),
+            MemberRef::External(_) => {
+                DomainError::not_found("member is not registered: call register first")
+            }
+        }));
+    };
+    let read = match backend {
+        DatabaseBackend::Sqlite => LOCKED_COLUMNS.replace("$1", "?"),
+        DatabaseBackend::Postgres | DatabaseBackend::MySql => LOCKED_COLUMNS.to_owned(),
+    };
+    let row = LockedRow::find_by_statement(Statement::from_sql_and_values(
+        backend,
+        read,
+        [member_id.into()],
+    ))
+    .one(txn)
+    .await?
+    .ok_or_else(|| TxError::Domain(DomainError::internal("locked member vanished")))?;
+    Ok(Locked {
+        member: members::Model {
+            id: row.id,
+            program_id: row.program_id,
+            external_id: row.external_id,
+            display_name: row.display_name,
+            referral_code: row.referral_code,
+            referrer_id: row.referrer_id,
+            registered_at: row.registered_at,
+            joined_at: row.joined_at,
+            login_streak: row.login_streak,
+            last_login_date: row.last_login_date,
+        },
+        live_version: row.live_version,
+        points_minor: row.points_minor,
+        version: row.version,
+    })
 }

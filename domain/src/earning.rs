@@ -31,7 +31,12 @@ impl Loyalty {
     /// Every live rule with what it pays and what is left for the calling member.
     pub async fn earn_opportunities(&self, actor: &Actor) -> DomainResult<Vec<Opportunity>> {
         let program = self.program(&actor.program).await?;
-        let member = self.member_for(&program, actor, None).await?;
+        let member = self
+            .find_member(&program, &actor.subject)
+            .await?
+            .ok_or_else(|| {
+                DomainError::not_found("member is not registered: call register first")
+            })?;
         let ruleset = self.live_ruleset(&program).await?;
         let ctx = self.context(&program);
         let live: Vec<_> = ruleset

@@ -177,6 +177,10 @@ pub struct Tx<'a> {
     pub now: DateTime<Utc>,
     pub posted: Vec<Posting>,
     pub loyalty: crate::service::Loyalty,
+    /// The program's live ruleset version, read with the member's lock.
+    pub live_version: i64,
+    /// The member's posting counter: every ledger row takes the next value.
+    pub version: i64,
     member_dirty: bool,
     /// Balances read or written in this transaction (the member is locked, so they are current).
     balances: Vec<(Account, i64)>,
@@ -186,19 +190,21 @@ impl<'a> Tx<'a> {
     pub fn new(
         txn: &'a DatabaseTransaction,
         program: &'a Program,
-        member: members::Model,
+        locked: crate::db::Locked,
         now: DateTime<Utc>,
         loyalty: crate::service::Loyalty,
     ) -> Self {
         Tx {
             txn,
             program,
-            member,
+            member: locked.member,
             now,
             posted: Vec::new(),
             loyalty,
+            live_version: locked.live_version,
+            version: locked.version,
             member_dirty: false,
-            balances: Vec::new(),
+            balances: vec![(Account::Points, locked.points_minor)],
         }
     }
 
@@ -207,14 +213,13 @@ impl<'a> Tx<'a> {
         self.member_dirty = true;
     }
 
-    /// Writes the member row when postings or changes happened (one statement per transaction).
+    /// Writes the member row if it changed (one statement, only when needed).
     pub async fn flush_member(&mut self) -> TxResult<()> {
-        if !self.member_dirty && self.posted.is_empty() {
+        if !self.member_dirty {
             return Ok(());
         }
         let m = &self.member;
         members::Entity::update_many()
-            .col_expr(members::Column::Version, Expr::value(m.version))
             .col_expr(members::Column::LoginStreak, Expr::value(m.login_streak))
             .col_expr(
                 members::Column::LastLoginDate,
@@ -381,7 +386,7 @@ impl<'a> Tx<'a> {
         expires_at: Option<DateTime<Utc>>,
         remaining: Option<i64>,
     ) -> TxResult<Posting> {
-        self.member.version += 1;
+        self.version += 1;
         // Earns and their reversals carry a source; spends, their refunds and expiries a
         // purpose, so a report nets each correction out of what it corrects.
         let is_earn_like = match entry.kind {
@@ -408,7 +413,7 @@ impl<'a> Tx<'a> {
             reverses_id: Set(entry.reverses),
             expires_at: Set(expires_at),
             remaining_minor: Set(remaining),
-            member_version: Set(self.member.version),
+            member_version: Set(self.version),
             note: Set(entry.note),
             created_at: Set(self.now),
             ..Default::default()

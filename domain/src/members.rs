@@ -1,17 +1,19 @@
 //! Members: joining (the program first hears of them), registering (the mini-app sign-up),
 //! profiles, balances and history.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use loyalty_entities::{balances, ledger_entries, members};
 use rand::Rng;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Role};
-use crate::db::{classify, DbErrorKind, TxResult};
+use crate::db::{classify, DbErrorKind, Locked, MemberRef, TxResult};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::{Account, Posting, Tx};
 use crate::money::Points;
@@ -50,7 +52,7 @@ pub struct MemberView {
     pub version: i64,
 }
 
-fn view(member: members::Model, rows: &[balances::Model]) -> MemberView {
+fn view(member: members::Model, rows: &[balances::Model], version: i64) -> MemberView {
     let of = |account: Account| {
         rows.iter()
             .find(|b| b.member_id == member.id && b.account == account.as_str())
@@ -76,7 +78,7 @@ fn view(member: members::Model, rows: &[balances::Model]) -> MemberView {
         ),
         lifetime_earned: Points::from_minor(points.map(|b| b.earned_minor).unwrap_or_default()),
         lifetime_spent: Points::from_minor(points.map(|b| b.spent_minor).unwrap_or_default()),
-        version: member.version,
+        version,
     }
 }
 
@@ -100,8 +102,8 @@ impl Operation for RegisterOp {
     type Output = Registration;
     const NAME: &'static str = "register";
 
-    fn member_id(&self) -> i64 {
-        self.member_id
+    fn member(&self) -> MemberRef {
+        MemberRef::Id(self.member_id)
     }
 
     fn idempotency_key(&self) -> Option<&IdempotencyKey> {
@@ -236,7 +238,6 @@ impl Loyalty {
             joined_at: Set(now),
             login_streak: Set(0),
             last_login_date: Set(None),
-            version: Set(0),
             ..Default::default()
         })
         .exec_with_returning(&txn)
@@ -263,7 +264,17 @@ impl Loyalty {
         .exec_without_returning(&txn)
         .await
         .map_err(JoinError::db)?;
-        let mut tx = Tx::new(&txn, program, member, now, self.clone());
+        let live_version = self
+            .live_version(&txn, program.id)
+            .await
+            .map_err(JoinError::Domain)?;
+        let locked = Locked {
+            member,
+            live_version,
+            points_minor: 0,
+            version: 0,
+        };
+        let mut tx = Tx::new(&txn, program, locked, now, self.clone());
         let result = async {
             tx.loyalty_award("join").await?;
             if register {
@@ -327,7 +338,9 @@ impl Loyalty {
             .filter(balances::Column::MemberId.eq(member.id))
             .all(self.db())
             .await?;
-        Ok(view(member, &rows))
+        let versions = self.versions(&[member.id]).await?;
+        let version = versions.get(&member.id).copied().unwrap_or_default();
+        Ok(view(member, &rows, version))
     }
 
     /// Members of a program by id, `first` after the cursor; optional search on external id or
@@ -362,10 +375,16 @@ impl Loyalty {
             .filter(balances::Column::MemberId.is_in(rows.iter().map(|m| m.id)))
             .all(self.db())
             .await?;
-        Ok((
-            rows.into_iter().map(|m| view(m, &balances)).collect(),
-            has_next,
-        ))
+        let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
+        let versions = self.versions(&ids).await?;
+        let views = rows
+            .into_iter()
+            .map(|m| {
+                let version = versions.get(&m.id).copied().unwrap_or_default();
+                view(m, &balances, version)
+            })
+            .collect();
+        Ok((views, has_next))
     }
 
     /// A member's ledger, newest first.
@@ -391,33 +410,52 @@ impl Loyalty {
         Ok((rows.into_iter().map(Posting::from).collect(), has_next))
     }
 
-    /// The member id behind an actor (member tokens) or an explicit external id (service).
-    pub(crate) async fn member_for(
+    /// The member an action is for: the token's subject (member tokens, locked by external id
+    /// without a lookup), or `member_external_id` for a service, joining it if new.
+    pub(crate) async fn member_ref(
         &self,
         program: &Program,
         actor: &Actor,
         external_id: Option<&str>,
-    ) -> DomainResult<members::Model> {
+    ) -> DomainResult<MemberRef> {
         match (actor.role, external_id) {
-            (Role::Member, None) => {
-                self.find_member(program, &actor.subject)
-                    .await?
-                    .ok_or_else(|| {
-                        DomainError::not_found("member is not registered: call register first")
-                    })
-            }
+            (Role::Member, None) => Ok(MemberRef::External(actor.subject.clone())),
             (Role::Member, Some(_)) => Err(DomainError::Forbidden(
                 "members act for themselves: leave memberExternalId out".into(),
             )),
-            (Role::Service, Some(external_id)) => Ok(self
-                .find_or_join(program, external_id, None, false)
-                .await?
-                .0),
+            (Role::Service, Some(external_id)) => Ok(MemberRef::Id(
+                self.find_or_join(program, external_id, None, false)
+                    .await?
+                    .0
+                    .id,
+            )),
             (Role::Service, None) => Err(DomainError::validation("memberExternalId is required")),
             (Role::Admin, _) => Err(DomainError::Forbidden(
                 "admins cannot record actions".into(),
             )),
         }
+    }
+
+    /// Posting counters (highest ledger `member_version`) of members.
+    async fn versions(&self, ids: &[i64]) -> DomainResult<HashMap<i64, i64>> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            member_id: i64,
+            version: Option<i64>,
+        }
+        let rows = ledger_entries::Entity::find()
+            .select_only()
+            .column(ledger_entries::Column::MemberId)
+            .column_as(ledger_entries::Column::MemberVersion.max(), "version")
+            .filter(ledger_entries::Column::MemberId.is_in(ids.iter().copied()))
+            .group_by(ledger_entries::Column::MemberId)
+            .into_model::<Row>()
+            .all(self.db())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.member_id, r.version.unwrap_or_default()))
+            .collect())
     }
 }
 

@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 use loyalty_entities::idempotency_records;
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     TransactionTrait,
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::actor::Actor;
-use crate::db::{classify, lock_member, retry, DbErrorKind, TxError, TxResult};
+use crate::db::{lock_member, retry, MemberRef, TxError, TxResult};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::{Posting, Tx};
 use crate::program::Program;
@@ -68,7 +69,7 @@ pub(crate) trait Operation: Serialize + Send + Sync {
     type Output: Serialize + DeserializeOwned + Send + Sync;
     const NAME: &'static str;
 
-    fn member_id(&self) -> i64;
+    fn member(&self) -> MemberRef;
     fn idempotency_key(&self) -> Option<&IdempotencyKey>;
     async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<Self::Output>;
 }
@@ -143,19 +144,9 @@ impl Loyalty {
         hash: Option<&str>,
     ) -> TxResult<Attempt<O::Output>> {
         let txn = self.db().begin().await?;
-        let member = lock_member(&txn, program.id, op.member_id()).await?;
+        let locked = lock_member(&txn, program.id, &op.member()).await?;
         let key = op.idempotency_key();
-        if let (Some(key), Some(hash)) = (key, hash) {
-            if let Some(record) = find_record(&txn, program.id, key).await? {
-                txn.rollback().await?;
-                return Ok(Attempt::Done(replay(
-                    &record.request_hash,
-                    &record.response,
-                    hash,
-                )));
-            }
-        }
-        let mut tx = Tx::new(&txn, program, member, self.now(), self.clone());
+        let mut tx = Tx::new(&txn, program, locked, self.now(), self.clone());
         let output = match op.apply(&mut tx).await {
             Ok(output) => output,
             Err(TxError::Domain(err)) if key.is_some() && err.is_replayable() => {
@@ -172,16 +163,11 @@ impl Loyalty {
         if let (Some(key), Some(hash)) = (key, hash) {
             let ok: Result<&O::Output, DomainError> = Ok(&output);
             let response = serde_json::to_string(&ok).map_err(DomainError::internal)?;
-            if let Err(err) = insert_record(&txn, program.id, key, hash, &response, self).await {
-                if let TxError::Db(db_err) = &err {
-                    if classify(db_err) == DbErrorKind::UniqueViolation {
-                        // The same key won a race through another member's lock: its stored
-                        // result is the answer.
-                        txn.rollback().await?;
-                        return self.replay_committed(program, key, hash).await;
-                    }
-                }
-                return Err(err);
+            // The record is claimed last: a repeated key is rare, so the common case pays one
+            // statement. On a repeat the work above is rolled back and the first answer wins.
+            if !claim_record(&txn, program.id, key, hash, &response, self).await? {
+                txn.rollback().await?;
+                return self.replay_committed(program, key, hash).await;
             }
             stored = Some((key, hash.to_owned(), response));
         }
@@ -202,26 +188,22 @@ impl Loyalty {
         err: &DomainError,
     ) -> TxResult<O::Output> {
         let txn = self.db().begin().await?;
-        lock_member(&txn, program.id, op.member_id()).await?;
+        lock_member(&txn, program.id, &op.member()).await?;
         if let Some(record) = find_record(&txn, program.id, key).await? {
             txn.rollback().await?;
             return replay(&record.request_hash, &record.response, hash).map_err(TxError::Domain);
         }
         let refused: Result<(), &DomainError> = Err(err);
         let response = serde_json::to_string(&refused).map_err(DomainError::internal)?;
-        match insert_record(&txn, program.id, key, hash, &response, self).await {
-            Ok(()) => {}
-            Err(TxError::Db(db_err)) if classify(&db_err) == DbErrorKind::UniqueViolation => {
-                txn.rollback().await?;
-                return match self
-                    .replay_committed::<O::Output>(program, key, hash)
-                    .await?
-                {
-                    Attempt::Done(result) => result.map_err(TxError::Domain),
-                    Attempt::Refused(err) => Err(TxError::Domain(err)),
-                };
-            }
-            Err(other) => return Err(other),
+        if !claim_record(&txn, program.id, key, hash, &response, self).await? {
+            txn.rollback().await?;
+            return match self
+                .replay_committed::<O::Output>(program, key, hash)
+                .await?
+            {
+                Attempt::Done(result) => result.map_err(TxError::Domain),
+                Attempt::Refused(err) => Err(TxError::Domain(err)),
+            };
         }
         txn.commit().await?;
         self.remember(program, key, hash.to_owned(), &response)
@@ -295,15 +277,16 @@ async fn find_record<C: ConnectionTrait>(
         .await?)
 }
 
-async fn insert_record(
+/// Inserts the idempotency record unless (program, caller, key) already has one; `false` then.
+async fn claim_record(
     txn: &DatabaseTransaction,
     program_id: i64,
     key: &IdempotencyKey,
     hash: &str,
     response: &str,
     loyalty: &Loyalty,
-) -> TxResult<()> {
-    idempotency_records::Entity::insert(idempotency_records::ActiveModel {
+) -> TxResult<bool> {
+    let inserted = idempotency_records::Entity::insert(idempotency_records::ActiveModel {
         program_id: Set(program_id),
         caller: Set(key.scope.clone()),
         key: Set(key.key.clone()),
@@ -312,7 +295,16 @@ async fn insert_record(
         created_at: Set(loyalty.now()),
         ..Default::default()
     })
+    .on_conflict(
+        OnConflict::columns([
+            idempotency_records::Column::ProgramId,
+            idempotency_records::Column::Caller,
+            idempotency_records::Column::Key,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
     .exec_without_returning(txn)
     .await?;
-    Ok(())
+    Ok(inserted == 1)
 }

@@ -4,13 +4,13 @@
 
 use loyalty_entities::{purchases, refunds};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 
 use crate::actions::outcome;
 use crate::actor::{Actor, Role};
-use crate::db::{classify, DbErrorKind, TxError, TxResult};
+use crate::db::{MemberRef, TxError, TxResult};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::{Account, Entry, Kind, Posting, Tx};
 use crate::money::{Money, Points};
@@ -77,8 +77,8 @@ impl Operation for PurchaseOp {
     type Output = PurchaseOutcome;
     const NAME: &'static str = "recordPurchase";
 
-    fn member_id(&self) -> i64 {
-        self.member_id
+    fn member(&self) -> MemberRef {
+        MemberRef::Id(self.member_id)
     }
 
     fn idempotency_key(&self) -> Option<&IdempotencyKey> {
@@ -86,41 +86,6 @@ impl Operation for PurchaseOp {
     }
 
     async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<PurchaseOutcome> {
-        let existing = purchases::Entity::find()
-            .filter(purchases::Column::ProgramId.eq(tx.program.id))
-            .filter(purchases::Column::OrderId.eq(self.order_id.as_str()))
-            .one(tx.txn)
-            .await?;
-        if existing.is_some() {
-            return Err(TxError::Domain(DomainError::AlreadyClaimed(format!(
-                "order `{}` was already recorded",
-                self.order_id
-            ))));
-        }
-        let purchase = purchases::Entity::insert(purchases::ActiveModel {
-            program_id: Set(tx.program.id),
-            member_id: Set(self.member_id),
-            order_id: Set(self.order_id.clone()),
-            amount_minor: Set(self.amount.minor()),
-            refunded_minor: Set(0),
-            points_minor: Set(0),
-            reversed_minor: Set(0),
-            unrecovered_minor: Set(0),
-            created_at: Set(tx.now),
-            ..Default::default()
-        })
-        .exec_with_returning(tx.txn)
-        .await
-        .map_err(|err| match classify(&err) {
-            // The same order reported for another member at the same moment.
-            DbErrorKind::UniqueViolation => TxError::Domain(DomainError::AlreadyClaimed(format!(
-                "order `{}` was already recorded",
-                self.order_id
-            ))),
-            DbErrorKind::Retryable | DbErrorKind::CheckViolation | DbErrorKind::Other => {
-                TxError::Db(err)
-            }
-        })?;
         let request = ActionRequest {
             action: "purchase".into(),
             object_id: None,
@@ -136,14 +101,33 @@ impl Operation for PurchaseOp {
             )
             .await?;
         let outcome = outcome(tx, award).await?;
-        purchases::Entity::update_many()
-            .col_expr(
-                purchases::Column::PointsMinor,
-                Expr::value(outcome.points.minor()),
-            )
-            .filter(purchases::Column::Id.eq(purchase.id))
-            .exec(tx.txn)
-            .await?;
+        // One purchase per order id: a second report (any key, any member) inserts nothing and
+        // the accrual above is rolled back with the refusal.
+        let inserted = purchases::Entity::insert(purchases::ActiveModel {
+            program_id: Set(tx.program.id),
+            member_id: Set(self.member_id),
+            order_id: Set(self.order_id.clone()),
+            amount_minor: Set(self.amount.minor()),
+            refunded_minor: Set(0),
+            points_minor: Set(outcome.points.minor()),
+            reversed_minor: Set(0),
+            unrecovered_minor: Set(0),
+            created_at: Set(tx.now),
+            ..Default::default()
+        })
+        .on_conflict(
+            OnConflict::columns([purchases::Column::ProgramId, purchases::Column::OrderId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(tx.txn)
+        .await?;
+        if inserted == 0 {
+            return Err(TxError::Domain(DomainError::AlreadyClaimed(format!(
+                "order `{}` was already recorded",
+                self.order_id
+            ))));
+        }
         Ok(PurchaseOutcome {
             order_id: self.order_id.clone(),
             member_id: self.member_id,
@@ -169,8 +153,8 @@ impl Operation for RefundOp {
     type Output = RefundOutcome;
     const NAME: &'static str = "refundPurchase";
 
-    fn member_id(&self) -> i64 {
-        self.member_id
+    fn member(&self) -> MemberRef {
+        MemberRef::Id(self.member_id)
     }
 
     fn idempotency_key(&self) -> Option<&IdempotencyKey> {
@@ -274,8 +258,9 @@ impl Loyalty {
         let key = IdempotencyKey::new(actor, idempotency_key)?;
         let program = self.program(&actor.program).await?;
         let member = self
-            .member_for(&program, actor, Some(member_external_id))
-            .await?;
+            .find_or_join(&program, member_external_id, None, false)
+            .await?
+            .0;
         let op = PurchaseOp {
             member_id: member.id,
             order_id: order_id.to_owned(),

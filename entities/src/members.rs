@@ -15,7 +15,6 @@ pub struct Model {
     pub joined_at: DateTimeUtc,
     pub login_streak: i32,
     pub last_login_date: Option<String>,
-    pub version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -34,7 +34,6 @@ enum Members {
     JoinedAt,
     LoginStreak,
     LastLoginDate,
-    Version,
 }
 
 #[derive(DeriveIden)]
@@ -220,7 +219,6 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(Members::JoinedAt))
                     .col(integer(Members::LoginStreak).default(0))
                     .col(string_len_null(Members::LastLoginDate, 10))
-                    .col(big_integer(Members::Version).default(0))
                     .foreign_key(&mut fk(
                         "fk_members_program",
                         (Members::Table, Members::ProgramId),

@@ -265,3 +265,46 @@ e2e!(
         assert_eq!(registration["claimed"], true);
     }
 );
+
+e2e!(
+    a_daily_cap_holds_under_a_race_and_versions_stay_consecutive,
+    |app: TestApp| async move {
+        app.demo().await; // product_view: once per product, at most 10 a day
+        let (token, _) = app.register("m1").await;
+        let results = join_all((0..25).map(|i| {
+            let (app, token) = (&app, token.clone());
+            async move {
+                app.gql(
+                    Some(&token),
+                    VIEW,
+                    j!({"a": "product_view", "o": format!("p{i}")}),
+                )
+                .await
+            }
+        }))
+        .await;
+        let paid = results
+            .iter()
+            .filter(|r| r.data()["recordAction"]["awarded"] == true)
+            .count();
+        assert_eq!(paid, 10);
+        for r in results
+            .iter()
+            .filter(|r| r.data()["recordAction"]["awarded"] == false)
+        {
+            assert_eq!(r.data()["recordAction"]["reason"], "LIMIT_REACHED");
+        }
+        let me = app.gql(Some(&token), "{ me { balance version transactions(first: 100) { edges { node { version } } } } }", j!({})).await;
+        assert_eq!(me.data()["me"]["balance"], "90.00");
+        assert_eq!(me.data()["me"]["version"], 12);
+        let mut versions: Vec<i64> = me.data()["me"]["transactions"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["version"].as_i64().unwrap())
+            .collect();
+        versions.sort_unstable();
+        assert_eq!(versions, (1..=12).collect::<Vec<_>>());
+        app.assert_ledger_invariants().await;
+    }
+);
