@@ -302,7 +302,7 @@ impl<'a> Tx<'a> {
     }
 
     async fn move_balance(
-        &self,
+        &mut self,
         account: Account,
         delta: i64,
         earned: i64,
@@ -324,11 +324,17 @@ impl<'a> Tx<'a> {
             .col_expr(balances::Column::UpdatedAt, Expr::value(self.now))
             .filter(balances::Column::MemberId.eq(self.member.id))
             .filter(balances::Column::Account.eq(account.as_str()))
-            .exec(self.txn)
+            .exec_with_returning(self.txn)
             .await;
-        match updated {
-            Ok(result) if result.rows_affected == 1 => Ok(()),
-            Ok(_) => Err(TxError::Domain(DomainError::internal(
+        match updated.map(|rows| rows.into_iter().next()) {
+            Ok(Some(row)) => {
+                // The cached balance must follow every write, or later checks in this
+                // transaction would read a stale figure.
+                self.balances.retain(|(a, _)| *a != account);
+                self.balances.push((account, row.balance_minor));
+                Ok(())
+            }
+            Ok(None) => Err(TxError::Domain(DomainError::internal(
                 "balance row missing",
             ))),
             Err(err) if classify(&err) == DbErrorKind::CheckViolation => Err(TxError::Domain(

@@ -21,6 +21,12 @@ e2e!(
             .filter(|r| r.data()["recordAction"]["awarded"] == true)
             .count();
         assert_eq!(awarded, 1);
+        let paid = results
+            .iter()
+            .find(|r| r.data()["recordAction"]["awarded"] == true)
+            .unwrap();
+        assert_eq!(paid.data()["recordAction"]["balance"], "75.00");
+        assert_eq!(paid.data()["recordAction"]["transaction"]["amount"], "5.00");
         for r in results
             .iter()
             .filter(|r| r.data()["recordAction"]["awarded"] == false)

@@ -72,12 +72,26 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_at(backend, None, None).await
 }
 
+/// A PostgreSQL app whose Redis is `redis_url` (a private Redis a test may stop).
+pub async fn spawn_app_with_redis(redis_url: String) -> TestApp {
+    spawn(Backend::Postgres, None, None, Some(redis_url)).await
+}
+
 /// Starts a server; `shared` reuses another test app's database and Redis prefix (a second
 /// instance of the same deployment).
 pub async fn spawn_app_at(
     backend: Backend,
     shared: Option<&TestApp>,
     start: Option<DateTime<Utc>>,
+) -> TestApp {
+    spawn(backend, shared, start, None).await
+}
+
+async fn spawn(
+    backend: Backend,
+    shared: Option<&TestApp>,
+    start: Option<DateTime<Utc>>,
+    redis_override: Option<String>,
 ) -> TestApp {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
@@ -115,6 +129,7 @@ pub async fn spawn_app_at(
         }
         (Backend::Sqlite, _) => (None, None, None, None),
     };
+    let redis = redis_override.or(redis);
     let mut config = Config::for_tests(
         database_url,
         redis,

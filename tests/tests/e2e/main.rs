@@ -10,4 +10,5 @@ mod earning;
 mod http;
 mod idempotency;
 mod purchases;
+mod redis_faults;
 mod rules;

@@ -22,6 +22,7 @@ e2e!(
             .gql(Some(&service), PURCHASE, purchase("o-1", "123.45"))
             .await;
         assert_eq!(r.data()["recordPurchase"]["pointsAwarded"], "61.72");
+        assert_eq!(r.data()["recordPurchase"]["balance"], "131.72");
         assert_eq!(
             r.data()["recordPurchase"]["transaction"]["source"],
             "purchase"
@@ -37,6 +38,7 @@ e2e!(
             )
             .await;
         assert_eq!(r.data()["refundPurchase"]["pointsReversed"], "20.57");
+        assert_eq!(r.data()["refundPurchase"]["balance"], "111.15");
         assert_eq!(
             r.data()["refundPurchase"]["transaction"]["kind"],
             "REVERSAL"
@@ -105,6 +107,7 @@ e2e!(
             .await;
         assert_eq!(r.data()["refundPurchase"]["pointsReversed"], "10.00");
         assert_eq!(r.data()["refundPurchase"]["pointsUnrecovered"], "40.00");
+        assert_eq!(r.data()["refundPurchase"]["balance"], "0.00");
         assert_eq!(app.balance(&token).await, "0.00");
         app.assert_ledger_invariants().await;
     }
