@@ -36,7 +36,7 @@ e2e!(
             .map(|r| r.data()["adjustPoints"]["transaction"]["id"].clone())
             .collect();
         assert_eq!(tx_ids.len(), 1, "every success is the one stored result");
-    assert_eq!(ok[0].data()["adjustPoints"]["balance"], "80.50");
+        assert_eq!(ok[0].data()["adjustPoints"]["balance"], "80.50");
         assert_eq!(app.ledger_rows(&id).await, rows_before + 1);
         assert_eq!(app.balance(&token).await, "80.50");
         app.assert_ledger_invariants().await;

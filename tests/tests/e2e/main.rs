@@ -6,6 +6,7 @@
 mod helpers;
 
 mod auth;
+mod bank;
 mod earning;
 mod http;
 mod idempotency;
