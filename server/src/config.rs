@@ -39,6 +39,7 @@ pub const VARIABLES: &[&str] = &[
     "RATE_LIMIT_IP_PER_SEC",
     "RATE_LIMIT_SUBJECT_PER_SEC",
     "LOG_FORMAT",
+    "CORS_ALLOWED_ORIGINS",
 ];
 
 const MAX_LEEWAY_SECS: u64 = 300;
@@ -104,6 +105,18 @@ pub struct GraphqlConfig {
     pub max_batch: usize,
 }
 
+/// Which browser origins may call the API (mini-app web views are often on the merchant's
+/// domain). Bearer tokens, never cookies, so no credentials are allowed either way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No CORS headers: same-origin browsers only (the default).
+    None,
+    /// `*`: any origin.
+    Any,
+    /// Exactly these origins (`https://shop.example`).
+    List(Vec<String>),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -127,6 +140,7 @@ pub struct Config {
     pub rate_limit_ip_per_sec: u32,
     pub rate_limit_subject_per_sec: u32,
     pub log_format: LogFormat,
+    pub cors: CorsOrigins,
 }
 
 impl fmt::Debug for Config {
@@ -266,6 +280,7 @@ impl Config {
             "requests per second from 1 to 1000000",
         );
         let log_format = env.log_format();
+        let cors = env.cors();
 
         if !env.problems.is_empty() {
             anyhow::bail!("configuration error:\n  - {}", env.problems.join("\n  - "));
@@ -299,6 +314,7 @@ impl Config {
             rate_limit_ip_per_sec,
             rate_limit_subject_per_sec,
             log_format,
+            cors,
         })
     }
 
@@ -341,6 +357,7 @@ impl Config {
             rate_limit_ip_per_sec: 100_000,
             rate_limit_subject_per_sec: 100_000,
             log_format: LogFormat::Text,
+            cors: CorsOrigins::None,
         }
     }
 
@@ -474,6 +491,33 @@ impl Reader<'_> {
         (self.lookup)(name)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
+    }
+
+    fn cors(&mut self) -> CorsOrigins {
+        let Some(raw) = self.get("CORS_ALLOWED_ORIGINS") else {
+            return CorsOrigins::None;
+        };
+        if raw == "*" {
+            return CorsOrigins::Any;
+        }
+        let origins: Vec<String> = raw
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        let valid = |o: &String| {
+            (o.starts_with("https://") || o.starts_with("http://"))
+                && !o[o.find("//").map_or(0, |i| i + 2)..].contains('/')
+                && axum::http::HeaderValue::from_str(o).is_ok()
+        };
+        if origins.is_empty() || !origins.iter().all(valid) {
+            self.problem(
+                "CORS_ALLOWED_ORIGINS must be `*` or a comma-separated list of origins like \
+                 https://shop.example",
+            );
+            return CorsOrigins::None;
+        }
+        CorsOrigins::List(origins)
     }
 
     fn problem(&mut self, message: impl Into<String>) {

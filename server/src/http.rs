@@ -59,7 +59,8 @@ pub fn router(state: AppState) -> Router {
         // The WebSocket endpoint is long-lived: no request timeout, but the same per-IP limit
         // on opening it.
         .merge(websocket_routes())
-        .route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip));
+        .route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip))
+        .layer(cors(&state.config.cors));
 
     Router::new()
         .merge(graphql)
@@ -80,6 +81,29 @@ pub fn router(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::x_request_id()),
         )
         .with_state(state)
+}
+
+/// CORS for browser callers; preflights are answered before the rate limit and auth.
+fn cors(origins: &crate::config::CorsOrigins) -> tower_http::cors::CorsLayer {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = match origins {
+        crate::config::CorsOrigins::None => return CorsLayer::new(),
+        crate::config::CorsOrigins::Any => AllowOrigin::any(),
+        crate::config::CorsOrigins::List(list) => {
+            AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        }
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id")])
+        .max_age(Duration::from_secs(600))
 }
 
 /// The merge point for `/graphql/ws` (graphql-transport-ws). Routes added here get the per-IP

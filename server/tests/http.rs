@@ -427,3 +427,51 @@ async fn shutdown_closes_the_listener() {
         .await;
     assert!(result.is_err(), "the port is closed after shutdown");
 }
+
+#[tokio::test]
+async fn cors_answers_only_configured_origins() {
+    let server = TestServer::start_with(|config| {
+        config.cors =
+            loyalty_server::config::CorsOrigins::List(vec!["https://shop.example".into()]);
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        server
+            .client
+            .request(reqwest::Method::OPTIONS, format!("{}/graphql", server.url))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("https://shop.example").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    assert!(allowed
+        .headers()
+        .get("access-control-allow-credentials")
+        .is_none());
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    server.stop().await;
+
+    let closed = TestServer::start().await;
+    let response = closed
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/graphql", closed.url))
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(response
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    closed.stop().await;
+}

@@ -283,3 +283,36 @@ fn migrate_needs_only_the_database() {
     let err = DatabaseTarget::from_lookup(|name| bad.get(name).cloned()).unwrap_err();
     assert!(err.to_string().contains("DATABASE_URL"));
 }
+
+#[test]
+fn cors_origins_parse_and_validate() {
+    let with = |value: &str| {
+        load(&[
+            ("DATABASE_URL", PG),
+            ("JWT_SECRET", SECRET),
+            ("CORS_ALLOWED_ORIGINS", value),
+        ])
+    };
+    assert_eq!(
+        load(&[("DATABASE_URL", PG), ("JWT_SECRET", SECRET)])
+            .unwrap()
+            .cors,
+        CorsOrigins::None
+    );
+    assert_eq!(with("*").unwrap().cors, CorsOrigins::Any);
+    assert_eq!(
+        with("https://shop.example, http://localhost:5173/")
+            .unwrap()
+            .cors,
+        CorsOrigins::List(vec![
+            "https://shop.example".into(),
+            "http://localhost:5173".into()
+        ])
+    );
+    for bad in ["shop.example", "https://shop.example/path", "ftp://x"] {
+        assert!(
+            format!("{:#}", with(bad).unwrap_err()).contains("CORS_ALLOWED_ORIGINS"),
+            "{bad}"
+        );
+    }
+}

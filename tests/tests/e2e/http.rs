@@ -73,29 +73,10 @@ e2e!(
         );
         let r = app.gql(Some(&token), &deep, j!({})).await;
         assert!(r.body.get("errors").is_some());
-        // Batches over the cap run nothing.
-        let batch: Vec<_> = (0..11).map(|i| j!({"query": format!("mutation {{ recordAction(input: {{action: \"news_read\", objectId: \"b{i}\"}}) {{ awarded }} }}")})).collect();
-        let res = app
-            .client
-            .post(format!("{}/graphql", app.url))
-            .bearer_auth(&token)
-            .json(&batch)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), 400);
+        // Batches over the cap run nothing; within the cap they run.
+        assert_eq!(news_batch(&app, &token, 11).await, 400);
         assert_eq!(app.ledger_rows(&id).await, 2);
-        // A batch within the cap runs.
-        let batch: Vec<_> = (0..2).map(|i| j!({"query": format!("mutation {{ recordAction(input: {{action: \"news_read\", objectId: \"b{i}\"}}) {{ awarded }} }}")})).collect();
-        let res = app
-            .client
-            .post(format!("{}/graphql", app.url))
-            .bearer_auth(&token)
-            .json(&batch)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), 200);
+        assert_eq!(news_batch(&app, &token, 2).await, 200);
         assert_eq!(app.ledger_rows(&id).await, 4);
     }
 );
@@ -115,4 +96,20 @@ fn nest(levels: usize) -> String {
     (0..levels).fold("{ name }".to_owned(), |inner, _| {
         format!("{{ ofType {inner} }}")
     })
+}
+
+/// POSTs an array of `size` news-read mutations; returns the HTTP status.
+async fn news_batch(app: &TestApp, token: &str, size: usize) -> u16 {
+    let batch: Vec<_> = (0..size)
+        .map(|i| j!({"query": format!("mutation {{ recordAction(input: {{action: \"news_read\", objectId: \"b{i}\"}}) {{ awarded }} }}")}))
+        .collect();
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.url))
+        .bearer_auth(token)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    res.status().as_u16()
 }
