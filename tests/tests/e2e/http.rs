@@ -113,3 +113,46 @@ async fn news_batch(app: &TestApp, token: &str, size: usize) -> u16 {
         .unwrap();
     res.status().as_u16()
 }
+
+e2e!(
+    database_errors_reach_clients_as_internal_with_a_request_id,
+    |app: TestApp| async move {
+        app.demo().await;
+        app.register("m1").await;
+        use sea_orm::ConnectionTrait;
+        app.loyalty
+            .db()
+            .execute_unprepared("DROP TABLE refunds")
+            .await
+            .unwrap();
+        let service = app.service();
+        let purchase = j!({"i": {"memberExternalId": "m1", "orderId": "o1", "amount": "10", "idempotencyKey": "p"}});
+        app.gql(
+            Some(&service),
+            "mutation($i: RecordPurchaseInput!) { recordPurchase(input: $i) { balance } }",
+            purchase,
+        )
+        .await
+        .data();
+        let response = app
+        .client
+        .post(format!("{}/graphql", app.url))
+        .bearer_auth(&service)
+        .json(&j!({"query": "mutation { refundPurchase(orderId: \"o1\", amount: \"1\") { balance } }"}))
+        .send()
+        .await
+        .unwrap();
+        let header_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body: serde_json::Value = response.json().await.unwrap();
+        let error = &body["errors"][0];
+        assert_eq!(error["extensions"]["code"], "INTERNAL");
+        assert_eq!(error["extensions"]["requestId"], header_id.as_str());
+        let text = body.to_string().to_lowercase();
+        for leak in ["refunds", "sql", "relation", "table", "select", "insert"] {
+            assert!(!text.contains(leak), "`{leak}` leaked: {body}");
+        }
+    }
+);
