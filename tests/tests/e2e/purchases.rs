@@ -205,3 +205,49 @@ e2e!(decimals_stay_exact, |app: TestApp| async move {
     assert_eq!(app.balance(&token).await, "12345678971.27");
     app.assert_ledger_invariants().await;
 });
+
+e2e!(
+    debits_consume_lots_first_expiring_first,
+    |app: TestApp| async move {
+        app.demo().await; // validity 365 days
+        let (token, id) = app.register("m1").await; // lots: 20 (join), 50 (registration)
+        let admin = app.admin();
+        app.clock.advance(chrono::Duration::days(10));
+        app.gql(
+            Some(&admin),
+            ADJUST,
+            j!({"m": id, "a": "30", "k": "later-lot"}),
+        )
+        .await
+        .data();
+        // 80 of 100: the two oldest lots (70) go first, then 10 of the newer one.
+        app.gql(
+            Some(&admin),
+            ADJUST,
+            j!({"m": id, "a": "-80", "k": "spend"}),
+        )
+        .await
+        .data();
+        use sea_orm::ConnectionTrait;
+        let db = app.loyalty.db();
+        let rows = db
+        .query_all(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT amount_minor, remaining_minor FROM ledger_entries WHERE member_id = {id} AND remaining_minor IS NOT NULL ORDER BY id"),
+        ))
+        .await
+        .unwrap();
+        let lots: Vec<(i64, i64)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get("", "amount_minor").unwrap(),
+                    r.try_get("", "remaining_minor").unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(lots, [(2000, 0), (5000, 0), (3000, 2000)]);
+        assert_eq!(app.balance(&token).await, "20.00");
+        app.assert_ledger_invariants().await;
+    }
+);
