@@ -60,6 +60,25 @@ impl Member {
     async fn version(&self) -> i64 {
         self.0 .0.version
     }
+    /// The next points to expire and when (lots expiring on the same program-local day add
+    /// up); null when nothing will expire.
+    async fn expiring_soon(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<ExpiringSoon>> {
+        let actor = require(ctx, &[Role::Member, Role::Admin, Role::Service])?;
+        let loyalty = ctx.data::<Loyalty>()?;
+        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let next = loyalty
+            .expiring_soon(&program, self.0 .0.id)
+            .await
+            .gql(ctx)?;
+        Ok(next.map(|n| ExpiringSoon {
+            points: n.points.decimal(),
+            at: n.at,
+        }))
+    }
+
     /// The ledger, newest first. Cursors are opaque.
     async fn transactions(
         &self,
@@ -99,6 +118,12 @@ pub(crate) fn page_size(first: Option<i32>, ctx: &Context<'_>) -> async_graphql:
         ));
     }
     Ok(u64::try_from(first).unwrap_or(20))
+}
+
+#[derive(SimpleObject)]
+pub struct ExpiringSoon {
+    pub points: Decimal,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(InputObject)]

@@ -40,6 +40,7 @@ pub const VARIABLES: &[&str] = &[
     "RATE_LIMIT_SUBJECT_PER_SEC",
     "LOG_FORMAT",
     "CORS_ALLOWED_ORIGINS",
+    "EXPIRY_INTERVAL_SECS",
 ];
 
 const MAX_LEEWAY_SECS: u64 = 300;
@@ -141,6 +142,8 @@ pub struct Config {
     pub rate_limit_subject_per_sec: u32,
     pub log_format: LogFormat,
     pub cors: CorsOrigins,
+    /// How often the expiry job runs; 0 turns it off on this instance.
+    pub expiry_interval_secs: u64,
 }
 
 impl fmt::Debug for Config {
@@ -281,6 +284,12 @@ impl Config {
         );
         let log_format = env.log_format();
         let cors = env.cors();
+        let expiry_interval_secs = env.parse(
+            "EXPIRY_INTERVAL_SECS",
+            60,
+            |n| *n <= 86_400,
+            "seconds from 0 (off) to 86400",
+        );
 
         if !env.problems.is_empty() {
             anyhow::bail!("configuration error:\n  - {}", env.problems.join("\n  - "));
@@ -315,6 +324,7 @@ impl Config {
             rate_limit_subject_per_sec,
             log_format,
             cors,
+            expiry_interval_secs,
         })
     }
 
@@ -358,6 +368,8 @@ impl Config {
             rate_limit_subject_per_sec: 100_000,
             log_format: LogFormat::Text,
             cors: CorsOrigins::None,
+            // Tests run expiry explicitly with their clock.
+            expiry_interval_secs: 0,
         }
     }
 

@@ -112,6 +112,12 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         None => Arc::new(MemoryStore::new()),
     };
     let loyalty = Loyalty::new(db, store, clock, shutdown.clone());
+    if config.expiry_interval_secs > 0 {
+        loyalty.spawn_expiry(
+            Duration::from_secs(config.expiry_interval_secs),
+            shutdown.clone(),
+        );
+    }
     let schema = build_schema(
         loyalty.clone(),
         SchemaOptions {
