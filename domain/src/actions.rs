@@ -153,7 +153,7 @@ impl Loyalty {
             tz: tx.program.tz,
             now: tx.now,
             points_per_currency: tx.program.points_per_currency,
-            multiplier: rust_decimal::Decimal::ONE,
+            multiplier: rust_decimal::Decimal::new(tx.multiplier_minor, 2),
         };
         let evaluation = evaluate(&ruleset, &facts, request, &ctx)?;
         let mut posted = Vec::with_capacity(evaluation.earns.len());
@@ -170,14 +170,22 @@ impl Loyalty {
             };
             let mut entry = Entry::new(Account::Points, Kind::Earn, earn.points)
                 .label(earn.source)
-                .key(Some(key));
+                .key(Some(key.clone()));
             entry.rule = Some((earn.rule_id, version));
             entry = match (reference, earn.object_id) {
                 (Some((kind, id)), _) => entry.reference(kind, id),
                 (None, Some(object)) => entry.reference("object", object),
                 (None, None) => entry,
             };
-            posted.push(tx.credit(entry).await?);
+            if earn.qualifying {
+                let mut qualification = entry.clone();
+                qualification.account = Account::Qualification;
+                qualification.key = Some(format!("{key}:q"));
+                posted.push(tx.credit(entry).await?);
+                posted.push(tx.credit(qualification).await?);
+            } else {
+                posted.push(tx.credit(entry).await?);
+            }
         }
         if let Some((date, streak)) = evaluation.streak {
             tx.member.last_login_date = Some(date.to_string());

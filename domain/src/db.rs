@@ -160,6 +160,8 @@ pub struct Locked {
     pub points_minor: i64,
     /// The member's posting counter (highest `member_version` in the ledger).
     pub version: i64,
+    /// The member's tier earn multiplier in hundredths (100 without a tier).
+    pub multiplier_minor: i64,
 }
 
 #[derive(FromQueryResult)]
@@ -174,6 +176,8 @@ struct LockedRow {
     joined_at: chrono::DateTime<chrono::Utc>,
     login_streak: i32,
     last_login_date: Option<String>,
+    tier_id: Option<i64>,
+    multiplier_minor: i64,
     live_version: i64,
     points_minor: i64,
     version: i64,
@@ -181,11 +185,13 @@ struct LockedRow {
 
 const LOCKED_COLUMNS: &str = "SELECT m.id, m.program_id, m.external_id, m.display_name, \
      m.referral_code, m.referrer_id, m.registered_at, m.joined_at, m.login_streak, \
-     m.last_login_date, p.ruleset_version AS live_version, b.balance_minor AS points_minor, \
+     m.last_login_date, m.tier_id, COALESCE(t.multiplier_minor, 100) AS multiplier_minor, \
+     p.ruleset_version AS live_version, b.balance_minor AS points_minor, \
      COALESCE((SELECT MAX(l.member_version) FROM ledger_entries l WHERE l.member_id = m.id), 0) \
      AS version \
      FROM members m JOIN programs p ON p.id = m.program_id \
      JOIN balances b ON b.member_id = m.id AND b.account = 'POINTS' \
+     LEFT JOIN tiers t ON t.id = m.tier_id \
      WHERE m.id = $1";
 
 /// Locks one member row for the rest of the transaction, then reads it with the program's live
@@ -254,9 +260,11 @@ pub async fn lock_member<C: ConnectionTrait>(
             joined_at: row.joined_at,
             login_streak: row.login_streak,
             last_login_date: row.last_login_date,
+            tier_id: row.tier_id,
         },
         live_version: row.live_version,
         points_minor: row.points_minor,
         version: row.version,
+        multiplier_minor: row.multiplier_minor,
     })
 }

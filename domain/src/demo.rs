@@ -27,6 +27,7 @@ fn fixed(
         active_from: None,
         active_to: None,
         enabled: true,
+        qualifying: false,
     }
 }
 
@@ -77,6 +78,7 @@ pub fn demo_rules() -> Vec<RuleInput> {
         fixed("Welcome to the program", "join", 20, ONCE, false),
         RuleInput {
             reward: Reward::Percent(Decimal::new(5, 0)),
+            qualifying: true,
             ..fixed("5% back on purchases", "purchase", 1, None, false)
         },
     ]

@@ -181,6 +181,9 @@ pub struct Tx<'a> {
     pub live_version: i64,
     /// The member's posting counter: every ledger row takes the next value.
     pub version: i64,
+    /// The member's tier earn multiplier in hundredths, as of the lock.
+    pub multiplier_minor: i64,
+    qualification_changed: bool,
     member_dirty: bool,
     /// Balances read or written in this transaction (the member is locked, so they are current).
     balances: Vec<(Account, i64)>,
@@ -203,6 +206,8 @@ impl<'a> Tx<'a> {
             loyalty,
             live_version: locked.live_version,
             version: locked.version,
+            multiplier_minor: locked.multiplier_minor,
+            qualification_changed: false,
             member_dirty: false,
             balances: vec![(Account::Points, locked.points_minor)],
         }
@@ -213,14 +218,25 @@ impl<'a> Tx<'a> {
         self.member_dirty = true;
     }
 
-    /// Writes the member row if it changed (one statement, only when needed).
+    /// Writes the member row if it changed (one statement, only when needed). A change of the
+    /// qualification balance first moves the member to the tier it now reaches.
     pub async fn flush_member(&mut self) -> TxResult<()> {
+        if self.qualification_changed {
+            let qualification = self.balance(Account::Qualification).await?;
+            let tier = crate::tiers::tier_for(self.txn, self.program.id, qualification).await?;
+            if tier != self.member.tier_id {
+                self.member.tier_id = tier;
+                self.member_dirty = true;
+            }
+            self.qualification_changed = false;
+        }
         if !self.member_dirty {
             return Ok(());
         }
         let m = &self.member;
         members::Entity::update_many()
             .col_expr(members::Column::LoginStreak, Expr::value(m.login_streak))
+            .col_expr(members::Column::TierId, Expr::value(m.tier_id))
             .col_expr(
                 members::Column::LastLoginDate,
                 Expr::value(m.last_login_date.clone()),
@@ -332,6 +348,9 @@ impl<'a> Tx<'a> {
                 // transaction would read a stale figure.
                 self.balances.retain(|(a, _)| *a != account);
                 self.balances.push((account, row.balance_minor));
+                if account == Account::Qualification {
+                    self.qualification_changed = true;
+                }
                 Ok(())
             }
             Ok(None) => Err(TxError::Domain(DomainError::internal(

@@ -50,6 +50,7 @@ pub struct MemberView {
     pub lifetime_earned: Points,
     pub lifetime_spent: Points,
     pub version: i64,
+    pub tier_id: Option<i64>,
 }
 
 fn view(member: members::Model, rows: &[balances::Model], version: i64) -> MemberView {
@@ -79,6 +80,7 @@ fn view(member: members::Model, rows: &[balances::Model], version: i64) -> Membe
         lifetime_earned: Points::from_minor(points.map(|b| b.earned_minor).unwrap_or_default()),
         lifetime_spent: Points::from_minor(points.map(|b| b.spent_minor).unwrap_or_default()),
         version,
+        tier_id: member.tier_id,
     }
 }
 
@@ -269,6 +271,7 @@ impl Loyalty {
             .await
             .map_err(JoinError::Domain)?;
         let locked = Locked {
+            multiplier_minor: 100,
             member,
             live_version,
             points_minor: 0,
@@ -276,6 +279,9 @@ impl Loyalty {
         };
         let mut tx = Tx::new(&txn, program, locked, now, self.clone());
         let result = async {
+            // A new member starts in the tier that needs no qualification, if there is one.
+            tx.member.tier_id = crate::tiers::tier_for(&txn, program.id, Points::ZERO).await?;
+            tx.touch_member();
             tx.loyalty_award("join").await?;
             if register {
                 register_in(&mut tx, display_name).await?;

@@ -186,7 +186,18 @@ impl Operation for RefundOp {
             )?
         };
         let due = Points::from_minor((target.minor() - purchase.reversed_minor).max(0));
-        let accrual_lots: Vec<i64> = tx.loyalty.order_lots(tx, &purchase.order_id).await?;
+        let rows = tx.loyalty.order_rows(tx, &purchase.order_id).await?;
+        let of = |account: Account, kind: Kind| {
+            rows.iter()
+                .filter(move |r| r.account == account.as_str() && r.kind == kind.as_str())
+        };
+        let accrual_lots: Vec<i64> = of(Account::Points, Kind::Earn).map(|r| r.id).collect();
+        let qualified: i64 = of(Account::Qualification, Kind::Earn)
+            .map(|r| r.amount_minor)
+            .sum();
+        let disqualified: i64 = -of(Account::Qualification, Kind::Reversal)
+            .map(|r| r.amount_minor)
+            .sum::<i64>();
         let mut entry = Entry::new(Account::Points, Kind::Reversal, due)
             .label("purchase")
             .reference("order", purchase.order_id.clone())
@@ -200,6 +211,29 @@ impl Operation for RefundOp {
         };
         let reversed = posting.as_ref().map(|p| p.amount.abs()).unwrap_or_default();
         let unrecovered = Points::from_minor(due.minor() - reversed.minor());
+        // Qualification credited for the order goes back in the same proportion (it is never
+        // spent, so it is always there to take).
+        let qualification_target = if refunded_after == purchase.amount_minor {
+            qualified
+        } else {
+            Points::round_from(
+                Points::from_minor(qualified).decimal() * Decimal::from(refunded_after)
+                    / Decimal::from(purchase.amount_minor),
+            )?
+            .minor()
+        };
+        let qualification_due = qualification_target - disqualified;
+        if qualification_due > 0 {
+            let entry = Entry::new(
+                Account::Qualification,
+                Kind::Reversal,
+                Points::from_minor(qualification_due),
+            )
+            .label("purchase")
+            .reference("order", purchase.order_id.clone())
+            .key(self.key.as_ref().map(|k| format!("{}:q", k.ledger_key(0))));
+            tx.debit(entry, true, &[]).await?;
+        }
         purchases::Entity::update_many()
             .col_expr(
                 purchases::Column::RefundedMinor,
@@ -302,18 +336,18 @@ impl Loyalty {
         self.execute(&program, &op).await
     }
 
-    /// Ids of the accrual lots of an order (reversals consume them first).
-    async fn order_lots(&self, tx: &Tx<'_>, order_id: &str) -> TxResult<Vec<i64>> {
+    /// The ledger rows of an order (its accrual lots, qualification credits and reversals).
+    async fn order_rows(
+        &self,
+        tx: &Tx<'_>,
+        order_id: &str,
+    ) -> TxResult<Vec<loyalty_entities::ledger_entries::Model>> {
         use loyalty_entities::ledger_entries as le;
         Ok(le::Entity::find()
             .filter(le::Column::MemberId.eq(tx.member.id))
-            .filter(le::Column::Kind.eq(Kind::Earn.as_str()))
             .filter(le::Column::RefType.eq("order"))
             .filter(le::Column::RefId.eq(order_id))
             .all(tx.txn)
-            .await?
-            .into_iter()
-            .map(|m| m.id)
-            .collect())
+            .await?)
     }
 }

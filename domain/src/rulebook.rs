@@ -37,6 +37,8 @@ pub struct RuleInput {
     pub active_from: Option<DateTime<Utc>>,
     pub active_to: Option<DateTime<Utc>>,
     pub enabled: bool,
+    /// Also credit QUALIFICATION (tiers).
+    pub qualifying: bool,
 }
 
 fn valid_key(value: &str) -> bool {
@@ -141,6 +143,7 @@ fn to_rule(m: earning_rules::Model) -> Rule {
         active_from: m.active_from,
         active_to: m.active_to,
         enabled: m.enabled,
+        qualifying: m.qualifying,
     }
 }
 
@@ -167,6 +170,7 @@ fn fill(
     model.active_from = Set(input.active_from);
     model.active_to = Set(input.active_to);
     model.enabled = Set(input.enabled);
+    model.qualifying = Set(input.qualifying);
     model.updated_at = Set(now);
     Ok(())
 }

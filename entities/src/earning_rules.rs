@@ -20,6 +20,7 @@ pub struct Model {
     pub active_from: Option<DateTimeUtc>,
     pub active_to: Option<DateTimeUtc>,
     pub enabled: bool,
+    pub qualifying: bool,
     pub deleted_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

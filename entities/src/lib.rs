@@ -11,3 +11,4 @@ pub mod programs;
 pub mod purchases;
 pub mod refunds;
 pub mod rulesets;
+pub mod tiers;

@@ -15,6 +15,7 @@ pub struct Model {
     pub joined_at: DateTimeUtc,
     pub login_streak: i32,
     pub last_login_date: Option<String>,
+    pub tier_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

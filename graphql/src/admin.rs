@@ -50,6 +50,9 @@ pub struct RuleInput {
     pub active_to: Option<DateTime<Utc>>,
     #[graphql(default = true)]
     pub enabled: bool,
+    /// Also credit the QUALIFICATION account (what tiers count).
+    #[graphql(default)]
+    pub qualifying: bool,
 }
 
 impl RuleInput {
@@ -91,6 +94,7 @@ impl RuleInput {
             active_from: self.active_from,
             active_to: self.active_to,
             enabled: self.enabled,
+            qualifying: self.qualifying,
         })
     }
 }
@@ -117,6 +121,7 @@ pub struct Rule {
     pub active_from: Option<DateTime<Utc>>,
     pub active_to: Option<DateTime<Utc>>,
     pub enabled: bool,
+    pub qualifying: bool,
 }
 
 impl From<DRule> for Rule {
@@ -145,6 +150,7 @@ impl From<DRule> for Rule {
             active_from: r.active_from,
             active_to: r.active_to,
             enabled: r.enabled,
+            qualifying: r.qualifying,
         }
     }
 }

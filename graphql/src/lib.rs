@@ -6,6 +6,7 @@ mod earning;
 mod error;
 mod members;
 mod purchases;
+mod tiers;
 mod types;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
@@ -18,6 +19,7 @@ pub struct Query(
     members::MemberQuery,
     earning::EarningQuery,
     admin::AdminQuery,
+    tiers::TierQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -26,6 +28,7 @@ pub struct Mutation(
     earning::EarningMutation,
     purchases::PurchaseMutation,
     admin::AdminMutation,
+    tiers::TierMutation,
 );
 
 pub type LoyaltySchema = Schema<Query, Mutation, EmptySubscription>;

@@ -60,6 +60,21 @@ impl Member {
     async fn version(&self) -> i64 {
         self.0 .0.version
     }
+    /// The member's tier (null when the program has none or none is reached yet).
+    async fn tier(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<crate::tiers::Tier>> {
+        let Some(tier_id) = self.0 .0.tier_id else {
+            return Ok(None);
+        };
+        let actor = require(ctx, &[Role::Member, Role::Admin, Role::Service])?;
+        let loyalty = ctx.data::<Loyalty>()?;
+        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        Ok(loyalty
+            .tier(&program, tier_id)
+            .await
+            .gql(ctx)?
+            .map(crate::tiers::Tier::from))
+    }
+
     /// The next points to expire and when (lots expiring on the same program-local day add
     /// up); null when nothing will expire.
     async fn expiring_soon(

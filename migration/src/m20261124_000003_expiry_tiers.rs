@@ -26,6 +26,12 @@ enum Members {
 }
 
 #[derive(DeriveIden)]
+enum EarningRules {
+    Table,
+    Qualifying,
+}
+
+#[derive(DeriveIden)]
 enum Tiers {
     Table,
     Id,
@@ -96,10 +102,27 @@ impl MigrationTrait for Migration {
                     .add_column(big_integer_null(Members::TierId))
                     .to_owned(),
             )
+            .await?;
+        // A qualifying rule credits the QUALIFICATION account as well (tiers count it).
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(EarningRules::Table)
+                    .add_column(boolean(EarningRules::Qualifying).default(false))
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(EarningRules::Table)
+                    .drop_column(EarningRules::Qualifying)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .alter_table(
                 Table::alter()

@@ -20,6 +20,8 @@ pub struct PlannedEarn {
     /// unique index refuses a second payout even if two requests raced past every other check.
     pub natural_key: Option<String>,
     pub object_id: Option<String>,
+    /// Credit the same points to QUALIFICATION too.
+    pub qualifying: bool,
 }
 
 /// Why nothing was paid.
@@ -117,6 +119,7 @@ pub fn evaluate(
             points,
             natural_key: natural_key(rule, facts, request, windows.today, &rule_facts),
             object_id: request.object_id.clone(),
+            qualifying: rule.qualifying,
         });
     }
     if !matched {

@@ -87,6 +87,9 @@ pub struct Rule {
     pub active_from: Option<DateTime<Utc>>,
     pub active_to: Option<DateTime<Utc>>,
     pub enabled: bool,
+    /// Also credits the QUALIFICATION account (what tiers count).
+    #[serde(default)]
+    pub qualifying: bool,
 }
 
 impl Rule {

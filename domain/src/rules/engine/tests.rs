@@ -36,6 +36,7 @@ fn rule(id: i64, action: &str, reward: Reward) -> Rule {
         active_from: None,
         active_to: None,
         enabled: true,
+        qualifying: false,
     }
 }
 
