@@ -23,6 +23,7 @@ pub mod rules;
 pub mod service;
 pub mod store;
 pub mod tiers;
+pub mod wheel;
 
 pub use actor::{Actor, Role};
 pub use error::{DomainError, DomainResult};

@@ -1,0 +1,3 @@
+//! The lucky wheel: configuration, provably fair spins and prizes.
+
+pub mod draw;
