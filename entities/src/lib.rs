@@ -4,10 +4,13 @@
 
 pub mod balances;
 pub mod earning_rules;
+pub mod gifts;
 pub mod idempotency_records;
 pub mod ledger_entries;
 pub mod members;
 pub mod programs;
 pub mod purchases;
+pub mod redemptions;
 pub mod refunds;
 pub mod rulesets;
+pub mod vouchers;
