@@ -10,6 +10,7 @@ pub mod db;
 pub mod demo;
 pub mod earning;
 pub mod error;
+pub mod gifts;
 pub mod ledger;
 pub mod members;
 pub mod money;

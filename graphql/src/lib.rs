@@ -4,6 +4,7 @@
 mod admin;
 mod earning;
 mod error;
+mod gifts;
 mod members;
 mod purchases;
 mod types;
@@ -18,6 +19,7 @@ pub struct Query(
     members::MemberQuery,
     earning::EarningQuery,
     admin::AdminQuery,
+    gifts::GiftQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -26,6 +28,7 @@ pub struct Mutation(
     earning::EarningMutation,
     purchases::PurchaseMutation,
     admin::AdminMutation,
+    gifts::GiftMutation,
 );
 
 pub type LoyaltySchema = Schema<Query, Mutation, EmptySubscription>;

@@ -8,6 +8,7 @@ mod helpers;
 mod auth;
 mod bank;
 mod earning;
+mod gifts;
 mod http;
 mod idempotency;
 mod purchases;
