@@ -22,6 +22,7 @@ pub mod rulebook;
 pub mod rules;
 pub mod service;
 pub mod store;
+pub mod vouchers;
 
 pub use actor::{Actor, Role};
 pub use error::{DomainError, DomainResult};

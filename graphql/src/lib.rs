@@ -8,6 +8,7 @@ mod gifts;
 mod members;
 mod purchases;
 mod types;
+mod vouchers;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 use loyalty_domain::Loyalty;
@@ -20,6 +21,7 @@ pub struct Query(
     earning::EarningQuery,
     admin::AdminQuery,
     gifts::GiftQuery,
+    vouchers::VoucherQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -29,6 +31,7 @@ pub struct Mutation(
     purchases::PurchaseMutation,
     admin::AdminMutation,
     gifts::GiftMutation,
+    vouchers::VoucherMutation,
 );
 
 pub type LoyaltySchema = Schema<Query, Mutation, EmptySubscription>;

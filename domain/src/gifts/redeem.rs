@@ -476,7 +476,9 @@ mod tests {
             member_id,
             prize: Prize::Gift(gift.id),
         };
-        let Won::Gift(won) = loyalty.execute(&program, &win).await.unwrap();
+        let Won::Gift(won) = loyalty.execute(&program, &win).await.unwrap() else {
+            panic!("a gift prize grants a gift");
+        };
         assert_eq!(won.cost, Points::ZERO);
         assert_eq!(won.origin, RedemptionOrigin::Wheel);
         assert_eq!(won.status, RedemptionStatus::Pending);

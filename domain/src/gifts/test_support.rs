@@ -12,9 +12,11 @@ use crate::actor::{Actor, Role};
 use crate::clock::SystemClock;
 use crate::db::{MemberRef, TxResult};
 use crate::ledger::Tx;
+use crate::money::Points;
 use crate::ops::{IdempotencyKey, Operation};
 use crate::program::Program;
 use crate::store::MemoryStore;
+use crate::vouchers::{grant_voucher, Voucher};
 use crate::Loyalty;
 
 /// The demo program on a fresh SQLite file, and a registered member (70.00 points).
@@ -44,11 +46,13 @@ pub(crate) async fn demo() -> (Loyalty, Arc<Program>, i64) {
 #[derive(Serialize)]
 pub(crate) enum Prize {
     Gift(i64),
+    Voucher(Points),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Won {
     Gift(Redemption),
+    Voucher(Voucher),
 }
 
 /// What a spin does with its prize segment, without the wheel.
@@ -74,6 +78,7 @@ impl Operation for PrizeOp {
     async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<Won> {
         match self.prize {
             Prize::Gift(gift_id) => grant_gift(tx, gift_id).await.map(Won::Gift),
+            Prize::Voucher(points) => grant_voucher(tx, points).await.map(Won::Voucher),
         }
     }
 }

@@ -14,3 +14,4 @@ mod idempotency;
 mod purchases;
 mod redis_faults;
 mod rules;
+mod vouchers;
