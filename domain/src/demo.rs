@@ -1,4 +1,4 @@
-//! `loyalty-server demo`: a program with a rule for every built-in action. Idempotent.
+//! `loyalty-server demo`: a program with a rule for every built-in action, and gifts. Idempotent.
 
 use rust_decimal::Decimal;
 
@@ -102,6 +102,7 @@ impl Loyalty {
             }
             self.publish_rules(&program, "demo").await?;
         }
+        self.seed_demo_gifts(&program).await?;
         Ok(program)
     }
 }

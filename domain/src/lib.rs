@@ -11,6 +11,7 @@ pub mod demo;
 pub mod earning;
 pub mod error;
 pub mod expiry;
+pub mod gifts;
 pub mod ledger;
 pub mod members;
 pub mod money;
@@ -23,6 +24,7 @@ pub mod rules;
 pub mod service;
 pub mod store;
 pub mod tiers;
+pub mod vouchers;
 pub mod wheel;
 
 pub use actor::{Actor, Role};

@@ -4,11 +4,14 @@
 
 pub mod balances;
 pub mod earning_rules;
+pub mod gifts;
 pub mod idempotency_records;
 pub mod ledger_entries;
 pub mod members;
 pub mod programs;
 pub mod purchases;
+pub mod redemptions;
 pub mod refunds;
 pub mod rulesets;
 pub mod tiers;
+pub mod vouchers;

@@ -4,10 +4,12 @@
 mod admin;
 mod earning;
 mod error;
+mod gifts;
 mod members;
 mod purchases;
 mod tiers;
 mod types;
+mod vouchers;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 use loyalty_domain::Loyalty;
@@ -20,6 +22,8 @@ pub struct Query(
     earning::EarningQuery,
     admin::AdminQuery,
     tiers::TierQuery,
+    gifts::GiftQuery,
+    vouchers::VoucherQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -29,6 +33,8 @@ pub struct Mutation(
     purchases::PurchaseMutation,
     admin::AdminMutation,
     tiers::TierMutation,
+    gifts::GiftMutation,
+    vouchers::VoucherMutation,
 );
 
 pub type LoyaltySchema = Schema<Query, Mutation, EmptySubscription>;

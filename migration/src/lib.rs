@@ -6,6 +6,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_foundation;
+mod m20261124_000002_gifts_vouchers;
 mod m20261124_000003_expiry_tiers;
 
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20261123_000001_foundation::Migration),
+            Box::new(m20261124_000002_gifts_vouchers::Migration),
             Box::new(m20261124_000003_expiry_tiers::Migration),
         ]
     }
