@@ -1,4 +1,5 @@
-//! `loyalty-server demo`: a program with a rule for every built-in action, and gifts. Idempotent.
+//! `loyalty-server demo`: a program with a rule for every built-in action, gifts and a lucky
+//! wheel. Idempotent.
 
 use rust_decimal::Decimal;
 
@@ -8,6 +9,7 @@ use crate::program::{NewProgram, Program};
 use crate::rulebook::RuleInput;
 use crate::rules::{Limit, Period, Reward, Streak};
 use crate::service::Loyalty;
+use crate::wheel::{Prize, SegmentInput, WheelInput};
 
 fn fixed(
     name: &str,
@@ -85,6 +87,67 @@ pub fn demo_rules() -> Vec<RuleInput> {
 }
 
 impl Loyalty {
+    async fn seed_demo_wheel(&self, program: &Program) -> DomainResult<()> {
+        let actor = crate::actor::Actor {
+            program: program.external_id.clone(),
+            role: crate::actor::Role::Admin,
+            subject: "demo".into(),
+        };
+        if !self.wheels(&actor).await?.is_empty() {
+            return Ok(());
+        }
+        let points = |p: i64| Points::from_minor(p * 100);
+        let mut segments = vec![
+            SegmentInput {
+                label: "5 points".into(),
+                weight: 40,
+                prize: Prize::Points { points: points(5) },
+                stock: None,
+            },
+            SegmentInput {
+                label: "20 points".into(),
+                weight: 15,
+                prize: Prize::Points { points: points(20) },
+                stock: None,
+            },
+            SegmentInput {
+                label: "Jackpot: 100 points".into(),
+                weight: 2,
+                prize: Prize::Points {
+                    points: points(100),
+                },
+                stock: Some(50),
+            },
+            SegmentInput {
+                label: "$3 voucher".into(),
+                weight: 10,
+                prize: Prize::Voucher { points: points(30) },
+                stock: None,
+            },
+            SegmentInput {
+                label: "Try again".into(),
+                weight: 30,
+                prize: Prize::Nothing,
+                stock: None,
+            },
+        ];
+        if let Some(gift) = self.gifts(program, false).await?.into_iter().next() {
+            segments.push(SegmentInput {
+                label: gift.name.clone(),
+                weight: 3,
+                prize: Prize::Gift { gift_id: gift.id },
+                stock: Some(10),
+            });
+        }
+        let wheel = WheelInput {
+            name: "Lucky wheel".into(),
+            spin_cost: Decimal::new(10, 0),
+            daily_spin_limit: 3,
+            segments,
+        };
+        self.upsert_wheel(program, None, wheel).await.map(|_| ())
+    }
+
     pub async fn seed_demo(&self) -> DomainResult<Program> {
         let program = self
             .create_program(NewProgram {
@@ -103,6 +166,7 @@ impl Loyalty {
             self.publish_rules(&program, "demo").await?;
         }
         self.seed_demo_gifts(&program).await?;
+        self.seed_demo_wheel(&program).await?;
         Ok(program)
     }
 }

@@ -229,8 +229,6 @@ async fn insert_voucher(
 
 /// Gives the locked member a voucher worth `points ÷ ratio` as a prize, inside the caller's
 /// operation: origin `wheel`, nothing debited. `VALIDATION` when it would be worth under 0.01.
-// Called by the lucky wheel's spin operation (issue 3, written on its own branch).
-#[allow(dead_code)]
 pub(crate) async fn grant_voucher(tx: &mut Tx<'_>, points: Points) -> TxResult<Voucher> {
     if !points.is_positive() {
         return Err(TxError::Domain(DomainError::validation(

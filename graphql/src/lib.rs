@@ -10,6 +10,7 @@ mod purchases;
 mod tiers;
 mod types;
 mod vouchers;
+mod wheel;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 use loyalty_domain::Loyalty;
@@ -24,6 +25,7 @@ pub struct Query(
     tiers::TierQuery,
     gifts::GiftQuery,
     vouchers::VoucherQuery,
+    wheel::WheelQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -35,6 +37,7 @@ pub struct Mutation(
     tiers::TierMutation,
     gifts::GiftMutation,
     vouchers::VoucherMutation,
+    wheel::WheelMutation,
 );
 
 pub type LoyaltySchema = Schema<Query, Mutation, EmptySubscription>;

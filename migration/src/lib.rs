@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_foundation;
 mod m20261124_000002_gifts_vouchers;
 mod m20261124_000003_expiry_tiers;
+mod m20261124_000004_wheel;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_foundation::Migration),
             Box::new(m20261124_000002_gifts_vouchers::Migration),
             Box::new(m20261124_000003_expiry_tiers::Migration),
+            Box::new(m20261124_000004_wheel::Migration),
         ]
     }
 }

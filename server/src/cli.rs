@@ -44,7 +44,7 @@ pub enum Command {
     },
     /// Print a JWT signed with the configured key.
     Token(TokenArgs),
-    /// Create the `demo` program with a rule for every built-in action (idempotent) and print tokens.
+    /// Create the `demo` program (rules for every built-in action, gifts, a wheel; idempotent) and print tokens.
     Demo,
 }
 
@@ -184,7 +184,9 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     let service = mint(Role::Service, "demo-pos")?;
     let member = mint(Role::Member, "demo-member-1")?;
 
-    println!("Demo program ready (a published rule for every built-in action):");
+    println!(
+        "Demo program ready (a published rule for every built-in action, gifts and a lucky wheel):"
+    );
     println!("{}", serde_json::to_string_pretty(&program_json(&program))?);
     println!();
     println!("Tokens (valid 24 hours):");

@@ -20,8 +20,6 @@ use crate::ledger::Posting;
 use crate::money::Points;
 
 pub use catalogue::{demo_gifts, GiftInput, MAX_GIFTS, MAX_PER_MEMBER_LIMIT, MAX_STOCK};
-// Used by the lucky wheel's spin operation (issue 3, written on its own branch).
-#[allow(unused_imports)]
 pub(crate) use redeem::grant_gift;
 
 #[cfg(test)]
@@ -193,7 +191,7 @@ pub async fn gift_in_stock<C: ConnectionTrait>(
         .is_some_and(|g| available(g.archived_at, g.stock)))
 }
 
-async fn find_gift<C: ConnectionTrait>(
+pub(crate) async fn find_gift<C: ConnectionTrait>(
     conn: &C,
     program_id: i64,
     gift_id: i64,

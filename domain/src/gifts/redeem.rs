@@ -73,8 +73,6 @@ async fn insert_redemption(
 /// stock and records a `PENDING` redemption with cost 0 and origin `wheel`; debits nothing and
 /// ignores the per-member limit. `OUT_OF_STOCK` when the gift is exhausted or archived,
 /// `NOT_FOUND` when it is not a gift of this program.
-// Called by the lucky wheel's spin operation (issue 3, written on its own branch).
-#[allow(dead_code)]
 pub(crate) async fn grant_gift(tx: &mut Tx<'_>, gift_id: i64) -> TxResult<Redemption> {
     let gift = find_gift(tx.txn, tx.program.id, gift_id)
         .await?

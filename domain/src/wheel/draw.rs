@@ -103,7 +103,9 @@ pub fn probabilities(weights: &[u64]) -> Vec<Decimal> {
     }
     units
         .into_iter()
-        .map(|(q, _, _)| Decimal::from_i128_with_scale(i128::try_from(q).unwrap_or(0), 10))
+        .map(|(q, _, _)| {
+            Decimal::from_i128_with_scale(i128::try_from(q).unwrap_or(0), 10).normalize()
+        })
         .collect()
 }
 

@@ -1,3 +1,656 @@
-//! The lucky wheel: configuration, provably fair spins and prizes.
+//! The lucky wheel: admin configuration, the odds members see, and provably fair spins. Paying
+//! the cost, drawing, storing the spin and paying the prize are one transaction (an
+//! [`Operation`] under the member's lock); segment stock is taken with a conditional update, so
+//! two members can never win the same last prize.
 
 pub mod draw;
+
+use chrono::{DateTime, Utc};
+use loyalty_entities::{spins, wheel_seeds, wheel_segments, wheels};
+use rand::rngs::OsRng;
+use rand::TryRngCore;
+use rust_decimal::Decimal;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::actor::{Actor, Role};
+use crate::db::{MemberRef, TxError, TxResult};
+use crate::error::{DomainError, DomainResult};
+use crate::gifts::{gift_in_stock, grant_gift, Redemption};
+use crate::ledger::{Account, Entry, Kind, Posting, Tx};
+use crate::money::Points;
+use crate::ops::{IdempotencyKey, Operation};
+use crate::periods::Windows;
+use crate::program::Program;
+use crate::service::Loyalty;
+use crate::vouchers::{grant_voucher, Voucher};
+
+pub const MAX_SEGMENTS: usize = 24;
+pub const MAX_WEIGHT: u64 = 1_000_000;
+pub const MAX_DAILY_SPINS: u32 = 1_000;
+
+/// What a segment pays.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Prize {
+    Points { points: Points },
+    Gift { gift_id: i64 },
+    Voucher { points: Points },
+    Nothing,
+}
+
+impl Prize {
+    fn kind(&self) -> &'static str {
+        match self {
+            Prize::Points { .. } => "POINTS",
+            Prize::Gift { .. } => "GIFT",
+            Prize::Voucher { .. } => "VOUCHER",
+            Prize::Nothing => "NOTHING",
+        }
+    }
+
+    fn from_row(row: &wheel_segments::Model) -> Prize {
+        let points = Points::from_minor(row.prize_points_minor.unwrap_or_default());
+        match (row.prize_kind.as_str(), row.prize_gift_id) {
+            ("POINTS", _) => Prize::Points { points },
+            ("GIFT", Some(gift_id)) => Prize::Gift { gift_id },
+            ("VOUCHER", _) => Prize::Voucher { points },
+            _ => Prize::Nothing,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SegmentInput {
+    pub label: String,
+    pub weight: u64,
+    pub prize: Prize,
+    /// How many of this prize the wheel may pay (`None` = unlimited).
+    pub stock: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct WheelInput {
+    pub name: String,
+    pub spin_cost: Decimal,
+    pub daily_spin_limit: u32,
+    pub segments: Vec<SegmentInput>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentView {
+    pub id: i64,
+    pub position: i32,
+    pub label: String,
+    pub weight: u64,
+    pub prize: Prize,
+    pub stock: Option<i64>,
+    /// Whether the segment is in the draw (its prize can still be paid).
+    pub available: bool,
+    /// weight ÷ total weight of the available segments (0 when unavailable).
+    pub probability: Decimal,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WheelView {
+    pub id: i64,
+    pub name: String,
+    pub spin_cost: Points,
+    pub daily_spin_limit: u32,
+    pub segments: Vec<SegmentView>,
+    /// Total weight of the available segments.
+    pub total_weight: u64,
+    /// For members: spins left today and the commitment of their next spin.
+    pub spins_left_today: Option<u32>,
+    pub commitment: Option<String>,
+}
+
+/// What a spin revealed and paid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpinOutcome {
+    pub spin_id: i64,
+    pub wheel_id: i64,
+    pub segment: SegmentView,
+    pub server_seed: String,
+    pub server_seed_hash: String,
+    pub client_seed: String,
+    pub nonce: i64,
+    /// `[segment id, weight]` of the draw, in position order: what to recompute against.
+    pub draw: Vec<(i64, u64)>,
+    pub cost: Points,
+    pub redemption: Option<Redemption>,
+    pub voucher: Option<Voucher>,
+    pub balance: Points,
+    pub next_commitment: String,
+    pub transactions: Vec<Posting>,
+    pub created_at: DateTime<Utc>,
+}
+
+fn new_seed() -> TxResult<String> {
+    let mut seed = [0u8; draw::SEED_BYTES];
+    OsRng
+        .try_fill_bytes(&mut seed)
+        .map_err(|err| DomainError::internal(format!("OS random source: {err}")))?;
+    Ok(hex::encode(seed))
+}
+
+fn seed_bytes(hex_seed: &str) -> TxResult<Vec<u8>> {
+    hex::decode(hex_seed).map_err(|err| TxError::Domain(DomainError::internal(err)))
+}
+
+async fn segments<C: ConnectionTrait>(
+    conn: &C,
+    program_id: i64,
+    wheel_id: i64,
+) -> DomainResult<Vec<(wheel_segments::Model, bool)>> {
+    let rows = wheel_segments::Entity::find()
+        .filter(wheel_segments::Column::WheelId.eq(wheel_id))
+        .filter(wheel_segments::Column::ArchivedAt.is_null())
+        .order_by_asc(wheel_segments::Column::Position)
+        .all(conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut available = row.prize_stock.is_none_or(|s| s > 0);
+        if let (true, Some(gift_id)) = (available, row.prize_gift_id) {
+            available = gift_in_stock(conn, program_id, gift_id).await?;
+        }
+        out.push((row, available));
+    }
+    Ok(out)
+}
+
+fn views(rows: &[(wheel_segments::Model, bool)]) -> (Vec<SegmentView>, u64) {
+    let weights: Vec<u64> = rows
+        .iter()
+        .map(|(row, available)| {
+            if *available {
+                u64::try_from(row.weight).unwrap_or(0)
+            } else {
+                0
+            }
+        })
+        .collect();
+    let odds = draw::probabilities(&weights);
+    let views = rows
+        .iter()
+        .zip(odds)
+        .map(|((row, available), probability)| SegmentView {
+            id: row.id,
+            position: row.position,
+            label: row.label.clone(),
+            weight: u64::try_from(row.weight).unwrap_or(0),
+            prize: Prize::from_row(row),
+            stock: row.prize_stock,
+            available: *available,
+            probability,
+        })
+        .collect();
+    (views, weights.iter().sum())
+}
+
+async fn find_wheel<C: ConnectionTrait>(
+    conn: &C,
+    program_id: i64,
+    id: i64,
+) -> DomainResult<wheels::Model> {
+    wheels::Entity::find_by_id(id)
+        .filter(wheels::Column::ProgramId.eq(program_id))
+        .filter(wheels::Column::ArchivedAt.is_null())
+        .one(conn)
+        .await?
+        .ok_or_else(|| DomainError::not_found(format!("wheel {id} not found")))
+}
+
+async fn spins_today<C: ConnectionTrait>(
+    conn: &C,
+    program: &Program,
+    member_id: i64,
+    wheel_id: i64,
+    now: DateTime<Utc>,
+) -> Result<u64, sea_orm::DbErr> {
+    spins::Entity::find()
+        .filter(spins::Column::MemberId.eq(member_id))
+        .filter(spins::Column::WheelId.eq(wheel_id))
+        .filter(spins::Column::CreatedAt.gte(Windows::at(program.tz, now).day_start))
+        .count(conn)
+        .await
+}
+
+/// The member's current seed for a wheel, created on first use.
+async fn seed<C: ConnectionTrait>(
+    conn: &C,
+    member_id: i64,
+    wheel_id: i64,
+) -> TxResult<wheel_seeds::Model> {
+    wheel_seeds::Entity::insert(wheel_seeds::ActiveModel {
+        member_id: Set(member_id),
+        wheel_id: Set(wheel_id),
+        server_seed: Set(new_seed()?),
+        nonce: Set(0),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::columns([wheel_seeds::Column::MemberId, wheel_seeds::Column::WheelId])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    wheel_seeds::Entity::find()
+        .filter(wheel_seeds::Column::MemberId.eq(member_id))
+        .filter(wheel_seeds::Column::WheelId.eq(wheel_id))
+        .one(conn)
+        .await?
+        .ok_or_else(|| TxError::Domain(DomainError::internal("wheel seed vanished")))
+}
+
+impl WheelInput {
+    fn validate(&self) -> DomainResult<Points> {
+        if self.name.trim().is_empty() || self.name.chars().count() > 200 {
+            return Err(DomainError::validation("name must be 1–200 characters"));
+        }
+        let cost = Points::parse(self.spin_cost, "spinCost")?;
+        if cost.minor() < 0 {
+            return Err(DomainError::validation("spinCost must not be negative"));
+        }
+        if self.daily_spin_limit == 0 || self.daily_spin_limit > MAX_DAILY_SPINS {
+            return Err(DomainError::validation(format!(
+                "dailySpinLimit must be between 1 and {MAX_DAILY_SPINS}"
+            )));
+        }
+        if self.segments.is_empty() || self.segments.len() > MAX_SEGMENTS {
+            return Err(DomainError::validation(format!(
+                "a wheel needs 1–{MAX_SEGMENTS} segments"
+            )));
+        }
+        for (i, segment) in self.segments.iter().enumerate() {
+            if segment.label.trim().is_empty() || segment.label.chars().count() > 100 {
+                return Err(DomainError::validation(format!(
+                    "segment {i}: label must be 1–100 characters"
+                )));
+            }
+            if segment.weight == 0 || segment.weight > MAX_WEIGHT {
+                return Err(DomainError::validation(format!(
+                    "segment {i}: weight must be a positive integer up to {MAX_WEIGHT}"
+                )));
+            }
+            if segment.stock.is_some_and(|s| s < 0) {
+                return Err(DomainError::validation(format!(
+                    "segment {i}: stock must not be negative"
+                )));
+            }
+            match &segment.prize {
+                Prize::Points { points } | Prize::Voucher { points } if !points.is_positive() => {
+                    return Err(DomainError::validation(format!(
+                        "segment {i}: prize points must be positive"
+                    )))
+                }
+                Prize::Points { .. }
+                | Prize::Voucher { .. }
+                | Prize::Gift { .. }
+                | Prize::Nothing => {}
+            }
+        }
+        Ok(cost)
+    }
+}
+
+#[derive(Serialize)]
+struct SpinOp {
+    member: MemberRef,
+    wheel_id: i64,
+    client_seed: String,
+    #[serde(skip)]
+    key: IdempotencyKey,
+}
+
+#[async_trait::async_trait]
+impl Operation for SpinOp {
+    type Output = SpinOutcome;
+    const NAME: &'static str = "spinWheel";
+
+    fn member(&self) -> MemberRef {
+        self.member.clone()
+    }
+
+    fn idempotency_key(&self) -> Option<&IdempotencyKey> {
+        Some(&self.key)
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<SpinOutcome> {
+        let wheel = find_wheel(tx.txn, tx.program.id, self.wheel_id).await?;
+        let used = spins_today(tx.txn, tx.program, tx.member.id, wheel.id, tx.now).await?;
+        if used >= u64::try_from(wheel.daily_spin_limit).unwrap_or(0) {
+            return Err(TxError::Domain(DomainError::LimitReached(format!(
+                "{} spins a day on this wheel; come back tomorrow",
+                wheel.daily_spin_limit
+            ))));
+        }
+        let rows = segments(tx.txn, tx.program.id, wheel.id).await?;
+        let in_draw: Vec<&wheel_segments::Model> = rows
+            .iter()
+            .filter(|(_, available)| *available)
+            .map(|(row, _)| row)
+            .collect();
+        if in_draw.is_empty() {
+            return Err(TxError::Domain(DomainError::OutOfStock(
+                "every prize on this wheel is gone".into(),
+            )));
+        }
+        let weights: Vec<u64> = in_draw
+            .iter()
+            .map(|row| u64::try_from(row.weight).unwrap_or(0))
+            .collect();
+        let seed_row = seed(tx.txn, tx.member.id, wheel.id).await?;
+        let server_seed = seed_bytes(&seed_row.server_seed)?;
+        let nonce = u64::try_from(seed_row.nonce).unwrap_or(0);
+        let index = draw::pick(&weights, &server_seed, &self.client_seed, nonce)
+            .ok_or_else(|| DomainError::internal("the draw found no segment"))?;
+        let winner = in_draw[index];
+        let draw: Vec<(i64, u64)> = in_draw
+            .iter()
+            .zip(&weights)
+            .map(|(row, w)| (row.id, *w))
+            .collect();
+        let cost = Points::from_minor(wheel.spin_cost_minor);
+        let prize = Prize::from_row(winner);
+
+        let spin = spins::Entity::insert(spins::ActiveModel {
+            program_id: Set(tx.program.id),
+            member_id: Set(tx.member.id),
+            wheel_id: Set(wheel.id),
+            segment_id: Set(winner.id),
+            client_seed: Set(self.client_seed.clone()),
+            nonce: Set(seed_row.nonce),
+            server_seed: Set(seed_row.server_seed.clone()),
+            server_seed_hash: Set(draw::commitment(&server_seed)),
+            draw: Set(serde_json::to_string(&draw).map_err(DomainError::internal)?),
+            cost_minor: Set(cost.minor()),
+            prize_kind: Set(prize.kind().to_owned()),
+            prize_points_minor: Set(winner.prize_points_minor),
+            redemption_id: Set(None),
+            voucher_id: Set(None),
+            created_at: Set(tx.now),
+            ..Default::default()
+        })
+        .exec_with_returning(tx.txn)
+        .await?;
+        if cost.is_positive() {
+            let entry = Entry::new(Account::Points, Kind::Spend, cost)
+                .label("lucky_wheel")
+                .reference("spin", spin.id.to_string());
+            tx.debit(entry, false, &[]).await?;
+        }
+        if winner.prize_stock.is_some() {
+            let taken = wheel_segments::Entity::update_many()
+                .col_expr(
+                    wheel_segments::Column::PrizeStock,
+                    Expr::col(wheel_segments::Column::PrizeStock).sub(1),
+                )
+                .filter(wheel_segments::Column::Id.eq(winner.id))
+                .filter(wheel_segments::Column::PrizeStock.gt(0))
+                .exec(tx.txn)
+                .await?;
+            if taken.rows_affected == 0 {
+                // Another member won the last one a moment ago: nothing is charged.
+                return Err(TxError::Domain(DomainError::OutOfStock(format!(
+                    "the prize `{}` just ran out; spin again",
+                    winner.label
+                ))));
+            }
+        }
+        let (mut redemption, mut voucher) = (None, None);
+        match &prize {
+            Prize::Points { points } => {
+                let entry = Entry::new(Account::Points, Kind::Earn, *points)
+                    .label("lucky_wheel_prize")
+                    .reference("spin", spin.id.to_string());
+                tx.credit(entry).await?;
+            }
+            Prize::Gift { gift_id } => redemption = Some(grant_gift(tx, *gift_id).await?),
+            Prize::Voucher { points } => voucher = Some(grant_voucher(tx, *points).await?),
+            Prize::Nothing => {}
+        }
+        if redemption.is_some() || voucher.is_some() {
+            spins::Entity::update_many()
+                .col_expr(
+                    spins::Column::RedemptionId,
+                    Expr::value(redemption.as_ref().map(|r| r.id)),
+                )
+                .col_expr(
+                    spins::Column::VoucherId,
+                    Expr::value(voucher.as_ref().map(|v| v.id)),
+                )
+                .filter(spins::Column::Id.eq(spin.id))
+                .exec(tx.txn)
+                .await?;
+        }
+        // Rotate: the revealed seed is never used again.
+        let next_seed = new_seed()?;
+        wheel_seeds::Entity::update_many()
+            .col_expr(
+                wheel_seeds::Column::ServerSeed,
+                Expr::value(next_seed.clone()),
+            )
+            .col_expr(
+                wheel_seeds::Column::Nonce,
+                Expr::col(wheel_seeds::Column::Nonce).add(1),
+            )
+            .filter(wheel_seeds::Column::Id.eq(seed_row.id))
+            .exec(tx.txn)
+            .await?;
+        let (segment_views, _) = views(&rows);
+        let segment = segment_views
+            .into_iter()
+            .find(|s| s.id == winner.id)
+            .ok_or_else(|| DomainError::internal("winning segment missing"))?;
+        Ok(SpinOutcome {
+            spin_id: spin.id,
+            wheel_id: wheel.id,
+            segment,
+            server_seed: seed_row.server_seed,
+            server_seed_hash: spin.server_seed_hash,
+            client_seed: self.client_seed.clone(),
+            nonce: seed_row.nonce,
+            draw,
+            cost,
+            redemption,
+            voucher,
+            balance: tx.balance(Account::Points).await?,
+            next_commitment: draw::commitment(&seed_bytes(&next_seed)?),
+            transactions: tx.posted.clone(),
+            created_at: tx.now,
+        })
+    }
+}
+
+impl Loyalty {
+    /// Creates (`id` None) or reconfigures a wheel. Old segments are archived, not deleted, so
+    /// past spins keep pointing at what they won.
+    pub async fn upsert_wheel(
+        &self,
+        program: &Program,
+        id: Option<i64>,
+        input: WheelInput,
+    ) -> DomainResult<WheelView> {
+        let cost = input.validate()?;
+        for (i, segment) in input.segments.iter().enumerate() {
+            if let Prize::Gift { gift_id } = segment.prize {
+                if crate::gifts::find_gift(self.db(), program.id, gift_id)
+                    .await?
+                    .is_none()
+                {
+                    return Err(DomainError::validation(format!(
+                        "segment {i}: unknown gift {gift_id}"
+                    )));
+                }
+            }
+        }
+        let now = self.now();
+        let txn = self.db().begin().await?;
+        let wheel = match id {
+            None => {
+                wheels::Entity::insert(wheels::ActiveModel {
+                    program_id: Set(program.id),
+                    name: Set(input.name.trim().to_owned()),
+                    spin_cost_minor: Set(cost.minor()),
+                    daily_spin_limit: Set(i32::try_from(input.daily_spin_limit).unwrap_or(1)),
+                    archived_at: Set(None),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    ..Default::default()
+                })
+                .exec_with_returning(&txn)
+                .await?
+            }
+            Some(id) => {
+                let existing = find_wheel(&txn, program.id, id).await?;
+                let mut model: wheels::ActiveModel = existing.into();
+                model.name = Set(input.name.trim().to_owned());
+                model.spin_cost_minor = Set(cost.minor());
+                model.daily_spin_limit = Set(i32::try_from(input.daily_spin_limit).unwrap_or(1));
+                model.updated_at = Set(now);
+                let wheel = wheels::Entity::update(model).exec(&txn).await?;
+                wheel_segments::Entity::update_many()
+                    .col_expr(wheel_segments::Column::ArchivedAt, Expr::value(Some(now)))
+                    .filter(wheel_segments::Column::WheelId.eq(id))
+                    .filter(wheel_segments::Column::ArchivedAt.is_null())
+                    .exec(&txn)
+                    .await?;
+                wheel
+            }
+        };
+        let models = input.segments.iter().enumerate().map(|(i, s)| {
+            let (points, gift) = match &s.prize {
+                Prize::Points { points } | Prize::Voucher { points } => {
+                    (Some(points.minor()), None)
+                }
+                Prize::Gift { gift_id } => (None, Some(*gift_id)),
+                Prize::Nothing => (None, None),
+            };
+            wheel_segments::ActiveModel {
+                wheel_id: Set(wheel.id),
+                position: Set(i32::try_from(i).unwrap_or(0)),
+                label: Set(s.label.trim().to_owned()),
+                weight: Set(i64::try_from(s.weight).unwrap_or(1)),
+                prize_kind: Set(s.prize.kind().to_owned()),
+                prize_points_minor: Set(points),
+                prize_gift_id: Set(gift),
+                prize_stock: Set(s.stock),
+                archived_at: Set(None),
+                ..Default::default()
+            }
+        });
+        wheel_segments::Entity::insert_many(models)
+            .exec_without_returning(&txn)
+            .await?;
+        txn.commit().await?;
+        self.wheel_view(program, wheel.id, None).await
+    }
+
+    /// One wheel with its odds; with a member, their spins left today and next commitment.
+    pub async fn wheel_view(
+        &self,
+        program: &Program,
+        wheel_id: i64,
+        member_id: Option<i64>,
+    ) -> DomainResult<WheelView> {
+        let wheel = find_wheel(self.db(), program.id, wheel_id).await?;
+        let rows = segments(self.db(), program.id, wheel.id).await?;
+        let (segments, total_weight) = views(&rows);
+        let (spins_left_today, commitment) = match member_id {
+            Some(member_id) => {
+                let used = spins_today(self.db(), program, member_id, wheel.id, self.now()).await?;
+                let limit = u64::try_from(wheel.daily_spin_limit).unwrap_or(0);
+                let seed_row = seed(self.db(), member_id, wheel.id)
+                    .await
+                    .map_err(|e| match e {
+                        TxError::Domain(err) => err,
+                        TxError::Db(err) => err.into(),
+                    })?;
+                let bytes = hex::decode(&seed_row.server_seed).map_err(DomainError::internal)?;
+                (
+                    Some(u32::try_from(limit.saturating_sub(used)).unwrap_or(0)),
+                    Some(draw::commitment(&bytes)),
+                )
+            }
+            None => (None, None),
+        };
+        Ok(WheelView {
+            id: wheel.id,
+            name: wheel.name,
+            spin_cost: Points::from_minor(wheel.spin_cost_minor),
+            daily_spin_limit: u32::try_from(wheel.daily_spin_limit).unwrap_or(0),
+            segments,
+            total_weight,
+            spins_left_today,
+            commitment,
+        })
+    }
+
+    /// The program's wheels (for a member token: with their spins left and commitments).
+    pub async fn wheels(&self, actor: &Actor) -> DomainResult<Vec<WheelView>> {
+        let program = self.program(&actor.program).await?;
+        let member_id = match actor.role {
+            Role::Member => Some(
+                self.find_member(&program, &actor.subject)
+                    .await?
+                    .ok_or_else(|| {
+                        DomainError::not_found("member is not registered: call register first")
+                    })?
+                    .id,
+            ),
+            Role::Admin | Role::Service => None,
+        };
+        let ids: Vec<i64> = wheels::Entity::find()
+            .filter(wheels::Column::ProgramId.eq(program.id))
+            .filter(wheels::Column::ArchivedAt.is_null())
+            .order_by_asc(wheels::Column::Id)
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(|w| w.id)
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.wheel_view(&program, id, member_id).await?);
+        }
+        Ok(out)
+    }
+
+    /// Spins for the calling member: pays the cost, draws, pays the prize, reveals the seed.
+    pub async fn spin_wheel(
+        &self,
+        actor: &Actor,
+        wheel_id: i64,
+        client_seed: &str,
+        idempotency_key: &str,
+    ) -> DomainResult<SpinOutcome> {
+        if actor.role != Role::Member {
+            return Err(DomainError::Forbidden("only members spin the wheel".into()));
+        }
+        let client_seed = client_seed.trim();
+        if client_seed.is_empty()
+            || client_seed.len() > 64
+            || client_seed.chars().any(|c| c.is_control() || c == ':')
+        {
+            return Err(DomainError::validation(
+                "clientSeed must be 1–64 printable characters without `:`",
+            ));
+        }
+        let key = IdempotencyKey::new(actor, idempotency_key)?;
+        let program = self.program(&actor.program).await?;
+        let op = SpinOp {
+            member: MemberRef::External(actor.subject.clone()),
+            wheel_id,
+            client_seed: client_seed.to_owned(),
+            key,
+        };
+        self.execute(&program, &op).await
+    }
+}

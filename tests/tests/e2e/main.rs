@@ -17,3 +17,4 @@ mod redis_faults;
 mod rules;
 mod tiers;
 mod vouchers;
+mod wheel;
