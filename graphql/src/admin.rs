@@ -10,7 +10,7 @@ use loyalty_domain::{DomainError, Loyalty, Points, Role};
 use rust_decimal::Decimal;
 
 use crate::earning::{reason, ActionReason, ActionResult, Limit, Period};
-use crate::error::{parse_id, require, to_gql, IntoGql};
+use crate::error::{parse_id, require, scope, to_gql, IntoGql};
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 pub enum RewardKind {
@@ -203,9 +203,7 @@ pub struct AdminQuery;
 impl AdminQuery {
     /// The rules draft (what `publishRules` would freeze).
     async fn rules(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Rule>> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         Ok(loyalty
             .draft_rules(&program)
             .await
@@ -217,9 +215,7 @@ impl AdminQuery {
 
     /// The published ruleset members earn by.
     async fn live_rules(&self, ctx: &Context<'_>) -> async_graphql::Result<Ruleset> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let ruleset = loyalty.live_ruleset(&program).await.gql(ctx)?;
         Ok(Ruleset {
             version: ruleset.version,
@@ -238,9 +234,7 @@ impl AdminMutation {
         ctx: &Context<'_>,
         input: RuleInput,
     ) -> async_graphql::Result<Rule> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let input = input.into_domain().map_err(|e| to_gql(e, ctx))?;
         loyalty
             .create_rule(&program, input)
@@ -255,9 +249,7 @@ impl AdminMutation {
         id: ID,
         input: RuleInput,
     ) -> async_graphql::Result<Rule> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let id = parse_id(&id, ctx)?;
         let input = input.into_domain().map_err(|e| to_gql(e, ctx))?;
         loyalty
@@ -268,9 +260,7 @@ impl AdminMutation {
     }
 
     async fn delete_rule(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Rule> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let id = parse_id(&id, ctx)?;
         loyalty
             .delete_rule(&program, id)
@@ -282,9 +272,7 @@ impl AdminMutation {
     /// "Apply changes": freezes the draft into a new immutable version; every instance
     /// switches to it.
     async fn publish_rules(&self, ctx: &Context<'_>) -> async_graphql::Result<Ruleset> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (actor, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let ruleset = loyalty
             .publish_rules(&program, &actor.subject)
             .await
@@ -301,9 +289,7 @@ impl AdminMutation {
         ctx: &Context<'_>,
         input: TestRulesInput,
     ) -> async_graphql::Result<TestRulesResult> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let member_id = parse_id(&input.member_id, ctx)?;
         let target = match input.target {
             RulesTargetInput::Draft => RulesTarget::Draft,

@@ -2,7 +2,10 @@
 //! what.
 
 use async_graphql::{Context, ErrorExtensions};
-use loyalty_domain::{Actor, DomainError, Role};
+use std::sync::Arc;
+
+use loyalty_domain::program::Program;
+use loyalty_domain::{Actor, DomainError, Loyalty, Role};
 
 /// The request id the server assigned (also in its logs).
 #[derive(Clone, Debug)]
@@ -76,6 +79,18 @@ pub fn require<'a>(ctx: &Context<'a>, roles: &[Role]) -> async_graphql::Result<&
             ctx,
         ))
     }
+}
+
+/// The caller (with one of `roles`), the service and the caller's program: the first line of
+/// almost every resolver.
+pub(crate) async fn scope<'a>(
+    ctx: &Context<'a>,
+    roles: &[Role],
+) -> async_graphql::Result<(&'a Actor, &'a Loyalty, Arc<Program>)> {
+    let actor = require(ctx, roles)?;
+    let loyalty = ctx.data::<Loyalty>()?;
+    let program = loyalty.program(&actor.program).await.gql(ctx)?;
+    Ok((actor, loyalty, program))
 }
 
 pub(crate) fn parse_id(id: &async_graphql::ID, ctx: &Context<'_>) -> async_graphql::Result<i64> {

@@ -11,7 +11,7 @@ use loyalty_domain::gifts::{
 use loyalty_domain::{DomainError, Loyalty, Role};
 use rust_decimal::Decimal;
 
-use crate::error::{parse_id, require, to_gql, IntoGql};
+use crate::error::{parse_id, require, scope, to_gql, IntoGql};
 use crate::members::page_size;
 use crate::types::Transaction;
 
@@ -265,9 +265,7 @@ impl GiftQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Redemptions> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let first = page_size(first, ctx)?;
         let before = cursor(after, ctx)?;
         let (rows, has_next) = loyalty
@@ -288,9 +286,7 @@ impl GiftMutation {
         ctx: &Context<'_>,
         input: GiftInput,
     ) -> async_graphql::Result<Gift> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         loyalty
             .create_gift(&program, input.into())
             .await
@@ -305,9 +301,7 @@ impl GiftMutation {
         id: ID,
         input: GiftInput,
     ) -> async_graphql::Result<Gift> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let id = parse_id(&id, ctx)?;
         loyalty
             .update_gift(&program, id, input.into())
@@ -318,9 +312,7 @@ impl GiftMutation {
 
     /// Takes a gift out of the catalogue; pending redemptions stay valid.
     async fn archive_gift(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Gift> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let id = parse_id(&id, ctx)?;
         loyalty
             .archive_gift(&program, id)
@@ -352,9 +344,7 @@ impl GiftMutation {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<Redemption> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let id = parse_id(&id, ctx)?;
         loyalty
             .fulfill_redemption(&program, id)
@@ -369,9 +359,7 @@ impl GiftMutation {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<CancelRedemptionResult> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let id = parse_id(&id, ctx)?;
         loyalty
             .cancel_redemption(&program, id)

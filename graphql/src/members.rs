@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use loyalty_domain::{DomainError, Loyalty, Role};
 use rust_decimal::Decimal;
 
-use crate::error::{parse_id, require, to_gql, IntoGql};
+use crate::error::{parse_id, require, scope, to_gql, IntoGql};
 use crate::types::{transactions, MemberData, Transaction};
 
 const DEFAULT_PAGE: i32 = 20;
@@ -65,9 +65,7 @@ impl Member {
         let Some(tier_id) = self.0 .0.tier_id else {
             return Ok(None);
         };
-        let actor = require(ctx, &[Role::Member, Role::Admin, Role::Service])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Member, Role::Admin, Role::Service]).await?;
         Ok(loyalty
             .tier(&program, tier_id)
             .await
@@ -81,9 +79,7 @@ impl Member {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<ExpiringSoon>> {
-        let actor = require(ctx, &[Role::Member, Role::Admin, Role::Service])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Member, Role::Admin, Role::Service]).await?;
         let next = loyalty
             .expiring_soon(&program, self.0 .0.id)
             .await
@@ -101,9 +97,7 @@ impl Member {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Transaction, EmptyFields, EmptyFields>> {
-        let actor = require(ctx, &[Role::Member, Role::Admin, Role::Service])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Member, Role::Admin, Role::Service]).await?;
         let first = page_size(first, ctx)?;
         let before = after
             .map(|c| {
@@ -181,9 +175,7 @@ impl MemberQuery {
         after: Option<String>,
         search: Option<String>,
     ) -> async_graphql::Result<Connection<String, Member, EmptyFields, EmptyFields>> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let first = page_size(first, ctx)?;
         let after = after
             .map(|c| {
@@ -205,9 +197,7 @@ impl MemberQuery {
 
     /// Admin: one member of the program (`NOT_FOUND` for other programs' members).
     async fn member(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Member> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let id = parse_id(&id, ctx)?;
         Ok(Member(MemberData(
             loyalty.member(&program, id).await.gql(ctx)?,

@@ -2,10 +2,10 @@
 
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use loyalty_domain::tiers::{Tier as DTier, TierInput as DTierInput};
-use loyalty_domain::{Loyalty, Role};
+use loyalty_domain::Role;
 use rust_decimal::Decimal;
 
-use crate::error::{parse_id, require, IntoGql};
+use crate::error::{parse_id, scope, IntoGql};
 
 /// A level reached by qualification points, with an earn multiplier.
 #[derive(SimpleObject, Clone)]
@@ -45,9 +45,7 @@ pub struct TierQuery;
 impl TierQuery {
     /// Admin: the program's tiers, lowest first.
     async fn tiers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Tier>> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         Ok(loyalty
             .tiers(&program)
             .await
@@ -69,9 +67,7 @@ impl TierMutation {
         ctx: &Context<'_>,
         input: TierInput,
     ) -> async_graphql::Result<Tier> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let id = input.id.as_ref().map(|id| parse_id(id, ctx)).transpose()?;
         let tier = DTierInput {
             name: input.name,
@@ -87,9 +83,7 @@ impl TierMutation {
 
     /// Removes a tier; its members move to the tier they now reach.
     async fn delete_tier(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Tier> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let id = parse_id(&id, ctx)?;
         loyalty
             .delete_tier(&program, id)

@@ -9,7 +9,7 @@ use loyalty_domain::wheel::{
 use loyalty_domain::{DomainError, Loyalty, Points, Role};
 use rust_decimal::Decimal;
 
-use crate::error::{parse_id, require, to_gql, IntoGql};
+use crate::error::{parse_id, require, scope, to_gql, IntoGql};
 use crate::types::{transactions, Transaction};
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -262,9 +262,7 @@ impl WheelMutation {
         ctx: &Context<'_>,
         input: WheelInput,
     ) -> async_graphql::Result<Wheel> {
-        let actor = require(ctx, &[Role::Admin])?;
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
         let id = input.id.as_ref().map(|id| parse_id(id, ctx)).transpose()?;
         let segments = input
             .segments

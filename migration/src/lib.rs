@@ -9,6 +9,7 @@ mod m20261123_000001_foundation;
 mod m20261124_000002_gifts_vouchers;
 mod m20261124_000003_expiry_tiers;
 mod m20261124_000004_wheel;
+mod util;
 
 pub struct Migrator;
 

@@ -4,6 +4,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::util::*;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -73,40 +75,6 @@ enum Vouchers {
     UsedAt,
     OrderId,
     CreatedAt,
-}
-
-fn pk(col: impl IntoIden + 'static) -> ColumnDef {
-    big_integer(col).auto_increment().primary_key().take()
-}
-
-fn fk(
-    name: &str,
-    from: (impl IntoIden + 'static, impl IntoIden + 'static),
-    to: (impl IntoIden + 'static, impl IntoIden + 'static),
-) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .name(name)
-        .from(from.0, from.1)
-        .to(to.0, to.1)
-        .on_delete(ForeignKeyAction::Restrict)
-        .take()
-}
-
-fn index(
-    name: &str,
-    table: impl IntoIden + 'static,
-    cols: &[&'static str],
-    unique: bool,
-) -> IndexCreateStatement {
-    let mut stmt = Index::create();
-    stmt.name(name).table(table).if_not_exists();
-    for col in cols {
-        stmt.col(Alias::new(*col));
-    }
-    if unique {
-        stmt.unique();
-    }
-    stmt.take()
 }
 
 #[async_trait::async_trait]

@@ -3,6 +3,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::util::*;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -75,10 +77,6 @@ enum Spins {
     RedemptionId,
     VoucherId,
     CreatedAt,
-}
-
-fn pk(col: impl IntoIden + 'static) -> ColumnDef {
-    big_integer(col).auto_increment().primary_key().take()
 }
 
 #[async_trait::async_trait]
