@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono_tz::Tz;
 use loyalty_entities::programs;
 use rust_decimal::Decimal;
+use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use crate::db::{classify, DbErrorKind};
@@ -70,30 +71,105 @@ pub(crate) fn validate_external_id(value: &str, what: &str) -> DomainResult<()> 
     }
 }
 
+/// What an admin may change about a program (the currency is fixed: money history depends on
+/// it).
+#[derive(Clone, Debug)]
+pub struct ProgramSettings {
+    pub name: String,
+    pub timezone: String,
+    pub points_per_currency: Decimal,
+    pub validity_days: Option<u32>,
+    /// e.g. `https://t.me/<bot>/<app>?startapp=ref_{code}`.
+    pub referral_link_template: Option<String>,
+}
+
+/// Checks settings; returns the ratio in points.
+fn validate_settings(settings: &ProgramSettings) -> DomainResult<Points> {
+    parse_timezone(&settings.timezone)?;
+    if settings.name.trim().is_empty() || settings.name.chars().count() > 200 {
+        return Err(DomainError::validation("name must be 1–200 characters"));
+    }
+    let ratio = Points::parse(settings.points_per_currency, "pointsPerCurrency")?;
+    if !ratio.is_positive() || ratio.minor() > 100_000_000 {
+        return Err(DomainError::validation(
+            "pointsPerCurrency must be in (0, 1000000]",
+        ));
+    }
+    if settings.validity_days.is_some_and(|d| d == 0 || d > 36_500) {
+        return Err(DomainError::validation(
+            "validityDays must be between 1 and 36500",
+        ));
+    }
+    if let Some(template) = &settings.referral_link_template {
+        let ok = template.len() <= 500
+            && template.contains("{code}")
+            && (template.starts_with("https://") || template.starts_with("http://"))
+            && !template.chars().any(char::is_whitespace);
+        if !ok {
+            return Err(DomainError::validation(
+                "referralLinkTemplate must be an http(s) URL of at most 500 characters containing {code}",
+            ));
+        }
+    }
+    Ok(ratio)
+}
+
 impl Loyalty {
+    /// Changes a program's settings; every instance drops its cached copy (through the bus,
+    /// and at the latest after `PROGRAM_CACHE_TTL`).
+    pub async fn update_program(
+        &self,
+        program: &Program,
+        settings: ProgramSettings,
+    ) -> DomainResult<Program> {
+        let ratio = validate_settings(&settings)?;
+        programs::Entity::update_many()
+            .col_expr(
+                programs::Column::Name,
+                Expr::value(settings.name.trim().to_owned()),
+            )
+            .col_expr(
+                programs::Column::Timezone,
+                Expr::value(settings.timezone.clone()),
+            )
+            .col_expr(
+                programs::Column::PointsPerCurrencyMinor,
+                Expr::value(ratio.minor()),
+            )
+            .col_expr(
+                programs::Column::ValidityDays,
+                Expr::value(settings.validity_days.and_then(|d| i32::try_from(d).ok())),
+            )
+            .col_expr(
+                programs::Column::ReferralLinkTemplate,
+                Expr::value(settings.referral_link_template.clone()),
+            )
+            .filter(programs::Column::Id.eq(program.id))
+            .exec(self.db())
+            .await?;
+        self.forget_program(program.id);
+        self.announce("program.changed", program.id.to_string())
+            .await;
+        self.program(&program.external_id)
+            .await
+            .map(|p| (*p).clone())
+    }
+
     /// Creates a program, or returns the existing one with that external id.
     pub async fn create_program(&self, new: NewProgram) -> DomainResult<Program> {
         validate_external_id(&new.external_id, "external id")?;
-        parse_timezone(&new.timezone)?;
-        if new.name.trim().is_empty() || new.name.len() > 200 {
-            return Err(DomainError::validation("name must be 1–200 characters"));
-        }
         if new.currency.len() != 3 || !new.currency.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(DomainError::validation(
                 "currency must be a 3-letter ISO code like USD",
             ));
         }
-        let ratio = Points::parse(new.points_per_currency, "pointsPerCurrency")?;
-        if !ratio.is_positive() || ratio.minor() > 100_000_000 {
-            return Err(DomainError::validation(
-                "pointsPerCurrency must be in (0, 1000000]",
-            ));
-        }
-        if new.validity_days.is_some_and(|d| d == 0 || d > 36_500) {
-            return Err(DomainError::validation(
-                "validityDays must be between 1 and 36500",
-            ));
-        }
+        let ratio = validate_settings(&ProgramSettings {
+            name: new.name.clone(),
+            timezone: new.timezone.clone(),
+            points_per_currency: new.points_per_currency,
+            validity_days: new.validity_days,
+            referral_link_template: None,
+        })?;
         let model = programs::ActiveModel {
             external_id: Set(new.external_id.clone()),
             name: Set(new.name.trim().to_owned()),

@@ -17,6 +17,9 @@ use crate::store::{BusMessage, FastStore};
 /// least [`IDEMPOTENCY_RETENTION`]; natural keys of one-off rewards live in the ledger forever.
 pub const IDEMPOTENCY_FAST_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest an instance keeps using program settings after another instance changed them, should
+/// the change message be lost.
+pub const PROGRAM_CACHE_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct Loyalty {
@@ -27,7 +30,10 @@ struct Inner {
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
     store: Arc<dyn FastStore>,
-    programs: RwLock<HashMap<String, Arc<Program>>>,
+    /// Program settings by external id, with when they were read: the bus drops an entry when
+    /// an admin changes the program, and [`PROGRAM_CACHE_TTL`] bounds staleness if a message is
+    /// lost (Redis away).
+    programs: RwLock<HashMap<String, (Arc<Program>, std::time::Instant)>>,
     rulesets: RwLock<HashMap<(i64, i64), Arc<Ruleset>>>,
 }
 
@@ -66,12 +72,17 @@ impl Loyalty {
     }
 
     pub(crate) fn cached_program(&self, external_id: &str) -> Option<Arc<Program>> {
-        self.inner.programs.read().ok()?.get(external_id).cloned()
+        let programs = self.inner.programs.read().ok()?;
+        let (program, read_at) = programs.get(external_id)?;
+        (read_at.elapsed() < PROGRAM_CACHE_TTL).then(|| program.clone())
     }
 
     pub(crate) fn cache_program(&self, program: Arc<Program>) {
         if let Ok(mut programs) = self.inner.programs.write() {
-            programs.insert(program.external_id.clone(), program);
+            programs.insert(
+                program.external_id.clone(),
+                (program, std::time::Instant::now()),
+            );
         }
     }
 
@@ -92,9 +103,9 @@ impl Loyalty {
         }
     }
 
-    fn forget_program(&self, program_id: i64) {
+    pub(crate) fn forget_program(&self, program_id: i64) {
         if let Ok(mut programs) = self.inner.programs.write() {
-            programs.retain(|_, p| p.id != program_id);
+            programs.retain(|_, (p, _)| p.id != program_id);
         }
     }
 

@@ -6,6 +6,7 @@ mod earning;
 mod error;
 mod gifts;
 mod members;
+mod program;
 mod purchases;
 mod tiers;
 mod types;
@@ -26,6 +27,7 @@ pub struct Query(
     gifts::GiftQuery,
     vouchers::VoucherQuery,
     wheel::WheelQuery,
+    program::ProgramQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -38,6 +40,7 @@ pub struct Mutation(
     gifts::GiftMutation,
     vouchers::VoucherMutation,
     wheel::WheelMutation,
+    program::ProgramMutation,
 );
 
 pub type LoyaltySchema = Schema<Query, Mutation, EmptySubscription>;

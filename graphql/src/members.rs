@@ -29,6 +29,14 @@ impl Member {
     async fn referral_code(&self) -> &str {
         &self.0 .0.referral_code
     }
+    /// The program's referral link template with this member's code (null without a template).
+    async fn referral_link(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let (_, _, program) = scope(ctx, &[Role::Member, Role::Admin, Role::Service]).await?;
+        Ok(program
+            .referral_link_template
+            .as_ref()
+            .map(|t| t.replace("{code}", &self.0 .0.referral_code)))
+    }
     async fn registered_at(&self) -> Option<DateTime<Utc>> {
         self.0 .0.registered_at
     }

@@ -12,6 +12,7 @@ mod expiry;
 mod gifts;
 mod http;
 mod idempotency;
+mod program;
 mod purchases;
 mod redis_faults;
 mod rules;

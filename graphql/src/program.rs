@@ -1,0 +1,82 @@
+//! Program settings: readable by every role of the program, changed by its admins.
+
+use async_graphql::{Context, InputObject, Object, SimpleObject};
+use loyalty_domain::program::{Program as DProgram, ProgramSettings};
+use loyalty_domain::Role;
+use rust_decimal::Decimal;
+
+use crate::error::{scope, IntoGql};
+
+#[derive(SimpleObject)]
+pub struct Program {
+    pub external_id: String,
+    pub name: String,
+    /// IANA timezone that defines "a day" for limits, streaks and reports.
+    pub timezone: String,
+    pub currency: String,
+    /// Points worth one unit of money.
+    pub points_per_currency: Decimal,
+    /// Days an earned lot stays spendable; null = never expires.
+    pub validity_days: Option<u32>,
+    pub referral_link_template: Option<String>,
+}
+
+impl From<&DProgram> for Program {
+    fn from(p: &DProgram) -> Self {
+        Program {
+            external_id: p.external_id.clone(),
+            name: p.name.clone(),
+            timezone: p.tz.name().to_owned(),
+            currency: p.currency.clone(),
+            points_per_currency: p.points_per_currency,
+            validity_days: p.validity_days,
+            referral_link_template: p.referral_link_template.clone(),
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct ProgramInput {
+    pub name: String,
+    pub timezone: String,
+    pub points_per_currency: Decimal,
+    pub validity_days: Option<u32>,
+    /// An http(s) URL containing `{code}`, e.g. `https://t.me/<bot>/<app>?startapp=ref_{code}`.
+    pub referral_link_template: Option<String>,
+}
+
+#[derive(Default)]
+pub struct ProgramQuery;
+
+#[Object]
+impl ProgramQuery {
+    /// The caller's program.
+    async fn program(&self, ctx: &Context<'_>) -> async_graphql::Result<Program> {
+        let (_, _, program) = scope(ctx, &[Role::Member, Role::Service, Role::Admin]).await?;
+        Ok(Program::from(program.as_ref()))
+    }
+}
+
+#[derive(Default)]
+pub struct ProgramMutation;
+
+#[Object]
+impl ProgramMutation {
+    /// Changes the program's settings (the currency is fixed). Every instance follows at once.
+    async fn update_program(
+        &self,
+        ctx: &Context<'_>,
+        input: ProgramInput,
+    ) -> async_graphql::Result<Program> {
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let settings = ProgramSettings {
+            name: input.name,
+            timezone: input.timezone,
+            points_per_currency: input.points_per_currency,
+            validity_days: input.validity_days,
+            referral_link_template: input.referral_link_template,
+        };
+        let updated = loyalty.update_program(&program, settings).await.gql(ctx)?;
+        Ok(Program::from(&updated))
+    }
+}
