@@ -12,7 +12,13 @@ use crate::rules::{evaluate, ActionRequest, EvalContext, Refusal};
 use crate::service::Loyalty;
 
 /// Actions only the server itself records (through register, join and recordPurchase).
-const RESERVED_ACTIONS: &[&str] = &["registration", "join", "purchase"];
+const RESERVED_ACTIONS: &[&str] = &[
+    "registration",
+    "join",
+    "purchase",
+    "referral_friend",
+    "referral_inviter",
+];
 const MAX_OBJECT_ID_LEN: usize = 200;
 
 /// What an earn attempt did.

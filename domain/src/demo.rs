@@ -78,6 +78,20 @@ pub fn demo_rules() -> Vec<RuleInput> {
         ),
         fixed("Account registration", "registration", 50, ONCE, false),
         fixed("Welcome to the program", "join", 20, ONCE, false),
+        fixed(
+            "Welcome, invited friend",
+            "referral_friend",
+            30,
+            ONCE,
+            false,
+        ),
+        fixed(
+            "Thanks for inviting a friend",
+            "referral_inviter",
+            50,
+            None,
+            true,
+        ),
         RuleInput {
             reward: Reward::Percent(Decimal::new(5, 0)),
             qualifying: true,

@@ -176,6 +176,9 @@ pub struct Tx<'a> {
     pub member: members::Model,
     pub now: DateTime<Utc>,
     pub posted: Vec<Posting>,
+    /// Other members' postings made in this transaction (a referral's inviter): published
+    /// after commit, never part of this member's answer.
+    pub side_postings: Vec<Posting>,
     pub loyalty: crate::service::Loyalty,
     /// The program's live ruleset version, read with the member's lock.
     pub live_version: i64,
@@ -203,6 +206,7 @@ impl<'a> Tx<'a> {
             member: locked.member,
             now,
             posted: Vec::new(),
+            side_postings: Vec::new(),
             loyalty,
             live_version: locked.live_version,
             version: locked.version,
@@ -237,6 +241,7 @@ impl<'a> Tx<'a> {
         members::Entity::update_many()
             .col_expr(members::Column::LoginStreak, Expr::value(m.login_streak))
             .col_expr(members::Column::TierId, Expr::value(m.tier_id))
+            .col_expr(members::Column::ReferrerId, Expr::value(m.referrer_id))
             .col_expr(
                 members::Column::LastLoginDate,
                 Expr::value(m.last_login_date.clone()),

@@ -19,6 +19,7 @@ pub mod ops;
 pub mod periods;
 pub mod program;
 pub mod purchases;
+pub mod referrals;
 pub mod rulebook;
 pub mod rules;
 pub mod service;

@@ -19,6 +19,7 @@ use crate::ledger::{Account, Posting, Tx};
 use crate::money::Points;
 use crate::ops::{IdempotencyKey, Operation};
 use crate::program::{validate_external_id, Program};
+use crate::referrals::ReferralOutcome;
 use crate::rules::ActionRequest;
 use crate::service::Loyalty;
 
@@ -91,12 +92,15 @@ pub struct Registration {
     /// False when the subject was already registered (nothing posted).
     pub created: bool,
     pub transactions: Vec<Posting>,
+    /// Set when a referral code was given: linked (pending or rewarded) or why not.
+    pub referral: Option<ReferralOutcome>,
 }
 
 #[derive(Serialize)]
 struct RegisterOp {
     member_id: i64,
     display_name: Option<String>,
+    referral_code: Option<String>,
 }
 
 #[async_trait::async_trait]
@@ -114,24 +118,37 @@ impl Operation for RegisterOp {
 
     async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<Registration> {
         let created = tx.member.registered_at.is_none();
-        if created {
-            register_in(tx, self.display_name.clone()).await?;
-        }
+        let referral = match (created, self.referral_code.as_deref()) {
+            (true, code) => register_in(tx, self.display_name.clone(), code).await?,
+            (false, Some(code)) => Some(crate::referrals::existing(tx, code).await?),
+            (false, None) => None,
+        };
         Ok(Registration {
             member_id: self.member_id,
             created,
             transactions: tx.posted.clone(),
+            referral,
         })
     }
 }
 
-async fn register_in(tx: &mut Tx<'_>, display_name: Option<String>) -> TxResult<()> {
+/// Registers the locked member, pays the registration reward and attributes a referral code.
+/// The registration stands even when the referral is refused.
+async fn register_in(
+    tx: &mut Tx<'_>,
+    display_name: Option<String>,
+    referral_code: Option<&str>,
+) -> TxResult<Option<ReferralOutcome>> {
     tx.member.registered_at = Some(tx.now);
     if display_name.is_some() {
         tx.member.display_name = display_name;
     }
     tx.touch_member();
-    tx.loyalty_award("registration").await
+    tx.loyalty_award("registration").await?;
+    match referral_code {
+        Some(code) => crate::referrals::attribute(tx, code).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 impl Tx<'_> {
@@ -164,6 +181,7 @@ impl Loyalty {
         &self,
         actor: &Actor,
         display_name: Option<&str>,
+        referral_code: Option<&str>,
     ) -> DomainResult<Registration> {
         if actor.role != Role::Member {
             return Err(DomainError::Forbidden(
@@ -172,8 +190,18 @@ impl Loyalty {
         }
         let program = self.program(&actor.program).await?;
         let display_name = validate_display_name(display_name)?;
+        let referral_code = referral_code
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| c.chars().take(64).collect::<String>());
         let (member, joined) = self
-            .find_or_join(&program, &actor.subject, display_name.clone(), true)
+            .find_or_join(
+                &program,
+                &actor.subject,
+                display_name.clone(),
+                true,
+                referral_code.as_deref(),
+            )
             .await?;
         if let Some(registration) = joined {
             return Ok(registration);
@@ -183,6 +211,7 @@ impl Loyalty {
             &RegisterOp {
                 member_id: member.id,
                 display_name,
+                referral_code,
             },
         )
         .await
@@ -196,6 +225,7 @@ impl Loyalty {
         external_id: &str,
         display_name: Option<String>,
         register: bool,
+        referral_code: Option<&str>,
     ) -> DomainResult<(members::Model, Option<Registration>)> {
         if let Some(member) = self.find_member(program, external_id).await? {
             return Ok((member, None));
@@ -203,7 +233,13 @@ impl Loyalty {
         validate_external_id(external_id, "member external id")?;
         for _ in 0..5 {
             match self
-                .join(program, external_id, display_name.clone(), register)
+                .join(
+                    program,
+                    external_id,
+                    display_name.clone(),
+                    register,
+                    referral_code,
+                )
                 .await
             {
                 Ok(joined) => return Ok(joined),
@@ -227,6 +263,7 @@ impl Loyalty {
         external_id: &str,
         display_name: Option<String>,
         register: bool,
+        referral_code: Option<&str>,
     ) -> Result<(members::Model, Option<Registration>), JoinError> {
         let now = self.now();
         let txn = self.db().begin().await.map_err(JoinError::db)?;
@@ -278,13 +315,14 @@ impl Loyalty {
             version: 0,
         };
         let mut tx = Tx::new(&txn, program, locked, now, self.clone());
+        let mut referral = None;
         let result = async {
             // A new member starts in the tier that needs no qualification, if there is one.
             tx.member.tier_id = crate::tiers::tier_for(&txn, program.id, Points::ZERO).await?;
             tx.touch_member();
             tx.loyalty_award("join").await?;
             if register {
-                register_in(&mut tx, display_name).await?;
+                referral = register_in(&mut tx, display_name, referral_code).await?;
             }
             tx.flush_member().await
         }
@@ -297,13 +335,16 @@ impl Loyalty {
         }
         let member = tx.member.clone();
         let posted = std::mem::take(&mut tx.posted);
+        let side = std::mem::take(&mut tx.side_postings);
         drop(tx);
         txn.commit().await.map_err(JoinError::db)?;
-        self.after_commit(program, posted.clone()).await;
+        self.after_commit(program, posted.iter().cloned().chain(side).collect())
+            .await;
         let registration = Registration {
             member_id: member.id,
             created: true,
             transactions: posted,
+            referral,
         };
         Ok((member, Some(registration)))
     }
@@ -430,7 +471,7 @@ impl Loyalty {
                 "members act for themselves: leave memberExternalId out".into(),
             )),
             (Role::Service, Some(external_id)) => Ok(MemberRef::Id(
-                self.find_or_join(program, external_id, None, false)
+                self.find_or_join(program, external_id, None, false, None)
                     .await?
                     .0
                     .id,

@@ -157,7 +157,8 @@ impl Loyalty {
             Err(err) => return Err(err),
         };
         tx.flush_member().await?;
-        let posted = std::mem::take(&mut tx.posted);
+        let mut posted = std::mem::take(&mut tx.posted);
+        posted.append(&mut tx.side_postings);
         drop(tx);
         let mut stored = None;
         if let (Some(key), Some(hash)) = (key, hash) {

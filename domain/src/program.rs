@@ -28,6 +28,16 @@ pub struct Program {
     /// Days an earned lot stays spendable; `None` = never expires.
     pub validity_days: Option<u32>,
     pub referral_link_template: Option<String>,
+    pub referrals: ReferralPolicy,
+}
+
+/// When a referred friend qualifies, and how many friends an inviter may bring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReferralPolicy {
+    /// `true`: on the friend's first purchase; `false`: on registration.
+    pub on_first_purchase: bool,
+    pub daily_cap: Option<u32>,
+    pub lifetime_cap: Option<u32>,
 }
 
 impl Program {
@@ -41,6 +51,13 @@ impl Program {
             name: model.name,
             currency: model.currency,
             referral_link_template: model.referral_link_template,
+            referrals: ReferralPolicy {
+                on_first_purchase: model.referral_qualify_on == "FIRST_PURCHASE",
+                daily_cap: model.referral_daily_cap.and_then(|c| u32::try_from(c).ok()),
+                lifetime_cap: model
+                    .referral_lifetime_cap
+                    .and_then(|c| u32::try_from(c).ok()),
+            },
         })
     }
 }
@@ -81,6 +98,7 @@ pub struct ProgramSettings {
     pub validity_days: Option<u32>,
     /// e.g. `https://t.me/<bot>/<app>?startapp=ref_{code}`.
     pub referral_link_template: Option<String>,
+    pub referrals: ReferralPolicy,
 }
 
 /// Checks settings; returns the ratio in points.
@@ -98,6 +116,12 @@ fn validate_settings(settings: &ProgramSettings) -> DomainResult<Points> {
     if settings.validity_days.is_some_and(|d| d == 0 || d > 36_500) {
         return Err(DomainError::validation(
             "validityDays must be between 1 and 36500",
+        ));
+    }
+    let cap_ok = |cap: Option<u32>| cap.is_none_or(|c| (1..=1_000_000).contains(&c));
+    if !cap_ok(settings.referrals.daily_cap) || !cap_ok(settings.referrals.lifetime_cap) {
+        return Err(DomainError::validation(
+            "referral caps must be between 1 and 1000000",
         ));
     }
     if let Some(template) = &settings.referral_link_template {
@@ -144,6 +168,32 @@ impl Loyalty {
                 programs::Column::ReferralLinkTemplate,
                 Expr::value(settings.referral_link_template.clone()),
             )
+            .col_expr(
+                programs::Column::ReferralQualifyOn,
+                Expr::value(if settings.referrals.on_first_purchase {
+                    "FIRST_PURCHASE"
+                } else {
+                    "REGISTRATION"
+                }),
+            )
+            .col_expr(
+                programs::Column::ReferralDailyCap,
+                Expr::value(
+                    settings
+                        .referrals
+                        .daily_cap
+                        .and_then(|c| i32::try_from(c).ok()),
+                ),
+            )
+            .col_expr(
+                programs::Column::ReferralLifetimeCap,
+                Expr::value(
+                    settings
+                        .referrals
+                        .lifetime_cap
+                        .and_then(|c| i32::try_from(c).ok()),
+                ),
+            )
             .filter(programs::Column::Id.eq(program.id))
             .exec(self.db())
             .await?;
@@ -169,6 +219,11 @@ impl Loyalty {
             points_per_currency: new.points_per_currency,
             validity_days: new.validity_days,
             referral_link_template: None,
+            referrals: ReferralPolicy {
+                on_first_purchase: false,
+                daily_cap: None,
+                lifetime_cap: None,
+            },
         })?;
         let model = programs::ActiveModel {
             external_id: Set(new.external_id.clone()),

@@ -100,6 +100,7 @@ impl Operation for PurchaseOp {
                 Some(("order", &self.order_id)),
             )
             .await?;
+        crate::referrals::qualify_on_purchase(tx).await?;
         let outcome = outcome(tx, award).await?;
         // One purchase per order id: a second report (any key, any member) inserts nothing and
         // the accrual above is rolled back with the refusal.
@@ -292,7 +293,7 @@ impl Loyalty {
         let key = IdempotencyKey::new(actor, idempotency_key)?;
         let program = self.program(&actor.program).await?;
         let member = self
-            .find_or_join(&program, member_external_id, None, false)
+            .find_or_join(&program, member_external_id, None, false, None)
             .await?
             .0;
         let op = PurchaseOp {

@@ -465,6 +465,11 @@ mod tests {
             points_per_currency: ratio,
             validity_days: None,
             referral_link_template: None,
+            referrals: crate::program::ReferralPolicy {
+                on_first_purchase: false,
+                daily_cap: None,
+                lifetime_cap: None,
+            },
         }
     }
 

@@ -11,6 +11,8 @@ pub mod members;
 pub mod programs;
 pub mod purchases;
 pub mod redemptions;
+pub mod referral_clicks;
+pub mod referrals;
 pub mod refunds;
 pub mod rulesets;
 pub mod spins;

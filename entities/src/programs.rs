@@ -14,6 +14,10 @@ pub struct Model {
     pub validity_days: Option<i32>,
     pub referral_link_template: Option<String>,
     pub ruleset_version: i64,
+    /// REGISTRATION or FIRST_PURCHASE: when a referred friend qualifies.
+    pub referral_qualify_on: String,
+    pub referral_daily_cap: Option<i32>,
+    pub referral_lifetime_cap: Option<i32>,
     pub created_at: DateTimeUtc,
 }
 

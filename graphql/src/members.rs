@@ -146,7 +146,7 @@ pub struct ExpiringSoon {
 #[derive(InputObject)]
 pub struct RegisterInput {
     pub display_name: Option<String>,
-    /// Accepted now; attribution arrives with the referrals feature.
+    /// The inviter's referral code (a `ref_` prefix from a start parameter is accepted).
     pub referral_code: Option<String>,
 }
 
@@ -155,8 +155,52 @@ pub struct RegisterPayload {
     pub member: Member,
     /// False when this subject was already registered: nothing was posted again.
     pub created: bool,
-    /// What registering paid (`new_member_reward`, `new_account_registration`).
+    /// What registering paid (`new_member_reward`, `new_account_registration`,
+    /// `new_user_referral`).
     pub transactions: Vec<Transaction>,
+    /// Present when a referral code was given: linked or why not. Registration succeeds
+    /// either way.
+    pub referral: Option<Referral>,
+}
+
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+pub enum ReferralStatus {
+    SelfReferral,
+    AlreadyRegistered,
+    AlreadyReferred,
+    UnknownCode,
+    OtherProgram,
+    InviterCapReached,
+    /// Linked; both rewards follow the friend's first purchase.
+    Pending,
+    /// Linked and both members rewarded.
+    Rewarded,
+}
+
+#[derive(SimpleObject)]
+pub struct Referral {
+    pub status: ReferralStatus,
+    pub reason: String,
+}
+
+impl From<loyalty_domain::referrals::ReferralOutcome> for Referral {
+    fn from(o: loyalty_domain::referrals::ReferralOutcome) -> Self {
+        use loyalty_domain::referrals::ReferralStatus as D;
+        let status = match o.status {
+            D::SelfReferral => ReferralStatus::SelfReferral,
+            D::AlreadyRegistered => ReferralStatus::AlreadyRegistered,
+            D::AlreadyReferred => ReferralStatus::AlreadyReferred,
+            D::UnknownCode => ReferralStatus::UnknownCode,
+            D::OtherProgram => ReferralStatus::OtherProgram,
+            D::InviterCapReached => ReferralStatus::InviterCapReached,
+            D::Pending => ReferralStatus::Pending,
+            D::Rewarded => ReferralStatus::Rewarded,
+        };
+        Referral {
+            status,
+            reason: o.reason,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -227,7 +271,11 @@ impl MemberMutation {
         let actor = require(ctx, &[Role::Member])?;
         let loyalty = ctx.data::<Loyalty>()?;
         let display_name = input.as_ref().and_then(|i| i.display_name.as_deref());
-        let registration = loyalty.register(actor, display_name).await.gql(ctx)?;
+        let referral_code = input.as_ref().and_then(|i| i.referral_code.as_deref());
+        let registration = loyalty
+            .register(actor, display_name, referral_code)
+            .await
+            .gql(ctx)?;
         let program = loyalty.program(&actor.program).await.gql(ctx)?;
         let member = loyalty
             .member(&program, registration.member_id)
@@ -237,6 +285,7 @@ impl MemberMutation {
             member: Member(MemberData(member)),
             created: registration.created,
             transactions: transactions(registration.transactions),
+            referral: registration.referral.map(Referral::from),
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Program settings: readable by every role of the program, changed by its admins.
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
-use loyalty_domain::program::{Program as DProgram, ProgramSettings};
+use loyalty_domain::program::{Program as DProgram, ProgramSettings, ReferralPolicy};
 use loyalty_domain::Role;
 use rust_decimal::Decimal;
 
@@ -19,6 +19,17 @@ pub struct Program {
     /// Days an earned lot stays spendable; null = never expires.
     pub validity_days: Option<u32>,
     pub referral_link_template: Option<String>,
+    pub referral_qualify_on: ReferralQualifyOn,
+    /// Most friends one inviter may bring per program day / ever (null = no cap).
+    pub referral_daily_cap: Option<u32>,
+    pub referral_lifetime_cap: Option<u32>,
+}
+
+/// When a referred friend qualifies and both rewards post.
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+pub enum ReferralQualifyOn {
+    Registration,
+    FirstPurchase,
 }
 
 impl From<&DProgram> for Program {
@@ -31,6 +42,13 @@ impl From<&DProgram> for Program {
             points_per_currency: p.points_per_currency,
             validity_days: p.validity_days,
             referral_link_template: p.referral_link_template.clone(),
+            referral_qualify_on: if p.referrals.on_first_purchase {
+                ReferralQualifyOn::FirstPurchase
+            } else {
+                ReferralQualifyOn::Registration
+            },
+            referral_daily_cap: p.referrals.daily_cap,
+            referral_lifetime_cap: p.referrals.lifetime_cap,
         }
     }
 }
@@ -43,6 +61,10 @@ pub struct ProgramInput {
     pub validity_days: Option<u32>,
     /// An http(s) URL containing `{code}`, e.g. `https://t.me/<bot>/<app>?startapp=ref_{code}`.
     pub referral_link_template: Option<String>,
+    #[graphql(default_with = "ReferralQualifyOn::Registration")]
+    pub referral_qualify_on: ReferralQualifyOn,
+    pub referral_daily_cap: Option<u32>,
+    pub referral_lifetime_cap: Option<u32>,
 }
 
 #[derive(Default)]
@@ -75,6 +97,11 @@ impl ProgramMutation {
             points_per_currency: input.points_per_currency,
             validity_days: input.validity_days,
             referral_link_template: input.referral_link_template,
+            referrals: ReferralPolicy {
+                on_first_purchase: input.referral_qualify_on == ReferralQualifyOn::FirstPurchase,
+                daily_cap: input.referral_daily_cap,
+                lifetime_cap: input.referral_lifetime_cap,
+            },
         };
         let updated = loyalty.update_program(&program, settings).await.gql(ctx)?;
         Ok(Program::from(&updated))

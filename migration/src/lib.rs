@@ -9,6 +9,7 @@ mod m20261123_000001_foundation;
 mod m20261124_000002_gifts_vouchers;
 mod m20261124_000003_expiry_tiers;
 mod m20261124_000004_wheel;
+mod m20261124_000005_referrals;
 mod util;
 
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_gifts_vouchers::Migration),
             Box::new(m20261124_000003_expiry_tiers::Migration),
             Box::new(m20261124_000004_wheel::Migration),
+            Box::new(m20261124_000005_referrals::Migration),
         ]
     }
 }

@@ -39,7 +39,11 @@ pub(crate) async fn demo() -> (Loyalty, Arc<Program>, i64) {
         role: Role::Member,
         subject: "m1".into(),
     };
-    let member_id = loyalty.register(&actor, None).await.unwrap().member_id;
+    let member_id = loyalty
+        .register(&actor, None, None)
+        .await
+        .unwrap()
+        .member_id;
     (loyalty, program, member_id)
 }
 

@@ -18,6 +18,8 @@ pub const BUILTIN_ACTIONS: &[(&str, &str)] = &[
     ("registration", "new_account_registration"),
     ("join", "new_member_reward"),
     ("purchase", "purchase"),
+    ("referral_friend", "new_user_referral"),
+    ("referral_inviter", "referrer_reward"),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ mod idempotency;
 mod program;
 mod purchases;
 mod redis_faults;
+mod referrals;
 mod rules;
 mod tiers;
 mod vouchers;

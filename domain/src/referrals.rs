@@ -1,0 +1,241 @@
+//! Referrals: a new member who registers with a code gets the code's owner as referrer, once and
+//! for ever. When the friend qualifies (on registration, or on the first purchase, per program),
+//! `new_user_referral` pays the friend and `referrer_reward` pays the inviter, each once per
+//! friend: the friend's rule is once per lifetime, the inviter's once per object (the friend),
+//! so the ledger's unique keys back both up. Both members are locked (friend first, then the
+//! inviter; a deadlock is retried like any other).
+
+use loyalty_entities::{members, referrals};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+
+use crate::db::{classify, lock_member, DbErrorKind, MemberRef, TxResult};
+use crate::ledger::Tx;
+use crate::periods::Windows;
+use crate::rules::ActionRequest;
+
+/// Why a referral was or was not linked, for the app to explain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReferralStatus {
+    SelfReferral,
+    AlreadyRegistered,
+    AlreadyReferred,
+    UnknownCode,
+    OtherProgram,
+    InviterCapReached,
+    Pending,
+    Rewarded,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferralOutcome {
+    pub status: ReferralStatus,
+    pub reason: String,
+}
+
+fn outcome(status: ReferralStatus, reason: impl Into<String>) -> ReferralOutcome {
+    ReferralOutcome {
+        status,
+        reason: reason.into(),
+    }
+}
+
+/// Normalises a code as typed or scanned (`ref_` prefix from a start parameter, case, spaces).
+pub fn normalise_code(code: &str) -> String {
+    let code = code.trim();
+    let code = code.strip_prefix("ref_").unwrap_or(code);
+    code.chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect::<String>()
+        .to_uppercase()
+}
+
+/// Links the locked, just-registered friend in `tx` to the owner of `code`.
+pub(crate) async fn attribute(tx: &mut Tx<'_>, code: &str) -> TxResult<ReferralOutcome> {
+    if tx.member.referrer_id.is_some() {
+        return Ok(outcome(
+            ReferralStatus::AlreadyReferred,
+            "this member already has a referrer",
+        ));
+    }
+    let code = normalise_code(code);
+    let owner = members::Entity::find()
+        .filter(members::Column::ReferralCode.eq(code.as_str()))
+        .one(tx.txn)
+        .await?;
+    let Some(owner) = owner else {
+        return Ok(outcome(
+            ReferralStatus::UnknownCode,
+            "no member has this referral code",
+        ));
+    };
+    if owner.program_id != tx.program.id {
+        return Ok(outcome(
+            ReferralStatus::OtherProgram,
+            "this code belongs to another program",
+        ));
+    }
+    if owner.id == tx.member.id {
+        return Ok(outcome(
+            ReferralStatus::SelfReferral,
+            "members cannot refer themselves",
+        ));
+    }
+    let inviter = lock_member(tx.txn, tx.program.id, &MemberRef::Id(owner.id)).await?;
+    let policy = tx.program.referrals;
+    let linked = referrals::Entity::find().filter(referrals::Column::ReferrerId.eq(owner.id));
+    if let Some(cap) = policy.lifetime_cap {
+        if linked.clone().count(tx.txn).await? >= u64::from(cap) {
+            return Ok(outcome(
+                ReferralStatus::InviterCapReached,
+                "the inviter reached their referral limit",
+            ));
+        }
+    }
+    if let Some(cap) = policy.daily_cap {
+        let today = Windows::at(tx.program.tz, tx.now).day_start;
+        let count = linked
+            .filter(referrals::Column::CreatedAt.gte(today))
+            .count(tx.txn)
+            .await?;
+        if count >= u64::from(cap) {
+            return Ok(outcome(
+                ReferralStatus::InviterCapReached,
+                "the inviter reached today's referral limit",
+            ));
+        }
+    }
+    let inserted = referrals::Entity::insert(referrals::ActiveModel {
+        program_id: Set(tx.program.id),
+        referrer_id: Set(owner.id),
+        referee_id: Set(tx.member.id),
+        status: Set("PENDING".into()),
+        created_at: Set(tx.now),
+        rewarded_at: Set(None),
+        ..Default::default()
+    })
+    .exec_with_returning(tx.txn)
+    .await;
+    let referral = match inserted {
+        Ok(row) => row,
+        Err(err) if classify(&err) == DbErrorKind::UniqueViolation => {
+            return Ok(outcome(
+                ReferralStatus::AlreadyReferred,
+                "this member already has a referrer",
+            ))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    tx.member.referrer_id = Some(owner.id);
+    tx.touch_member();
+    if policy.on_first_purchase {
+        return Ok(outcome(
+            ReferralStatus::Pending,
+            "rewards follow the first purchase",
+        ));
+    }
+    reward(tx, inviter, referral.id).await?;
+    Ok(outcome(
+        ReferralStatus::Rewarded,
+        "both members were rewarded",
+    ))
+}
+
+/// Pays a pending referral of the locked friend in `tx` if the program rewards on the first
+/// purchase (called inside the purchase's transaction).
+pub(crate) async fn qualify_on_purchase(tx: &mut Tx<'_>) -> TxResult<()> {
+    if !tx.program.referrals.on_first_purchase || tx.member.referrer_id.is_none() {
+        return Ok(());
+    }
+    let pending = referrals::Entity::find()
+        .filter(referrals::Column::RefereeId.eq(tx.member.id))
+        .filter(referrals::Column::Status.eq("PENDING"))
+        .one(tx.txn)
+        .await?;
+    let Some(referral) = pending else {
+        return Ok(());
+    };
+    let inviter = lock_member(tx.txn, tx.program.id, &MemberRef::Id(referral.referrer_id)).await?;
+    reward(tx, inviter, referral.id).await
+}
+
+async fn reward(tx: &mut Tx<'_>, inviter: crate::db::Locked, referral_id: i64) -> TxResult<()> {
+    let loyalty = tx.loyalty.clone();
+    let friend = ActionRequest {
+        action: "referral_friend".into(),
+        object_id: None,
+        amount: None,
+    };
+    loyalty
+        .award(
+            tx,
+            &friend,
+            None,
+            Some(("referral", &referral_id.to_string())),
+        )
+        .await?;
+    let mut inviter_tx = Tx::new(tx.txn, tx.program, inviter, tx.now, loyalty.clone());
+    let for_inviter = ActionRequest {
+        action: "referral_inviter".into(),
+        object_id: Some(tx.member.id.to_string()),
+        amount: None,
+    };
+    loyalty
+        .award(
+            &mut inviter_tx,
+            &for_inviter,
+            None,
+            Some(("referral", &referral_id.to_string())),
+        )
+        .await?;
+    inviter_tx.flush_member().await?;
+    tx.side_postings.append(&mut inviter_tx.posted);
+    referrals::Entity::update_many()
+        .col_expr(referrals::Column::Status, Expr::value("REWARDED"))
+        .col_expr(referrals::Column::RewardedAt, Expr::value(Some(tx.now)))
+        .filter(referrals::Column::Id.eq(referral_id))
+        .exec(tx.txn)
+        .await?;
+    Ok(())
+}
+
+/// The status of the friend's existing referral, for a repeated `register` with a code.
+pub(crate) async fn existing(tx: &Tx<'_>, code: &str) -> TxResult<ReferralOutcome> {
+    let referral = referrals::Entity::find()
+        .filter(referrals::Column::RefereeId.eq(tx.member.id))
+        .one(tx.txn)
+        .await?;
+    let owner = members::Entity::find()
+        .filter(members::Column::ReferralCode.eq(normalise_code(code)))
+        .one(tx.txn)
+        .await?;
+    Ok(match (referral, owner) {
+        (Some(r), Some(o)) if r.referrer_id == o.id && r.status == "REWARDED" => {
+            outcome(ReferralStatus::Rewarded, "both members were rewarded")
+        }
+        (Some(r), Some(o)) if r.referrer_id == o.id => {
+            outcome(ReferralStatus::Pending, "rewards follow the first purchase")
+        }
+        (Some(_), _) => outcome(
+            ReferralStatus::AlreadyReferred,
+            "this member already has a referrer",
+        ),
+        (None, _) => outcome(
+            ReferralStatus::AlreadyRegistered,
+            "referral codes count only when registering for the first time",
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_normalised() {
+        assert_eq!(normalise_code(" ref_ab3-k9 "), "AB3K9");
+        assert_eq!(normalise_code("XYZ"), "XYZ");
+    }
+}

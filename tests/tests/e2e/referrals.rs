@@ -1,0 +1,227 @@
+//! Referral attribution at registration and the reward pair, once per friend.
+
+use futures::future::join_all;
+
+use crate::e2e;
+use crate::helpers::*;
+
+const REGISTER: &str = "mutation($c: String) { register(input: {displayName: \"Friend\", referralCode: $c}) { created referral { status reason } member { balance } } }";
+const POLICY: &str =
+    "mutation($i: ProgramInput!) { updateProgram(input: $i) { referralQualifyOn } }";
+
+async fn code_of(app: &TestApp, token: &str) -> String {
+    let me = app
+        .gql(Some(token), "{ me { referralCode } }", j!({}))
+        .await;
+    me.data()["me"]["referralCode"].as_str().unwrap().to_owned()
+}
+
+async fn register_with(app: &TestApp, sub: &str, code: &str) -> Gql {
+    app.gql(Some(&app.member(sub)), REGISTER, j!({"c": code}))
+        .await
+}
+
+fn status(r: &Gql) -> &str {
+    r.data()["register"]["referral"]["status"].as_str().unwrap()
+}
+
+async fn policy(app: &TestApp, on: &str, lifetime_cap: Option<u32>) {
+    let input = j!({"i": {"name": "Demo Mini-App Shop", "timezone": "Asia/Ho_Chi_Minh", "pointsPerCurrency": "10", "validityDays": 365,
+        "referralQualifyOn": on, "referralLifetimeCap": lifetime_cap}});
+    app.gql(Some(&app.admin()), POLICY, input).await.data();
+}
+
+e2e!(a_referral_rewards_both_once, |app: TestApp| async move {
+    app.demo().await; // friend +30 (new_user_referral), inviter +50 (referrer_reward)
+    let (inviter, _) = app.register("alice").await;
+    let code = code_of(&app, &inviter).await;
+    let r = register_with(&app, "bob", &format!("ref_{}", code.to_lowercase())).await;
+    assert_eq!(status(&r), "REWARDED");
+    assert_eq!(r.data()["register"]["member"]["balance"], "100.00");
+    assert_eq!(app.balance(&inviter).await, "120.00");
+    // Registering again: nothing more, and the answer still explains the referral.
+    let again = register_with(&app, "bob", &code).await;
+    assert_eq!(again.data()["register"]["created"], false);
+    assert_eq!(status(&again), "REWARDED");
+    assert_eq!(app.balance(&inviter).await, "120.00");
+    let (carol, _) = app.register("carol").await;
+    let other_code = code_of(&app, &carol).await;
+    assert_eq!(
+        status(&register_with(&app, "bob", &other_code).await),
+        "ALREADY_REFERRED"
+    );
+    let sources = app
+        .gql(
+            Some(&inviter),
+            "{ me { transactions(first: 1) { edges { node { source refType } } } } }",
+            j!({}),
+        )
+        .await;
+    assert_eq!(
+        sources.data()["me"]["transactions"]["edges"][0]["node"]["source"],
+        "referrer_reward"
+    );
+    app.assert_ledger_invariants().await;
+});
+
+e2e!(
+    refused_referrals_pay_nothing_and_say_why,
+    |app: TestApp| async move {
+        app.demo().await;
+        let (inviter, _) = app.register("alice").await;
+        let code = code_of(&app, &inviter).await;
+        let r = register_with(&app, "x1", "NOSUCHCODE").await;
+        assert_eq!(
+            (status(&r), r.data()["register"]["created"].as_bool()),
+            ("UNKNOWN_CODE", Some(true))
+        );
+        assert_eq!(r.data()["register"]["member"]["balance"], "70.00");
+        // A code of another program.
+        app.loyalty
+            .create_program(loyalty_domain::program::NewProgram {
+                external_id: "other".into(),
+                name: "Other".into(),
+                timezone: "UTC".into(),
+                currency: "EUR".into(),
+                points_per_currency: rust_decimal::Decimal::ONE,
+                validity_days: None,
+            })
+            .await
+            .unwrap();
+        let stranger = app.token("other", "member", "s1");
+        app.gql(Some(&stranger), "mutation { register { created } }", j!({}))
+            .await
+            .data();
+        let foreign = code_of(&app, &stranger).await;
+        assert_eq!(
+            status(&register_with(&app, "x2", &foreign).await),
+            "OTHER_PROGRAM"
+        );
+        // Already registered before the code was given.
+        assert_eq!(
+            status(&app.gql(Some(&inviter), REGISTER, j!({"c": code})).await),
+            "ALREADY_REGISTERED"
+        );
+        // Joined through a purchase (so it has a code), then registers with its own code.
+        let purchase = j!({"i": {"memberExternalId": "x3", "orderId": "o", "amount": "1", "idempotencyKey": "k"}});
+        app.gql(
+            Some(&app.service()),
+            "mutation($i: RecordPurchaseInput!) { recordPurchase(input: $i) { balance } }",
+            purchase,
+        )
+        .await
+        .data();
+        let own = app
+            .loyalty
+            .member(&app.loyalty.program("demo").await.unwrap(), {
+                let admin = app.admin();
+                let list = app
+                    .gql(
+                        Some(&admin),
+                        "{ members(search: \"x3\") { edges { node { id } } } }",
+                        j!({}),
+                    )
+                    .await;
+                list.data()["members"]["edges"][0]["node"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+            .referral_code;
+        assert_eq!(
+            status(&register_with(&app, "x3", &own).await),
+            "SELF_REFERRAL"
+        );
+        assert_eq!(app.balance(&inviter).await, "70.00");
+        app.assert_ledger_invariants().await;
+    }
+);
+
+e2e!(
+    racing_registrations_link_one_referrer,
+    |app: TestApp| async move {
+        app.demo().await;
+        let (a, _) = app.register("alice").await;
+        let (c, _) = app.register("carol").await;
+        let codes = [code_of(&app, &a).await, code_of(&app, &c).await];
+        let results = join_all((0..10).map(|i| register_with(&app, "bob", &codes[i % 2]))).await;
+        // One registration created the member and linked a referrer; the others see that referral
+        // (REWARDED when they name the same inviter, ALREADY_REFERRED otherwise).
+        let created: Vec<usize> = (0..results.len())
+            .filter(|i| results[*i].data()["register"]["created"] == true)
+            .collect();
+        assert_eq!(created.len(), 1);
+        assert_eq!(status(&results[created[0]]), "REWARDED");
+        let winner = created[0] % 2;
+        for (i, r) in results.iter().enumerate() {
+            let expected = if i % 2 == winner {
+                "REWARDED"
+            } else {
+                "ALREADY_REFERRED"
+            };
+            assert_eq!(status(r), expected, "{i}");
+        }
+        let total: rust_decimal::Decimal = [app.balance(&a).await, app.balance(&c).await]
+            .iter()
+            .map(|b| b.parse::<rust_decimal::Decimal>().unwrap())
+            .sum();
+        assert_eq!(total, rust_decimal::Decimal::new(19000, 2)); // 70 + 70 + one 50
+        assert_eq!(app.balance(&app.member("bob")).await, "100.00");
+        app.assert_ledger_invariants().await;
+    }
+);
+
+e2e!(
+    the_inviter_cap_holds_under_a_race,
+    |app: TestApp| async move {
+        app.demo().await;
+        policy(&app, "REGISTRATION", Some(2)).await;
+        let (a, _) = app.register("alice").await;
+        let code = code_of(&app, &a).await;
+        let results = join_all((0..6).map(|i| {
+            let (app, code) = (&app, code.clone());
+            async move { register_with(app, &format!("f{i}"), &code).await }
+        }))
+        .await;
+        let statuses: Vec<&str> = results.iter().map(status).collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == "REWARDED").count(),
+            2,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|s| **s == "INVITER_CAP_REACHED")
+                .count(),
+            4
+        );
+        assert_eq!(app.balance(&a).await, "170.00");
+        app.assert_ledger_invariants().await;
+    }
+);
+
+e2e!(
+    first_purchase_policy_rewards_on_the_first_purchase_only,
+    |app: TestApp| async move {
+        app.demo().await;
+        policy(&app, "FIRST_PURCHASE", None).await;
+        let (a, _) = app.register("alice").await;
+        let code = code_of(&app, &a).await;
+        let r = register_with(&app, "bob", &code).await;
+        assert_eq!(status(&r), "PENDING");
+        assert_eq!(app.balance(&a).await, "70.00");
+        let buy = |order: &str| j!({"i": {"memberExternalId": "bob", "orderId": order, "amount": "10", "idempotencyKey": order}});
+        let q = "mutation($i: RecordPurchaseInput!) { recordPurchase(input: $i) { balance } }";
+        let first = app.gql(Some(&app.service()), q, buy("o1")).await;
+        assert_eq!(first.data()["recordPurchase"]["balance"], "105.00"); // 70 + 5 + 30
+        app.gql(Some(&app.service()), q, buy("o2")).await.data();
+        assert_eq!(app.balance(&a).await, "120.00");
+        assert_eq!(app.balance(&app.member("bob")).await, "110.00");
+        assert_eq!(status(&register_with(&app, "bob", &code).await), "REWARDED");
+        app.assert_ledger_invariants().await;
+    }
+);
