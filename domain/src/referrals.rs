@@ -229,6 +229,104 @@ pub(crate) async fn existing(tx: &Tx<'_>, code: &str) -> TxResult<ReferralOutcom
     })
 }
 
+/// Clicks one referral code may record per second (burst twice that): landing pages are
+/// public, so a code must not be flooded. Per instance.
+pub const CLICKS_PER_CODE_PER_SEC: u32 = 20;
+
+/// Rate limiter per referral code, on the service's clock (tests hold time still).
+pub(crate) type CodeLimiter = governor::RateLimiter<
+    String,
+    governor::state::keyed::HashMapStateStore<String>,
+    ClockTime,
+    governor::middleware::NoOpMiddleware<std::time::Duration>,
+>;
+
+/// The service's [`crate::clock::Clock`] as a governor clock.
+#[derive(Clone)]
+pub(crate) struct ClockTime(pub std::sync::Arc<dyn crate::clock::Clock>);
+
+impl governor::clock::Clock for ClockTime {
+    type Instant = std::time::Duration;
+
+    fn now(&self) -> std::time::Duration {
+        (self.0.now() - chrono::DateTime::UNIX_EPOCH)
+            .to_std()
+            .unwrap_or_default()
+    }
+}
+
+pub(crate) fn code_limiter(clock: std::sync::Arc<dyn crate::clock::Clock>) -> CodeLimiter {
+    let per_sec =
+        std::num::NonZeroU32::new(CLICKS_PER_CODE_PER_SEC).unwrap_or(std::num::NonZeroU32::MIN);
+    let burst =
+        per_sec.saturating_mul(std::num::NonZeroU32::new(2).unwrap_or(std::num::NonZeroU32::MIN));
+    governor::RateLimiter::hashmap_with_clock(
+        governor::Quota::per_second(per_sec).allow_burst(burst),
+        ClockTime(clock),
+    )
+}
+
+impl crate::service::Loyalty {
+    /// Records a landing-page visit through a referral link. Public: no token. A visitor counts
+    /// once per code per program day (`false` for a repeat); `NOT_FOUND` for an unknown code.
+    pub async fn track_referral_click(
+        &self,
+        code: &str,
+        visitor_id: &str,
+    ) -> crate::error::DomainResult<bool> {
+        let visitor_id = visitor_id.trim();
+        if visitor_id.is_empty()
+            || visitor_id.len() > 128
+            || visitor_id.chars().any(char::is_control)
+        {
+            return Err(crate::error::DomainError::validation(
+                "visitorId must be 1–128 printable characters",
+            ));
+        }
+        let code = normalise_code(code);
+        if code.is_empty() || code.len() > 32 {
+            return Err(crate::error::DomainError::not_found(
+                "unknown referral code",
+            ));
+        }
+        if self.click_limiter().check_key(&code).is_err() {
+            return Err(crate::error::DomainError::RateLimited(
+                "too many clicks for this code; slow down".into(),
+            ));
+        }
+        let owner = members::Entity::find()
+            .filter(members::Column::ReferralCode.eq(code.as_str()))
+            .one(self.db())
+            .await?
+            .ok_or_else(|| crate::error::DomainError::not_found("unknown referral code"))?;
+        let program = self.program_by_id(owner.program_id).await?;
+        let now = self.now();
+        let day = crate::periods::local_date(program.tz, now).to_string();
+        let inserted = loyalty_entities::referral_clicks::Entity::insert(
+            loyalty_entities::referral_clicks::ActiveModel {
+                program_id: Set(program.id),
+                referrer_id: Set(owner.id),
+                visitor_id: Set(visitor_id.to_owned()),
+                day: Set(day),
+                created_at: Set(now),
+                ..Default::default()
+            },
+        )
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::columns([
+                loyalty_entities::referral_clicks::Column::ReferrerId,
+                loyalty_entities::referral_clicks::Column::VisitorId,
+                loyalty_entities::referral_clicks::Column::Day,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(self.db())
+        .await?;
+        Ok(inserted == 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

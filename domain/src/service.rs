@@ -35,6 +35,7 @@ struct Inner {
     /// lost (Redis away).
     programs: RwLock<HashMap<String, (Arc<Program>, std::time::Instant)>>,
     rulesets: RwLock<HashMap<(i64, i64), Arc<Ruleset>>>,
+    click_limiter: crate::referrals::CodeLimiter,
 }
 
 impl Loyalty {
@@ -48,10 +49,11 @@ impl Loyalty {
         let loyalty = Loyalty {
             inner: Arc::new(Inner {
                 db,
-                clock,
+                clock: clock.clone(),
                 store,
                 programs: RwLock::new(HashMap::new()),
                 rulesets: RwLock::new(HashMap::new()),
+                click_limiter: crate::referrals::code_limiter(clock.clone()),
             }),
         };
         tokio::spawn(listen(loyalty.clone(), shutdown.clone()));
@@ -65,6 +67,10 @@ impl Loyalty {
 
     pub fn store(&self) -> &Arc<dyn FastStore> {
         &self.inner.store
+    }
+
+    pub(crate) fn click_limiter(&self) -> &crate::referrals::CodeLimiter {
+        &self.inner.click_limiter
     }
 
     pub fn now(&self) -> DateTime<Utc> {

@@ -8,6 +8,7 @@ mod gifts;
 mod members;
 mod program;
 mod purchases;
+mod referrals;
 mod tiers;
 mod types;
 mod vouchers;
@@ -41,6 +42,7 @@ pub struct Mutation(
     vouchers::VoucherMutation,
     wheel::WheelMutation,
     program::ProgramMutation,
+    referrals::ReferralMutation,
 );
 
 pub type LoyaltySchema = Schema<Query, Mutation, EmptySubscription>;

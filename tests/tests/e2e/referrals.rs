@@ -225,3 +225,62 @@ e2e!(
         app.assert_ledger_invariants().await;
     }
 );
+
+const CLICK: &str = "mutation($c: String!, $v: String!) { trackReferralClick(code: $c, visitorId: $v) { counted } }";
+
+e2e!(
+    clicks_count_a_visitor_once_a_day_and_need_no_token,
+    |app: TestApp| async move {
+        app.demo().await;
+        let (a, _) = app.register("alice").await;
+        let code = code_of(&app, &a).await;
+        let click = |v: &'static str| app.gql(None, CLICK, j!({"c": code, "v": v}));
+        assert_eq!(
+            click("visitor-1").await.data()["trackReferralClick"]["counted"],
+            true
+        );
+        assert_eq!(
+            click("visitor-1").await.data()["trackReferralClick"]["counted"],
+            false
+        );
+        assert_eq!(
+            click("visitor-2").await.data()["trackReferralClick"]["counted"],
+            true
+        );
+        app.clock.advance(chrono::Duration::days(1));
+        assert_eq!(
+            click("visitor-1").await.data()["trackReferralClick"]["counted"],
+            true
+        );
+        let unknown = app
+            .gql(None, CLICK, j!({"c": "NOSUCHCODE", "v": "v"}))
+            .await;
+        assert_eq!(unknown.code(), "NOT_FOUND");
+        let blank = app.gql(None, CLICK, j!({"c": code, "v": " "})).await;
+        assert_eq!(blank.code(), "VALIDATION");
+        // A flood on one code is cut off. The clock stands still, so the count is exact: the
+        // burst is 40 and the click at day + 1 above spent one of it.
+        let passed = |results: Vec<Gql>| {
+            let limited: Vec<&Gql> = results
+                .iter()
+                .filter(|r| r.body.get("errors").is_some())
+                .collect();
+            assert!(limited.iter().all(|r| r.code() == "RATE_LIMITED"));
+            results.len() - limited.len()
+        };
+        let flood = |round: u32| {
+            let code = code.clone();
+            let app = &app;
+            join_all((0..60).map(move |i| {
+                let code = code.clone();
+                async move {
+                    let v = format!("bot-{round}-{i}");
+                    app.gql(None, CLICK, j!({"c": code, "v": v})).await
+                }
+            }))
+        };
+        assert_eq!(passed(flood(1).await), 39);
+        app.clock.advance(chrono::Duration::seconds(1));
+        assert_eq!(passed(flood(2).await), 20);
+    }
+);
