@@ -327,6 +327,133 @@ impl crate::service::Loyalty {
     }
 }
 
+/// One inviter's line of the referral report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReferralRow {
+    pub member_id: i64,
+    pub display_name: Option<String>,
+    /// Referrals made in the period that were rewarded.
+    pub total_referrals: u64,
+    /// Referrals made in the period still waiting for the friend to qualify.
+    pub pending_referrals: u64,
+    pub clicks: u64,
+}
+
+/// The period's funnel: counted clicks → linked registrations → rewarded pairs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReferralFunnel {
+    pub clicks: u64,
+    pub registrations: u64,
+    pub rewarded: u64,
+}
+
+#[derive(sea_orm::FromQueryResult)]
+struct Counted {
+    member_id: i64,
+    n: i64,
+}
+
+impl crate::service::Loyalty {
+    /// Members by successful referrals in `[from, to)` (ties by member id), with pending
+    /// referrals and clicks, and the funnel. An empty period is an empty list and zeros.
+    pub async fn referral_report(
+        &self,
+        program: &crate::program::Program,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> crate::error::DomainResult<(Vec<ReferralRow>, ReferralFunnel)> {
+        use std::collections::BTreeMap;
+
+        use sea_orm::QuerySelect;
+        if from >= to {
+            return Err(crate::error::DomainError::validation(
+                "`from` must be before `to`",
+            ));
+        }
+        let count_by = |status: Option<&'static str>| {
+            let mut q = referrals::Entity::find()
+                .select_only()
+                .column_as(referrals::Column::ReferrerId, "member_id")
+                .column_as(referrals::Column::Id.count(), "n")
+                .filter(referrals::Column::ProgramId.eq(program.id))
+                .filter(referrals::Column::CreatedAt.gte(from))
+                .filter(referrals::Column::CreatedAt.lt(to))
+                .group_by(referrals::Column::ReferrerId);
+            if let Some(status) = status {
+                q = q.filter(referrals::Column::Status.eq(status));
+            }
+            q.into_model::<Counted>()
+        };
+        let rewarded = count_by(Some("REWARDED")).all(self.db()).await?;
+        let pending = count_by(Some("PENDING")).all(self.db()).await?;
+        let clicks = loyalty_entities::referral_clicks::Entity::find()
+            .select_only()
+            .column_as(
+                loyalty_entities::referral_clicks::Column::ReferrerId,
+                "member_id",
+            )
+            .column_as(loyalty_entities::referral_clicks::Column::Id.count(), "n")
+            .filter(loyalty_entities::referral_clicks::Column::ProgramId.eq(program.id))
+            .filter(loyalty_entities::referral_clicks::Column::CreatedAt.gte(from))
+            .filter(loyalty_entities::referral_clicks::Column::CreatedAt.lt(to))
+            .group_by(loyalty_entities::referral_clicks::Column::ReferrerId)
+            .into_model::<Counted>()
+            .all(self.db())
+            .await?;
+        let mut rows: BTreeMap<i64, ReferralRow> = BTreeMap::new();
+        let n = |c: &Counted| u64::try_from(c.n).unwrap_or(0);
+        let mut funnel = ReferralFunnel::default();
+        for c in &rewarded {
+            let r = rows
+                .entry(c.member_id)
+                .or_insert_with(|| empty_row(c.member_id));
+            r.total_referrals = n(c);
+            funnel.rewarded += n(c);
+            funnel.registrations += n(c);
+        }
+        for c in &pending {
+            let r = rows
+                .entry(c.member_id)
+                .or_insert_with(|| empty_row(c.member_id));
+            r.pending_referrals = n(c);
+            funnel.registrations += n(c);
+        }
+        for c in &clicks {
+            let r = rows
+                .entry(c.member_id)
+                .or_insert_with(|| empty_row(c.member_id));
+            r.clicks = n(c);
+            funnel.clicks += n(c);
+        }
+        let names = members::Entity::find()
+            .filter(members::Column::Id.is_in(rows.keys().copied()))
+            .all(self.db())
+            .await?;
+        for m in names {
+            if let Some(r) = rows.get_mut(&m.id) {
+                r.display_name = m.display_name;
+            }
+        }
+        let mut rows: Vec<ReferralRow> = rows.into_values().collect();
+        rows.sort_by(|a, b| {
+            b.total_referrals
+                .cmp(&a.total_referrals)
+                .then(a.member_id.cmp(&b.member_id))
+        });
+        Ok((rows, funnel))
+    }
+}
+
+fn empty_row(member_id: i64) -> ReferralRow {
+    ReferralRow {
+        member_id,
+        display_name: None,
+        total_referrals: 0,
+        pending_referrals: 0,
+        clicks: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

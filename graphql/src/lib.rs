@@ -29,6 +29,7 @@ pub struct Query(
     vouchers::VoucherQuery,
     wheel::WheelQuery,
     program::ProgramQuery,
+    referrals::ReferralQuery,
 );
 
 #[derive(MergedObject, Default)]

@@ -284,3 +284,103 @@ e2e!(
         assert_eq!(passed(flood(2).await), 20);
     }
 );
+
+const REPORT: &str = "query($f: DateTime!, $t: DateTime!, $first: Int, $after: String) { referralReport(from: $f, to: $t, first: $first, after: $after) { funnel { clicks registrations rewarded } pageInfo { hasNextPage endCursor } edges { node { member { id displayName } totalReferrals pendingReferrals clicks } } } }";
+
+e2e!(
+    the_referral_report_counts_the_funnel,
+    |app: TestApp| async move {
+        app.demo().await;
+        let start = app.loyalty.now() - chrono::Duration::hours(1);
+        let end = app.loyalty.now() + chrono::Duration::hours(1);
+        let period = |first: i64, after: Option<&str>| j!({"f": start, "t": end, "first": first, "after": after});
+        let admin = app.admin();
+        let empty = app.gql(Some(&admin), REPORT, period(10, None)).await;
+        assert_eq!(
+            empty.data()["referralReport"]["edges"]
+                .as_array()
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(
+            empty.data()["referralReport"]["funnel"],
+            j!({"clicks": 0, "registrations": 0, "rewarded": 0})
+        );
+
+        let (a, a_id) = app.register("alice").await;
+        let (c, c_id) = app.register("carol").await;
+        let (a_code, c_code) = (code_of(&app, &a).await, code_of(&app, &c).await);
+        for v in ["v1", "v2", "v3"] {
+            app.gql(None, CLICK, j!({"c": a_code, "v": v})).await.data();
+        }
+        app.gql(None, CLICK, j!({"c": c_code, "v": "v1"}))
+            .await
+            .data();
+        register_with(&app, "f1", &a_code).await;
+        register_with(&app, "f2", &a_code).await;
+        register_with(&app, "f3", &c_code).await;
+
+        let page = app.gql(Some(&admin), REPORT, period(1, None)).await;
+        let report = &page.data()["referralReport"];
+        assert_eq!(
+            report["funnel"],
+            j!({"clicks": 4, "registrations": 3, "rewarded": 3})
+        );
+        assert_eq!(report["edges"][0]["node"]["member"]["id"], a_id.as_str());
+        assert_eq!(report["edges"][0]["node"]["totalReferrals"], 2);
+        assert_eq!(report["edges"][0]["node"]["clicks"], 3);
+        assert_eq!(report["pageInfo"]["hasNextPage"], true);
+        let cursor = report["pageInfo"]["endCursor"].as_str().unwrap().to_owned();
+        let next = app
+            .gql(Some(&admin), REPORT, period(1, Some(&cursor)))
+            .await;
+        let row = &next.data()["referralReport"]["edges"][0]["node"];
+        assert_eq!(
+            (row["member"]["id"].as_str(), row["totalReferrals"].as_i64()),
+            (Some(c_id.as_str()), Some(1))
+        );
+        assert_eq!(
+            next.data()["referralReport"]["pageInfo"]["hasNextPage"],
+            false
+        );
+
+        // Only admins of this program.
+        assert_eq!(
+            app.gql(Some(&a), REPORT, period(10, None)).await.code(),
+            "FORBIDDEN"
+        );
+        assert_eq!(
+            app.gql(Some(&app.service()), REPORT, period(10, None))
+                .await
+                .code(),
+            "FORBIDDEN"
+        );
+        app.loyalty
+            .create_program(loyalty_domain::program::NewProgram {
+                external_id: "other".into(),
+                name: "Other".into(),
+                timezone: "UTC".into(),
+                currency: "EUR".into(),
+                points_per_currency: rust_decimal::Decimal::ONE,
+                validity_days: None,
+            })
+            .await
+            .unwrap();
+        let other = app
+            .gql(
+                Some(&app.token("other", "admin", "x")),
+                REPORT,
+                period(10, None),
+            )
+            .await;
+        assert_eq!(
+            other.data()["referralReport"]["edges"]
+                .as_array()
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(other.data()["referralReport"]["funnel"]["clicks"], 0);
+    }
+);
