@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use loyalty_entities::{balances, ledger_entries};
-use sea_orm::sea_query::{Alias, Expr, Func, SimpleExpr};
+use sea_orm::sea_query::Expr;
+
+use crate::db::sum_of;
 use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect};
 
 use crate::error::DomainResult;
@@ -25,7 +27,6 @@ struct Sums {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditReport {
     pub members: usize,
-    pub ledger_rows_checked: bool,
     pub outstanding_minor: i64,
     pub violations: Vec<String>,
 }
@@ -71,10 +72,7 @@ impl Loyalty {
             .iter()
             .map(|s| ((s.member_id, s.account.clone()), s))
             .collect();
-        let mut report = AuditReport {
-            ledger_rows_checked: true,
-            ..AuditReport::default()
-        };
+        let mut report = AuditReport::default();
         for balance in &rows {
             let sum = sums.get(&(balance.member_id, balance.account.clone()));
             let total = sum.and_then(|s| s.total).unwrap_or_default();
@@ -120,9 +118,4 @@ impl Loyalty {
         }
         Ok(report)
     }
-}
-
-/// `CAST(SUM(expr) AS BIGINT)`: PostgreSQL sums BIGINT into NUMERIC.
-fn sum_of(expr: impl Into<SimpleExpr>) -> SimpleExpr {
-    Func::cast_as(Func::sum(expr.into()), Alias::new("BIGINT")).into()
 }

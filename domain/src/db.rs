@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use loyalty_entities::members;
 use loyalty_migration::{Migrator, MigratorTrait};
+use sea_orm::sea_query::{Alias, Func, SimpleExpr};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
@@ -112,6 +113,16 @@ impl From<DomainError> for TxError {
 
 pub type TxResult<T> = Result<T, TxError>;
 
+impl From<TxError> for DomainError {
+    /// Outside the retry loop a database error is simply internal.
+    fn from(err: TxError) -> Self {
+        match err {
+            TxError::Domain(err) => err,
+            TxError::Db(err) => err.into(),
+        }
+    }
+}
+
 /// Runs `attempt` until it succeeds, fails for good, or `MAX_ATTEMPTS` retryable failures
 /// happened (bounded exponential backoff with jitter). The client never sees a transient
 /// serialization failure.
@@ -140,6 +151,11 @@ where
             }
         }
     }
+}
+
+/// `CAST(SUM(expr) AS BIGINT)`: PostgreSQL sums BIGINT into NUMERIC, SQLite into INTEGER.
+pub(crate) fn sum_of(expr: impl Into<SimpleExpr>) -> SimpleExpr {
+    Func::cast_as(Func::sum(expr.into()), Alias::new("BIGINT")).into()
 }
 
 /// Which member an operation changes: by id, or by the mini-app user id (member tokens), so the

@@ -328,10 +328,7 @@ impl Loyalty {
         }
         .await;
         if let Err(err) = result {
-            return Err(match err {
-                crate::db::TxError::Domain(err) => JoinError::Domain(err),
-                crate::db::TxError::Db(err) => JoinError::db(err),
-            });
+            return Err(JoinError::Domain(err.into()));
         }
         let member = tx.member.clone();
         let posted = std::mem::take(&mut tx.posted);

@@ -1,7 +1,7 @@
 //! Calendar arithmetic in the program's timezone: "a day" is a local calendar day, so a DST
 //! change day is one day (23 or 25 hours long) and the client's clock never matters.
 
-use chrono::{DateTime, Datelike, Days, LocalResult, Months, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Days, LocalResult, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use crate::error::DomainError;
@@ -66,13 +66,6 @@ impl Windows {
             next_day_start: start_of_day(tz, tomorrow),
         }
     }
-}
-
-/// The first day of the month after `date` (used for labels of monthly limits).
-pub fn next_month_start(date: NaiveDate) -> NaiveDate {
-    month_start(date)
-        .checked_add_months(Months::new(1))
-        .unwrap_or(date)
 }
 
 #[cfg(test)]

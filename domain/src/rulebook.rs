@@ -7,7 +7,9 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use loyalty_entities::{earning_rules, ledger_entries, programs, rulesets};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::{Alias, Expr, Func, SimpleExpr};
+use sea_orm::sea_query::{Expr, SimpleExpr};
+
+use crate::db::sum_of;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
@@ -399,9 +401,4 @@ impl Loyalty {
         }
         Ok(facts)
     }
-}
-
-/// `CAST(SUM(expr) AS BIGINT)`: PostgreSQL sums BIGINT into NUMERIC.
-fn sum_of(expr: impl Into<SimpleExpr>) -> SimpleExpr {
-    Func::cast_as(Func::sum(expr.into()), Alias::new("BIGINT")).into()
 }

@@ -567,12 +567,7 @@ impl Loyalty {
             Some(member_id) => {
                 let used = spins_today(self.db(), program, member_id, wheel.id, self.now()).await?;
                 let limit = u64::try_from(wheel.daily_spin_limit).unwrap_or(0);
-                let seed_row = seed(self.db(), member_id, wheel.id)
-                    .await
-                    .map_err(|e| match e {
-                        TxError::Domain(err) => err,
-                        TxError::Db(err) => err.into(),
-                    })?;
+                let seed_row = seed(self.db(), member_id, wheel.id).await?;
                 let bytes = hex::decode(&seed_row.server_seed).map_err(DomainError::internal)?;
                 (
                     Some(u32::try_from(limit.saturating_sub(used)).unwrap_or(0)),
