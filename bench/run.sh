@@ -8,6 +8,11 @@
 #   bench/run.sh --members 1000 --mix 1:2:1        # daily_login:product_view:purchase
 #   target/release/loyalty-bench --help            # all flags
 #
+#   bench/run.sh ws                                # WebSocket fan-out: 10,000 balanceChanged
+#   bench/run.sh ws --connections 2000 --events 100   subscriptions, commit-to-event latency,
+#                                                  # server memory per connection
+#   target/release/loyalty-ws-bench --help         # its flags
+#
 # What it does:
 #   1. cargo build --release -p loyalty-server -p loyalty-bench
 #   2. drops and recreates the PostgreSQL database $BENCH_DB (default loyalty_bench)
@@ -30,6 +35,14 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+MODE=http
+if [[ "${1:-}" == "ws" ]]; then
+    MODE=ws
+    shift
+    # 10,000 sockets on each side: lift the soft open-files limit to the hard one.
+    ulimit -n "$(ulimit -Hn)"
+fi
 
 PGHOST="${PGHOST:-127.0.0.1}"
 PGPORT="${PGPORT:-5432}"
@@ -126,6 +139,11 @@ until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "${BASE_URL}/rea
     sleep 0.25
 done
 
-log "running loyalty-bench"
 # JWT_SECRET reaches the bench through the environment (not argv).
-"$BENCH_BIN" --server "$BASE_URL" --database-url "$DATABASE_URL" "$@"
+if [[ "$MODE" == ws ]]; then
+    log "running loyalty-ws-bench"
+    "$TARGET_DIR/release/loyalty-ws-bench" --server "$BASE_URL" --server-pid "$SERVER_PID" "$@"
+else
+    log "running loyalty-bench"
+    "$BENCH_BIN" --server "$BASE_URL" --database-url "$DATABASE_URL" "$@"
+fi

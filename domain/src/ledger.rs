@@ -93,6 +93,10 @@ pub struct Posting {
     pub expires_at: Option<DateTime<Utc>>,
     pub note: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The account's balance right after this row, when the posting was just made (live
+    /// events carry it); `None` for rows read back from the ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance_after: Option<Points>,
 }
 
 impl From<ledger_entries::Model> for Posting {
@@ -113,6 +117,7 @@ impl From<ledger_entries::Model> for Posting {
             expires_at: m.expires_at,
             note: m.note,
             created_at: m.created_at,
+            balance_after: None,
         }
     }
 }
@@ -425,6 +430,7 @@ impl<'a> Tx<'a> {
             Kind::Spend | Kind::Refund | Kind::Expire => false,
         };
         let label = entry.label;
+        let entry_account = entry.account;
         let (ref_type, ref_id) = entry.reference.unzip();
         let (rule_id, ruleset_version) = entry.rule.unzip();
         let model = ledger_entries::ActiveModel {
@@ -453,7 +459,13 @@ impl<'a> Tx<'a> {
             .await
         {
             Ok(row) => {
-                let posting = Posting::from(row);
+                let mut posting = Posting::from(row);
+                // `move_balance` ran first, so the cache holds the balance after this row.
+                posting.balance_after = self
+                    .balances
+                    .iter()
+                    .find(|(a, _)| *a == entry_account)
+                    .map(|(_, minor)| Points::from_minor(*minor));
                 metrics::counter!("loyalty_postings_total", "kind" => posting.kind.as_str())
                     .increment(1);
                 self.posted.push(posting.clone());

@@ -257,11 +257,12 @@ impl Loyalty {
     }
 
     /// Runs after every commit that posted something (live events hook in here).
-    pub(crate) async fn after_commit(&self, _program: &Program, posted: Vec<Posting>) {
+    /// Runs once after every committed transaction that posted something: live events.
+    pub(crate) async fn after_commit(&self, program: &Program, posted: Vec<Posting>) {
         if posted.is_empty() {
             return;
         }
-        tracing::debug!(postings = posted.len(), "committed");
+        self.publish_postings(program, &posted);
     }
 }
 

@@ -36,6 +36,8 @@ struct Inner {
     programs: RwLock<HashMap<String, (Arc<Program>, std::time::Instant)>>,
     rulesets: RwLock<HashMap<(i64, i64), Arc<Ruleset>>>,
     click_limiter: crate::referrals::CodeLimiter,
+    events: crate::events::EventHub,
+    publisher: crate::events::Publisher,
 }
 
 impl Loyalty {
@@ -50,10 +52,12 @@ impl Loyalty {
             inner: Arc::new(Inner {
                 db,
                 clock: clock.clone(),
-                store,
+                store: store.clone(),
                 programs: RwLock::new(HashMap::new()),
                 rulesets: RwLock::new(HashMap::new()),
                 click_limiter: crate::referrals::code_limiter(clock.clone()),
+                events: crate::events::EventHub::default(),
+                publisher: crate::events::Publisher::start(store.clone(), shutdown.clone()),
             }),
         };
         tokio::spawn(listen(loyalty.clone(), shutdown.clone()));
@@ -67,6 +71,15 @@ impl Loyalty {
 
     pub fn store(&self) -> &Arc<dyn FastStore> {
         &self.inner.store
+    }
+
+    /// Live postings on this instance, by member and by program.
+    pub fn events(&self) -> &crate::events::EventHub {
+        &self.inner.events
+    }
+
+    pub(crate) fn publisher(&self) -> &crate::events::Publisher {
+        &self.inner.publisher
     }
 
     pub(crate) fn click_limiter(&self) -> &crate::referrals::CodeLimiter {
@@ -151,6 +164,9 @@ async fn listen(loyalty: Loyalty, shutdown: CancellationToken) {
             message = messages.recv() => message,
         };
         match message {
+            Ok(BusMessage { topic, payload }) if topic == crate::events::TOPIC => {
+                loyalty.on_postings(&payload);
+            }
             Ok(BusMessage { topic, payload }) if topic == "program.changed" => {
                 if let Ok(program_id) = payload.parse() {
                     loyalty.forget_program(program_id);

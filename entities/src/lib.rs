@@ -6,6 +6,7 @@ pub mod balances;
 pub mod earning_rules;
 pub mod gifts;
 pub mod idempotency_records;
+pub mod launch_secrets;
 pub mod ledger_entries;
 pub mod members;
 pub mod programs;

@@ -5,6 +5,7 @@ mod admin;
 mod earning;
 mod error;
 mod gifts;
+mod live;
 mod members;
 mod program;
 mod purchases;
@@ -14,7 +15,7 @@ mod types;
 mod vouchers;
 mod wheel;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, MergedSubscription, Schema};
 use loyalty_domain::Loyalty;
 
 pub use error::{actor, require, RequestId};
@@ -46,7 +47,11 @@ pub struct Mutation(
     referrals::ReferralMutation,
 );
 
-pub type LoyaltySchema = Schema<Query, Mutation, EmptySubscription>;
+/// Every subscription root.
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(live::LiveSubscription);
+
+pub type LoyaltySchema = Schema<Query, Mutation, Subscription>;
 
 /// Hardening switches of the schema.
 #[derive(Clone, Copy, Debug)]
@@ -57,12 +62,16 @@ pub struct SchemaOptions {
 }
 
 pub fn build_schema(loyalty: Loyalty, options: SchemaOptions) -> LoyaltySchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .data(loyalty)
-        .limit_depth(options.max_depth)
-        .limit_complexity(options.max_complexity)
-        .limit_recursive_depth(32)
-        .limit_directives(16);
+    let mut builder = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .data(loyalty)
+    .limit_depth(options.max_depth)
+    .limit_complexity(options.max_complexity)
+    .limit_recursive_depth(32)
+    .limit_directives(16);
     if !options.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }

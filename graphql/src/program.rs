@@ -77,6 +77,12 @@ impl ProgramQuery {
         let (_, _, program) = scope(ctx, &[Role::Member, Role::Service, Role::Admin]).await?;
         Ok(Program::from(program.as_ref()))
     }
+
+    /// Whether members can sign in through `POST /auth/telegram` (a bot token is set). Admin.
+    async fn telegram_sign_in(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        loyalty.has_launch_secret(&program, TELEGRAM).await.gql(ctx)
+    }
 }
 
 #[derive(Default)]
@@ -106,4 +112,22 @@ impl ProgramMutation {
         let updated = loyalty.update_program(&program, settings).await.gql(ctx)?;
         Ok(Program::from(&updated))
     }
+
+    /// Sets the Telegram bot token that signs this program's Mini App launches (`null` turns
+    /// Telegram sign-in off). Write-only: no query returns it. Answers whether sign-in is on.
+    async fn set_telegram_bot_token(
+        &self,
+        ctx: &Context<'_>,
+        bot_token: Option<String>,
+    ) -> async_graphql::Result<bool> {
+        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        loyalty
+            .set_launch_secret(&program, TELEGRAM, bot_token.as_deref())
+            .await
+            .gql(ctx)?;
+        Ok(bot_token.is_some())
+    }
 }
+
+/// The platform key of Telegram launch secrets.
+const TELEGRAM: &str = "tg";

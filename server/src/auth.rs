@@ -64,6 +64,8 @@ pub struct Claims {
 /// after the standard checks ran.
 #[derive(Deserialize)]
 struct PresentedClaims {
+    /// Any JSON: a non-numeric `exp` must read as jsonwebtoken reports it, not as malformed.
+    exp: Option<serde_json::Value>,
     sub: Option<String>,
     program: Option<String>,
     role: Option<String>,
@@ -153,6 +155,12 @@ impl JwtAuth {
 
     /// Verifies a token and returns who it speaks for.
     pub fn verify(&self, token: &str) -> Result<Actor, AuthError> {
+        self.verify_expiring(token).map(|(actor, _)| actor)
+    }
+
+    /// Verifies a token and returns who it speaks for and its `exp` (UNIX seconds): long-lived
+    /// sessions (WebSockets) end when their token does.
+    pub fn verify_expiring(&self, token: &str) -> Result<(Actor, u64), AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLarge);
         }
@@ -170,11 +178,20 @@ impl JwtAuth {
         let program = required(claims.program, "program", MAX_PROGRAM_BYTES)?;
         let role = required(claims.role, "role", 16)?;
         let role = Role::parse(&role).ok_or(AuthError::InvalidClaim("role"))?;
-        Ok(Actor {
-            program,
-            role,
-            subject,
-        })
+        // `exp` is a required claim, so validation has already refused a token without it.
+        let exp = claims
+            .exp
+            .as_ref()
+            .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)))
+            .unwrap_or_default();
+        Ok((
+            Actor {
+                program,
+                role,
+                subject,
+            },
+            exp,
+        ))
     }
 
     /// Signs arbitrary claims with the configured key (tests use this for malformed claims).

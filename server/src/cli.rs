@@ -172,9 +172,9 @@ fn token(config: &Config, args: &TokenArgs) -> anyhow::Result<()> {
 async fn demo(config: Config) -> anyhow::Result<()> {
     let base_url = base_url(config.listen_addr);
     let app = crate::build(config, Arc::new(SystemClock)).await?;
-    let result = app.loyalty().seed_demo().await;
+    let result = seed_demo(app.loyalty()).await;
     app.shutdown_token().cancel();
-    let program = result.map_err(domain_error)?;
+    let (program, telegram) = result.map_err(domain_error)?;
 
     let mint = |role, sub: &str| {
         app.auth()
@@ -206,8 +206,31 @@ async fn demo(config: Config) -> anyhow::Result<()> {
          -H \"authorization: Bearer $MEMBER_TOKEN\" \
          -d '{{\"query\":\"mutation {{ recordAction(input: {{action: \\\"daily_login\\\", idempotencyKey: \\\"demo-1\\\"}}) {{ awarded balance }} }}\"}}'"
     );
+    if telegram {
+        println!(
+            "Telegram sign-in is on (bot token from TELEGRAM_BOT_TOKEN): mini-apps POST their \
+             initData to {base_url}/auth/telegram with {{\"program\": \"demo\"}}"
+        );
+    }
     println!("GraphiQL (when GRAPHIQL is on): {base_url}/graphql");
     Ok(())
+}
+
+/// The demo program, plus its Telegram bot token when `TELEGRAM_BOT_TOKEN` is set (then
+/// `true`).
+async fn seed_demo(
+    loyalty: &loyalty_domain::Loyalty,
+) -> loyalty_domain::DomainResult<(loyalty_domain::program::Program, bool)> {
+    let program = loyalty.seed_demo().await?;
+    let token = std::env::var("TELEGRAM_BOT_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    if let Some(token) = &token {
+        loyalty
+            .set_launch_secret(&program, "tg", Some(token))
+            .await?;
+    }
+    Ok((program, token.is_some()))
 }
 
 /// Where a local client reaches the server.

@@ -41,6 +41,10 @@ pub const VARIABLES: &[&str] = &[
     "LOG_FORMAT",
     "CORS_ALLOWED_ORIGINS",
     "EXPIRY_INTERVAL_SECS",
+    "TELEGRAM_AUTH_MAX_AGE_SECS",
+    "MEMBER_TOKEN_TTL_SECS",
+    "TELEGRAM_BOT_TOKEN",
+    "WS_INIT_TIMEOUT_SECS",
 ];
 
 const MAX_LEEWAY_SECS: u64 = 300;
@@ -144,6 +148,12 @@ pub struct Config {
     pub cors: CorsOrigins,
     /// How often the expiry job runs; 0 turns it off on this instance.
     pub expiry_interval_secs: u64,
+    /// How old a mini-app launch payload (`auth_date`) may be at `POST /auth/telegram`.
+    pub telegram_max_age_secs: u64,
+    /// Lifetime of the member tokens that `/auth/telegram` issues.
+    pub member_token_ttl_secs: u64,
+    /// How long a WebSocket may stay open without `connection_init` (then 4408).
+    pub ws_init_timeout_secs: u64,
 }
 
 impl fmt::Debug for Config {
@@ -290,6 +300,24 @@ impl Config {
             |n| *n <= 86_400,
             "seconds from 0 (off) to 86400",
         );
+        let telegram_max_age_secs = env.parse(
+            "TELEGRAM_AUTH_MAX_AGE_SECS",
+            86_400,
+            |n| (60..=2_592_000).contains(n),
+            "seconds from 60 to 2592000 (30 days)",
+        );
+        let ws_init_timeout_secs = env.parse(
+            "WS_INIT_TIMEOUT_SECS",
+            10,
+            |n| (1..=300).contains(n),
+            "seconds from 1 to 300",
+        );
+        let member_token_ttl_secs = env.parse(
+            "MEMBER_TOKEN_TTL_SECS",
+            3_600,
+            |n| (60..=2_592_000).contains(n),
+            "seconds from 60 to 2592000 (30 days)",
+        );
 
         if !env.problems.is_empty() {
             anyhow::bail!("configuration error:\n  - {}", env.problems.join("\n  - "));
@@ -325,6 +353,9 @@ impl Config {
             log_format,
             cors,
             expiry_interval_secs,
+            telegram_max_age_secs,
+            member_token_ttl_secs,
+            ws_init_timeout_secs,
         })
     }
 
@@ -370,6 +401,9 @@ impl Config {
             cors: CorsOrigins::None,
             // Tests run expiry explicitly with their clock.
             expiry_interval_secs: 0,
+            telegram_max_age_secs: 86_400,
+            member_token_ttl_secs: 3_600,
+            ws_init_timeout_secs: 3,
         }
     }
 

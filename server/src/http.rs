@@ -24,9 +24,11 @@ use crate::config::Config;
 pub mod errors;
 pub mod graphql;
 pub mod health;
+pub mod launch;
 pub mod metrics;
 pub mod rate_limit;
 pub mod request_id;
+pub mod ws;
 
 pub use rate_limit::RateLimits;
 pub use request_id::request_id;
@@ -51,6 +53,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let graphql = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/auth/telegram", axum::routing::post(launch::telegram))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -109,7 +112,7 @@ fn cors(origins: &crate::config::CorsOrigins) -> tower_http::cors::CorsLayer {
 /// The merge point for `/graphql/ws` (graphql-transport-ws). Routes added here get the per-IP
 /// limit and request ids, but no body limit and no request timeout.
 pub fn websocket_routes() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/graphql/ws", get(ws::upgrade))
 }
 
 /// The span every request runs in: its id ties the access log to resolver and domain logs.

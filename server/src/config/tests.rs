@@ -141,6 +141,9 @@ fn invalid_values_name_their_variable() {
         ("RATE_LIMIT_IP_PER_SEC", "0"),
         ("RATE_LIMIT_SUBJECT_PER_SEC", "x"),
         ("LOG_FORMAT", "xml"),
+        ("EXPIRY_INTERVAL_SECS", "86401"),
+        ("TELEGRAM_AUTH_MAX_AGE_SECS", "59"),
+        ("MEMBER_TOKEN_TTL_SECS", "forever"),
     ];
     for (name, value) in cases {
         let err = error_of(&[(name, value), ("JWT_SECRET", SECRET)]);

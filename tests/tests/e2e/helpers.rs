@@ -77,6 +77,11 @@ pub async fn spawn_app_with_redis(redis_url: String) -> TestApp {
     spawn(Backend::Postgres, None, None, Some(redis_url)).await
 }
 
+/// A second instance of `shared`'s deployment (same database) whose Redis is `redis_url`.
+pub async fn spawn_second_with_redis(shared: &TestApp, redis_url: String) -> TestApp {
+    spawn(Backend::Postgres, Some(shared), None, Some(redis_url)).await
+}
+
 /// Starts a server; `shared` reuses another test app's database and Redis prefix (a second
 /// instance of the same deployment).
 pub async fn spawn_app_at(

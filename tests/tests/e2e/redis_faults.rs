@@ -109,3 +109,68 @@ async fn balances_stay_correct_while_redis_is_down_and_it_comes_back() {
     redis.kill().unwrap();
     redis.wait().unwrap();
 }
+
+const SUBSCRIBE: &str = "subscription { balanceChanged { version balance account } }";
+
+/// Two instances on one Redis: while Redis is down, a socket on B misses A's postings; when it
+/// returns, events flow again, the client sees the gap in versions, and re-reading `me` matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscriptions_resume_when_redis_returns_and_show_the_gap() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut redis = start_redis(port);
+    wait_until(async || redis_answers(&url).await).await;
+    let a = spawn_app_with_redis(url.clone()).await;
+    let b = spawn_second_with_redis(&a, url.clone()).await;
+    a.demo().await;
+    let (alice, _) = a.register("alice").await;
+    let mut ws = crate::live::Ws::ready(&b, &alice).await;
+    ws.subscribe("1", SUBSCRIBE).await;
+    let start = ws.next("1").await["balanceChanged"]["version"]
+        .as_i64()
+        .unwrap();
+    a.daily_login(&alice, "d1").await.data();
+    let through_redis = ws.next("1").await;
+    assert_eq!(through_redis["balanceChanged"]["version"], start + 1);
+
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    let service = a.service();
+    let order = |n: u32| j!({"i": {"memberExternalId": "alice", "orderId": format!("o{n}"), "amount": "10.00", "idempotencyKey": format!("k{n}")}});
+    // Balances stay right without Redis (5% of 10 USD at 10 points per USD = 5 points).
+    let down = a.gql(Some(&service), PURCHASE, order(0)).await;
+    assert_eq!(down.data()["recordPurchase"]["balance"], "80.00");
+
+    let mut redis = start_redis(port);
+    wait_until(async || redis_answers(&url).await).await;
+    // Post until B's bus has resubscribed and an event arrives.
+    let mut event = None;
+    for n in 1..=60 {
+        a.gql(Some(&service), PURCHASE, order(n)).await.data();
+        if let Some(data) = ws.next_within("1", Duration::from_millis(500)).await {
+            event = Some(data["balanceChanged"].clone());
+            break;
+        }
+    }
+    let event = event.expect("events flow again once Redis is back");
+    let version = event["version"].as_i64().unwrap();
+    // The two postings of the purchase made while Redis was down were missed: a gap.
+    assert!(
+        version > start + 3,
+        "version {version} should show a gap after {}",
+        start + 1
+    );
+    // The client's answer to a gap: re-read `me`, which matches the database.
+    let me = b
+        .gql(Some(&alice), "{ me { version balance } }", j!({}))
+        .await;
+    assert!(me.data()["me"]["version"].as_i64().unwrap() >= version);
+    let purchases = a.gql(Some(&alice), "{ me { balance } }", j!({})).await;
+    assert_eq!(
+        me.data()["me"]["balance"],
+        purchases.data()["me"]["balance"]
+    );
+    a.assert_ledger_invariants().await;
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+}
