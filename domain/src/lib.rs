@@ -12,6 +12,7 @@ pub mod earning;
 pub mod error;
 pub mod expiry;
 pub mod gifts;
+pub mod leaderboard;
 pub mod ledger;
 pub mod members;
 pub mod money;

@@ -258,6 +258,7 @@ impl Loyalty {
 
     /// Runs after every commit that posted something (live events hook in here).
     pub(crate) async fn after_commit(&self, _program: &Program, posted: Vec<Posting>) {
+        self.leaderboards_after_commit(_program, &posted).await;
         if posted.is_empty() {
             return;
         }

@@ -36,6 +36,7 @@ struct Inner {
     programs: RwLock<HashMap<String, (Arc<Program>, std::time::Instant)>>,
     rulesets: RwLock<HashMap<(i64, i64), Arc<Ruleset>>>,
     click_limiter: crate::referrals::CodeLimiter,
+    leaderboards: crate::leaderboard::Leaderboards,
 }
 
 impl Loyalty {
@@ -50,10 +51,11 @@ impl Loyalty {
             inner: Arc::new(Inner {
                 db,
                 clock: clock.clone(),
-                store,
+                store: store.clone(),
                 programs: RwLock::new(HashMap::new()),
                 rulesets: RwLock::new(HashMap::new()),
                 click_limiter: crate::referrals::code_limiter(clock.clone()),
+                leaderboards: crate::leaderboard::Leaderboards::for_store(store.as_ref()),
             }),
         };
         tokio::spawn(listen(loyalty.clone(), shutdown.clone()));
@@ -67,6 +69,10 @@ impl Loyalty {
 
     pub fn store(&self) -> &Arc<dyn FastStore> {
         &self.inner.store
+    }
+
+    pub(crate) fn leaderboards(&self) -> &crate::leaderboard::Leaderboards {
+        &self.inner.leaderboards
     }
 
     pub(crate) fn click_limiter(&self) -> &crate::referrals::CodeLimiter {
