@@ -5,6 +5,7 @@ mod admin;
 mod earning;
 mod error;
 mod gifts;
+mod leaderboard;
 mod members;
 mod program;
 mod purchases;
@@ -30,6 +31,7 @@ pub struct Query(
     wheel::WheelQuery,
     program::ProgramQuery,
     referrals::ReferralQuery,
+    leaderboard::LeaderboardQuery,
 );
 
 #[derive(MergedObject, Default)]

@@ -1,6 +1,7 @@
 //! Redis backend: one sorted set per program and period bucket
 //! (`{prefix}lb:{program}:DAY:2026-11-23`, `…:WEEK:2026-11-16`, `…:MONTH:2026-11-01`,
-//! `…:ALL_TIME`), each with `EXPIREAT` one [`super::GRACE`] after its period ends; a hash of
+//! `…:ALL_TIME`), each expiring one [`super::GRACE`] after its period ends (a relative `EXPIRE`
+//! from the service's clock, so skew between servers and Redis does not matter); a hash of
 //! member posting counters (`…:versions`) and a marker (`…:built`) set when a rebuild finished.
 //!
 //! Score = −points in hundredths and member = the id zero-padded to 19 digits, so Redis's own
@@ -12,7 +13,7 @@ use redis::aio::ConnectionManager;
 
 use super::{Applied, BoardError, BoardResult, Boards, Cell, Change, Figures, Snapshot, AROUND};
 
-/// KEYS: built, versions, boards…; ARGV: member, from, to, then (−delta, expireat|0) per board.
+/// KEYS: built, versions, boards…; ARGV: member, from, to, then (−delta, ttl secs|0) per board.
 /// Returns 0 done, 1 already included, 2 out of order, 3 not built.
 const APPLY: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 3 end
@@ -22,13 +23,13 @@ if stored ~= tonumber(ARGV[2]) then return 2 end
 for i = 3, #KEYS do
   local at = 4 + 2 * (i - 3)
   redis.call('ZINCRBY', KEYS[i], ARGV[at], ARGV[1])
-  if ARGV[at + 1] ~= '0' then redis.call('EXPIREAT', KEYS[i], ARGV[at + 1]) end
+  if ARGV[at + 1] ~= '0' then redis.call('EXPIRE', KEYS[i], ARGV[at + 1]) end
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return 0
 ";
 
-/// KEYS: versions, boards…; ARGV: expireat|0 per board, then per member: member, version,
+/// KEYS: versions, boards…; ARGV: ttl secs|0 per board, then per member: member, version,
 /// −points per board ('0' removes). Writes a member only over an older version (or none).
 const MERGE: &str = r"
 local k = #KEYS - 1
@@ -51,7 +52,7 @@ while i <= #ARGV do
 end
 for j = 1, k do
   if ARGV[j] ~= '0' and redis.call('EXISTS', KEYS[1 + j]) == 1 then
-    redis.call('EXPIREAT', KEYS[1 + j], ARGV[j])
+    redis.call('EXPIRE', KEYS[1 + j], ARGV[j])
   end
 end
 return 0
@@ -91,8 +92,12 @@ fn failed(err: redis::RedisError) -> BoardError {
     BoardError(err.to_string())
 }
 
-fn expireat(cell: &Cell) -> String {
-    cell.expires_at.unwrap_or_default().to_string()
+/// Seconds the board has left at `now` (at least 1); `0` = keep for ever.
+fn ttl(cell: &Cell, now: i64) -> String {
+    match cell.expires_at {
+        Some(at) => (at - now).max(1).to_string(),
+        None => "0".to_owned(),
+    }
 }
 
 /// Scores are −points in hundredths, integral and far below 2^53, so `f64` is exact.
@@ -148,7 +153,7 @@ impl Boards for RedisBoards {
             .arg(change.from)
             .arg(change.to);
         for (cell, delta) in &change.deltas {
-            cmd.arg((-delta).to_string()).arg(expireat(cell));
+            cmd.arg((-delta).to_string()).arg(ttl(cell, change.now));
         }
         let mut conn = self.conn.clone();
         let outcome: i64 = cmd.query_async(&mut conn).await.map_err(failed)?;
@@ -165,7 +170,7 @@ impl Boards for RedisBoards {
         program_id: i64,
         cells: &[Cell],
         figures: &[Figures],
-        _now: i64,
+        now: i64,
     ) -> BoardResult<()> {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(MERGE)
@@ -175,7 +180,7 @@ impl Boards for RedisBoards {
             cmd.arg(self.key(program_id, &cell.name));
         }
         for cell in cells {
-            cmd.arg(expireat(cell));
+            cmd.arg(ttl(cell, now));
         }
         for member in figures {
             cmd.arg(member_field(member.member_id)).arg(member.version);

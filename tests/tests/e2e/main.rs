@@ -12,6 +12,7 @@ mod expiry;
 mod gifts;
 mod http;
 mod idempotency;
+mod leaderboard;
 mod program;
 mod purchases;
 mod redis_faults;
