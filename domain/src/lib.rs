@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod expiry;
 pub mod gifts;
+pub mod leaderboard;
 pub mod ledger;
 pub mod members;
 pub mod miniapp;

@@ -257,12 +257,15 @@ impl Loyalty {
     }
 
     /// Runs after every commit that posted something (live events hook in here).
-    /// Runs once after every committed transaction that posted something: live events.
+    /// Runs once after every committed transaction that posted something: leaderboards, then
+    /// live events.
     pub(crate) async fn after_commit(&self, program: &Program, posted: Vec<Posting>) {
         if posted.is_empty() {
             return;
         }
+        // Events first: they never wait on Redis; the leaderboard update may.
         self.publish_postings(program, &posted);
+        self.leaderboards_after_commit(program, &posted).await;
     }
 }
 

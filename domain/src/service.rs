@@ -38,6 +38,7 @@ struct Inner {
     click_limiter: crate::referrals::CodeLimiter,
     events: crate::events::EventHub,
     publisher: crate::events::Publisher,
+    leaderboards: crate::leaderboard::Leaderboards,
 }
 
 impl Loyalty {
@@ -58,6 +59,7 @@ impl Loyalty {
                 click_limiter: crate::referrals::code_limiter(clock.clone()),
                 events: crate::events::EventHub::default(),
                 publisher: crate::events::Publisher::start(store.clone(), shutdown.clone()),
+                leaderboards: crate::leaderboard::Leaderboards::for_store(store.as_ref()),
             }),
         };
         tokio::spawn(listen(loyalty.clone(), shutdown.clone()));
@@ -80,6 +82,10 @@ impl Loyalty {
 
     pub(crate) fn publisher(&self) -> &crate::events::Publisher {
         &self.inner.publisher
+    }
+
+    pub(crate) fn leaderboards(&self) -> &crate::leaderboard::Leaderboards {
+        &self.inner.leaderboards
     }
 
     pub(crate) fn click_limiter(&self) -> &crate::referrals::CodeLimiter {

@@ -33,6 +33,11 @@ pub trait FastStore: Send + Sync + 'static {
     /// Whether the backing service answers (`/readyz`).
     async fn ping(&self) -> Result<(), String>;
     fn backend(&self) -> &'static str;
+    /// The Redis connection and key prefix, for features keeping their own Redis structures
+    /// (leaderboards); `None` in process.
+    fn redis(&self) -> Option<(ConnectionManager, String)> {
+        None
+    }
 }
 
 /// The in-process implementation (embedded default, single instance).
@@ -234,5 +239,9 @@ impl FastStore for RedisStore {
 
     fn backend(&self) -> &'static str {
         "redis"
+    }
+
+    fn redis(&self) -> Option<(ConnectionManager, String)> {
+        Some((self.conn.clone(), self.prefix.clone()))
     }
 }

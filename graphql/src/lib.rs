@@ -5,6 +5,7 @@ mod admin;
 mod earning;
 mod error;
 mod gifts;
+mod leaderboard;
 mod live;
 mod members;
 mod program;
@@ -31,6 +32,7 @@ pub struct Query(
     wheel::WheelQuery,
     program::ProgramQuery,
     referrals::ReferralQuery,
+    leaderboard::LeaderboardQuery,
 );
 
 #[derive(MergedObject, Default)]

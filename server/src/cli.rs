@@ -1,5 +1,5 @@
 //! The one binary's subcommands (SPEC §9): `serve` (default), `migrate`, `program create`,
-//! `token`, `demo`.
+//! `token`, `demo`, `rebuild-leaderboards`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +46,15 @@ pub enum Command {
     Token(TokenArgs),
     /// Create the `demo` program (rules for every built-in action, gifts, a wheel; idempotent) and print tokens.
     Demo,
+    /// Recompute leaderboards from the ledger (all programs, or one); safe while servers run.
+    RebuildLeaderboards(RebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// Program external id (omit: every program).
+    #[arg(long)]
+    pub program: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +112,12 @@ pub async fn execute(command: Option<Command>, config: Config) -> anyhow::Result
         } => create_program(config, args).await,
         Command::Token(args) => token(&config, &args),
         Command::Demo => demo(config).await,
+        Command::RebuildLeaderboards(args) => {
+            for (program, members) in rebuild_leaderboards(config, args.program.as_deref()).await? {
+                println!("{}", json!({ "program": program, "members": members }));
+            }
+            Ok(())
+        }
     }
 }
 
@@ -231,6 +246,22 @@ async fn seed_demo(
             .await?;
     }
     Ok((program, token.is_some()))
+}
+
+/// Rebuilds leaderboards from the ledger; returns (program, members on the boards' ledger).
+/// Only meaningful with `REDIS_URL`: in-process boards live in each server, which rebuilds
+/// them itself.
+pub async fn rebuild_leaderboards(
+    config: Config,
+    program: Option<&str>,
+) -> anyhow::Result<Vec<(String, usize)>> {
+    let app = crate::build(config, Arc::new(SystemClock)).await?;
+    if app.loyalty().leaderboard_backend() != "redis" {
+        eprintln!("note: no REDIS_URL: leaderboards are in process; each server rebuilds its own");
+    }
+    let result = app.loyalty().rebuild_all_leaderboards(program).await;
+    app.shutdown_token().cancel();
+    result.map_err(domain_error)
 }
 
 /// Where a local client reaches the server.

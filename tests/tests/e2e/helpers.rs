@@ -229,6 +229,20 @@ impl Gql {
 }
 
 impl TestApp {
+    /// The configuration this app was started with (for running CLI subcommands against it).
+    pub fn config(&self) -> Config {
+        Config::for_tests(
+            self.database
+                .as_ref()
+                .map(|name| with_database(&admin_url(), name)),
+            self.redis_prefix.as_ref().map(|_| redis_url()),
+            self.redis_prefix
+                .clone()
+                .unwrap_or_else(|| "unused:".into()),
+            self.data_dir.clone(),
+        )
+    }
+
     pub fn token(&self, program: &str, role: &str, sub: &str) -> String {
         token_with(json!({
             "sub": sub, "program": program, "role": role,

@@ -12,6 +12,7 @@ mod expiry;
 mod gifts;
 mod http;
 mod idempotency;
+mod leaderboard;
 pub mod live;
 mod program;
 mod purchases;

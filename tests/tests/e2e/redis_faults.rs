@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::helpers::*;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -14,7 +14,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_redis(port: u16) -> Child {
+pub(crate) fn start_redis(port: u16) -> Child {
     Command::new("redis-server")
         .args([
             "--port",
@@ -31,7 +31,7 @@ fn start_redis(port: u16) -> Child {
         .expect("redis-server on PATH")
 }
 
-async fn wait_until(mut ready: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_until(mut ready: impl AsyncFnMut() -> bool) {
     for _ in 0..200 {
         if ready().await {
             return;
@@ -41,7 +41,7 @@ async fn wait_until(mut ready: impl AsyncFnMut() -> bool) {
     panic!("condition not reached within 10 s");
 }
 
-async fn redis_answers(url: &str) -> bool {
+pub(crate) async fn redis_answers(url: &str) -> bool {
     let Ok(client) = redis::Client::open(url) else {
         return false;
     };
