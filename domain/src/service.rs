@@ -61,6 +61,22 @@ impl Loyalty {
         loyalty
     }
 
+    /// The same service (database, store) seen through another clock, with its own caches and
+    /// no background tasks. `demo` runs real operations "as of" past instants through it, so a
+    /// backdated posting is written by exactly the code that writes a live one.
+    pub fn with_clock(&self, clock: Arc<dyn Clock>) -> Loyalty {
+        Loyalty {
+            inner: Arc::new(Inner {
+                db: self.inner.db.clone(),
+                clock: clock.clone(),
+                store: self.inner.store.clone(),
+                programs: RwLock::new(HashMap::new()),
+                rulesets: RwLock::new(HashMap::new()),
+                click_limiter: crate::referrals::code_limiter(clock),
+            }),
+        }
+    }
+
     pub fn db(&self) -> &DatabaseConnection {
         &self.inner.db
     }
