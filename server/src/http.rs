@@ -1,5 +1,5 @@
-//! The HTTP surface: `/graphql` (GET and POST), `/healthz`, `/readyz`, `/metrics`, plus request
-//! ids, tracing, metrics and rate limits around them.
+//! The HTTP surface: `/graphql` (GET and POST), the `/admin` dashboard, `/healthz`, `/readyz`,
+//! `/metrics`, plus request ids, tracing, metrics and rate limits around them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,7 @@ use tracing::Level;
 use crate::auth::JwtAuth;
 use crate::config::Config;
 
+pub mod dashboard;
 pub mod errors;
 pub mod graphql;
 pub mod health;
@@ -64,6 +65,10 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .merge(graphql)
+        .merge(dashboard::routes().route_layer(from_fn_with_state(
+            state.clone(),
+            rate_limit::per_ip,
+        )))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
