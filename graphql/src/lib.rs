@@ -9,6 +9,7 @@ mod members;
 mod program;
 mod purchases;
 mod referrals;
+mod report;
 mod tiers;
 mod types;
 mod vouchers;
@@ -30,6 +31,7 @@ pub struct Query(
     wheel::WheelQuery,
     program::ProgramQuery,
     referrals::ReferralQuery,
+    report::ReportQuery,
 );
 
 #[derive(MergedObject, Default)]

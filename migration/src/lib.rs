@@ -10,6 +10,7 @@ mod m20261124_000002_gifts_vouchers;
 mod m20261124_000003_expiry_tiers;
 mod m20261124_000004_wheel;
 mod m20261124_000005_referrals;
+mod m20261125_000007_report_aggregates;
 mod util;
 
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_expiry_tiers::Migration),
             Box::new(m20261124_000004_wheel::Migration),
             Box::new(m20261124_000005_referrals::Migration),
+            Box::new(m20261125_000007_report_aggregates::Migration),
         ]
     }
 }

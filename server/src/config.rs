@@ -41,6 +41,7 @@ pub const VARIABLES: &[&str] = &[
     "LOG_FORMAT",
     "CORS_ALLOWED_ORIGINS",
     "EXPIRY_INTERVAL_SECS",
+    "REPORT_FOLD_INTERVAL_SECS",
 ];
 
 const MAX_LEEWAY_SECS: u64 = 300;
@@ -144,6 +145,9 @@ pub struct Config {
     pub cors: CorsOrigins,
     /// How often the expiry job runs; 0 turns it off on this instance.
     pub expiry_interval_secs: u64,
+    /// How often the report folder adds new ledger rows to the report's sums; 0 turns it off on
+    /// this instance (reports stay exact, they just read a longer tail).
+    pub report_fold_interval_secs: u64,
 }
 
 impl fmt::Debug for Config {
@@ -290,6 +294,12 @@ impl Config {
             |n| *n <= 86_400,
             "seconds from 0 (off) to 86400",
         );
+        let report_fold_interval_secs = env.parse(
+            "REPORT_FOLD_INTERVAL_SECS",
+            5,
+            |n| *n <= 86_400,
+            "seconds from 0 (off) to 86400",
+        );
 
         if !env.problems.is_empty() {
             anyhow::bail!("configuration error:\n  - {}", env.problems.join("\n  - "));
@@ -325,6 +335,7 @@ impl Config {
             log_format,
             cors,
             expiry_interval_secs,
+            report_fold_interval_secs,
         })
     }
 
@@ -370,6 +381,8 @@ impl Config {
             cors: CorsOrigins::None,
             // Tests run expiry explicitly with their clock.
             expiry_interval_secs: 0,
+            // Tests fold explicitly, to control how far the sums lag.
+            report_fold_interval_secs: 0,
         }
     }
 

@@ -17,6 +17,7 @@ mod program;
 mod purchases;
 mod redis_faults;
 mod referrals;
+mod report;
 mod rules;
 mod tiers;
 mod vouchers;
