@@ -65,10 +65,9 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .merge(graphql)
-        .merge(dashboard::routes().route_layer(from_fn_with_state(
-            state.clone(),
-            rate_limit::per_ip,
-        )))
+        .merge(
+            dashboard::routes().route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip)),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))

@@ -64,7 +64,10 @@ async fn index() -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
@@ -122,7 +125,11 @@ async fn dev_login(State(state): State<AppState>, request: Request) -> Response 
         }
         Err(err) => {
             tracing::error!(error = %err, "dev login: cannot read the demo program");
-            return graphql_error(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL, "internal error");
+            return graphql_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                INTERNAL,
+                "internal error",
+            );
         }
     }
     match state.auth.mint(
@@ -141,7 +148,11 @@ async fn dev_login(State(state): State<AppState>, request: Request) -> Response 
         }
         Err(err) => {
             tracing::error!(error = %err, "dev login: cannot sign a token");
-            graphql_error(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL, "internal error")
+            graphql_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                INTERNAL,
+                "internal error",
+            )
         }
     }
 }
