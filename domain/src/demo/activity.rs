@@ -352,7 +352,7 @@ fn plan_day(
             planned.push((start, member, Step::Register));
         }
         planned.push((next(rng), member, Step::Login));
-        for _ in 0..rng.random_range(0..5) {
+        for _ in 0..rng.random_range(0..3) {
             let product = rng.random_range(1..=PRODUCTS);
             planned.push((next(rng), member, Step::View(product)));
         }

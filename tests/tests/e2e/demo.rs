@@ -42,12 +42,50 @@ async fn scalar(app: &TestApp, sql: &str) -> i64 {
     row.try_get::<i64>("", "n").unwrap()
 }
 
+/// Points issued and used over the whole ledger, recomputed from the rows.
+async fn issued_and_used(app: &TestApp) -> (String, String) {
+    let issued = scalar(
+        app,
+        "SELECT CAST(COALESCE(SUM(CASE WHEN kind IN ('EARN', 'REVERSAL') \
+         OR (kind = 'ADJUST' AND amount_minor > 0) THEN amount_minor ELSE 0 END), 0) AS BIGINT) AS n \
+         FROM ledger_entries WHERE account = 'POINTS'",
+    )
+    .await;
+    let used = scalar(
+        app,
+        "SELECT CAST(COALESCE(-SUM(CASE WHEN kind IN ('SPEND', 'REFUND') \
+         OR (kind = 'ADJUST' AND amount_minor < 0) THEN amount_minor ELSE 0 END), 0) AS BIGINT) AS n \
+         FROM ledger_entries WHERE account = 'POINTS'",
+    )
+    .await;
+    let money = |minor: i64| format!("{}.{:02}", minor / 100, minor % 100);
+    (money(issued), money(used))
+}
+
+/// The report's totals for the demo's four weeks.
+async fn report_totals(app: &TestApp) -> (String, String) {
+    let r = app
+        .gql(
+            Some(&app.admin()),
+            "{ loyaltyReport(from: \"2026-02-15\", to: \"2026-03-14\") { pointsIssued { total } pointsUsed { total } } }",
+            j!({}),
+        )
+        .await;
+    let r = &r.data()["loyaltyReport"];
+    (
+        r["pointsIssued"]["total"].as_str().unwrap().to_owned(),
+        r["pointsUsed"]["total"].as_str().unwrap().to_owned(),
+    )
+}
+
 e2e!(
     demo_activity_is_backdated_complete_and_idempotent,
     |app: TestApp| async move {
         let now = local("Asia/Ho_Chi_Minh", "2026-03-15 10:00:00");
         app.clock.set(now);
         let program = app.demo().await;
+        // The report's sums are folded before the backdated rows arrive: they must still count.
+        app.loyalty.fold_reports().await.unwrap();
 
         let summary = app.loyalty.seed_demo_activity(&program).await.unwrap();
         assert!(summary.created);
@@ -117,6 +155,12 @@ e2e!(
         .await;
         assert!(join_days >= 15, "members joined on only {join_days} days");
         app.assert_ledger_invariants().await;
+
+        // The Customer Loyalty Report sees all of it, from the unfolded tail and once folded.
+        let expected = issued_and_used(&app).await;
+        assert_eq!(report_totals(&app).await, expected);
+        app.loyalty.fold_reports().await.unwrap();
+        assert_eq!(report_totals(&app).await, expected);
 
         // The admin's referral report for the period lists the inviters.
         let report = app

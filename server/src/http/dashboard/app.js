@@ -470,7 +470,7 @@ function renderSeries(report) {
   const buckets = report.series;
   const width = 760;
   const height = 250;
-  const pad = { left: 56, right: 16, top: 12, bottom: 30 };
+  const pad = { left: 56, right: 28, top: 12, bottom: 30 };
   const plotW = width - pad.left - pad.right;
   const plotH = height - pad.top - pad.bottom;
   const max = niceMax(Math.max(0, ...buckets.flatMap((b) => SERIES.map((s) => Number(b[s.key])))));
@@ -638,6 +638,8 @@ function liveDown(generation, attempt) {
 }
 
 function addActivity(event) {
+  // Qualification credits mirror points postings; the ticker shows spendable points only.
+  if (event.account && event.account !== 'POINTS') return;
   const tx = event.transaction || {};
   const what = tx.source || tx.purpose || (tx.kind || '').toLowerCase();
   const label = what.replace(/_/g, ' ');
