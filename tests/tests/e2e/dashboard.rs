@@ -445,3 +445,23 @@ async fn dashboard_assets_are_embedded_and_need_no_network() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dashboard_sends_non_admins_back_to_sign_in_in_chromium() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.demo().await;
+    for (token, says) in [
+        (app.member("alice"), "FORBIDDEN"),
+        (app.service(), "FORBIDDEN"),
+        ("not-a-jwt".to_owned(), "UNAUTHENTICATED"),
+    ] {
+        let dom = dump_dom(&format!("{}/admin#token={token}", app.url)).await;
+        assert_eq!(body_state(&dom), "error");
+        let at = dom.find("id=\"signin-error\"").unwrap();
+        let message = &dom[at..at + dom[at..].find("</p>").unwrap()];
+        assert!(message.contains(says), "{says} not in {message}");
+        assert!(!message.contains("hidden"), "the sign-in error is hidden");
+        // No figure of the program reached the page.
+        assert!(shown_metrics(&dom).is_empty());
+    }
+}

@@ -365,8 +365,17 @@ async function loadReport() {
     banner.textContent = problems.join(' · ');
     banner.hidden = false;
     document.body.dataset.state = 'error';
-    if ([reportResult, referralResult].some((r) => r.status === 'rejected' && r.reason.code === 'UNAUTHENTICATED')) {
-      showSignin('Your token is no longer accepted; sign in again.');
+    const codes = [reportResult, referralResult]
+      .filter((r) => r.status === 'rejected')
+      .map((r) => r.reason.code);
+    if (codes.includes('UNAUTHENTICATED') || codes.includes('FORBIDDEN')) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      state.token = null;
+      state.generation += 1;
+      if (state.live) state.live.close();
+      showSignin(codes.includes('FORBIDDEN')
+        ? 'That token is not an admin token of this program (FORBIDDEN); sign in with an admin token.'
+        : 'Your token is no longer accepted (UNAUTHENTICATED); sign in again.');
     }
   } else {
     document.body.dataset.state = 'ready';
