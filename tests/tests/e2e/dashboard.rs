@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::helpers::*;
 
 const TZ: &str = "Asia/Ho_Chi_Minh";
-const REPORT: &str = "query($from: Date!, $to: Date!, $g: Granularity) { loyaltyReport(from: $from, to: $to, granularity: $g) { asOf to pointsIssued { total count bySource { source points count share } } pointsUsed { total count byPurpose { purpose points count share } } pointsExpired outstandingBalance redemptionRate members { total new active } revenue averageOrderValue series { bucketStart issued used expired newMembers } } }";
+const REPORT: &str = "query($from: Date!, $to: Date!, $g: Granularity, $cf: Date, $ct: Date) { loyaltyReport(from: $from, to: $to, granularity: $g, compareFrom: $cf, compareTo: $ct) { comparison { from to pointsIssued { total } pointsUsed { total } pointsExpired outstandingBalance redemptionRate members { total new active } revenue averageOrderValue } asOf to pointsIssued { total count bySource { source points count share } } pointsUsed { total count byPurpose { purpose points count share } } pointsExpired outstandingBalance redemptionRate members { total new active } revenue averageOrderValue series { bucketStart issued used expired newMembers } } }";
 const REFERRALS: &str = "query($f: DateTime!, $t: DateTime!) { referralReport(from: $f, to: $t, first: 50) { edges { node { member { id } totalReferrals pendingReferrals clicks } } funnel { clicks registrations rewarded } } }";
 
 /// The browser, or a failure that says how to get it: this test never passes without one.
@@ -159,6 +159,33 @@ fn expected_metrics(report: &Value, referrals: &Value) -> BTreeMap<String, Strin
     for field in ["total", "new", "active"] {
         put(format!("members.{field}"), &report["members"][field]);
     }
+    // The previous period of the same length, beside each KPI.
+    let before = &report["comparison"];
+    for key in [
+        "from",
+        "to",
+        "pointsExpired",
+        "outstandingBalance",
+        "redemptionRate",
+        "revenue",
+        "averageOrderValue",
+    ] {
+        put(format!("comparison.{key}"), &before[key]);
+    }
+    put(
+        "comparison.pointsIssued.total".into(),
+        &before["pointsIssued"]["total"],
+    );
+    put(
+        "comparison.pointsUsed.total".into(),
+        &before["pointsUsed"]["total"],
+    );
+    for field in ["total", "new", "active"] {
+        put(
+            format!("comparison.members.{field}"),
+            &before["members"][field],
+        );
+    }
     for bucket in report["series"].as_array().unwrap() {
         let prefix = format!("series.{}", text(&bucket["bucketStart"]));
         for field in ["issued", "used", "expired", "newMembers"] {
@@ -202,16 +229,21 @@ async fn page_equals_api(app: &TestApp, from: &str, to: &str, granularity: &str)
             .collect::<String>()
     );
 
+    let day = |text: &str| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap();
+    let (first, last) = (day(from), day(to));
+    let compare_to = first - chrono::Duration::days(1);
+    let compare_from = first - (last - first) - chrono::Duration::days(1);
     let report = app
         .gql(
             Some(&token),
             REPORT,
-            j!({ "from": from, "to": to, "g": granularity }),
+            j!({
+                "from": from, "to": to, "g": granularity,
+                "cf": compare_from.to_string(), "ct": compare_to.to_string(),
+            }),
         )
         .await;
-    let next_day = (chrono::NaiveDate::parse_from_str(to, "%Y-%m-%d").unwrap()
-        + chrono::Duration::days(1))
-    .to_string();
+    let next_day = (last + chrono::Duration::days(1)).to_string();
     let referrals = app
         .gql(
             Some(&token),
@@ -236,7 +268,7 @@ async fn page_equals_api(app: &TestApp, from: &str, to: &str, granularity: &str)
     // What a reader sees is the same number, only grouped (and percentages moved two places).
     for (key, (value, shown)) in &shown {
         let plain = shown.replace(',', "").replace('−', "-");
-        if key.ends_with(".share") || key == "redemptionRate" {
+        if key.ends_with(".share") || key.ends_with("redemptionRate") {
             let percent =
                 value.parse::<rust_decimal::Decimal>().unwrap() * rust_decimal::Decimal::from(100);
             assert_eq!(

@@ -16,8 +16,10 @@ const SERIES = [
 const REFERRAL_ROWS = 50;
 const TICKER_ROWS = 20;
 
-const REPORT_QUERY = `query Report($from: Date!, $to: Date!, $granularity: Granularity) {
-  loyaltyReport(from: $from, to: $to, granularity: $granularity) {
+const REPORT_QUERY = `query Report($from: Date!, $to: Date!, $granularity: Granularity,
+                                   $compareFrom: Date, $compareTo: Date) {
+  loyaltyReport(from: $from, to: $to, granularity: $granularity,
+                compareFrom: $compareFrom, compareTo: $compareTo) {
     asOf from to granularity timezone currency
     pointsIssued { total count bySource { source label points count share } }
     pointsUsed { total count byPurpose { purpose label points count share } }
@@ -25,6 +27,10 @@ const REPORT_QUERY = `query Report($from: Date!, $to: Date!, $granularity: Granu
     members { total new active }
     revenue averageOrderValue
     series { bucketStart issued used expired newMembers }
+    comparison {
+      from to pointsIssued { total } pointsUsed { total } pointsExpired outstandingBalance
+      redemptionRate members { total new active } revenue averageOrderValue
+    }
   }
 }`;
 const REFERRALS_QUERY = `query Referrals($from: DateTime!, $to: DateTime!, $first: Int) {
@@ -342,7 +348,11 @@ async function loadReport() {
   document.body.dataset.state = 'loading';
   banner.hidden = true;
   const tz = state.program.timezone;
-  const report = gql(REPORT_QUERY, { from, to, granularity });
+  // Compared with the period of the same length just before it.
+  const days = Math.round((parseDate(to) - parseDate(from)) / 86400000) + 1;
+  const compareTo = addDays(from, -1);
+  const compareFrom = addDays(from, -days);
+  const report = gql(REPORT_QUERY, { from, to, granularity, compareFrom, compareTo });
   const referrals = gql(REFERRALS_QUERY, {
     from: localMidnight(from, tz),
     to: localMidnight(addDays(to, 1), tz),
@@ -396,29 +406,49 @@ function renderReport(report) {
   renderSeries(report);
 }
 
-function kpi(label, key, raw, shown, sub, accent) {
+// The comparison period's value of `key` (a path like "members.new"), shown beside the card.
+function comparisonLine(comparison, key, current, format) {
+  if (!comparison) return null;
+  const before = key.split('.').reduce((value, part) => (value == null ? value : value[part]), comparison);
+  if (before === undefined || before === null) return null;
+  const now = Number(current);
+  const then = Number(before);
+  const trend = now > then ? 'up' : now < then ? 'down' : 'flat';
+  const arrow = { up: '▲', down: '▼', flat: '●' }[trend];
+  return el('div', { class: `cmp ${trend}`, title: `${comparison.from} – ${comparison.to}` },
+    `${arrow} vs `, metric(`comparison.${key}`, before, format(before)), ' before');
+}
+
+function kpi(label, key, raw, shown, sub, accent, comparison, format) {
   return el('div', { class: accent ? 'kpi accent' : 'kpi' },
     el('div', { class: 'label' }, label),
     metric(key, raw, shown, 'div', { class: 'value' }),
-    sub ? el('div', { class: 'sub' }, ...sub) : null);
+    sub ? el('div', { class: 'sub' }, ...sub) : null,
+    comparisonLine(comparison, key, raw, format || formatDecimal));
 }
 
 function renderKpis(r) {
   const currency = r.currency;
+  const c = r.comparison;
+  $('compare').replaceChildren(...(c
+    ? ['Compared with ', metric('comparison.from', c.from, c.from), ' – ', metric('comparison.to', c.to, c.to)]
+    : []));
   $('kpis').replaceChildren(
     kpi('Points issued', 'pointsIssued.total', r.pointsIssued.total, formatDecimal(r.pointsIssued.total),
-      [metric('pointsIssued.count', r.pointsIssued.count, formatInt(r.pointsIssued.count)), ' postings'], true),
+      [metric('pointsIssued.count', r.pointsIssued.count, formatInt(r.pointsIssued.count)), ' postings'], true, c),
     kpi('Points used', 'pointsUsed.total', r.pointsUsed.total, formatDecimal(r.pointsUsed.total),
-      [metric('pointsUsed.count', r.pointsUsed.count, formatInt(r.pointsUsed.count)), ' postings'], true),
-    kpi('Points expired', 'pointsExpired', r.pointsExpired, formatDecimal(r.pointsExpired), ['in the period']),
+      [metric('pointsUsed.count', r.pointsUsed.count, formatInt(r.pointsUsed.count)), ' postings'], true, c),
+    kpi('Points expired', 'pointsExpired', r.pointsExpired, formatDecimal(r.pointsExpired), ['in the period'], false, c),
     kpi('Outstanding balance', 'outstandingBalance', r.outstandingBalance, formatDecimal(r.outstandingBalance),
-      ['all members, at the end of ', metric('to', r.to, r.to)]),
-    kpi('Redemption rate', 'redemptionRate', r.redemptionRate, formatShare(r.redemptionRate), ['used ÷ issued']),
-    kpi('Members', 'members.total', r.members.total, formatInt(r.members.total), ['joined by the end']),
-    kpi('New members', 'members.new', r.members.new, formatInt(r.members.new), ['joined in the period']),
-    kpi('Active members', 'members.active', r.members.active, formatInt(r.members.active), ['with a posting in the period']),
-    kpi('Revenue', 'revenue', r.revenue, formatDecimal(r.revenue), [currency, ', refunds subtracted']),
-    kpi('Average order', 'averageOrderValue', r.averageOrderValue, formatDecimal(r.averageOrderValue), [currency]),
+      ['all members, at the end of ', metric('to', r.to, r.to)], false, c),
+    kpi('Redemption rate', 'redemptionRate', r.redemptionRate, formatShare(r.redemptionRate), ['used ÷ issued'],
+      false, c, formatShare),
+    kpi('Members', 'members.total', r.members.total, formatInt(r.members.total), ['joined by the end'], false, c, formatInt),
+    kpi('New members', 'members.new', r.members.new, formatInt(r.members.new), ['joined in the period'], false, c, formatInt),
+    kpi('Active members', 'members.active', r.members.active, formatInt(r.members.active),
+      ['with a posting in the period'], false, c, formatInt),
+    kpi('Revenue', 'revenue', r.revenue, formatDecimal(r.revenue), [currency, ', refunds subtracted'], false, c),
+    kpi('Average order', 'averageOrderValue', r.averageOrderValue, formatDecimal(r.averageOrderValue), [currency], false, c),
   );
 }
 
