@@ -125,8 +125,14 @@ impl Loyalty {
                 match outcome {
                     Ok(Some(redemption)) => redemptions.push(redemption),
                     Ok(None) => {}
-                    // Refusals are part of real life (a wheel already spun three times today).
-                    Err(err) if err.is_replayable() => {}
+                    // Refusals are part of real life: a spin or a gift the balance no longer
+                    // covers (the plan only estimates balances), a gift out of stock.
+                    Err(
+                        DomainError::InsufficientPoints(_)
+                        | DomainError::OutOfStock(_)
+                        | DomainError::LimitReached(_)
+                        | DomainError::AlreadyClaimed(_),
+                    ) => {}
                     Err(err) => return Err(err),
                 }
             }
