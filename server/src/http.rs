@@ -23,6 +23,7 @@ use crate::config::Config;
 
 pub mod dashboard;
 pub mod errors;
+pub mod export;
 pub mod graphql;
 pub mod health;
 pub mod metrics;
@@ -63,8 +64,15 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip))
         .layer(cors(&state.config.cors));
 
+    // Exports stream for as long as they need: no request timeout, the per-IP limit applies.
+    let exports = Router::new()
+        .route("/admin/export/report.csv", get(export::report_csv))
+        .route("/admin/export/ledger.csv", get(export::ledger_csv))
+        .route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip));
+
     Router::new()
         .merge(graphql)
+        .merge(exports)
         .merge(
             dashboard::routes().route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip)),
         )

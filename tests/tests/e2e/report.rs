@@ -164,17 +164,20 @@ e2e!(
 // ---------------------------------------------------------------------------------------------
 // An independent recomputation of every figure from the raw rows (no report code involved).
 
+/// member, account, kind, amount, source, purpose, local day.
+type RawPosting = (
+    i64,
+    String,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    NaiveDate,
+);
+
 #[derive(Debug, Clone)]
 struct Raw {
-    ledger: Vec<(
-        i64,
-        String,
-        String,
-        i64,
-        Option<String>,
-        Option<String>,
-        NaiveDate,
-    )>,
+    ledger: Vec<RawPosting>,
     joined: Vec<NaiveDate>,
     purchases: Vec<(i64, NaiveDate)>,
     refunds: Vec<(i64, NaiveDate)>,
@@ -799,3 +802,183 @@ e2e!(
         assert_eq!(row.try_get::<i64>("", "c").unwrap(), 100);
     }
 );
+
+async fn get_csv(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut request = app.client.get(format!("{}{path}", app.url));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
+}
+
+e2e!(report_csv_exports, |app: TestApp| async move {
+    app.clock.set(local(TZ, "2026-05-10 09:00:00"));
+    app.demo().await;
+    let admin = app.admin();
+    let (member, id) = app.register("csv-member").await;
+    app.gql(
+        Some(&admin),
+        ADJUST,
+        j!({"m": id, "a": "12.5", "k": "csv1"}),
+    )
+    .await
+    .data();
+    app.clock.set(local(TZ, "2026-05-11 23:59:59"));
+    app.gql(
+        Some(&admin),
+        ADJUST,
+        j!({"m": id, "a": "-2.25", "k": "csv2"}),
+    )
+    .await
+    .data();
+    app.clock.set(local(TZ, "2026-05-12 00:00:00"));
+    app.gql(Some(&admin), ADJUST, j!({"m": id, "a": "1", "k": "csv3"}))
+        .await
+        .data();
+
+    let (status, headers, body) = get_csv(
+        &app,
+        "/admin/export/ledger.csv?from=2026-05-10&to=2026-05-11",
+        Some(&admin),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(
+        headers["content-disposition"],
+        "attachment; filename=\"ledger-demo-2026-05-10-2026-05-11.csv\""
+    );
+    // The note with a comma, quotes, a newline and non-ASCII is one quoted field.
+    assert!(
+        body.contains("\"Goodwill, \"\"VIP\"\"\nđặc biệt\""),
+        "{body}"
+    );
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "id",
+            "created_at",
+            "local_date",
+            "member_id",
+            "member_external_id",
+            "member_name",
+            "account",
+            "kind",
+            "amount",
+            "source",
+            "purpose",
+            "ref_type",
+            "ref_id",
+            "note"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    // Registration (join + registration) and two adjustments; the 00:00:00 one is the next day.
+    let db = app.loyalty.db();
+    let expected = db
+        .query_all(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT id, kind, amount_minor FROM ledger_entries WHERE member_id = {id} AND account = 'POINTS' ORDER BY id"),
+        ))
+        .await
+        .unwrap();
+    let expected: Vec<(String, String, Decimal)> = expected
+        .iter()
+        .map(|r| {
+            (
+                r.try_get::<i64>("", "id").unwrap().to_string(),
+                r.try_get::<String>("", "kind").unwrap(),
+                pts(r.try_get::<i64>("", "amount_minor").unwrap()),
+            )
+        })
+        .take(4)
+        .collect();
+    let got: Vec<(String, String, Decimal)> = rows
+        .iter()
+        .map(|r| (r[0].to_owned(), r[7].to_owned(), r[8].parse().unwrap()))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(&rows[2][13], "Goodwill, \"VIP\"\nđặc biệt");
+    assert_eq!(&rows[3][2], "2026-05-11");
+    assert_eq!(&rows[3][4], "csv-member");
+    assert_eq!(&rows[3][8], "-2.25");
+    assert_eq!(&rows[3][10], "admin_adjustment");
+
+    let (status, headers, body) = get_csv(
+        &app,
+        "/admin/export/report.csv?from=2026-05-10&to=2026-05-12",
+        Some(&admin),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment;"));
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["section", "key", "label", "value", "count", "share"]
+    );
+    let lines: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let find = |section: &str, key: &str| {
+        lines
+            .iter()
+            .find(|l| &l[0] == section && &l[1] == key)
+            .unwrap_or_else(|| panic!("no line {section}/{key}"))
+            .clone()
+    };
+    assert_eq!(&find("summary", "points_issued")[3], "83.50"); // 70 + 12.50 + 1
+    assert_eq!(&find("summary", "points_used")[3], "2.25");
+    assert_eq!(&find("summary", "outstanding_balance")[3], "81.25");
+    assert_eq!(
+        &find("points_issued", "admin_adjustment")[2],
+        "Admin adjustment"
+    );
+    assert_eq!(&find("series_issued", "2026-05-12")[3], "1.00");
+
+    // Refusals: 401 without or with a bad token, 403 for members and services, 400 bad dates.
+    for path in [
+        "/admin/export/ledger.csv?from=2026-05-10&to=2026-05-11",
+        "/admin/export/report.csv?from=2026-05-10&to=2026-05-11",
+    ] {
+        assert_eq!(get_csv(&app, path, None).await.0, 401);
+        assert_eq!(get_csv(&app, path, Some("not-a-token")).await.0, 401);
+        assert_eq!(get_csv(&app, path, Some(&member)).await.0, 403);
+        assert_eq!(get_csv(&app, path, Some(&app.service())).await.0, 403);
+    }
+    let (status, _, body) = get_csv(
+        &app,
+        "/admin/export/ledger.csv?from=2026-05-12&to=2026-05-10",
+        Some(&admin),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("VALIDATION"));
+    assert_eq!(
+        get_csv(
+            &app,
+            "/admin/export/ledger.csv?from=yesterday&to=2026-05-10",
+            Some(&admin)
+        )
+        .await
+        .0,
+        400
+    );
+    // Another program's admin exports nothing of this one.
+    let (status, _, body) = get_csv(
+        &app,
+        "/admin/export/ledger.csv?from=2026-05-10&to=2026-05-12",
+        Some(&app.token("demo2", "admin", "x")),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+});
