@@ -23,6 +23,7 @@ pub mod periods;
 pub mod program;
 pub mod purchases;
 pub mod referrals;
+pub mod report;
 pub mod rulebook;
 pub mod rules;
 pub mod service;

@@ -67,6 +67,31 @@ impl Loyalty {
         loyalty
     }
 
+    /// The same service (database, store) seen through another clock, with its own caches and
+    /// no background tasks. `demo` runs real operations "as of" past instants through it, so a
+    /// backdated posting is written by exactly the code that writes a live one.
+    pub fn with_clock(&self, clock: Arc<dyn Clock>) -> Loyalty {
+        Loyalty {
+            inner: Arc::new(Inner {
+                db: self.inner.db.clone(),
+                clock: clock.clone(),
+                store: self.inner.store.clone(),
+                programs: RwLock::new(HashMap::new()),
+                rulesets: RwLock::new(HashMap::new()),
+                click_limiter: crate::referrals::code_limiter(clock),
+                events: crate::events::EventHub::default(),
+                // Its task ends when this service is dropped (the queue closes).
+                publisher: crate::events::Publisher::start(
+                    self.inner.store.clone(),
+                    CancellationToken::new(),
+                ),
+                leaderboards: crate::leaderboard::Leaderboards::for_store(
+                    self.inner.store.as_ref(),
+                ),
+            }),
+        }
+    }
+
     pub fn db(&self) -> &DatabaseConnection {
         &self.inner.db
     }

@@ -11,6 +11,7 @@ mod members;
 mod program;
 mod purchases;
 mod referrals;
+mod report;
 mod tiers;
 mod types;
 mod vouchers;
@@ -33,6 +34,7 @@ pub struct Query(
     program::ProgramQuery,
     referrals::ReferralQuery,
     leaderboard::LeaderboardQuery,
+    report::ReportQuery,
 );
 
 #[derive(MergedObject, Default)]

@@ -11,6 +11,7 @@ mod m20261124_000003_expiry_tiers;
 mod m20261124_000004_wheel;
 mod m20261124_000005_referrals;
 mod m20261125_000006_launch_secrets;
+mod m20261125_000007_report_aggregates;
 mod util;
 
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_wheel::Migration),
             Box::new(m20261124_000005_referrals::Migration),
             Box::new(m20261125_000006_launch_secrets::Migration),
+            Box::new(m20261125_000007_report_aggregates::Migration),
         ]
     }
 }

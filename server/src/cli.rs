@@ -44,7 +44,8 @@ pub enum Command {
     },
     /// Print a JWT signed with the configured key.
     Token(TokenArgs),
-    /// Create the `demo` program (rules for every built-in action, gifts, a wheel; idempotent) and print tokens.
+    /// Create the `demo` program (rules for every built-in action, gifts, a wheel) with four weeks of
+    /// members' activity (idempotent), and print tokens.
     Demo,
     /// Recompute leaderboards from the ledger (all programs, or one); safe while servers run.
     RebuildLeaderboards(RebuildArgs),
@@ -187,9 +188,16 @@ fn token(config: &Config, args: &TokenArgs) -> anyhow::Result<()> {
 async fn demo(config: Config) -> anyhow::Result<()> {
     let base_url = base_url(config.listen_addr);
     let app = crate::build(config, Arc::new(SystemClock)).await?;
-    let result = seed_demo(app.loyalty()).await;
+    let result = match seed_demo(app.loyalty()).await {
+        Ok((program, telegram)) => app
+            .loyalty()
+            .seed_demo_activity(&program)
+            .await
+            .map(|activity| (program, telegram, activity)),
+        Err(err) => Err(err),
+    };
     app.shutdown_token().cancel();
-    let (program, telegram) = result.map_err(domain_error)?;
+    let (program, telegram, activity) = result.map_err(domain_error)?;
 
     let mint = |role, sub: &str| {
         app.auth()
@@ -203,6 +211,14 @@ async fn demo(config: Config) -> anyhow::Result<()> {
         "Demo program ready (a published rule for every built-in action, gifts and a lucky wheel):"
     );
     println!("{}", serde_json::to_string_pretty(&program_json(&program))?);
+    if activity.created {
+        println!(
+            "Activity: {} members over {} to {} ({} operations).",
+            activity.members, activity.first_day, activity.last_day, activity.operations
+        );
+    } else {
+        println!("Activity: already there (nothing added).");
+    }
     println!();
     println!("Tokens (valid 24 hours):");
     println!("ADMIN_TOKEN={admin}");

@@ -45,6 +45,7 @@ pub const VARIABLES: &[&str] = &[
     "MEMBER_TOKEN_TTL_SECS",
     "TELEGRAM_BOT_TOKEN",
     "WS_INIT_TIMEOUT_SECS",
+    "REPORT_FOLD_INTERVAL_SECS",
 ];
 
 const MAX_LEEWAY_SECS: u64 = 300;
@@ -154,6 +155,9 @@ pub struct Config {
     pub member_token_ttl_secs: u64,
     /// How long a WebSocket may stay open without `connection_init` (then 4408).
     pub ws_init_timeout_secs: u64,
+    /// How often the report folder adds new ledger rows to the report's sums; 0 turns it off on
+    /// this instance (reports stay exact, they just read a longer tail).
+    pub report_fold_interval_secs: u64,
 }
 
 impl fmt::Debug for Config {
@@ -318,6 +322,12 @@ impl Config {
             |n| (60..=2_592_000).contains(n),
             "seconds from 60 to 2592000 (30 days)",
         );
+        let report_fold_interval_secs = env.parse(
+            "REPORT_FOLD_INTERVAL_SECS",
+            5,
+            |n| *n <= 86_400,
+            "seconds from 0 (off) to 86400",
+        );
 
         if !env.problems.is_empty() {
             anyhow::bail!("configuration error:\n  - {}", env.problems.join("\n  - "));
@@ -356,6 +366,7 @@ impl Config {
             telegram_max_age_secs,
             member_token_ttl_secs,
             ws_init_timeout_secs,
+            report_fold_interval_secs,
         })
     }
 
@@ -404,6 +415,8 @@ impl Config {
             telegram_max_age_secs: 86_400,
             member_token_ttl_secs: 3_600,
             ws_init_timeout_secs: 3,
+            // Tests fold explicitly, to control how far the sums lag.
+            report_fold_interval_secs: 0,
         }
     }
 

@@ -1,5 +1,5 @@
-//! The HTTP surface: `/graphql` (GET and POST), `/healthz`, `/readyz`, `/metrics`, plus request
-//! ids, tracing, metrics and rate limits around them.
+//! The HTTP surface: `/graphql` (GET and POST), the `/admin` dashboard, `/healthz`, `/readyz`,
+//! `/metrics`, plus request ids, tracing, metrics and rate limits around them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,9 @@ use tracing::Level;
 use crate::auth::JwtAuth;
 use crate::config::Config;
 
+pub mod dashboard;
 pub mod errors;
+pub mod export;
 pub mod graphql;
 pub mod health;
 pub mod launch;
@@ -65,8 +67,18 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip))
         .layer(cors(&state.config.cors));
 
+    // Exports stream for as long as they need: no request timeout, the per-IP limit applies.
+    let exports = Router::new()
+        .route("/admin/export/report.csv", get(export::report_csv))
+        .route("/admin/export/ledger.csv", get(export::ledger_csv))
+        .route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip));
+
     Router::new()
         .merge(graphql)
+        .merge(exports)
+        .merge(
+            dashboard::routes().route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip)),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))

@@ -118,6 +118,12 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
             shutdown.clone(),
         );
     }
+    if config.report_fold_interval_secs > 0 {
+        loyalty.spawn_report_folder(
+            Duration::from_secs(config.report_fold_interval_secs),
+            shutdown.clone(),
+        );
+    }
     let schema = build_schema(
         loyalty.clone(),
         SchemaOptions {

@@ -7,6 +7,8 @@ mod helpers;
 
 mod auth;
 mod bank;
+mod dashboard;
+mod demo;
 mod earning;
 mod expiry;
 mod gifts;
@@ -18,6 +20,7 @@ mod program;
 mod purchases;
 mod redis_faults;
 mod referrals;
+mod report;
 mod rules;
 mod telegram;
 mod tiers;

@@ -1,5 +1,10 @@
 //! `loyalty-server demo`: a program with a rule for every built-in action, gifts and a lucky
-//! wheel. Idempotent.
+//! wheel ([`Loyalty::seed_demo`]), then four weeks of members' activity
+//! ([`Loyalty::seed_demo_activity`]). Both are idempotent.
+
+mod activity;
+
+pub use activity::{ActivitySummary, DEMO_DAYS, DEMO_MEMBERS};
 
 use rust_decimal::Decimal;
 

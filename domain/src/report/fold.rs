@@ -1,0 +1,479 @@
+//! The folder: adds committed rows of the ledger, members, purchases and refunds to the report's
+//! daily sums and moves each table's watermark, in batches, from a background job. The posting
+//! path never writes here, so postings never contend on a hot aggregate row.
+//!
+//! # Why the watermark is safe
+//!
+//! The report trusts that every row with `id <= W` is in the sums and that no such row can
+//! commit later. "The largest id seen" does not give that on PostgreSQL: ids come from a
+//! sequence when a row is inserted, not when its transaction commits, so a transaction holding
+//! id 100 may commit after one holding 101.
+//!
+//! On PostgreSQL a pass first reads, in one statement, `M = max(id)` of each table and the
+//! virtual transaction ids of every session holding a write lock (`RowExclusiveLock`) on those
+//! tables. Row `M` was committed when the statement's snapshot was taken, so every id `<= M` had
+//! been drawn from the sequence (`CACHE 1`, ids handed out in order) before that moment, by a
+//! transaction that had already locked the table for its `INSERT` and keeps that lock until it
+//! ends. Such a transaction has either finished by the time we read the locks (then its rows are
+//! committed, or never will be) or is in the list. The pass waits until every listed transaction
+//! is gone, so afterwards every row with `id <= M` that will ever exist is committed, and each
+//! fold transaction (READ COMMITTED, statements started after the wait) sees all of them. It
+//! folds `(W, min(W + chunk, M)]` and sets `W` in the same transaction, under a row lock on the
+//! watermarks, so concurrent folders on several instances take turns and nothing is counted
+//! twice. Unlike a check on the snapshot's in-progress xids, this also covers a transaction that
+//! drew an id but had no xid yet. A long transaction only delays folding; reports stay exact
+//! through the tail meanwhile.
+//!
+//! On SQLite write transactions are serial: the fold transaction takes the write lock first, so
+//! `max(id)` read inside it is final.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseTransaction, FromQueryResult, TransactionTrait, Value,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::read::{scan, stmt};
+use super::tally::{Cat, EventRow, LedgerRow, Tally};
+use crate::error::{DomainError, DomainResult};
+use crate::periods::parse_timezone;
+use crate::service::Loyalty;
+
+/// Ids of each table folded per transaction.
+pub const FOLD_CHUNK: i64 = 20_000;
+/// Longest a pass waits for in-flight writers before giving up until the next pass.
+const WRITER_WAIT: Duration = Duration::from_secs(5);
+/// Aggregate rows per `INSERT`.
+const INSERT_ROWS: usize = 400;
+
+const TABLES: [&str; 4] = ["ledger_entries", "members", "purchases", "refunds"];
+
+#[derive(FromQueryResult)]
+struct Targets {
+    ledger_entries: i64,
+    members: i64,
+    purchases: i64,
+    refunds: i64,
+    writers: Option<String>,
+}
+
+#[derive(FromQueryResult)]
+struct Mark {
+    name: String,
+    last_id: i64,
+}
+
+#[derive(FromQueryResult)]
+struct ProgramTz {
+    id: i64,
+    timezone: String,
+}
+
+#[derive(FromQueryResult)]
+struct Count {
+    n: i64,
+}
+
+/// What one pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FoldStats {
+    /// Source rows added to the sums.
+    pub rows: u64,
+    /// Programs whose sums were rebuilt after a timezone change.
+    pub rebuilt: u64,
+}
+
+fn max_ids_sql() -> String {
+    TABLES
+        .iter()
+        .map(|t| format!("(SELECT COALESCE(MAX(id), 0) FROM {t}) AS {t}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// PostgreSQL: the ids up to which every row is final (see the module docs), or `None` when
+/// writers are still in flight after [`WRITER_WAIT`].
+async fn safe_targets_pg(db: &impl ConnectionTrait) -> DomainResult<Option<BTreeMap<String, i64>>> {
+    let backend = db.get_database_backend();
+    let relations = TABLES
+        .iter()
+        .map(|t| format!("'{t}'::regclass"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let targets = Targets::find_by_statement(stmt(
+        backend,
+        &format!(
+            "SELECT {}, (SELECT string_agg(DISTINCT l.virtualtransaction, ',') FROM pg_locks l \
+             WHERE l.locktype = 'relation' AND l.mode = 'RowExclusiveLock' \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND l.relation IN ({relations}) AND l.pid IS DISTINCT FROM pg_backend_pid()) \
+             AS writers",
+            max_ids_sql()
+        ),
+        vec![],
+    ))
+    .one(db)
+    .await?
+    .ok_or_else(|| DomainError::internal("no fold targets"))?;
+    if let Some(writers) = targets.writers.filter(|w| !w.is_empty()) {
+        let started = tokio::time::Instant::now();
+        loop {
+            let left = Count::find_by_statement(stmt(
+                backend,
+                "SELECT COUNT(*) AS n FROM pg_locks WHERE locktype = 'virtualxid' \
+                 AND virtualxid = ANY(string_to_array($1, ','))",
+                vec![writers.clone().into()],
+            ))
+            .one(db)
+            .await?
+            .map(|c| c.n)
+            .unwrap_or_default();
+            if left == 0 {
+                break;
+            }
+            if started.elapsed() > WRITER_WAIT {
+                tracing::debug!(writers, "report fold: writers still in flight, next pass");
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    Ok(Some(BTreeMap::from([
+        ("ledger_entries".to_owned(), targets.ledger_entries),
+        ("members".to_owned(), targets.members),
+        ("purchases".to_owned(), targets.purchases),
+        ("refunds".to_owned(), targets.refunds),
+    ])))
+}
+
+/// Opens a fold transaction holding the watermarks (PostgreSQL: row locks; SQLite: the write
+/// lock, taken by a first no-op write) and returns them.
+async fn lock_marks(txn: &DatabaseTransaction) -> DomainResult<BTreeMap<String, i64>> {
+    let backend = txn.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::Sqlite => {
+            txn.execute(stmt(
+                backend,
+                "UPDATE report_watermarks SET last_id = last_id",
+                vec![],
+            ))
+            .await?;
+            "SELECT name, last_id FROM report_watermarks"
+        }
+        DatabaseBackend::Postgres | DatabaseBackend::MySql => {
+            "SELECT name, last_id FROM report_watermarks ORDER BY name FOR UPDATE"
+        }
+    };
+    let marks = Mark::find_by_statement(stmt(backend, sql, vec![]))
+        .all(txn)
+        .await?;
+    Ok(marks.into_iter().map(|m| (m.name, m.last_id)).collect())
+}
+
+/// Adds `tally` (one program's) to the stored sums.
+async fn write(txn: &DatabaseTransaction, program_id: i64, tally: Tally) -> DomainResult<()> {
+    let backend = txn.get_database_backend();
+    let cells: Vec<_> = tally.cells.into_iter().collect();
+    for chunk in cells.chunks(INSERT_ROWS) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
+        let mut rows = Vec::with_capacity(chunk.len());
+        for ((day, cat, key), cell) in chunk {
+            let n = values.len();
+            rows.push(format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6
+            ));
+            values.extend([
+                program_id.into(),
+                day.to_string().into(),
+                cat.as_str().into(),
+                key.clone().into(),
+                cell.amount_minor.into(),
+                cell.count.into(),
+            ]);
+        }
+        txn.execute(stmt(
+            backend,
+            &format!(
+                "INSERT INTO report_daily (program_id, day, kind, key, amount_minor, count) \
+                 VALUES {} ON CONFLICT (program_id, day, kind, key) DO UPDATE SET \
+                 amount_minor = report_daily.amount_minor + excluded.amount_minor, \
+                 count = report_daily.count + excluded.count",
+                rows.join(", ")
+            ),
+            values,
+        ))
+        .await?;
+    }
+    let days: Vec<_> = tally.member_days.into_iter().collect();
+    for chunk in days.chunks(INSERT_ROWS) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+        let mut rows = Vec::with_capacity(chunk.len());
+        for (day, member) in chunk {
+            let n = values.len();
+            rows.push(format!("(${}, ${}, ${})", n + 1, n + 2, n + 3));
+            values.extend([program_id.into(), day.to_string().into(), (*member).into()]);
+        }
+        txn.execute(stmt(
+            backend,
+            &format!(
+                "INSERT INTO report_member_days (program_id, day, member_id) VALUES {} \
+                 ON CONFLICT DO NOTHING",
+                rows.join(", ")
+            ),
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+async fn set_marks(txn: &DatabaseTransaction, marks: &BTreeMap<String, i64>) -> DomainResult<()> {
+    let backend = txn.get_database_backend();
+    for (name, last_id) in marks {
+        txn.execute(stmt(
+            backend,
+            "UPDATE report_watermarks SET last_id = $1 WHERE name = $2",
+            vec![(*last_id).into(), name.clone().into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+async fn program_timezones(
+    txn: &DatabaseTransaction,
+    table: &str,
+) -> DomainResult<HashMap<i64, String>> {
+    let backend = txn.get_database_backend();
+    let rows = ProgramTz::find_by_statement(stmt(
+        backend,
+        &format!(
+            "SELECT {} AS id, timezone FROM {table}",
+            if table == "programs" {
+                "id"
+            } else {
+                "program_id"
+            }
+        ),
+        vec![],
+    ))
+    .all(txn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.timezone)).collect())
+}
+
+/// Folds one chunk of every table past its watermark, up to `targets` (PostgreSQL) or to the
+/// current maximum (SQLite). Returns the rows folded; `None` when there was nothing to do.
+async fn fold_chunk(
+    loyalty: &Loyalty,
+    targets: Option<&BTreeMap<String, i64>>,
+) -> DomainResult<Option<u64>> {
+    let txn = loyalty.db().begin().await?;
+    let backend = txn.get_database_backend();
+    let marks = lock_marks(&txn).await?;
+    let targets = match targets {
+        Some(t) => t.clone(),
+        None => {
+            #[derive(FromQueryResult)]
+            struct Max {
+                ledger_entries: i64,
+                members: i64,
+                purchases: i64,
+                refunds: i64,
+            }
+            let max =
+                Max::find_by_statement(stmt(backend, &format!("SELECT {}", max_ids_sql()), vec![]))
+                    .one(&txn)
+                    .await?
+                    .ok_or_else(|| DomainError::internal("no max ids"))?;
+            BTreeMap::from([
+                ("ledger_entries".to_owned(), max.ledger_entries),
+                ("members".to_owned(), max.members),
+                ("purchases".to_owned(), max.purchases),
+                ("refunds".to_owned(), max.refunds),
+            ])
+        }
+    };
+    let mut ends = BTreeMap::new();
+    for table in TABLES {
+        let from = marks.get(table).copied().unwrap_or(0);
+        let target = targets.get(table).copied().unwrap_or(0);
+        ends.insert(
+            table.to_owned(),
+            (from, target.min(from + FOLD_CHUNK).max(from)),
+        );
+    }
+    if ends.values().all(|(from, end)| end <= from) {
+        txn.commit().await?;
+        return Ok(None);
+    }
+    // Each program's rows are cut into days in the timezone its sums were cut in; a program seen
+    // for the first time starts with its current timezone.
+    let mut cut_in = program_timezones(&txn, "report_programs").await?;
+    let current = program_timezones(&txn, "programs").await?;
+    let mut tallies: HashMap<i64, Tally> = HashMap::new();
+    let mut rows = 0u64;
+    let tz_of = |program_id: i64, cut_in: &mut HashMap<i64, String>| -> DomainResult<Tz> {
+        let name = cut_in.entry(program_id).or_insert_with(|| {
+            current
+                .get(&program_id)
+                .cloned()
+                .unwrap_or_else(|| "UTC".into())
+        });
+        parse_timezone(name)
+    };
+    let (from, end) = ends.get("ledger_entries").copied().unwrap_or_default();
+    if end > from {
+        let ledger = LedgerRow::find_by_statement(stmt(
+            backend,
+            "SELECT id, program_id, member_id, account, kind, amount_minor, source, purpose, \
+             created_at FROM ledger_entries WHERE id > $1 AND id <= $2",
+            vec![from.into(), end.into()],
+        ))
+        .all(&txn)
+        .await?;
+        for row in &ledger {
+            let tz = tz_of(row.program_id, &mut cut_in)?;
+            tallies.entry(row.program_id).or_default().ledger(tz, row);
+        }
+        rows += ledger.len() as u64;
+    }
+    for (table, cat, amount, at) in [
+        ("members", Cat::Joined, "CAST(0 AS BIGINT)", "joined_at"),
+        ("purchases", Cat::Purchase, "amount_minor", "created_at"),
+        ("refunds", Cat::PurchaseRefund, "amount_minor", "created_at"),
+    ] {
+        let (from, end) = ends.get(table).copied().unwrap_or_default();
+        if end <= from {
+            continue;
+        }
+        let events = EventRow::find_by_statement(stmt(
+            backend,
+            &format!(
+                "SELECT id, program_id, {amount} AS amount_minor, {at} AS created_at FROM {table} \
+                 WHERE id > $1 AND id <= $2"
+            ),
+            vec![from.into(), end.into()],
+        ))
+        .all(&txn)
+        .await?;
+        for row in &events {
+            let tz = tz_of(row.program_id, &mut cut_in)?;
+            tallies
+                .entry(row.program_id)
+                .or_default()
+                .event(tz, cat, row);
+        }
+        rows += events.len() as u64;
+    }
+    for (program_id, tally) in tallies {
+        if let Some(tz) = cut_in.get(&program_id) {
+            txn.execute(stmt(
+                backend,
+                "INSERT INTO report_programs (program_id, timezone) VALUES ($1, $2) \
+                 ON CONFLICT (program_id) DO NOTHING",
+                vec![program_id.into(), tz.clone().into()],
+            ))
+            .await?;
+        }
+        write(&txn, program_id, tally).await?;
+    }
+    set_marks(
+        &txn,
+        &ends.into_iter().map(|(t, (_, end))| (t, end)).collect(),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(Some(rows))
+}
+
+/// Recomputes the sums of programs whose timezone changed since they were cut.
+async fn rebuild_stale(loyalty: &Loyalty) -> DomainResult<u64> {
+    let txn = loyalty.db().begin().await?;
+    let backend = txn.get_database_backend();
+    let marks = lock_marks(&txn).await?;
+    let cut_in = program_timezones(&txn, "report_programs").await?;
+    let current = program_timezones(&txn, "programs").await?;
+    let mut rebuilt = 0;
+    for (program_id, old) in cut_in {
+        let Some(tz_name) = current.get(&program_id).filter(|tz| **tz != old) else {
+            continue;
+        };
+        let tz = parse_timezone(tz_name)?;
+        for table in ["report_daily", "report_member_days"] {
+            txn.execute(stmt(
+                backend,
+                &format!("DELETE FROM {table} WHERE program_id = $1"),
+                vec![program_id.into()],
+            ))
+            .await?;
+        }
+        let mut tally = Tally::default();
+        let upto = |name: &str| marks.get(name).copied().unwrap_or(0);
+        scan(&txn, program_id, tz, &|_| 0, &upto, &mut tally).await?;
+        write(&txn, program_id, tally).await?;
+        txn.execute(stmt(
+            backend,
+            "UPDATE report_programs SET timezone = $1 WHERE program_id = $2",
+            vec![tz_name.clone().into(), program_id.into()],
+        ))
+        .await?;
+        rebuilt += 1;
+    }
+    txn.commit().await?;
+    Ok(rebuilt)
+}
+
+impl Loyalty {
+    /// One pass of the folder: rebuilds programs whose timezone changed, then folds every row
+    /// that is final into the report's sums. Safe on several instances at once.
+    pub async fn fold_reports(&self) -> DomainResult<FoldStats> {
+        let mut stats = FoldStats {
+            rebuilt: rebuild_stale(self).await?,
+            ..FoldStats::default()
+        };
+        let targets = match self.db().get_database_backend() {
+            DatabaseBackend::Postgres => match safe_targets_pg(self.db()).await? {
+                Some(targets) => Some(targets),
+                None => return Ok(stats),
+            },
+            DatabaseBackend::Sqlite | DatabaseBackend::MySql => None,
+        };
+        while let Some(rows) = fold_chunk(self, targets.as_ref()).await? {
+            stats.rows += rows;
+        }
+        Ok(stats)
+    }
+
+    /// Runs [`Loyalty::fold_reports`] every `interval` until shutdown.
+    pub fn spawn_report_folder(&self, interval: Duration, shutdown: CancellationToken) {
+        let loyalty = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(interval);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                // A failed pass (a deadlock, the database away) is simply the next pass's work.
+                match loyalty.fold_reports().await {
+                    Ok(stats) if stats == FoldStats::default() => {}
+                    Ok(stats) => {
+                        tracing::debug!(rows = stats.rows, rebuilt = stats.rebuilt, "report fold")
+                    }
+                    Err(err) => tracing::warn!(error = %err, "report fold failed"),
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,320 @@
+//! The Customer Loyalty Report (admin): thin resolver over `loyalty_domain::report`.
+
+use async_graphql::{
+    Context, Enum, InputValueError, InputValueResult, Object, Scalar, ScalarType, SimpleObject,
+    Value, ID,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use loyalty_domain::report::{self, Figures, Part, ReportRequest};
+use loyalty_domain::Role;
+use rust_decimal::Decimal;
+
+use crate::error::{scope, IntoGql};
+
+/// A calendar date, `YYYY-MM-DD` (in the program's timezone where it bounds a period).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Date(pub NaiveDate);
+
+#[Scalar(name = "Date")]
+impl ScalarType for Date {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(Date)
+                .map_err(|_| InputValueError::custom(format!("`{s}` is not a YYYY-MM-DD date"))),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.format("%Y-%m-%d").to_string())
+    }
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum Granularity {
+    /// One bucket per local calendar day.
+    #[default]
+    Day,
+    /// ISO weeks, starting on Monday.
+    Week,
+    /// Calendar months.
+    Month,
+}
+
+impl From<Granularity> for report::Granularity {
+    fn from(g: Granularity) -> Self {
+        match g {
+            Granularity::Day => report::Granularity::Day,
+            Granularity::Week => report::Granularity::Week,
+            Granularity::Month => report::Granularity::Month,
+        }
+    }
+}
+
+impl From<report::Granularity> for Granularity {
+    fn from(g: report::Granularity) -> Self {
+        match g {
+            report::Granularity::Day => Granularity::Day,
+            report::Granularity::Week => Granularity::Week,
+            report::Granularity::Month => Granularity::Month,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct SourceShare {
+    pub source: String,
+    pub label: String,
+    pub points: Decimal,
+    pub count: i64,
+    /// Of the total, 4 fraction digits; the shares of a list sum to exactly 1.0000.
+    pub share: Decimal,
+}
+
+#[derive(SimpleObject)]
+pub struct PurposeShare {
+    pub purpose: String,
+    pub label: String,
+    pub points: Decimal,
+    pub count: i64,
+    pub share: Decimal,
+}
+
+/// Earned points net of their reversals, plus positive adjustments.
+#[derive(SimpleObject)]
+pub struct PointsIssued {
+    pub total: Decimal,
+    /// Earn and positive-adjustment postings (a reversal takes points back, not a posting).
+    pub count: i64,
+    pub by_source: Vec<SourceShare>,
+}
+
+/// Spent points net of refunds, plus negative adjustments.
+#[derive(SimpleObject)]
+pub struct PointsUsed {
+    pub total: Decimal,
+    /// Spend and negative-adjustment postings.
+    pub count: i64,
+    pub by_purpose: Vec<PurposeShare>,
+}
+
+#[derive(SimpleObject)]
+pub struct MemberStats {
+    /// Joined by the end of the period.
+    pub total: u64,
+    /// Joined within the period.
+    pub new: u64,
+    /// With at least one posting within the period.
+    pub active: u64,
+}
+
+#[derive(SimpleObject)]
+pub struct ReportTier {
+    pub id: ID,
+    pub name: String,
+}
+
+#[derive(SimpleObject)]
+pub struct TierCount {
+    /// Null: members without a tier.
+    pub tier: Option<ReportTier>,
+    pub count: u64,
+}
+
+#[derive(SimpleObject)]
+pub struct ReportBucket {
+    /// The bucket's calendar start (the day, the ISO week's Monday, the month's first day).
+    pub bucket_start: Date,
+    pub issued: Decimal,
+    pub used: Decimal,
+    pub expired: Decimal,
+    pub new_members: u64,
+}
+
+/// The figures of one period (the comparison period's, next to the main report's).
+#[derive(SimpleObject)]
+pub struct LoyaltyReportFigures {
+    pub from: Date,
+    pub to: Date,
+    pub points_issued: PointsIssued,
+    pub points_used: PointsUsed,
+    pub points_expired: Decimal,
+    pub outstanding_balance: Decimal,
+    pub redemption_rate: Decimal,
+    pub members: MemberStats,
+    pub revenue: Decimal,
+    pub average_order_value: Decimal,
+}
+
+#[derive(SimpleObject)]
+pub struct LoyaltyReport {
+    /// When the answer was computed; it is exact as of then.
+    pub as_of: DateTime<Utc>,
+    pub from: Date,
+    pub to: Date,
+    pub granularity: Granularity,
+    pub timezone: String,
+    pub currency: String,
+    pub points_issued: PointsIssued,
+    pub points_used: PointsUsed,
+    pub points_expired: Decimal,
+    /// Sum of all POINTS balances at the end of `to`.
+    pub outstanding_balance: Decimal,
+    /// Used ÷ issued, 4 fraction digits, half to even; 0 when nothing was issued.
+    pub redemption_rate: Decimal,
+    pub members: MemberStats,
+    /// Members per tier now, plus a row with `tier: null` for members without one.
+    pub tier_distribution: Vec<TierCount>,
+    /// Purchases in the period minus the amounts refunded in it.
+    pub revenue: Decimal,
+    pub average_order_value: Decimal,
+    /// Every bucket of the period, zeros included.
+    pub series: Vec<ReportBucket>,
+    /// The same figures for `compareFrom..compareTo`; null when not asked.
+    pub comparison: Option<LoyaltyReportFigures>,
+}
+
+fn issued(figure: &report::PointsFigure) -> PointsIssued {
+    PointsIssued {
+        total: figure.total.decimal(),
+        count: figure.count,
+        by_source: figure
+            .parts
+            .iter()
+            .map(|p: &Part| SourceShare {
+                source: p.key.clone(),
+                label: p.label.clone(),
+                points: p.points.decimal(),
+                count: p.count,
+                share: p.share,
+            })
+            .collect(),
+    }
+}
+
+fn used(figure: &report::PointsFigure) -> PointsUsed {
+    PointsUsed {
+        total: figure.total.decimal(),
+        count: figure.count,
+        by_purpose: figure
+            .parts
+            .iter()
+            .map(|p| PurposeShare {
+                purpose: p.key.clone(),
+                label: p.label.clone(),
+                points: p.points.decimal(),
+                count: p.count,
+                share: p.share,
+            })
+            .collect(),
+    }
+}
+
+fn members(m: report::MemberStats) -> MemberStats {
+    MemberStats {
+        total: m.total,
+        new: m.new,
+        active: m.active,
+    }
+}
+
+fn figures(f: &Figures) -> LoyaltyReportFigures {
+    LoyaltyReportFigures {
+        from: Date(f.from),
+        to: Date(f.to),
+        points_issued: issued(&f.issued),
+        points_used: used(&f.used),
+        points_expired: f.expired.decimal(),
+        outstanding_balance: f.outstanding.decimal(),
+        redemption_rate: f.redemption_rate,
+        members: members(f.members),
+        revenue: f.revenue.decimal(),
+        average_order_value: f.average_order_value.decimal(),
+    }
+}
+
+#[derive(Default)]
+pub struct ReportQuery;
+
+#[Object]
+impl ReportQuery {
+    /// Admin: the Customer Loyalty Report of the token's program for the local dates
+    /// `from..=to` (at most 366 days), optionally with a comparison period.
+    async fn loyalty_report(
+        &self,
+        ctx: &Context<'_>,
+        from: Date,
+        to: Date,
+        #[graphql(default_with = "Some(Granularity::Day)")] granularity: Option<Granularity>,
+        compare_from: Option<Date>,
+        compare_to: Option<Date>,
+    ) -> async_graphql::Result<LoyaltyReport> {
+        let (actor, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let compare = match (compare_from, compare_to) {
+            (Some(a), Some(b)) => Some((a.0, b.0)),
+            (None, None) => None,
+            _ => {
+                return Err(crate::error::to_gql(
+                    loyalty_domain::DomainError::validation(
+                        "compareFrom and compareTo go together",
+                    ),
+                    ctx,
+                ))
+            }
+        };
+        let report = loyalty
+            .loyalty_report(
+                actor,
+                &program,
+                ReportRequest {
+                    from: from.0,
+                    to: to.0,
+                    granularity: granularity.unwrap_or_default().into(),
+                    compare,
+                },
+            )
+            .await
+            .gql(ctx)?;
+        let main = figures(&report.figures);
+        Ok(LoyaltyReport {
+            as_of: report.as_of,
+            from,
+            to,
+            granularity: report.granularity.into(),
+            timezone: report.timezone,
+            currency: report.currency,
+            points_issued: main.points_issued,
+            points_used: main.points_used,
+            points_expired: main.points_expired,
+            outstanding_balance: main.outstanding_balance,
+            redemption_rate: main.redemption_rate,
+            members: main.members,
+            tier_distribution: report
+                .tiers
+                .into_iter()
+                .map(|t| TierCount {
+                    tier: t.tier.map(|(id, name)| ReportTier {
+                        id: ID(id.to_string()),
+                        name,
+                    }),
+                    count: t.count,
+                })
+                .collect(),
+            revenue: main.revenue,
+            average_order_value: main.average_order_value,
+            series: report
+                .series
+                .into_iter()
+                .map(|b| ReportBucket {
+                    bucket_start: Date(b.start),
+                    issued: b.issued.decimal(),
+                    used: b.used.decimal(),
+                    expired: b.expired.decimal(),
+                    new_members: b.new_members,
+                })
+                .collect(),
+            comparison: report.comparison.as_ref().map(figures),
+        })
+    }
+}

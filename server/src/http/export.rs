@@ -1,0 +1,355 @@
+//! CSV exports for admins over plain HTTP, with the same bearer JWT as GraphQL:
+//! `GET /admin/export/report.csv?from=YYYY-MM-DD&to=YYYY-MM-DD` (the report's figures, one row
+//! per figure, breakdown line and bucket) and `GET /admin/export/ledger.csv?from=&to=` (every
+//! ledger row of the period). The ledger is streamed page by page (by id), so an export of
+//! millions of rows holds one page in memory. UTF-8, RFC 4180 quoting (the `csv` crate), a header
+//! row, `Content-Disposition: attachment`. 401 without a valid token, 403 for a non-admin.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
+use loyalty_domain::report::export::ExportRange;
+use loyalty_domain::report::{Granularity, LoyaltyReport, PointsFigure, ReportRequest};
+use loyalty_domain::{Actor, DomainError, Points, Role};
+use serde::Deserialize;
+
+use super::errors::graphql_error;
+use super::AppState;
+
+/// Ledger rows per database round trip (and per chunk of the response body).
+const PAGE_ROWS: u64 = 1_000;
+
+#[derive(Deserialize)]
+pub struct Period {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn refuse(err: DomainError) -> Response {
+    let status = match &err {
+        DomainError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
+        DomainError::NotFound(_) => StatusCode::NOT_FOUND,
+        DomainError::Validation(_) => StatusCode::BAD_REQUEST,
+        DomainError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        DomainError::InsufficientPoints(_)
+        | DomainError::OutOfStock(_)
+        | DomainError::LimitReached(_)
+        | DomainError::AlreadyClaimed(_)
+        | DomainError::RuleInactive(_)
+        | DomainError::IdempotencyKeyReused(_)
+        | DomainError::Conflict(_) => StatusCode::CONFLICT,
+        DomainError::Internal(ref detail) => {
+            tracing::error!(error = %detail, "export failed");
+            return graphql_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "internal error",
+            );
+        }
+    };
+    graphql_error(status, err.code(), &err.to_string())
+}
+
+/// The admin behind the request, or the response refusing it.
+fn admin(state: &AppState, headers: &HeaderMap) -> Result<Actor, DomainError> {
+    let actor = match state.auth.actor_from_headers(headers) {
+        Ok(Some(actor)) => actor,
+        Ok(None) => {
+            return Err(DomainError::Unauthenticated(
+                "a bearer token is required".into(),
+            ))
+        }
+        Err(err) => return Err(DomainError::Unauthenticated(err.to_string())),
+    };
+    match actor.role {
+        Role::Admin => Ok(actor),
+        Role::Member | Role::Service => {
+            Err(DomainError::Forbidden("exports need an admin token".into()))
+        }
+    }
+}
+
+fn dates(period: &Period) -> Result<(NaiveDate, NaiveDate), DomainError> {
+    let parse = |value: &Option<String>, name: &str| {
+        value
+            .as_deref()
+            .and_then(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
+            .ok_or_else(|| DomainError::validation(format!("`{name}` must be a YYYY-MM-DD date")))
+    };
+    Ok((parse(&period.from, "from")?, parse(&period.to, "to")?))
+}
+
+fn csv_response(filename: &str, body: Body) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn safe_name(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+type Line = [String; 6];
+
+fn figure_lines(lines: &mut Vec<Line>, section: &str, figure: &PointsFigure) {
+    lines.push([
+        "summary".into(),
+        section.into(),
+        String::new(),
+        figure.total.to_string(),
+        figure.count.to_string(),
+        String::new(),
+    ]);
+    for part in &figure.parts {
+        lines.push([
+            section.into(),
+            part.key.clone(),
+            part.label.clone(),
+            part.points.to_string(),
+            part.count.to_string(),
+            part.share.to_string(),
+        ]);
+    }
+}
+
+fn report_lines(report: &LoyaltyReport) -> Vec<Line> {
+    let f = &report.figures;
+    let mut lines: Vec<Line> = Vec::new();
+    let mut summary = |key: &str, value: String| {
+        lines.push([
+            "summary".into(),
+            key.into(),
+            String::new(),
+            value,
+            String::new(),
+            String::new(),
+        ])
+    };
+    summary("from", f.from.to_string());
+    summary("to", f.to.to_string());
+    summary("timezone", report.timezone.clone());
+    summary("currency", report.currency.clone());
+    summary("as_of", report.as_of.to_rfc3339());
+    summary("points_expired", f.expired.to_string());
+    summary("outstanding_balance", f.outstanding.to_string());
+    summary("redemption_rate", f.redemption_rate.to_string());
+    summary("members_total", f.members.total.to_string());
+    summary("members_new", f.members.new.to_string());
+    summary("members_active", f.members.active.to_string());
+    summary("revenue", f.revenue.decimal().to_string());
+    summary(
+        "average_order_value",
+        f.average_order_value.decimal().to_string(),
+    );
+    figure_lines(&mut lines, "points_issued", &f.issued);
+    figure_lines(&mut lines, "points_used", &f.used);
+    for tier in &report.tiers {
+        let (id, name) = tier
+            .tier
+            .clone()
+            .map(|(id, name)| (id.to_string(), name))
+            .unwrap_or_else(|| (String::new(), "No tier".into()));
+        lines.push([
+            "tier".into(),
+            id,
+            name,
+            String::new(),
+            tier.count.to_string(),
+            String::new(),
+        ]);
+    }
+    for bucket in &report.series {
+        for (name, value) in [
+            ("issued", bucket.issued.to_string()),
+            ("used", bucket.used.to_string()),
+            ("expired", bucket.expired.to_string()),
+            ("new_members", bucket.new_members.to_string()),
+        ] {
+            lines.push([
+                format!("series_{name}"),
+                bucket.start.to_string(),
+                String::new(),
+                value,
+                String::new(),
+                String::new(),
+            ]);
+        }
+    }
+    lines
+}
+
+fn write_csv<I: IntoIterator<Item = R>, R: IntoIterator<Item = String>>(
+    rows: I,
+) -> Result<Vec<u8>, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        writer.write_record(row)?;
+    }
+    writer
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))
+}
+
+/// `GET /admin/export/report.csv`: the report of a period (DAY series), one line per figure.
+pub async fn report_csv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(period): Query<Period>,
+) -> Response {
+    let (actor, (from, to)) = match admin(&state, &headers).and_then(|a| Ok((a, dates(&period)?))) {
+        Ok(found) => found,
+        Err(err) => return refuse(err),
+    };
+    let loyalty = &state.loyalty;
+    let report = async {
+        let program = loyalty.program(&actor.program).await?;
+        let report = loyalty
+            .loyalty_report(
+                &actor,
+                &program,
+                ReportRequest {
+                    from,
+                    to,
+                    granularity: Granularity::Day,
+                    compare: None,
+                },
+            )
+            .await?;
+        Ok::<_, DomainError>((program, report))
+    };
+    let (program, report) = match report.await {
+        Ok(done) => done,
+        Err(err) => return refuse(err),
+    };
+    let header = ["section", "key", "label", "value", "count", "share"].map(String::from);
+    match write_csv(std::iter::once(header).chain(report_lines(&report))) {
+        Ok(bytes) => csv_response(
+            &format!("report-{}-{from}-{to}.csv", safe_name(&program.external_id)),
+            Body::from(bytes),
+        ),
+        Err(err) => refuse(DomainError::internal(err)),
+    }
+}
+
+const LEDGER_HEADER: [&str; 14] = [
+    "id",
+    "created_at",
+    "local_date",
+    "member_id",
+    "member_external_id",
+    "member_name",
+    "account",
+    "kind",
+    "amount",
+    "source",
+    "purpose",
+    "ref_type",
+    "ref_id",
+    "note",
+];
+
+fn ledger_page(
+    range: &ExportRange,
+    rows: Vec<loyalty_domain::report::export::ExportRow>,
+) -> Result<Vec<u8>, csv::Error> {
+    write_csv(rows.into_iter().map(|r| {
+        [
+            r.id.to_string(),
+            r.created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            r.created_at
+                .with_timezone(&range.tz)
+                .date_naive()
+                .to_string(),
+            r.member_id.to_string(),
+            r.member_external_id,
+            r.member_display_name.unwrap_or_default(),
+            r.account,
+            r.kind,
+            Points::from_minor(r.amount_minor).to_string(),
+            r.source.unwrap_or_default(),
+            r.purpose.unwrap_or_default(),
+            r.ref_type.unwrap_or_default(),
+            r.ref_id.unwrap_or_default(),
+            r.note.unwrap_or_default(),
+        ]
+    }))
+}
+
+/// `GET /admin/export/ledger.csv`: every ledger row of the period, streamed by id.
+pub async fn ledger_csv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(period): Query<Period>,
+) -> Response {
+    let (actor, (from, to)) = match admin(&state, &headers).and_then(|a| Ok((a, dates(&period)?))) {
+        Ok(found) => found,
+        Err(err) => return refuse(err),
+    };
+    let loyalty = state.loyalty.clone();
+    let range = async {
+        let program = loyalty.program(&actor.program).await?;
+        let range = loyalty
+            .ledger_export_range(&actor, &program, from, to)
+            .await?;
+        Ok::<_, DomainError>((program, range))
+    };
+    let (program, range) = match range.await {
+        Ok(done) => done,
+        Err(err) => return refuse(err),
+    };
+    let header = match write_csv([LEDGER_HEADER.map(String::from)]) {
+        Ok(bytes) => bytes,
+        Err(err) => return refuse(DomainError::internal(err)),
+    };
+    // State: the last id sent, or None when done.
+    let pages = futures::stream::unfold(Some(0i64), move |after| {
+        let (loyalty, range) = (loyalty.clone(), range.clone());
+        async move {
+            let after = after?;
+            let rows = match loyalty.ledger_export_page(&range, after, PAGE_ROWS).await {
+                Ok(rows) => rows,
+                Err(err) => {
+                    tracing::error!(error = %err, "ledger export page failed");
+                    return Some((Err(std::io::Error::other("export failed")), None));
+                }
+            };
+            let last = rows.last()?.id;
+            let next = (rows.len() as u64 == PAGE_ROWS).then_some(last);
+            Some((
+                ledger_page(&range, rows)
+                    .map(Bytes::from)
+                    .map_err(std::io::Error::other),
+                next,
+            ))
+        }
+    });
+    let body = futures::StreamExt::chain(
+        futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(header)) }),
+        pages,
+    );
+    csv_response(
+        &format!("ledger-{}-{from}-{to}.csv", safe_name(&program.external_id)),
+        Body::from_stream(body),
+    )
+}

@@ -1,0 +1,499 @@
+//! The `/admin` dashboard: Debian's headless `chromium` loads the real page against a server with
+//! the demo's four weeks of activity, and every number the page shows (tagged `data-key` /
+//! `data-metric`) equals the API's answer for the same period. Plus the embedded assets and the
+//! development login, which exists only with the generated development secret.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use loyalty_domain::clock::ManualClock;
+use loyalty_domain::Loyalty;
+use loyalty_server::config::Config;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::*;
+
+const TZ: &str = "Asia/Ho_Chi_Minh";
+const REPORT: &str = "query($from: Date!, $to: Date!, $g: Granularity, $cf: Date, $ct: Date) { loyaltyReport(from: $from, to: $to, granularity: $g, compareFrom: $cf, compareTo: $ct) { comparison { from to pointsIssued { total } pointsUsed { total } pointsExpired outstandingBalance redemptionRate members { total new active } revenue averageOrderValue } asOf to pointsIssued { total count bySource { source points count share } } pointsUsed { total count byPurpose { purpose points count share } } pointsExpired outstandingBalance redemptionRate members { total new active } revenue averageOrderValue series { bucketStart issued used expired newMembers } } }";
+const REFERRALS: &str = "query($f: DateTime!, $t: DateTime!) { referralReport(from: $f, to: $t, first: 50) { edges { node { member { id } totalReferrals pendingReferrals clicks } } funnel { clicks registrations rewarded } } }";
+
+/// The browser, or a failure that says how to get it: this test never passes without one.
+fn chromium() -> PathBuf {
+    if let Ok(path) = std::env::var("CHROMIUM") {
+        return PathBuf::from(path);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser"] {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "the dashboard browser test needs Debian's `chromium` (apt-get install -y chromium; \
+         .ci/run installs it) or CHROMIUM=/path/to/chrome"
+    );
+}
+
+/// The page's DOM after its scripts ran (headless, virtual time: no waiting on wall time).
+async fn dump_dom(url: &str) -> String {
+    let profile = std::env::temp_dir().join(format!("loyalty-chromium-{}", uuid::Uuid::new_v4()));
+    let run = tokio::process::Command::new(chromium())
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-extensions",
+            "--virtual-time-budget=20000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(url)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("chromium finished within 120 s")
+        .expect("chromium started");
+    let _ = std::fs::remove_dir_all(&profile);
+    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success() && dom.contains("</html>"),
+        "chromium failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    dom
+}
+
+/// One tag's attribute, unescaped.
+fn attribute(tag: &str, name: &str) -> Option<String> {
+    let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    let end = start + tag[start..].find('"')?;
+    Some(
+        tag[start..end]
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// Every `data-key` → (`data-metric`, the text shown) in the DOM.
+fn shown_metrics(dom: &str) -> BTreeMap<String, (String, String)> {
+    let mut out = BTreeMap::new();
+    let mut rest = dom;
+    while let Some(at) = rest.find("data-key=\"") {
+        let open = rest[..at].rfind('<').unwrap();
+        let close = at + rest[at..].find('>').unwrap();
+        let tag = &rest[open..=close];
+        let key = attribute(tag, "data-key").unwrap();
+        let value =
+            attribute(tag, "data-metric").unwrap_or_else(|| panic!("{key}: no data-metric"));
+        let text_end = close + 1 + rest[close + 1..].find('<').unwrap();
+        let text = rest[close + 1..text_end].to_owned();
+        assert!(
+            out.insert(key.clone(), (value, text)).is_none(),
+            "{key} shown twice"
+        );
+        rest = &rest[close..];
+    }
+    out
+}
+
+fn body_state(dom: &str) -> String {
+    let at = dom.find("<body").unwrap();
+    let close = at + dom[at..].find('>').unwrap();
+    attribute(&dom[at..=close], "data-state").unwrap_or_default()
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The same keys the page uses, built from the API's answers (written independently of the
+/// page's code).
+fn expected_metrics(report: &Value, referrals: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut put = |key: String, value: &Value| {
+        out.insert(key, text(value));
+    };
+    for key in [
+        "asOf",
+        "to",
+        "pointsExpired",
+        "outstandingBalance",
+        "redemptionRate",
+        "revenue",
+        "averageOrderValue",
+    ] {
+        put(key.into(), &report[key]);
+    }
+    for (figure, list, name) in [
+        ("pointsIssued", "bySource", "source"),
+        ("pointsUsed", "byPurpose", "purpose"),
+    ] {
+        put(format!("{figure}.total"), &report[figure]["total"]);
+        put(format!("{figure}.count"), &report[figure]["count"]);
+        for row in report[figure][list].as_array().unwrap() {
+            let prefix = format!("{figure}.{list}.{}", text(&row[name]));
+            for field in ["points", "count", "share"] {
+                put(format!("{prefix}.{field}"), &row[field]);
+            }
+        }
+    }
+    for field in ["total", "new", "active"] {
+        put(format!("members.{field}"), &report["members"][field]);
+    }
+    // The previous period of the same length, beside each KPI.
+    let before = &report["comparison"];
+    for key in [
+        "from",
+        "to",
+        "pointsExpired",
+        "outstandingBalance",
+        "redemptionRate",
+        "revenue",
+        "averageOrderValue",
+    ] {
+        put(format!("comparison.{key}"), &before[key]);
+    }
+    put(
+        "comparison.pointsIssued.total".into(),
+        &before["pointsIssued"]["total"],
+    );
+    put(
+        "comparison.pointsUsed.total".into(),
+        &before["pointsUsed"]["total"],
+    );
+    for field in ["total", "new", "active"] {
+        put(
+            format!("comparison.members.{field}"),
+            &before["members"][field],
+        );
+    }
+    for bucket in report["series"].as_array().unwrap() {
+        let prefix = format!("series.{}", text(&bucket["bucketStart"]));
+        for field in ["issued", "used", "expired", "newMembers"] {
+            put(format!("{prefix}.{field}"), &bucket[field]);
+        }
+    }
+    for field in ["clicks", "registrations", "rewarded"] {
+        put(
+            format!("referralReport.funnel.{field}"),
+            &referrals["funnel"][field],
+        );
+    }
+    for edge in referrals["edges"].as_array().unwrap() {
+        let node = &edge["node"];
+        let prefix = format!("referralReport.{}", text(&node["member"]["id"]));
+        for field in ["totalReferrals", "pendingReferrals", "clicks"] {
+            put(format!("{prefix}.{field}"), &node[field]);
+        }
+    }
+    out
+}
+
+/// Loads the page for `from..=to` and asserts it shows exactly the API's figures; returns the
+/// DOM.
+async fn page_equals_api(app: &TestApp, from: &str, to: &str, granularity: &str) -> String {
+    let token = app.admin();
+    let url = format!(
+        "{}/admin#token={token}&from={from}&to={to}&granularity={granularity}",
+        app.url
+    );
+    let dom = dump_dom(&url).await;
+    assert_eq!(
+        body_state(&dom),
+        "ready",
+        "the page did not finish loading: {}",
+        dom.split("id=\"report-error\"")
+            .nth(1)
+            .unwrap_or("")
+            .chars()
+            .take(400)
+            .collect::<String>()
+    );
+
+    let day = |text: &str| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap();
+    let (first, last) = (day(from), day(to));
+    let compare_to = first - chrono::Duration::days(1);
+    let compare_from = first - (last - first) - chrono::Duration::days(1);
+    let report = app
+        .gql(
+            Some(&token),
+            REPORT,
+            j!({
+                "from": from, "to": to, "g": granularity,
+                "cf": compare_from.to_string(), "ct": compare_to.to_string(),
+            }),
+        )
+        .await;
+    let next_day = (last + chrono::Duration::days(1)).to_string();
+    let referrals = app
+        .gql(
+            Some(&token),
+            REFERRALS,
+            j!({
+                "f": local(TZ, &format!("{from} 00:00:00")),
+                "t": local(TZ, &format!("{next_day} 00:00:00")),
+            }),
+        )
+        .await;
+    let expected = expected_metrics(
+        &report.data()["loyaltyReport"],
+        &referrals.data()["referralReport"],
+    );
+    let shown = shown_metrics(&dom);
+    let shown_values: BTreeMap<String, String> = shown
+        .iter()
+        .map(|(k, (v, _))| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(shown_values, expected, "the page and the API disagree");
+
+    // What a reader sees is the same number, only grouped (and percentages moved two places).
+    for (key, (value, shown)) in &shown {
+        let plain = shown.replace(',', "").replace('−', "-");
+        if key.ends_with(".share") || key.ends_with("redemptionRate") {
+            let percent =
+                value.parse::<rust_decimal::Decimal>().unwrap() * rust_decimal::Decimal::from(100);
+            assert_eq!(
+                plain
+                    .trim_end_matches('%')
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap(),
+                percent,
+                "{key}: shown {shown}, API {value}"
+            );
+        } else if key != "asOf" {
+            assert_eq!(plain, *value, "{key}: shown {shown}, API {value}");
+        }
+    }
+    dom
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dashboard_shows_the_apis_numbers_in_chromium() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.clock.set(local(TZ, "2026-03-15 10:00:00"));
+    let program = app.demo().await;
+    app.loyalty.seed_demo_activity(&program).await.unwrap();
+
+    // The demo's four weeks, day by day: dozens of figures, all equal to the API's.
+    let dom = page_equals_api(&app, "2026-02-15", "2026-03-14", "DAY").await;
+    let shown = shown_metrics(&dom);
+    assert_eq!(
+        shown.keys().filter(|k| k.starts_with("series.")).count(),
+        28 * 4
+    );
+    assert!(shown["pointsIssued.total"].0.parse::<f64>().unwrap() > 1_000.0);
+    assert!(shown
+        .keys()
+        .any(|k| k.starts_with("referralReport.") && k.ends_with(".totalReferrals")));
+
+    // By week, over a period with no activity at all: zeros and the referrals' empty state.
+    let dom = page_equals_api(&app, "2025-01-01", "2025-01-31", "WEEK").await;
+    assert!(dom.contains("No referrals in this period"));
+    assert_eq!(shown_metrics(&dom)["pointsIssued.total"].0, "0.00");
+}
+
+/// A server built from `config` on a free port, with a manual clock.
+async fn serve(config: Config) -> (String, Loyalty, CancellationToken) {
+    let clock = ManualClock::new(local(TZ, "2026-03-15 10:00:00"));
+    let app = loyalty_server::build(config, Arc::new(clock))
+        .await
+        .unwrap();
+    let loyalty = app.loyalty().clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let token = CancellationToken::new();
+    tokio::spawn(loyalty_server::run(app, listener, token.clone()));
+    (url, loyalty, token)
+}
+
+fn env_config(data_dir: &std::path::Path, jwt_secret: Option<&str>) -> Config {
+    let data_dir = data_dir.display().to_string();
+    let jwt_secret = jwt_secret.map(str::to_owned);
+    Config::from_lookup(move |name| match name {
+        "DATA_DIR" => Some(data_dir.clone()),
+        "JWT_SECRET" => jwt_secret.clone(),
+        "EXPIRY_INTERVAL_SECS" => Some("0".into()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn development_login_signs_into_demo_in_the_embedded_default_only() {
+    let dir = std::env::temp_dir().join(format!("loyalty-devlogin-{}", uuid::Uuid::new_v4()));
+    let client = reqwest::Client::new();
+
+    // The embedded default: no JWT_SECRET, so the server generated its development secret.
+    let (url, loyalty, stop) = serve(env_config(&dir.join("embedded"), None)).await;
+    let login = format!("{url}/admin/dev-login");
+    let probe: Value = client
+        .get(&login)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(probe, j!({ "available": true, "program": "demo" }));
+    // Before `demo` ran there is nothing to sign into, and the answer says what to do.
+    let early = client.post(&login).send().await.unwrap();
+    assert_eq!(early.status().as_u16(), 409);
+    let early: Value = early.json().await.unwrap();
+    assert!(early["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("loyalty-server demo"));
+
+    loyalty.seed_demo().await.unwrap();
+    let answer = client.post(&login).send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    let answer: Value = answer.json().await.unwrap();
+    assert_eq!(answer["program"], "demo");
+    assert_eq!(answer["expiresInSecs"], 8 * 3600);
+    let token = answer["token"].as_str().unwrap();
+    // The token is an admin's of `demo`: admin-only queries answer.
+    let report: Value = client
+        .post(format!("{url}/graphql"))
+        .bearer_auth(token)
+        .json(&j!({ "query": "{ program { externalId } loyaltyReport(from: \"2026-03-01\", to: \"2026-03-14\") { pointsIssued { total } members { total } } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        j!({ "data": {
+            "program": { "externalId": "demo" },
+            "loyaltyReport": { "pointsIssued": { "total": "0.00" }, "members": { "total": 0 } },
+        } })
+    );
+    stop.cancel();
+
+    // A configured JWT_SECRET: the route does not exist (nor does the page offer it).
+    let secret = "a-configured-production-secret-0123456789abcdef";
+    let (url, loyalty, stop) = serve(env_config(&dir.join("configured"), Some(secret))).await;
+    loyalty.seed_demo().await.unwrap();
+    let login = format!("{url}/admin/dev-login");
+    let post = client.post(&login).send().await.unwrap();
+    assert_eq!(post.status().as_u16(), 404);
+    let post: Value = post.json().await.unwrap();
+    assert_eq!(post["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    assert_eq!(
+        client.get(&login).send().await.unwrap().status().as_u16(),
+        404
+    );
+    // The dashboard itself is still there: sign in with a token.
+    assert_eq!(
+        client
+            .get(format!("{url}/admin"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    stop.cancel();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dashboard_assets_are_embedded_and_need_no_network() {
+    let app = spawn_app(Backend::Sqlite).await;
+    // The test server's key is configured (not the development file): no development login.
+    let login = app
+        .client
+        .post(format!("{}/admin/dev-login", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 404);
+
+    for (path, content_type, marker) in [
+        (
+            "/admin",
+            "text/html; charset=utf-8",
+            "<script src=\"/admin/app.js\"",
+        ),
+        (
+            "/admin/",
+            "text/html; charset=utf-8",
+            "Customer Loyalty Report",
+        ),
+        (
+            "/admin/app.js",
+            "text/javascript; charset=utf-8",
+            "graphql-transport-ws",
+        ),
+        ("/admin/app.css", "text/css; charset=utf-8", ".kpi"),
+        ("/admin/favicon.svg", "image/svg+xml", "<svg"),
+    ] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        assert_eq!(response.headers()["content-type"], content_type, "{path}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        let csp = response
+            .headers()
+            .get("content-security-policy")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = response.text().await.unwrap();
+        assert!(body.contains(marker), "{path} lacks {marker}");
+        // Offline: nothing is fetched from another host (no CDN, no web fonts). The SVG
+        // namespace is a name, not a download.
+        let body = body.replace("http://www.w3.org/2000/svg", "");
+        for remote in ["http://", "https://", "//cdn", "@import", "url("] {
+            assert!(!body.contains(remote), "{path} refers to {remote}");
+        }
+        if path == "/admin" || path == "/admin/" {
+            let csp = csp.expect("the page has a CSP");
+            assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dashboard_sends_non_admins_back_to_sign_in_in_chromium() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.demo().await;
+    for (token, says) in [
+        (app.member("alice"), "FORBIDDEN"),
+        (app.service(), "FORBIDDEN"),
+        ("not-a-jwt".to_owned(), "UNAUTHENTICATED"),
+    ] {
+        let dom = dump_dom(&format!("{}/admin#token={token}", app.url)).await;
+        assert_eq!(body_state(&dom), "error");
+        let at = dom.find("id=\"signin-error\"").unwrap();
+        let message = &dom[at..at + dom[at..].find("</p>").unwrap()];
+        assert!(message.contains(says), "{says} not in {message}");
+        assert!(!message.contains("hidden"), "the sign-in error is hidden");
+        // No figure of the program reached the page.
+        assert!(shown_metrics(&dom).is_empty());
+    }
+}
