@@ -54,9 +54,15 @@ pub async fn upgrade(
     let request_id = request_id
         .and_then(|Extension(id)| id.header_value().to_str().ok().map(str::to_owned))
         .unwrap_or_default();
+    // Small buffers: 10,000 idle sockets must not cost 256 KiB each (tungstenite's default
+    // 128 KiB read and write buffers). Events are a few hundred bytes and are written one by one.
     let ws = ws
         .protocols([TRANSPORT_WS, LEGACY_WS])
-        .max_message_size(MAX_MESSAGE_BYTES);
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024);
     // Only a client that offers `graphql-ws` and not `graphql-transport-ws` gets the legacy one.
     let legacy = ws
         .selected_protocol()
