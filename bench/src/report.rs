@@ -88,11 +88,11 @@ async fn seed(pool: &PgPool, cfg: &ReportConfig<'_>) -> Result<i64> {
                CASE WHEN g % 20 < 12 THEN (ARRAY['daily_login','first_product_view', \
                     'first_news_read','first_product_share','new_account_registration', \
                     'new_member_reward','new_user_referral','referrer_reward','purchase', \
-                    'lucky_wheel_prize','daily_login','purchase'])[g % 20 + 1] \
+                    'lucky_wheel_prize','daily_login','purchase'])[(g % 20)::int + 1] \
                     WHEN g % 20 = 17 THEN 'purchase' \
                     WHEN g % 40 = 19 THEN 'admin_adjustment' END, \
                CASE WHEN g % 20 BETWEEN 12 AND 15 THEN (ARRAY['lucky_wheel','gift_redemption', \
-                    'discount','gift_redemption'])[g % 20 - 11] \
+                    'discount','gift_redemption'])[(g % 20)::int - 11] \
                     WHEN g % 20 = 16 THEN 'gift_redemption' \
                     WHEN g % 20 = 19 AND g % 40 <> 19 THEN 'admin_adjustment' END, \
                g, now() - make_interval(secs => (($4 - g)::float8 / $4) * $6 * 86400) \
