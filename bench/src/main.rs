@@ -9,6 +9,7 @@
 
 mod http;
 mod raw;
+mod report;
 mod stats;
 
 use std::process::ExitCode;
@@ -94,6 +95,27 @@ struct Args {
     /// Keep the bench_raw_* tables instead of dropping them at the end.
     #[arg(long)]
     keep_tables: bool,
+
+    /// Instead of the earning mix: seed --report-rows ledger rows into `demo`, wait for the
+    /// server's report folder, then time a 30-day loyaltyReport against a naive GROUP BY.
+    #[arg(long)]
+    report: bool,
+
+    /// Ledger rows the report benchmark seeds.
+    #[arg(long, default_value_t = 5_000_000)]
+    report_rows: i64,
+
+    /// Members the report benchmark seeds.
+    #[arg(long, default_value_t = 50_000)]
+    report_members: i64,
+
+    /// Measured reports (and naive queries).
+    #[arg(long, default_value_t = 200)]
+    report_iterations: usize,
+
+    /// Longest wait for the server's folder to catch up, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    report_fold_timeout_secs: u64,
 }
 
 #[tokio::main]
@@ -110,6 +132,25 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<()> {
+    if args.report {
+        let secret = args
+            .jwt_secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .context("--jwt-secret (or env JWT_SECRET) is required")?;
+        let token =
+            report::admin_token(&secret, &args.jwt_issuer, &args.jwt_audience, &args.program)?;
+        return report::run(&report::ReportConfig {
+            server: &args.server,
+            database_url: &args.database_url,
+            token,
+            rows: args.report_rows,
+            members: args.report_members,
+            iterations: args.report_iterations.max(1),
+            fold_timeout: Duration::from_secs(args.report_fold_timeout_secs),
+        })
+        .await;
+    }
     if args.members == 0 || args.concurrency == 0 || args.duration_secs == 0 {
         bail!("--members, --concurrency and --duration-secs must be at least 1");
     }

@@ -268,8 +268,9 @@ pub(super) async fn gather(
             }
             let folded = Count::find_by_statement(stmt(
                 backend,
-                "SELECT COUNT(DISTINCT member_id) AS n FROM report_member_days \
-                 WHERE program_id = $1 AND day >= $2 AND day <= $3",
+                // DISTINCT in a subquery: PostgreSQL hashes it instead of sorting.
+                "SELECT COUNT(*) AS n FROM (SELECT DISTINCT member_id FROM report_member_days \
+                 WHERE program_id = $1 AND day >= $2 AND day <= $3) AS d",
                 vec![
                     program.id.into(),
                     from_s.clone().into(),
