@@ -12,6 +12,7 @@ mod m20261124_000004_wheel;
 mod m20261124_000005_referrals;
 mod m20261125_000006_launch_secrets;
 mod m20261125_000007_report_aggregates;
+mod m20261125_000008_report_member_blocks;
 mod util;
 
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000005_referrals::Migration),
             Box::new(m20261125_000006_launch_secrets::Migration),
             Box::new(m20261125_000007_report_aggregates::Migration),
+            Box::new(m20261125_000008_report_member_blocks::Migration),
         ]
     }
 }

@@ -233,6 +233,50 @@ async fn write(txn: &DatabaseTransaction, program_id: i64, tally: Tally) -> Doma
         ))
         .await?;
     }
+    // The same days as bits: a day sets its bit in `lo` of its block's row and in `hi` of the
+    // previous block's row (see `report_member_blocks`). OR is idempotent, so a day folded twice
+    // (or already present) changes nothing.
+    let mut blocks: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    for (day, member) in &days {
+        let (block, bit) = super::block_of(*day);
+        blocks.entry((block, *member)).or_default().0 |= bit;
+        blocks.entry((block - 1, *member)).or_default().1 |= bit;
+    }
+    let blocks: Vec<_> = blocks.into_iter().collect();
+    for chunk in blocks.chunks(INSERT_ROWS) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+        let mut rows = Vec::with_capacity(chunk.len());
+        for ((block, member), (lo, hi)) in chunk {
+            let n = values.len();
+            rows.push(format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5
+            ));
+            values.extend([
+                program_id.into(),
+                Value::from(i32::try_from(*block).unwrap_or(i32::MIN)),
+                (*member).into(),
+                (*lo).into(),
+                (*hi).into(),
+            ]);
+        }
+        txn.execute(stmt(
+            backend,
+            &format!(
+                "INSERT INTO report_member_blocks (program_id, block, member_id, lo, hi) VALUES {} \
+                 ON CONFLICT (program_id, block, member_id) DO UPDATE SET \
+                 lo = report_member_blocks.lo | excluded.lo, \
+                 hi = report_member_blocks.hi | excluded.hi",
+                rows.join(", ")
+            ),
+            values,
+        ))
+        .await?;
+    }
     Ok(())
 }
 
@@ -409,7 +453,7 @@ async fn rebuild_stale(loyalty: &Loyalty) -> DomainResult<u64> {
             continue;
         };
         let tz = parse_timezone(tz_name)?;
-        for table in ["report_daily", "report_member_days"] {
+        for table in ["report_daily", "report_member_days", "report_member_blocks"] {
             txn.execute(stmt(
                 backend,
                 &format!("DELETE FROM {table} WHERE program_id = $1"),

@@ -269,3 +269,70 @@ impl Loyalty {
         })
     }
 }
+
+/// The 64-day block of a local day and the day's bit in it (days counted from 1970-01-01).
+pub(crate) fn block_of(day: chrono::NaiveDate) -> (i64, i64) {
+    let index = (day - chrono::NaiveDate::default()).num_days();
+    (index.div_euclid(64), 1i64 << index.rem_euclid(64))
+}
+
+/// For a window `from..=to` of at most 65 days: the block to read and the masks of the
+/// window's days in its `lo` and `hi` bits; `None` for longer windows.
+pub(crate) fn block_window(
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> Option<(i64, i64, i64)> {
+    let (first, _) = block_of(from);
+    let (last, _) = block_of(to);
+    if to < from || last > first + 1 {
+        return None;
+    }
+    let (mut lo, mut hi) = (0i64, 0i64);
+    let mut day = from;
+    while day <= to {
+        let (block, bit) = block_of(day);
+        if block == first {
+            lo |= bit;
+        } else {
+            hi |= bit;
+        }
+        day = day.succ_opt()?;
+    }
+    Some((first, lo, hi))
+}
+
+#[cfg(test)]
+mod block_tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn day(index: i64) -> NaiveDate {
+        NaiveDate::default() + chrono::Duration::days(index)
+    }
+
+    #[test]
+    fn days_map_to_blocks_and_bits() {
+        assert_eq!(block_of(day(0)), (0, 1));
+        assert_eq!(block_of(day(63)), (0, i64::MIN));
+        assert_eq!(block_of(day(64)), (1, 1));
+        assert_eq!(block_of(day(-1)), (-1, i64::MIN));
+    }
+
+    #[test]
+    fn windows_of_up_to_65_days_read_one_block() {
+        // Inside one block.
+        assert_eq!(block_window(day(64), day(66)), Some((1, 0b111, 0)));
+        // Across a boundary: the last two days of block 1 and the first three of block 2.
+        assert_eq!(
+            block_window(day(126), day(130)),
+            Some((1, (1 << 62) | i64::MIN, 0b111))
+        );
+        // 65 days from the last day of a block still fits; one more does not.
+        assert!(block_window(day(127), day(191)).is_some());
+        assert_eq!(block_window(day(127), day(192)), None);
+        assert_eq!(block_window(day(5), day(4)), None);
+        // Every day of a window sets exactly one bit.
+        let (_, lo, hi) = block_window(day(100), day(160)).unwrap();
+        assert_eq!(lo.count_ones() + hi.count_ones(), 61);
+    }
+}

@@ -266,21 +266,36 @@ pub(super) async fn gather(
                     });
                 }
             }
-            let folded = Count::find_by_statement(stmt(
-                backend,
+            let count = match super::block_window(*from, *to) {
+                // Up to 65 days: one row per member in one block, a bit test, no DISTINCT.
+                Some((block, lo, hi)) => stmt(
+                    backend,
+                    "SELECT COUNT(*) AS n FROM report_member_blocks WHERE program_id = $1 \
+                     AND block = $2 AND ((lo & $3) <> 0 OR (hi & $4) <> 0)",
+                    vec![
+                        program.id.into(),
+                        Value::from(i32::try_from(block).unwrap_or(i32::MIN)),
+                        lo.into(),
+                        hi.into(),
+                    ],
+                ),
                 // DISTINCT in a subquery: PostgreSQL hashes it instead of sorting.
-                "SELECT COUNT(*) AS n FROM (SELECT DISTINCT member_id FROM report_member_days \
-                 WHERE program_id = $1 AND day >= $2 AND day <= $3) AS d",
-                vec![
-                    program.id.into(),
-                    from_s.clone().into(),
-                    to_s.clone().into(),
-                ],
-            ))
-            .one(&txn)
-            .await?
-            .map(|c| c.n)
-            .unwrap_or_default();
+                None => stmt(
+                    backend,
+                    "SELECT COUNT(*) AS n FROM (SELECT DISTINCT member_id FROM report_member_days \
+                     WHERE program_id = $1 AND day >= $2 AND day <= $3) AS d",
+                    vec![
+                        program.id.into(),
+                        from_s.clone().into(),
+                        to_s.clone().into(),
+                    ],
+                ),
+            };
+            let folded = Count::find_by_statement(count)
+                .one(&txn)
+                .await?
+                .map(|c| c.n)
+                .unwrap_or_default();
             active = u64::try_from(folded).unwrap_or(0);
         }
         for ((day, cat, key), cell) in &tail.cells {
