@@ -358,6 +358,16 @@ impl Loyalty {
             .await?)
     }
 
+    /// The id of the member behind a member token (`None` before it joined): one indexed
+    /// read, without balances.
+    pub async fn member_id(&self, actor: &Actor) -> DomainResult<Option<i64>> {
+        let program = self.program(&actor.program).await?;
+        Ok(self
+            .find_member(&program, &actor.subject)
+            .await?
+            .map(|m| m.id))
+    }
+
     /// The member behind a member token (`None` before it joined).
     pub async fn me(&self, actor: &Actor) -> DomainResult<Option<MemberView>> {
         let program = self.program(&actor.program).await?;

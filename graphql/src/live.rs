@@ -87,11 +87,12 @@ impl LiveSubscription {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<impl Stream<Item = BalanceEvent>> {
         let (actor, loyalty, _) = scope(ctx, &[Role::Member]).await?;
-        let joined =
-            loyalty.me(actor).await.gql(ctx)?.ok_or_else(|| {
-                DomainError::not_found("no member yet for this token: register first")
-            });
-        let member_id = joined.gql(ctx)?.id;
+        let member_id = loyalty
+            .member_id(actor)
+            .await
+            .gql(ctx)?
+            .ok_or_else(|| DomainError::not_found("no member yet for this token: register first"))
+            .gql(ctx)?;
         // Listen first, then read: a posting that commits in between is in both, and the
         // version filter below drops the copy.
         let rx = loyalty.events().member(member_id);

@@ -146,11 +146,18 @@ impl JwtAuth {
             return Ok(None);
         };
         let value = value.to_str().map_err(|_| AuthError::BadScheme)?;
+        self.verify_authorization(value)
+            .map(|(actor, _)| Some(actor))
+    }
+
+    /// Verifies an `Authorization` value (`Bearer <token>`, scheme in any case): the caller and
+    /// the token's `exp`. HTTP headers and WebSocket `connection_init` payloads both use it.
+    pub fn verify_authorization(&self, value: &str) -> Result<(Actor, u64), AuthError> {
         let (scheme, token) = value.trim().split_once(' ').ok_or(AuthError::BadScheme)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthError::BadScheme);
         }
-        self.verify(token.trim()).map(Some)
+        self.verify_expiring(token.trim())
     }
 
     /// Verifies a token and returns who it speaks for.

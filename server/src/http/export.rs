@@ -15,7 +15,7 @@ use loyalty_domain::report::{Granularity, LoyaltyReport, PointsFigure, ReportReq
 use loyalty_domain::{Actor, DomainError, Points, Role};
 use serde::Deserialize;
 
-use super::errors::graphql_error;
+use super::errors::{domain_refusal, request_id_of};
 use super::AppState;
 
 /// Ledger rows per database round trip (and per chunk of the response body).
@@ -25,32 +25,6 @@ const PAGE_ROWS: u64 = 1_000;
 pub struct Period {
     from: Option<String>,
     to: Option<String>,
-}
-
-fn refuse(err: DomainError) -> Response {
-    let status = match &err {
-        DomainError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-        DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
-        DomainError::NotFound(_) => StatusCode::NOT_FOUND,
-        DomainError::Validation(_) => StatusCode::BAD_REQUEST,
-        DomainError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-        DomainError::InsufficientPoints(_)
-        | DomainError::OutOfStock(_)
-        | DomainError::LimitReached(_)
-        | DomainError::AlreadyClaimed(_)
-        | DomainError::RuleInactive(_)
-        | DomainError::IdempotencyKeyReused(_)
-        | DomainError::Conflict(_) => StatusCode::CONFLICT,
-        DomainError::Internal(ref detail) => {
-            tracing::error!(error = %detail, "export failed");
-            return graphql_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                "internal error",
-            );
-        }
-    };
-    graphql_error(status, err.code(), &err.to_string())
 }
 
 /// The admin behind the request, or the response refusing it.
@@ -218,7 +192,7 @@ pub async fn report_csv(
 ) -> Response {
     let (actor, (from, to)) = match admin(&state, &headers).and_then(|a| Ok((a, dates(&period)?))) {
         Ok(found) => found,
-        Err(err) => return refuse(err),
+        Err(err) => return domain_refusal(request_id_of(&headers), err),
     };
     let loyalty = &state.loyalty;
     let report = async {
@@ -239,7 +213,7 @@ pub async fn report_csv(
     };
     let (program, report) = match report.await {
         Ok(done) => done,
-        Err(err) => return refuse(err),
+        Err(err) => return domain_refusal(request_id_of(&headers), err),
     };
     let header = ["section", "key", "label", "value", "count", "share"].map(String::from);
     match write_csv(std::iter::once(header).chain(report_lines(&report))) {
@@ -247,7 +221,7 @@ pub async fn report_csv(
             &format!("report-{}-{from}-{to}.csv", safe_name(&program.external_id)),
             Body::from(bytes),
         ),
-        Err(err) => refuse(DomainError::internal(err)),
+        Err(err) => domain_refusal(request_id_of(&headers), DomainError::internal(err)),
     }
 }
 
@@ -304,7 +278,7 @@ pub async fn ledger_csv(
 ) -> Response {
     let (actor, (from, to)) = match admin(&state, &headers).and_then(|a| Ok((a, dates(&period)?))) {
         Ok(found) => found,
-        Err(err) => return refuse(err),
+        Err(err) => return domain_refusal(request_id_of(&headers), err),
     };
     let loyalty = state.loyalty.clone();
     let range = async {
@@ -316,11 +290,11 @@ pub async fn ledger_csv(
     };
     let (program, range) = match range.await {
         Ok(done) => done,
-        Err(err) => return refuse(err),
+        Err(err) => return domain_refusal(request_id_of(&headers), err),
     };
     let header = match write_csv([LEDGER_HEADER.map(String::from)]) {
         Ok(bytes) => bytes,
-        Err(err) => return refuse(DomainError::internal(err)),
+        Err(err) => return domain_refusal(request_id_of(&headers), DomainError::internal(err)),
     };
     // State: the last id sent, or None when done.
     let pages = futures::stream::unfold(Some(0i64), move |after| {

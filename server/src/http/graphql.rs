@@ -207,7 +207,7 @@ fn respond(mut response: BatchResponse, request_id: &str) -> Response {
             return graphql_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 super::errors::INTERNAL,
-                &format!("internal error (request id {request_id})"),
+                &super::errors::internal_message(request_id),
             );
         }
     };

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tower_http::request_id::RequestId;
 
-use super::errors::{graphql_error, INTERNAL, NOT_FOUND, UNAUTHENTICATED, VALIDATION};
+use super::errors::{domain_refusal, graphql_error, VALIDATION};
 use super::AppState;
 
 #[derive(Deserialize)]
@@ -72,7 +72,7 @@ async fn exchange(
 ) -> Response {
     let launch = match state.loyalty.launch(program, verifier, payload).await {
         Ok(launch) => launch,
-        Err(err) => return refusal(request_id, err),
+        Err(err) => return domain_refusal(request_id, err),
     };
     let ttl = state.config.member_token_ttl_secs;
     let token = match state.auth.mint(
@@ -82,7 +82,7 @@ async fn exchange(
         Duration::from_secs(ttl),
     ) {
         Ok(token) => token,
-        Err(err) => return refusal(request_id, DomainError::internal(err)),
+        Err(err) => return domain_refusal(request_id, DomainError::internal(err)),
     };
     let member = &launch.member;
     let body = json!({
@@ -101,22 +101,4 @@ async fn exchange(
         "referral": launch.registration.referral,
     });
     (StatusCode::OK, Json(body)).into_response()
-}
-
-fn refusal(request_id: &str, err: DomainError) -> Response {
-    match err {
-        DomainError::Unauthenticated(message) => {
-            graphql_error(StatusCode::UNAUTHORIZED, UNAUTHENTICATED, &message)
-        }
-        DomainError::NotFound(message) => graphql_error(StatusCode::NOT_FOUND, NOT_FOUND, &message),
-        DomainError::Internal(detail) => {
-            tracing::error!(%request_id, error = %detail, "mini-app launch failed");
-            graphql_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                INTERNAL,
-                &format!("internal error (request id {request_id})"),
-            )
-        }
-        other => graphql_error(StatusCode::BAD_REQUEST, other.code(), &other.to_string()),
-    }
 }

@@ -79,8 +79,8 @@ pub async fn upgrade(
     })
 }
 
-/// Reads `{"authorization": "Bearer <jwt>"}` (any capitalisation of the key; the scheme is
-/// optional) and verifies the token: the caller and when the token expires.
+/// Reads `{"authorization": "Bearer <jwt>"}` (the key and the scheme in any capitalisation)
+/// and verifies it as an HTTP `Authorization` header: the caller and when the token expires.
 fn authenticate(state: &AppState, payload: Option<&Value>) -> Result<(Actor, u64), String> {
     let value = payload
         .and_then(Value::as_object)
@@ -91,14 +91,9 @@ fn authenticate(state: &AppState, payload: Option<&Value>) -> Result<(Actor, u64
         })
         .and_then(Value::as_str)
         .ok_or("connection_init payload needs {\"authorization\": \"Bearer <token>\"}")?;
-    let token = match value.trim().split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        Some(_) => return Err("the authorization scheme must be Bearer".into()),
-        None => value.trim(),
-    };
     state
         .auth
-        .verify_expiring(token)
+        .verify_authorization(value)
         .map_err(|err: AuthError| err.to_string())
 }
 

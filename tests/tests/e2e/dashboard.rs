@@ -41,19 +41,22 @@ fn chromium() -> PathBuf {
     );
 }
 
+/// How every test here runs chromium: headless, no sandbox (CI runs as root), no GPU.
+const HEADLESS: [&str; 6] = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-extensions",
+];
+
 /// The page's DOM after its scripts ran (headless, virtual time: no waiting on wall time).
 async fn dump_dom(url: &str) -> String {
     let profile = std::env::temp_dir().join(format!("loyalty-chromium-{}", uuid::Uuid::new_v4()));
     let run = tokio::process::Command::new(chromium())
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-extensions",
-            "--virtual-time-budget=20000",
-        ])
+        .args(HEADLESS)
+        .arg("--virtual-time-budget=20000")
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("--dump-dom")
         .arg(url)
@@ -515,15 +518,8 @@ impl LivePage {
         let profile =
             std::env::temp_dir().join(format!("loyalty-chromium-{}", uuid::Uuid::new_v4()));
         let mut browser = tokio::process::Command::new(chromium())
-            .args([
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--disable-extensions",
-                "--remote-debugging-port=0",
-            ])
+            .args(HEADLESS)
+            .arg("--remote-debugging-port=0")
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg(url)
             .stdin(Stdio::null())

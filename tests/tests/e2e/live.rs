@@ -214,6 +214,20 @@ e2e!(close_codes_follow_the_protocol, |app: TestApp| async move {
     assert_eq!(error["payload"][0]["extensions"]["code"], "FORBIDDEN");
     ws.send(j!({"type": "ping"})).await;
     assert_eq!(ws.recv().await["type"], "pong");
+
+    // A token whose member never joined: NOT_FOUND for that subscription, nothing created.
+    let mut ws = Ws::ready(&app, &app.member("stranger")).await;
+    ws.subscribe("s", BALANCE).await;
+    let error = ws.recv().await;
+    assert_eq!(
+        (error["type"].as_str(), error["id"].as_str()),
+        (Some("error"), Some("s"))
+    );
+    assert_eq!(error["payload"][0]["extensions"]["code"], "NOT_FOUND");
+    let me = app
+        .gql(Some(&app.member("stranger")), "{ me { id } }", j!({}))
+        .await;
+    assert_eq!(me.data()["me"], Value::Null);
 });
 
 e2e!(

@@ -55,7 +55,7 @@ fn is_input_value_error(message: &str) -> bool {
 }
 
 fn masked_message(request_id: &str) -> String {
-    format!("internal error (request id {request_id})")
+    crate::http::errors::internal_message(request_id)
 }
 
 fn set_code(error: &mut ServerError, code: &str) {
