@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -106,6 +108,25 @@ e2e!(
         ws.send(j!({"type": "subscribe", "id": "1", "payload": {"query": padded}}))
             .await;
         assert_eq!(ws.closed().await.0, 1009);
+        // The same in two frames of 40,000 bytes each: the message is what counts.
+        let (_, _, mut socket) = handshake(&app, "graphql-transport-ws").await;
+        let init = j!({"type": "connection_init", "payload": {"authorization": format!("Bearer {alice}")}});
+        socket
+            .send(Message::Text(init.to_string().into()))
+            .await
+            .unwrap();
+        let half = "x".repeat(40_000);
+        let text = Data::Text;
+        for (part, opcode, last) in [
+            (&half, OpCode::Data(text), false),
+            (&half, OpCode::Data(Data::Continue), true),
+        ] {
+            socket
+                .send(Message::Frame(Frame::message(part.clone(), opcode, last)))
+                .await
+                .unwrap();
+        }
+        assert_eq!(close_code(&mut socket).await.0, 1009);
         // Just under the limit is an ordinary message.
         let mut ws = Ws::ready(&app, &alice).await;
         let padded = format!("{BALANCE} #{}", "x".repeat(60_000));
