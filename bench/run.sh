@@ -65,6 +65,8 @@ export RUST_LOG="${RUST_LOG:-warn}"
 # limits so the run measures the engine, not the limiter.
 export RATE_LIMIT_IP_PER_SEC="${RATE_LIMIT_IP_PER_SEC:-1000000}"
 export RATE_LIMIT_SUBJECT_PER_SEC="${RATE_LIMIT_SUBJECT_PER_SEC:-1000000}"
+# Every bench socket comes from 127.0.0.1: lift the per-address WebSocket cap (default 1,000).
+export WS_MAX_SOCKETS_PER_IP="${WS_MAX_SOCKETS_PER_IP:-1000000}"
 # The report benchmark waits for the server's folder: let it run every second.
 export REPORT_FOLD_INTERVAL_SECS="${REPORT_FOLD_INTERVAL_SECS:-1}"
 

@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use loyalty_domain::{Actor, Role};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, JwtConfig, JwtKey};
+use crate::config::{rsa_bits, Config, JwtConfig, JwtKey, MIN_RSA_BITS};
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -92,8 +92,17 @@ impl std::fmt::Debug for JwtAuth {
     }
 }
 
+/// Selects jsonwebtoken's RustCrypto backend for the process. The `rust_crypto` feature already
+/// implies it, but if another crate in the graph enabled `aws_lc_rs` too, jsonwebtoken could no
+/// longer infer one and would fail at the first signature; installing it explicitly removes the
+/// guess. Installing twice (tests build many servers) keeps the first, which is the same one.
+fn install_crypto_provider() {
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+}
+
 impl JwtAuth {
     pub fn new(config: &JwtConfig) -> anyhow::Result<JwtAuth> {
+        install_crypto_provider();
         let (algorithm, decoding, encoding) = match &config.key {
             JwtKey::Hs256 { secret } => {
                 let bytes = secret.expose().as_bytes();
@@ -109,6 +118,13 @@ impl JwtAuth {
             } => {
                 let decoding = DecodingKey::from_rsa_pem(public_key_pem.as_bytes())
                     .context("JWT_PUBLIC_KEY_PEM is not a valid RSA public key")?;
+                // Configuration refuses these too; a `Config` built in code must not slip by.
+                if let Some(bits) = rsa_bits(public_key_pem).filter(|b| *b < MIN_RSA_BITS) {
+                    anyhow::bail!(
+                        "JWT_PUBLIC_KEY_PEM is a {bits}-bit RSA key; at least {MIN_RSA_BITS} bits \
+                         are required"
+                    );
+                }
                 let encoding = private_key_pem
                     .as_ref()
                     .map(|pem| EncodingKey::from_rsa_pem(pem.expose().as_bytes()))
@@ -320,15 +336,23 @@ fn map_error(kind: &ErrorKind) -> AuthError {
         ErrorKind::InvalidAudience => AuthError::WrongAudience,
         ErrorKind::InvalidSubject => AuthError::InvalidClaim("sub"),
         ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim.clone()),
+        // A time claim that is not a number (CVE-2026-25537: before 10.3 it was skipped).
+        ErrorKind::InvalidClaimFormat(claim) => match claim.as_str() {
+            "nbf" => AuthError::InvalidClaim("nbf"),
+            "exp" => AuthError::InvalidClaim("exp"),
+            _ => AuthError::Malformed,
+        },
         ErrorKind::InvalidToken
         | ErrorKind::Base64(_)
         | ErrorKind::Json(_)
         | ErrorKind::Utf8(_) => AuthError::Malformed,
         ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidEddsaKey
         | ErrorKind::InvalidRsaKey(_)
         | ErrorKind::RsaFailedSigning
+        | ErrorKind::Signing(_)
         | ErrorKind::InvalidKeyFormat
-        | ErrorKind::Crypto(_) => AuthError::Invalid,
+        | ErrorKind::Provider(_) => AuthError::Invalid,
         // jsonwebtoken's ErrorKind is non-exhaustive.
         _ => AuthError::Invalid,
     }

@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use anyhow::Context as _;
 
+pub use crate::http::client_addr::TrustedProxies;
+
 mod dev_secret;
 
 /// The HS256 secret [`Config::for_tests`] uses, so tests can mint their own tokens.
@@ -46,10 +48,19 @@ pub const VARIABLES: &[&str] = &[
     "TELEGRAM_BOT_TOKEN",
     "WS_INIT_TIMEOUT_SECS",
     "REPORT_FOLD_INTERVAL_SECS",
+    "HEADER_READ_TIMEOUT_SECS",
+    "MAX_CONNECTIONS",
+    "WS_MAX_SOCKETS_PER_IP",
+    "TRUSTED_PROXIES",
+    "METRICS_TOKEN",
+    "METRICS_ADDR",
 ];
 
 const MAX_LEEWAY_SECS: u64 = 300;
 const MIN_SECRET_BYTES: usize = 32;
+/// RS256 keys shorter than this are refused (NIST SP 800-131A; RFC 7518 §3.3 requires 2048).
+pub const MIN_RSA_BITS: usize = 2048;
+const MIN_METRICS_TOKEN_BYTES: usize = 16;
 
 /// A value that must never be printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -123,6 +134,30 @@ pub enum CorsOrigins {
     List(Vec<String>),
 }
 
+/// Limits of the HTTP server itself, below routing.
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    /// A connection that has not sent a complete request head by then is closed.
+    pub header_read_timeout_secs: u64,
+    /// Open TCP connections (WebSockets included); further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Open WebSockets per client address; the one over it gets 429 before the upgrade.
+    pub ws_max_sockets_per_ip: usize,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// Who may read `/metrics`.
+#[derive(Clone, Debug)]
+pub struct MetricsConfig {
+    /// When set, every `/metrics` answer needs `Authorization: Bearer <token>`.
+    pub token: Option<Secret>,
+    /// A second listener that serves `/metrics` only.
+    pub addr: Option<SocketAddr>,
+    /// Whether the main listener serves `/metrics`: with a token, or in the embedded default.
+    pub on_main_listener: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -158,6 +193,8 @@ pub struct Config {
     /// How often the report folder adds new ledger rows to the report's sums; 0 turns it off on
     /// this instance (reports stay exact, they just read a longer tail).
     pub report_fold_interval_secs: u64,
+    pub http: HttpLimits,
+    pub metrics: MetricsConfig,
 }
 
 impl fmt::Debug for Config {
@@ -181,6 +218,8 @@ impl fmt::Debug for Config {
                 &self.rate_limit_subject_per_sec,
             )
             .field("log_format", &self.log_format)
+            .field("http", &self.http)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -257,7 +296,8 @@ impl Config {
         let key = env.jwt_key(embedded);
 
         let graphql = GraphqlConfig {
-            introspection: env.parse("GRAPHQL_INTROSPECTION", true, |_| true, BOOL),
+            // Production schemas are not published by default (OWASP GraphQL cheat sheet).
+            introspection: env.parse("GRAPHQL_INTROSPECTION", embedded, |_| true, BOOL),
             graphiql: env.parse("GRAPHIQL", embedded, |_| true, BOOL),
             max_depth: env.parse(
                 "GRAPHQL_MAX_DEPTH",
@@ -306,7 +346,7 @@ impl Config {
         );
         let telegram_max_age_secs = env.parse(
             "TELEGRAM_AUTH_MAX_AGE_SECS",
-            86_400,
+            3_600,
             |n| (60..=2_592_000).contains(n),
             "seconds from 60 to 2592000 (30 days)",
         );
@@ -328,6 +368,28 @@ impl Config {
             |n| *n <= 86_400,
             "seconds from 0 (off) to 86400",
         );
+        let http = HttpLimits {
+            header_read_timeout_secs: env.parse(
+                "HEADER_READ_TIMEOUT_SECS",
+                10,
+                |n| (1..=300).contains(n),
+                "seconds from 1 to 300",
+            ),
+            max_connections: env.parse(
+                "MAX_CONNECTIONS",
+                DEFAULT_MAX_CONNECTIONS,
+                |n| (1..=1_000_000).contains(n),
+                "a whole number from 1 to 1000000",
+            ),
+            ws_max_sockets_per_ip: env.parse(
+                "WS_MAX_SOCKETS_PER_IP",
+                1_000,
+                |n| (1..=1_000_000).contains(n),
+                "a whole number from 1 to 1000000",
+            ),
+            trusted_proxies: env.trusted_proxies(),
+        };
+        let metrics = env.metrics(embedded);
 
         if !env.problems.is_empty() {
             anyhow::bail!("configuration error:\n  - {}", env.problems.join("\n  - "));
@@ -367,11 +429,14 @@ impl Config {
             member_token_ttl_secs,
             ws_init_timeout_secs,
             report_fold_interval_secs,
+            http,
+            metrics,
         })
     }
 
-    /// A configuration for tests: port 0, HS256 with [`TEST_JWT_SECRET`], GraphiQL and
-    /// introspection on, rate limits high enough not to interfere (lower them to test them).
+    /// A configuration for tests: port 0, HS256 with [`TEST_JWT_SECRET`], GraphiQL,
+    /// introspection and `/metrics` on, rate limits high enough not to interfere (lower them to
+    /// test them).
     pub fn for_tests(
         database_url: Option<String>,
         redis_url: Option<String>,
@@ -417,6 +482,17 @@ impl Config {
             ws_init_timeout_secs: 3,
             // Tests fold explicitly, to control how far the sums lag.
             report_fold_interval_secs: 0,
+            http: HttpLimits {
+                header_read_timeout_secs: 10,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                ws_max_sockets_per_ip: 1_000,
+                trusted_proxies: TrustedProxies::default(),
+            },
+            metrics: MetricsConfig {
+                token: None,
+                addr: None,
+                on_main_listener: true,
+            },
         }
     }
 
@@ -515,6 +591,9 @@ pub fn log_format_from_env() -> anyhow::Result<LogFormat> {
 
 const BOOL: &str = "true or false";
 
+/// Above the 10,000 WebSockets one instance is measured with (BENCHMARKS.md).
+const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+
 fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
@@ -577,6 +656,47 @@ impl Reader<'_> {
             return CorsOrigins::None;
         }
         CorsOrigins::List(origins)
+    }
+
+    fn trusted_proxies(&mut self) -> TrustedProxies {
+        let Some(raw) = self.get("TRUSTED_PROXIES") else {
+            return TrustedProxies::default();
+        };
+        match TrustedProxies::parse(&raw) {
+            Ok(proxies) => proxies,
+            Err(entry) => {
+                self.problem(format!(
+                    "TRUSTED_PROXIES must be a comma-separated list of CIDRs or addresses like \
+                     10.0.0.0/8,2001:db8::/32 (`{entry}` is neither)"
+                ));
+                TrustedProxies::default()
+            }
+        }
+    }
+
+    fn metrics(&mut self, embedded: bool) -> MetricsConfig {
+        let token = self.get("METRICS_TOKEN");
+        if token
+            .as_ref()
+            .is_some_and(|t| t.len() < MIN_METRICS_TOKEN_BYTES || t.contains(char::is_whitespace))
+        {
+            self.problem(format!(
+                "METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_BYTES} bytes without whitespace"
+            ));
+        }
+        let addr = self.get("METRICS_ADDR");
+        let addr = addr.and_then(|raw| match raw.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.problem("METRICS_ADDR must be an IP address and port like 127.0.0.1:9090");
+                None
+            }
+        });
+        MetricsConfig {
+            on_main_listener: token.is_some() || embedded,
+            token: token.map(Secret),
+            addr,
+        }
     }
 
     fn problem(&mut self, message: impl Into<String>) {
@@ -670,6 +790,11 @@ impl Reader<'_> {
                         "JWT_PUBLIC_KEY_PEM must be an RSA public key in PEM form \
                          (-----BEGIN PUBLIC KEY-----): {err}"
                     ));
+                } else if let Some(bits) = rsa_bits(&public).filter(|b| *b < MIN_RSA_BITS) {
+                    self.problem(format!(
+                        "JWT_PUBLIC_KEY_PEM is a {bits}-bit RSA key; at least {MIN_RSA_BITS} bits \
+                         are required"
+                    ));
                 }
                 if let Some(private) = &private {
                     if let Err(err) = jsonwebtoken::EncodingKey::from_rsa_pem(private.as_bytes()) {
@@ -698,6 +823,19 @@ impl Reader<'_> {
             }
         }
     }
+}
+
+/// The modulus size of an RSA public key in SPKI (`BEGIN PUBLIC KEY`) or PKCS#1
+/// (`BEGIN RSA PUBLIC KEY`) PEM; `None` when it is neither.
+pub fn rsa_bits(pem: &str) -> Option<usize> {
+    use rsa::pkcs1::DecodeRsaPublicKey as _;
+    use rsa::pkcs8::DecodePublicKey as _;
+    use rsa::traits::PublicKeyParts as _;
+    let pem = pem.trim();
+    rsa::RsaPublicKey::from_public_key_pem(pem)
+        .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(pem))
+        .ok()
+        .map(|key| key.n().bits())
 }
 
 /// PEM pasted into one-line environment values often carries literal `\n`.

@@ -21,6 +21,7 @@ use tracing::Level;
 use crate::auth::JwtAuth;
 use crate::config::Config;
 
+pub mod client_addr;
 pub mod dashboard;
 pub mod errors;
 pub mod export;
@@ -30,10 +31,12 @@ pub mod launch;
 pub mod metrics;
 pub mod rate_limit;
 pub mod request_id;
+pub mod sockets;
 pub mod ws;
 
 pub use rate_limit::RateLimits;
 pub use request_id::request_id;
+pub use sockets::SocketsPerIp;
 
 /// A GraphQL-over-HTTP request that takes longer than this is answered with 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,6 +49,8 @@ pub struct AppState {
     pub schema: LoyaltySchema,
     pub auth: Arc<JwtAuth>,
     pub limits: Arc<RateLimits>,
+    /// Open WebSockets per client address.
+    pub sockets: Arc<SocketsPerIp>,
     pub metrics: PrometheusHandle,
     /// Cancelled on shutdown; long-lived sessions (WebSockets) must watch it.
     pub shutdown: CancellationToken,
@@ -73,17 +78,27 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/export/ledger.csv", get(export::ledger_csv))
         .route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip));
 
-    Router::new()
+    // `/readyz` touches the database and Redis: limited like the API. `/healthz` is free.
+    let readyz = Router::new()
+        .route("/readyz", get(health::readyz))
+        .route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip));
+
+    let mut router = Router::new()
         .merge(graphql)
         .merge(exports)
         .merge(
             dashboard::routes().route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip)),
         )
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::render))
+        .merge(readyz)
+        .route("/healthz", get(health::healthz));
+    if state.config.metrics.on_main_listener {
+        router = router.merge(metrics::routes());
+    }
+    router
         .fallback(errors::not_found)
         .layer(from_fn(metrics::track))
+        // Outermost but for request ids and tracing: every layer below sees the client address.
+        .layer(from_fn_with_state(state.clone(), client_addr::resolve))
         .layer(
             ServiceBuilder::new()
                 .layer(from_fn(request_id::sanitize))

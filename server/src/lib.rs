@@ -5,7 +5,6 @@
 //! `let app = build(config, clock).await?; let listener = TcpListener::bind("127.0.0.1:0")`,
 //! then `tokio::spawn(run(app, listener, token.clone()))` and `token.cancel()` to stop it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod serve;
 pub mod telemetry;
 
 pub use auth::{mint, sign, AuthError, Claims, JwtAuth};
@@ -38,6 +38,7 @@ pub struct App {
     schema: LoyaltySchema,
     auth: Arc<JwtAuth>,
     limits: Arc<http::RateLimits>,
+    sockets: Arc<http::SocketsPerIp>,
     /// Shared by the HTTP server and the domain's background tasks.
     shutdown: CancellationToken,
 }
@@ -72,6 +73,7 @@ impl App {
             schema: self.schema.clone(),
             auth: self.auth.clone(),
             limits: self.limits.clone(),
+            sockets: self.sockets.clone(),
             metrics: http::metrics::handle(),
             shutdown: self.shutdown.clone(),
         }
@@ -136,6 +138,12 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         config.rate_limit_ip_per_sec,
         config.rate_limit_subject_per_sec,
     ));
+    let sockets = http::SocketsPerIp::new(config.http.ws_max_sockets_per_ip);
+    if !config.metrics.on_main_listener && config.metrics.addr.is_none() {
+        tracing::warn!(
+            "/metrics is not served: set METRICS_ADDR (a private listener) or METRICS_TOKEN"
+        );
+    }
     if let config::KeyOrigin::DevelopmentFile(path) = &config.jwt.origin {
         tracing::warn!(
             path = %path.display(),
@@ -157,16 +165,36 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         schema,
         auth: Arc::new(auth),
         limits,
+        sockets,
         shutdown,
     })
 }
 
-/// Serves `app` on `listener` until `shutdown` (or the app's own token) is cancelled, then
-/// drains: in-flight requests finish, idle connections close, and whatever is still open after
-/// [`DRAIN_TIMEOUT`] is dropped. Background tasks stop with it.
+/// Serves `app` on `listener` (and `/metrics` on `METRICS_ADDR` when it is set) until
+/// `shutdown` (or the app's own token) is cancelled, then drains: in-flight requests finish,
+/// idle connections close, and whatever is still open after [`DRAIN_TIMEOUT`] is dropped.
+/// Background tasks stop with it.
 pub async fn run(
     app: App,
     listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = match app.config.metrics.addr {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on METRICS_ADDR {address}"))?,
+        ),
+        None => None,
+    };
+    run_with_metrics(app, listener, metrics, shutdown).await
+}
+
+/// [`run`] with the `/metrics` listener given (tests bind it on port 0).
+pub async fn run_with_metrics(
+    app: App,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let token = app.shutdown.clone();
@@ -196,28 +224,35 @@ pub async fn run(
     let address = listener
         .local_addr()
         .context("the listener has no local address")?;
+    let limits = serve::ServeLimits {
+        header_read_timeout: Duration::from_secs(app.config.http.header_read_timeout_secs),
+        max_connections: app.config.http.max_connections,
+    };
+    if let Some(metrics) = metrics {
+        let address = metrics
+            .local_addr()
+            .context("the metrics listener has no local address")?;
+        tracing::info!(%address, "serving /metrics");
+        let router = http::metrics::listener_router(app.state());
+        tokio::spawn(serve::serve(metrics, router, limits, token.clone()));
+    }
     let router = app.router();
     tracing::info!(%address, "listening");
-    let serve = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(token.clone().cancelled_owned());
+    let served = serve::serve(listener, router, limits, token.clone());
     let drained = async {
         token.cancelled().await;
         tracing::info!("shutting down: draining connections");
         tokio::time::sleep(DRAIN_TIMEOUT).await;
     };
-    let result = tokio::select! {
-        result = std::future::IntoFuture::into_future(serve) => result.context("the HTTP server failed"),
+    tokio::select! {
+        () = served => {}
         () = drained => {
             tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
-            Ok(())
         }
-    };
+    }
     token.cancel();
     tracing::info!("server stopped");
-    result
+    Ok(())
 }
 
 /// Cancels `token` on ctrl-c or SIGTERM (or returns when it is cancelled elsewhere).

@@ -475,3 +475,218 @@ async fn cors_answers_only_configured_origins() {
         .is_none());
     closed.stop().await;
 }
+
+/// Bounds every wait on the server, so a broken limit fails the test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Reads until the server closes the connection (EOF or reset); `Err` if it stays open.
+async fn server_closes(stream: &mut tokio::net::TcpStream) -> Result<Vec<u8>, &'static str> {
+    use tokio::io::AsyncReadExt as _;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .map_err(|_| "the server kept the connection open")?;
+    Ok(seen)
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_in_its_headers_is_cut_off() {
+    use tokio::io::AsyncWriteExt as _;
+    let server = TestServer::start_with(|config| config.http.header_read_timeout_secs = 1).await;
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let answered = server_closes(&mut slow).await.unwrap();
+    assert!(
+        !String::from_utf8_lossy(&answered).contains("200 OK"),
+        "an incomplete request is never served"
+    );
+    // A complete request on a fresh connection is still served; kept alive and then idle, the
+    // connection is closed after the same timeout, so idle sockets do not pile up.
+    let mut idle = tokio::net::TcpStream::connect(&address).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answered = server_closes(&mut idle).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&answered).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answered)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_max_connections_wait_for_a_free_slot() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::start_with(|config| config.http.max_connections = 1).await;
+    let address = server.url.trim_start_matches("http://").to_owned();
+    // One keep-alive connection that has been served and stays open holds the only slot.
+    let mut first = tokio::net::TcpStream::connect(&address).await.unwrap();
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    let second = tokio::spawn({
+        let url = format!("{}/healthz", server.url);
+        async move { reqwest::Client::new().get(url).send().await }
+    });
+    // Not a timing assertion on the server's speed: the request must not be served at all
+    // while the slot is taken, and half a second is ample for a /healthz on loopback.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !second.is_finished(),
+        "served while the only slot was taken"
+    );
+    drop(first);
+    let response = tokio::time::timeout(PATIENCE, second)
+        .await
+        .expect("served once the slot is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_is_rate_limited_per_address() {
+    let server = TestServer::start_with(|config| config.rate_limit_ip_per_sec = 2).await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(server.get("/readyz").send().await.unwrap().status());
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        server.get("/healthz").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_need_the_token_when_one_is_set() {
+    let token = "metrics-token-0123456789";
+    let server = TestServer::start_with(|config| {
+        config.metrics.token = Some(Secret::new(token));
+    })
+    .await;
+    let response = server.get("/metrics").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(response).await.0, "UNAUTHENTICATED");
+    let response = server
+        .get("/metrics")
+        .bearer_auth("metrics-token-0123456788")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = server
+        .get("/metrics")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("http_requests_total"));
+    server.stop().await;
+}
+
+/// `DATABASE_URL` set (the production shape; a SQLite file here, so no PostgreSQL is needed)
+/// and nothing else opened: no introspection, no GraphiQL, no `/metrics` on the main listener,
+/// which `METRICS_ADDR` serves instead.
+#[tokio::test]
+async fn production_defaults_publish_no_schema_and_no_open_metrics() {
+    let data_dir =
+        std::env::temp_dir().join(format!("loyalty-server-prod-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", data_dir.join("prod.db").display());
+    let config = Config::from_lookup(|name| match name {
+        "DATABASE_URL" => Some(url.clone()),
+        "JWT_SECRET" => Some("a-production-secret-0123456789abcdef".into()),
+        "EXPIRY_INTERVAL_SECS" => Some("0".into()),
+        "REPORT_FOLD_INTERVAL_SECS" => Some("0".into()),
+        _ => None,
+    })
+    .unwrap();
+    let app = loyalty_server::build(config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let metrics_base = format!("http://{}", metrics.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(loyalty_server::run_with_metrics(
+        app,
+        listener,
+        Some(metrics),
+        shutdown.clone(),
+    ));
+    let client = reqwest::Client::new();
+
+    let body: Value = client
+        .post(format!("{base}/graphql"))
+        .json(&json!({ "query": "{ __schema { types { name } } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        body["data"]["__schema"].is_null(),
+        "introspection answered: {body}"
+    );
+
+    let graphiql = client.get(format!("{base}/graphql")).send().await.unwrap();
+    assert_eq!(graphiql.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::NOT_FOUND);
+
+    let metrics = client
+        .get(format!("{metrics_base}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    assert!(metrics
+        .text()
+        .await
+        .unwrap()
+        .contains("http_requests_total"));
+    let other = client
+        .get(format!("{metrics_base}/graphql"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND, "/metrics only");
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

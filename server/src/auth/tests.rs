@@ -238,6 +238,44 @@ fn nbf_in_the_future_is_refused() {
     assert!(hs().verify(&token).is_ok());
 }
 
+/// CVE-2026-25537: jsonwebtoken before 10.3 skipped an `nbf` that was not a number, so a
+/// string `nbf` an hour ahead was accepted. Every non-numeric time claim is refused.
+#[test]
+fn time_claims_that_are_not_numbers_are_refused() {
+    let now = unix_now();
+    for (claim, value, expected) in [
+        (
+            "nbf",
+            json!((now + 3600).to_string()),
+            AuthError::InvalidClaim("nbf"),
+        ),
+        (
+            "nbf",
+            json!((now - 3600).to_string()),
+            AuthError::InvalidClaim("nbf"),
+        ),
+        ("nbf", json!("soon"), AuthError::InvalidClaim("nbf")),
+        // `exp` is required, so a string reads as missing (it never did pass).
+        (
+            "exp",
+            json!((now + 600).to_string()),
+            AuthError::MissingClaim("exp".into()),
+        ),
+    ] {
+        let token = hs_token(&with(valid_claims(), claim, value.clone()));
+        assert_eq!(hs().verify(&token), Err(expected), "{claim} = {value}");
+    }
+    // RS256 too: the check is the library's, whatever the key.
+    let token = rs(true)
+        .sign(&with(
+            valid_claims(),
+            "nbf",
+            json!((now + 3600).to_string()),
+        ))
+        .unwrap();
+    assert_eq!(rs(true).verify(&token), Err(AuthError::InvalidClaim("nbf")));
+}
+
 #[test]
 fn missing_claims_are_refused_by_name() {
     for claim in ["exp", "iss", "aud", "sub", "program", "role"] {
@@ -354,5 +392,19 @@ fn mint_uses_the_configured_key() {
             role: Role::Service,
             subject: "pos-1".into()
         }
+    );
+}
+
+#[test]
+fn rs256_keys_under_2048_bits_are_refused_naming_the_variable() {
+    let err = JwtAuth::new(&jwt_config(JwtKey::Rs256 {
+        public_key_pem: include_str!("../../tests/fixtures/rs256-1024-public.pem").into(),
+        private_key_pem: None,
+    }))
+    .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("JWT_PUBLIC_KEY_PEM") && err.contains("1024"),
+        "{err}"
     );
 }

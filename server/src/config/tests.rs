@@ -144,6 +144,12 @@ fn invalid_values_name_their_variable() {
         ("EXPIRY_INTERVAL_SECS", "86401"),
         ("TELEGRAM_AUTH_MAX_AGE_SECS", "59"),
         ("MEMBER_TOKEN_TTL_SECS", "forever"),
+        ("HEADER_READ_TIMEOUT_SECS", "0"),
+        ("MAX_CONNECTIONS", "0"),
+        ("WS_MAX_SOCKETS_PER_IP", "lots"),
+        ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
+        ("METRICS_TOKEN", "short"),
+        ("METRICS_ADDR", "9090"),
     ];
     for (name, value) in cases {
         let err = error_of(&[(name, value), ("JWT_SECRET", SECRET)]);
@@ -318,4 +324,70 @@ fn cors_origins_parse_and_validate() {
             "{bad}"
         );
     }
+}
+
+#[test]
+fn production_defaults_publish_nothing_extra() {
+    let production = load(&[("DATABASE_URL", PG), ("JWT_SECRET", SECRET)]).unwrap();
+    assert!(
+        !production.graphql.introspection,
+        "introspection is off outside the embedded default"
+    );
+    assert!(!production.graphql.graphiql);
+    assert!(
+        !production.metrics.on_main_listener,
+        "no open /metrics on the main listener in production"
+    );
+    assert_eq!(production.metrics.addr, None);
+    assert_eq!(production.telegram_max_age_secs, 3_600);
+    assert_eq!(production.http.header_read_timeout_secs, 10);
+    assert_eq!(production.http.max_connections, 20_000);
+    assert_eq!(production.http.ws_max_sockets_per_ip, 1_000);
+    assert!(production.http.trusted_proxies.is_empty());
+
+    let dir = temp_dir();
+    let embedded = load(&[("DATA_DIR", dir.to_str().unwrap())]).unwrap();
+    assert!(embedded.graphql.introspection);
+    assert!(embedded.metrics.on_main_listener);
+    assert_eq!(embedded.telegram_max_age_secs, 3_600);
+    std::fs::remove_dir_all(dir).unwrap();
+
+    // Settings turn them back on.
+    let opened = load(&[
+        ("DATABASE_URL", PG),
+        ("JWT_SECRET", SECRET),
+        ("GRAPHQL_INTROSPECTION", "true"),
+        ("METRICS_TOKEN", "0123456789abcdef-metrics"),
+        ("METRICS_ADDR", "10.0.0.5:9090"),
+        ("TRUSTED_PROXIES", "10.0.0.0/8,fd00::/8"),
+    ])
+    .unwrap();
+    assert!(opened.graphql.introspection);
+    assert!(opened.metrics.on_main_listener);
+    assert_eq!(opened.metrics.addr, Some("10.0.0.5:9090".parse().unwrap()));
+    assert!(opened
+        .http
+        .trusted_proxies
+        .contains("10.1.2.3".parse().unwrap()));
+    assert!(
+        !format!("{opened:?}").contains("0123456789abcdef-metrics"),
+        "the metrics token is a secret"
+    );
+}
+
+#[test]
+fn short_rsa_keys_are_refused_naming_the_variable() {
+    for short in [
+        include_str!("../../tests/fixtures/rs256-1024-public.pem"),
+        include_str!("../../tests/fixtures/rs256-1024-public-pkcs1.pem"),
+    ] {
+        let err = error_of(&[("DATABASE_URL", PG), ("JWT_PUBLIC_KEY_PEM", short)]);
+        assert!(
+            err.contains("JWT_PUBLIC_KEY_PEM") && err.contains("1024") && err.contains("2048"),
+            "{err}"
+        );
+    }
+    let public = include_str!("../../tests/fixtures/rs256-public.pem");
+    assert_eq!(rsa_bits(public), Some(2048));
+    assert_eq!(rsa_bits("not a pem"), None);
 }

@@ -3,17 +3,17 @@
 //! client. In the embedded default (the development JWT secret) `/admin/dev-login` hands a
 //! loopback caller an admin token for the `demo` program; anywhere else it does not exist.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use loyalty_domain::{DomainError, Role};
 use serde_json::json;
 
+use super::client_addr::ClientAddr;
 use super::errors::{graphql_error, INTERNAL, NOT_FOUND};
 use super::AppState;
 use crate::config::KeyOrigin;
@@ -84,16 +84,67 @@ async fn favicon() -> Response {
     asset("image/svg+xml", FAVICON_SVG)
 }
 
-/// Whether this server and this caller may use the development login: the key is the
-/// generated development secret (no `JWT_SECRET` / `JWT_PUBLIC_KEY_PEM`), and the caller is on
-/// this machine, so exposing `LISTEN_ADDR` on a network never hands out admin tokens.
+/// Whether this server and this request may use the development login: the key is the
+/// generated development secret (no `JWT_SECRET` / `JWT_PUBLIC_KEY_PEM`); the client is on this
+/// machine, so exposing `LISTEN_ADDR` on a network never hands out admin tokens; the `Host` is a
+/// loopback name, so neither a same-host reverse proxy nor a DNS-rebinding page (whose `Host`
+/// is its own domain) reaches it; and the request is not cross-site.
 fn dev_login_allowed(state: &AppState, request: &Request) -> bool {
     let development = matches!(state.config.jwt.origin, KeyOrigin::DevelopmentFile(_));
     let loopback = request
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .is_some_and(|info| info.0.ip().is_loopback());
-    development && loopback
+        .get::<ClientAddr>()
+        .is_some_and(|client| client.0.is_loopback());
+    development && loopback && same_origin_loopback(request.headers())
+}
+
+/// `Host` names this machine (`localhost`, `127.0.0.1`, `[::1]`, any port); `Origin`, when
+/// sent, is that same origin; `Sec-Fetch-Site`, when sent, is `same-origin` or `none` (typed in
+/// the address bar).
+fn same_origin_loopback(headers: &HeaderMap) -> bool {
+    let text = |name| headers.get(name).map(|v: &HeaderValue| v.to_str().ok());
+    let Some(Some(host)) = text(header::HOST) else {
+        return false;
+    };
+    if !is_loopback_host(host) {
+        return false;
+    }
+    let origin_ok = match text(header::ORIGIN) {
+        None => true,
+        Some(Some(origin)) => origin
+            .strip_prefix("http://")
+            .is_some_and(|rest| rest.eq_ignore_ascii_case(host)),
+        Some(None) => false,
+    };
+    let fetch_site_ok = match text(header::HeaderName::from_static("sec-fetch-site")) {
+        None => true,
+        Some(Some(site)) => site == "same-origin" || site == "none",
+        Some(None) => false,
+    };
+    origin_ok && fetch_site_ok
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((inner, port))
+                if port.is_empty() || port.strip_prefix(':').is_some_and(is_port) =>
+            {
+                return inner == "::1"
+            }
+            _ => return false,
+        },
+        None => match host.split_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    name.eq_ignore_ascii_case("localhost") || name == "127.0.0.1"
+}
+
+fn is_port(text: &str) -> bool {
+    text.bytes().all(|b| b.is_ascii_digit()) && text.parse::<u16>().is_ok()
 }
 
 fn no_dev_login() -> Response {
@@ -163,4 +214,75 @@ fn no_store(body: serde_json::Value) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn loopback_host_names() {
+        for host in [
+            "localhost",
+            "LocalHost:8080",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "example.com",
+            "localhost.example.com",
+            "127.0.0.2",
+            "10.0.0.1:8080",
+            "localhost:",
+            "localhost:99999",
+            "[::2]:80",
+            "[::1]x",
+            "[::1]8080",
+            "::1",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn cross_site_requests_are_refused() {
+        let host = ("host", "127.0.0.1:8080");
+        assert!(same_origin_loopback(&headers(&[host])));
+        assert!(same_origin_loopback(&headers(&[
+            host,
+            ("origin", "http://127.0.0.1:8080"),
+            ("sec-fetch-site", "same-origin"),
+        ])));
+        assert!(same_origin_loopback(&headers(&[
+            host,
+            ("sec-fetch-site", "none")
+        ])));
+        assert!(!same_origin_loopback(&headers(&[])), "no Host");
+        for (name, value) in [
+            ("origin", "http://evil.example"),
+            ("origin", "http://localhost:8080"),
+            ("origin", "https://127.0.0.1:8080"),
+            ("origin", "null"),
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-site", "same-site"),
+        ] {
+            assert!(
+                !same_origin_loopback(&headers(&[host, (name, value)])),
+                "{name}: {value}"
+            );
+        }
+    }
 }

@@ -1,15 +1,23 @@
 //! Prometheus metrics. The recorder is process-global (the `metrics` facade allows one), so it
 //! is installed once and every server in the process (tests start many) shares it.
+//!
+//! Who may read them: with `METRICS_TOKEN`, only `Authorization: Bearer <token>` (401 otherwise),
+//! wherever `/metrics` is served; without it, the main listener serves `/metrics` only in the
+//! embedded default, and `METRICS_ADDR` (a private interface) is the production way.
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use subtle::ConstantTimeEq as _;
 
+use super::errors::{graphql_error, UNAUTHENTICATED};
 use super::AppState;
 
 const DURATION_BUCKETS_SECS: &[f64] = &[
@@ -68,8 +76,47 @@ fn describe() {
     );
 }
 
+/// `GET /metrics`, for the main listener or the `METRICS_ADDR` one.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(render))
+}
+
+/// The whole router of the `METRICS_ADDR` listener.
+pub fn listener_router(state: AppState) -> Router {
+    routes()
+        .fallback(super::errors::not_found)
+        .with_state(state)
+}
+
+/// Whether `headers` carry the configured token (always, without one).
+fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = &state.config.metrics.token else {
+        return true;
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .unwrap_or_default();
+    bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes()))
+}
+
 /// `GET /metrics`.
-pub async fn render(State(state): State<AppState>) -> Response {
+pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !authorized(&state, &headers) {
+        let mut response = graphql_error(
+            StatusCode::UNAUTHORIZED,
+            UNAUTHENTICATED,
+            "expected `Authorization: Bearer <METRICS_TOKEN>`",
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"metrics\""),
+        );
+        return response;
+    }
     state.metrics.run_upkeep();
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(

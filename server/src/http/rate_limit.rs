@@ -2,11 +2,11 @@
 //! per-second rate. Limits are per instance: with N instances behind a balancer a client gets up
 //! to N times the rate, which is fine for abuse protection (correctness never depends on them).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -14,6 +14,7 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use loyalty_domain::{Actor, Role};
 
+use super::client_addr::ClientAddr;
 use super::errors::{graphql_error, RATE_LIMITED};
 use super::AppState;
 
@@ -73,7 +74,7 @@ fn quota(per_sec: u32) -> Quota {
 }
 
 /// IPv6 clients usually own a whole /64: limit the prefix, not each address in it.
-fn ip_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn ip_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -96,12 +97,9 @@ pub fn too_many_requests(retry: RetryAfter, message: &str) -> Response {
     response
 }
 
-/// Middleware: the per-IP limit, keyed by the client's socket address.
+/// Middleware: the per-IP limit, keyed by the client's address (see [`ClientAddr`]).
 pub async fn per_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+    let ip = ClientAddr::of(&request);
     match state.limits.check_ip(ip) {
         Ok(()) => next.run(request).await,
         Err(retry) => {

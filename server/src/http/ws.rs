@@ -4,20 +4,24 @@
 //! by [`Session`] below, so that every close code is exactly what the protocol
 //! (enisdenjo/graphql-ws `PROTOCOL.md`) says: 4400 malformed message, 4401 subscribe before
 //! `connection_ack`, 4403 bad or expired token (also when it expires mid-stream), 4408 no
-//! `connection_init` in time, 4409 duplicate subscription id, 4429 second `connection_init`.
-//! The legacy `graphql-ws` subprotocol (subscriptions-transport-ws) is served by async-graphql,
-//! with the same token check at `connection_init`.
+//! `connection_init` in time, 4409 duplicate subscription id, 4429 second `connection_init`,
+//! 1009 a message over 64 KiB.
+//!
+//! Only `graphql-transport-ws` is spoken. A client that offers subprotocols but not that one
+//! (the legacy `graphql-ws` of subscriptions-transport-ws, say) is closed with 4406
+//! "Subprotocol not acceptable", as enisdenjo/graphql-ws's server does: the legacy protocol had
+//! no init timeout, no close at the token's expiry and no close codes, so it was removed
+//! rather than kept as a second, weaker way in.
 //!
 //! The token travels in `connection_init`'s payload: `{"authorization": "Bearer …"}`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use async_graphql::{Data, Request as GqlRequest, Variables};
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql::{Request as GqlRequest, Variables};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::Extension;
 use futures::{SinkExt, StreamExt};
@@ -30,12 +34,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tower_http::request_id::RequestId as RequestIdHeader;
 
+use super::client_addr::ClientAddr;
 use super::graphql::mask_errors;
+use super::rate_limit::{too_many_requests, RetryAfter};
 use super::AppState;
 use crate::auth::AuthError;
 
 pub const TRANSPORT_WS: &str = "graphql-transport-ws";
-pub const LEGACY_WS: &str = "graphql-ws";
 
 /// Largest client message accepted.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -48,35 +53,62 @@ const OUTBOX: usize = 256;
 pub async fn upgrade(
     State(state): State<AppState>,
     request_id: Option<Extension<RequestIdHeader>>,
-    legacy_protocol: Result<GraphQLProtocol, StatusCode>,
+    client: Option<Extension<ClientAddr>>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
     let request_id = request_id
         .and_then(|Extension(id)| id.header_value().to_str().ok().map(str::to_owned))
         .unwrap_or_default();
+    let client = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |Extension(c)| c.0);
+    let Some(slot) = state.sockets.try_open(client) else {
+        ::metrics::counter!("http_rate_limited_total", "limit" => "ws_sockets_per_ip").increment(1);
+        return too_many_requests(
+            RetryAfter(Duration::from_secs(1)),
+            "too many open WebSockets from this address",
+        );
+    };
     // Small buffers: 10,000 idle sockets must not cost 256 KiB each (tungstenite's default
     // 128 KiB read and write buffers). Events are a few hundred bytes and are written one by one.
     let ws = ws
-        .protocols([TRANSPORT_WS, LEGACY_WS])
+        .protocols([TRANSPORT_WS])
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_write_buffer_size(1024 * 1024);
-    // Only a client that offers `graphql-ws` and not `graphql-transport-ws` gets the legacy one.
-    let legacy = ws
-        .selected_protocol()
-        .is_some_and(|p| p.as_bytes() == LEGACY_WS.as_bytes())
-        .then_some(legacy_protocol.ok())
-        .flatten();
+    // No subprotocol at all means ours; offering only others (e.g. the legacy `graphql-ws`) is
+    // refused after the handshake, where a close code can say why.
+    let acceptable =
+        ws.selected_protocol().is_some() || !headers.contains_key(header::SEC_WEBSOCKET_PROTOCOL);
     ws.on_upgrade(move |socket| async move {
+        let _slot = slot;
         metrics::gauge!("loyalty_ws_connections").increment(1.0);
-        match legacy {
-            Some(protocol) => serve_legacy(socket, state, protocol).await,
-            None => Session::new(state, request_id).run(socket).await,
+        if acceptable {
+            Session::new(state, request_id).run(socket).await;
+        } else {
+            refuse(socket, 4406, "Subprotocol not acceptable").await;
         }
         metrics::gauge!("loyalty_ws_connections").decrement(1.0);
     })
+}
+
+async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    if socket.send(Message::Close(Some(frame))).await.is_ok() {
+        // Wait (bounded) for the client's close reply, so the close frame is not lost to a reset.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(message)) = socket.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
 }
 
 /// Reads `{"authorization": "Bearer <jwt>"}` (the key and the scheme in any capitalisation)
@@ -192,6 +224,9 @@ impl Session {
                             break Some(close(4400, "Binary messages are not supported"));
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Err(err)) if too_big(&err) => {
+                            break Some(close(1009, "Message too big"));
+                        }
                         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
                     };
                     if let Err(ended) = self.on_text(text.as_str(), &outbox).await {
@@ -341,6 +376,16 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// Whether a read failed because the client sent a frame or message over `MAX_MESSAGE_BYTES`
+/// (tungstenite refuses it without closing; the protocol wants 1009).
+fn too_big(err: &axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    matches!(
+        std::error::Error::source(err).and_then(|inner| inner.downcast_ref::<Error>()),
+        Some(Error::Capacity(_))
+    )
+}
+
 /// The monotonic instant of a UNIX `exp`.
 fn instant_of(exp: u64) -> Instant {
     let now = crate::auth::unix_now();
@@ -356,19 +401,4 @@ fn truncate(mut text: String, max: usize) -> String {
         text.truncate(end);
     }
     text
-}
-
-/// The legacy subprotocol, served by async-graphql with our token check.
-async fn serve_legacy(socket: WebSocket, state: AppState, protocol: GraphQLProtocol) {
-    let auth_state = state.clone();
-    GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
-        .on_connection_init(move |payload| async move {
-            let (actor, _) = authenticate(&auth_state, Some(&payload))
-                .map_err(|err| async_graphql::Error::new(format!("Forbidden: {err}")))?;
-            let mut data = Data::default();
-            data.insert(actor);
-            Ok(data)
-        })
-        .serve()
-        .await;
 }

@@ -52,6 +52,15 @@ e2e!(bad_tokens_are_unauthenticated, |app: TestApp| async move {
         ("tampered claims", tampered),
         ("expired", token_with(with("exp", j!(now - 3600)))),
         ("nbf in the future", token_with(with("nbf", j!(now + 3600)))),
+        // CVE-2026-25537: jsonwebtoken < 10.3 ignored an `nbf` that is a string.
+        (
+            "string nbf in the future",
+            token_with(with("nbf", j!((now + 3600).to_string()))),
+        ),
+        (
+            "string exp",
+            token_with(with("exp", j!((now + 600).to_string()))),
+        ),
         ("missing exp", token_with(without("exp"))),
         ("missing iss", token_with(without("iss"))),
         ("wrong iss", token_with(with("iss", j!("evil")))),

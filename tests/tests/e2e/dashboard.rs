@@ -422,6 +422,70 @@ async fn development_login_signs_into_demo_in_the_embedded_default_only() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A same-host reverse proxy forwards its own `Host`, and a DNS-rebinding page reaches the
+/// loopback port under its own domain: both are refused, as is any cross-site request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn development_login_answers_only_same_origin_loopback_requests() {
+    let dir = std::env::temp_dir().join(format!("loyalty-devlogin-{}", uuid::Uuid::new_v4()));
+    let (url, loyalty, stop) = serve(env_config(&dir, None)).await;
+    loyalty.seed_demo().await.unwrap();
+    let client = reqwest::Client::new();
+    let login = format!("{url}/admin/dev-login");
+    let host = url.trim_start_matches("http://").to_owned();
+    let port = host.rsplit_once(':').unwrap().1.to_owned();
+
+    let refused = [
+        vec![("host", "rebind.attacker.example".to_owned())],
+        vec![("host", format!("shop.example:{port}"))],
+        vec![("origin", "http://rebind.attacker.example".to_owned())],
+        vec![("origin", "null".to_owned())],
+        vec![("origin", format!("https://{host}"))],
+        vec![("sec-fetch-site", "cross-site".to_owned())],
+        vec![("sec-fetch-site", "same-site".to_owned())],
+    ];
+    for headers in refused {
+        for method in [reqwest::Method::GET, reqwest::Method::POST] {
+            let mut request = client.request(method.clone(), &login);
+            for (name, value) in &headers {
+                request = request.header(*name, value);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 404, "{method} {headers:?}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["errors"][0]["extensions"]["code"], "NOT_FOUND");
+        }
+    }
+
+    // What the page itself sends (same origin), and other loopback spellings, still work.
+    let allowed = [
+        vec![
+            ("origin", format!("http://{host}")),
+            ("sec-fetch-site", "same-origin".to_owned()),
+        ],
+        vec![("host", format!("localhost:{port}"))],
+        vec![
+            ("host", format!("localhost:{port}")),
+            ("origin", format!("http://localhost:{port}")),
+        ],
+        vec![
+            ("host", format!("[::1]:{port}")),
+            ("sec-fetch-site", "none".to_owned()),
+        ],
+    ];
+    for headers in allowed {
+        let mut request = client.post(&login);
+        for (name, value) in &headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{headers:?}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["token"].is_string(), "{body}");
+    }
+    stop.cancel();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dashboard_assets_are_embedded_and_need_no_network() {
     let app = spawn_app(Backend::Sqlite).await;

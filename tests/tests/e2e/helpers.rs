@@ -72,14 +72,26 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_at(backend, None, None).await
 }
 
+/// A fresh app whose test configuration `adjust` changes first (limits, proxies, ...).
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(backend, None, None, None, adjust).await
+}
+
 /// A PostgreSQL app whose Redis is `redis_url` (a private Redis a test may stop).
 pub async fn spawn_app_with_redis(redis_url: String) -> TestApp {
-    spawn(Backend::Postgres, None, None, Some(redis_url)).await
+    spawn(Backend::Postgres, None, None, Some(redis_url), |_| {}).await
 }
 
 /// A second instance of `shared`'s deployment (same database) whose Redis is `redis_url`.
 pub async fn spawn_second_with_redis(shared: &TestApp, redis_url: String) -> TestApp {
-    spawn(Backend::Postgres, Some(shared), None, Some(redis_url)).await
+    spawn(
+        Backend::Postgres,
+        Some(shared),
+        None,
+        Some(redis_url),
+        |_| {},
+    )
+    .await
 }
 
 /// Starts a server; `shared` reuses another test app's database and Redis prefix (a second
@@ -89,7 +101,7 @@ pub async fn spawn_app_at(
     shared: Option<&TestApp>,
     start: Option<DateTime<Utc>>,
 ) -> TestApp {
-    spawn(backend, shared, start, None).await
+    spawn(backend, shared, start, None, |_| {}).await
 }
 
 async fn spawn(
@@ -97,6 +109,7 @@ async fn spawn(
     shared: Option<&TestApp>,
     start: Option<DateTime<Utc>>,
     redis_override: Option<String>,
+    adjust: impl FnOnce(&mut Config),
 ) -> TestApp {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
@@ -144,6 +157,7 @@ async fn spawn(
             .unwrap_or_else(|| data_dir.clone()),
     );
     config.listen_addr = "127.0.0.1:0".parse().unwrap();
+    adjust(&mut config);
     let start = start.unwrap_or_else(Utc::now);
     let clock = ManualClock::new(start);
     let shutdown = CancellationToken::new();

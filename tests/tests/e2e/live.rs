@@ -379,31 +379,6 @@ e2e!(activity_is_per_program, |app: TestApp| async move {
     assert_eq!(first["delta"], "7.00");
 });
 
-e2e!(
-    the_legacy_graphql_ws_protocol_works,
-    |app: TestApp| async move {
-        app.demo().await;
-        let (alice, _) = app.register("alice").await;
-        let mut ws = Ws::connect(&app, "graphql-ws").await;
-        ws.send(j!({"type": "connection_init", "payload": {"authorization": format!("Bearer {alice}")}}))
-        .await;
-        assert_eq!(ws.recv().await["type"], "connection_ack");
-        ws.send(j!({"type": "start", "id": "1", "payload": {"query": BALANCE}}))
-            .await;
-        let message = loop {
-            let message = ws.recv().await;
-            if message["type"] != "ka" {
-                break message;
-            }
-        };
-        assert_eq!(message["type"], "data");
-        assert_eq!(
-            message["payload"]["data"]["balanceChanged"]["balance"],
-            "70.00"
-        );
-    }
-);
-
 /// Two instances sharing PostgreSQL and Redis: a socket on B hears a posting committed on A.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_event_committed_on_one_instance_reaches_a_socket_on_another() {

@@ -24,5 +24,6 @@ mod report;
 mod rules;
 mod telegram;
 mod tiers;
+mod transport;
 mod vouchers;
 mod wheel;
