@@ -7,6 +7,7 @@ mod helpers;
 
 mod auth;
 mod bank;
+mod cancellation;
 mod dashboard;
 mod demo;
 mod earning;
