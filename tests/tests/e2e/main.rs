@@ -8,6 +8,7 @@ mod helpers;
 mod auth;
 mod bank;
 mod cancellation;
+mod csv_injection;
 mod dashboard;
 mod demo;
 mod earning;
