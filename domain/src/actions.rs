@@ -38,7 +38,7 @@ pub(crate) struct Award {
     pub refusal: Option<Refusal>,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct RecordActionOp {
     member: MemberRef,
     action: String,

@@ -14,7 +14,7 @@ use crate::service::Loyalty;
 
 const MAX_REASON_LEN: usize = 500;
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct AdjustOp {
     member_id: i64,
     amount: Points,

@@ -19,6 +19,8 @@ use sea_orm::{
     FromQueryResult, RuntimeErr, SqlErr, Statement,
 };
 
+use tracing::Instrument;
+
 use crate::error::DomainError;
 
 /// Where the data lives when no `DATABASE_URL` is given.
@@ -150,6 +152,26 @@ where
                 return Err(DomainError::internal(format!("{operation}: {err}")));
             }
         }
+    }
+}
+
+/// Runs `work`, a whole transaction from `BEGIN` to its commit or rollback, on a task of its
+/// own, so a caller that goes away (a client hanging up, the request timeout) only drops the
+/// answer. Dropping a transaction's future half-way through would hand its pooled connection back
+/// in an unknown state: sqlx counts a `BEGIN` only once the server has answered it and forgets a
+/// `COMMIT` it did not see answered, so the next user of the connection would either run inside
+/// the stranger's transaction ("there is already a transaction in progress") or roll back one
+/// that had committed ("there is no transaction in progress"). Every transaction in this crate
+/// goes through here.
+pub(crate) async fn run_detached<T, E, Fut>(work: Fut) -> Result<T, E>
+where
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: From<DomainError> + Send + 'static,
+{
+    match tokio::spawn(work.in_current_span()).await {
+        Ok(result) => result,
+        Err(err) => Err(DomainError::internal(format!("transaction task failed: {err}")).into()),
     }
 }
 

@@ -22,7 +22,7 @@ use crate::service::Loyalty;
 /// Members handled per pass of the job.
 const BATCH_MEMBERS: u64 = 500;
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct ExpireOp {
     member_id: i64,
 }

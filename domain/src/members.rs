@@ -13,7 +13,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Role};
-use crate::db::{classify, DbErrorKind, Locked, MemberRef, TxResult};
+use crate::db::{classify, run_detached, DbErrorKind, Locked, MemberRef, TxResult};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::{Account, Posting, Tx};
 use crate::money::Points;
@@ -96,7 +96,7 @@ pub struct Registration {
     pub referral: Option<ReferralOutcome>,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct RegisterOp {
     member_id: i64,
     display_name: Option<String>,
@@ -232,16 +232,28 @@ impl Loyalty {
         }
         validate_external_id(external_id, "member external id")?;
         for _ in 0..5 {
-            match self
-                .join(
-                    program,
-                    external_id,
+            let joined = {
+                let (loyalty, program, external_id, display_name, referral_code) = (
+                    self.clone(),
+                    program.clone(),
+                    external_id.to_owned(),
                     display_name.clone(),
-                    register,
-                    referral_code,
-                )
+                    referral_code.map(str::to_owned),
+                );
+                run_detached(async move {
+                    loyalty
+                        .join(
+                            &program,
+                            &external_id,
+                            display_name,
+                            register,
+                            referral_code.as_deref(),
+                        )
+                        .await
+                })
                 .await
-            {
+            };
+            match joined {
                 Ok(joined) => return Ok(joined),
                 Err(JoinError::Taken) => {
                     if let Some(member) = self.find_member(program, external_id).await? {
@@ -521,5 +533,11 @@ enum JoinError {
 impl JoinError {
     fn db(err: sea_orm::DbErr) -> Self {
         JoinError::Domain(err.into())
+    }
+}
+
+impl From<DomainError> for JoinError {
+    fn from(err: DomainError) -> Self {
+        JoinError::Domain(err)
     }
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::actor::Actor;
-use crate::db::{lock_member, retry, MemberRef, TxError, TxResult};
+use crate::db::{lock_member, retry, run_detached, MemberRef, TxError, TxResult};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::{Posting, Tx};
 use crate::program::Program;
@@ -65,8 +65,8 @@ impl IdempotencyKey {
 /// A balance-changing operation on one member. Its serialized form (without the key: mark the
 /// key field `#[serde(skip)]`) is what "the same arguments" means.
 #[async_trait]
-pub(crate) trait Operation: Serialize + Send + Sync {
-    type Output: Serialize + DeserializeOwned + Send + Sync;
+pub(crate) trait Operation: Serialize + Clone + Send + Sync + 'static {
+    type Output: Serialize + DeserializeOwned + Send + Sync + 'static;
     const NAME: &'static str;
 
     fn member(&self) -> MemberRef;
@@ -103,8 +103,18 @@ enum Attempt<T> {
 }
 
 impl Loyalty {
-    /// Runs `op` exactly once per idempotency key.
+    /// Runs `op` exactly once per idempotency key, to its commit or rollback even when the
+    /// caller stops waiting ([`run_detached`]).
     pub(crate) async fn execute<O: Operation>(
+        &self,
+        program: &Program,
+        op: &O,
+    ) -> DomainResult<O::Output> {
+        let (loyalty, program, op) = (self.clone(), program.clone(), op.clone());
+        run_detached(async move { loyalty.execute_attached(&program, &op).await }).await
+    }
+
+    async fn execute_attached<O: Operation>(
         &self,
         program: &Program,
         op: &O,

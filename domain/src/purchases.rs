@@ -63,7 +63,7 @@ fn validate_order_id(order_id: &str) -> DomainResult<&str> {
     Ok(order_id)
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct PurchaseOp {
     member_id: i64,
     order_id: String,
@@ -140,7 +140,7 @@ impl Operation for PurchaseOp {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct RefundOp {
     member_id: i64,
     purchase_id: i64,

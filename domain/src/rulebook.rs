@@ -9,7 +9,7 @@ use loyalty_entities::{earning_rules, ledger_entries, programs, rulesets};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, SimpleExpr};
 
-use crate::db::sum_of;
+use crate::db::{run_detached, sum_of};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
@@ -265,6 +265,21 @@ impl Loyalty {
     /// "Apply changes": freezes the draft into the next immutable version and tells every
     /// instance to switch to it.
     pub async fn publish_rules(
+        &self,
+        program: &Program,
+        published_by: &str,
+    ) -> DomainResult<Arc<Ruleset>> {
+        let (loyalty, program, published_by) =
+            (self.clone(), program.clone(), published_by.to_owned());
+        run_detached(async move {
+            loyalty
+                .publish_rules_attached(&program, &published_by)
+                .await
+        })
+        .await
+    }
+
+    async fn publish_rules_attached(
         &self,
         program: &Program,
         published_by: &str,

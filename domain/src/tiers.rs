@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::db::{classify, DbErrorKind};
+use crate::db::{classify, run_detached, DbErrorKind};
 use crate::error::{DomainError, DomainResult};
 use crate::money::Points;
 use crate::program::Program;
@@ -89,6 +89,16 @@ impl Loyalty {
         id: Option<i64>,
         input: TierInput,
     ) -> DomainResult<Tier> {
+        let (loyalty, program) = (self.clone(), program.clone());
+        run_detached(async move { loyalty.upsert_tier_attached(&program, id, input).await }).await
+    }
+
+    async fn upsert_tier_attached(
+        &self,
+        program: &Program,
+        id: Option<i64>,
+        input: TierInput,
+    ) -> DomainResult<Tier> {
         let name = input.name.trim();
         if name.is_empty() || name.chars().count() > 100 {
             return Err(DomainError::validation("name must be 1–100 characters"));
@@ -157,6 +167,11 @@ impl Loyalty {
     }
 
     pub async fn delete_tier(&self, program: &Program, id: i64) -> DomainResult<Tier> {
+        let (loyalty, program) = (self.clone(), program.clone());
+        run_detached(async move { loyalty.delete_tier_attached(&program, id).await }).await
+    }
+
+    async fn delete_tier_attached(&self, program: &Program, id: i64) -> DomainResult<Tier> {
         let txn = self.db().begin().await?;
         let existing = tiers::Entity::find_by_id(id)
             .filter(tiers::Column::ProgramId.eq(program.id))

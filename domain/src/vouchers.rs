@@ -240,7 +240,7 @@ pub(crate) async fn grant_voucher(tx: &mut Tx<'_>, points: Points) -> TxResult<V
     Ok(Voucher::from_model(row, tx.program, tx.now)?)
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct RedeemDiscountOp {
     points: Points,
     #[serde(skip)]

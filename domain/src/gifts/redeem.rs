@@ -88,7 +88,7 @@ pub(crate) async fn grant_gift(tx: &mut Tx<'_>, gift_id: i64) -> TxResult<Redemp
     Ok(Redemption::from_model(row, gift.name)?)
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct RedeemGiftOp {
     gift_id: i64,
     #[serde(skip)]
@@ -172,7 +172,7 @@ impl Operation for RedeemGiftOp {
 /// Cancels a `PENDING` redemption under its member's lock: refunds the cost as `REFUND` and
 /// puts the gift back in stock. No idempotency key: the status change is the guard (a second
 /// cancel finds it `CANCELLED`), and the refund's natural ledger key is the backstop.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct CancelRedemptionOp {
     redemption_id: i64,
     member_id: i64,

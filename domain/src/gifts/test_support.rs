@@ -47,7 +47,7 @@ pub(crate) async fn demo() -> (Loyalty, Arc<Program>, i64) {
     (loyalty, program, member_id)
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub(crate) enum Prize {
     Gift(i64),
     Voucher(Points),
@@ -60,7 +60,7 @@ pub(crate) enum Won {
 }
 
 /// What a spin does with its prize segment, without the wheel.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub(crate) struct PrizeOp {
     pub member_id: i64,
     pub prize: Prize,

@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::read::{scan, stmt};
 use super::tally::{Cat, EventRow, LedgerRow, Tally};
+use crate::db::run_detached;
 use crate::error::{DomainError, DomainResult};
 use crate::periods::parse_timezone;
 use crate::service::Loyalty;
@@ -481,6 +482,11 @@ impl Loyalty {
     /// One pass of the folder: rebuilds programs whose timezone changed, then folds every row
     /// that is final into the report's sums. Safe on several instances at once.
     pub async fn fold_reports(&self) -> DomainResult<FoldStats> {
+        let loyalty = self.clone();
+        run_detached(async move { loyalty.fold_reports_attached().await }).await
+    }
+
+    async fn fold_reports_attached(&self) -> DomainResult<FoldStats> {
         let mut stats = FoldStats {
             rebuilt: rebuild_stale(self).await?,
             ..FoldStats::default()

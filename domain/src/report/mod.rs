@@ -19,6 +19,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::actor::{Actor, Role};
+use crate::db::run_detached;
 use crate::error::{DomainError, DomainResult};
 use crate::money::{Money, Points};
 use crate::periods::{month_start, week_start};
@@ -248,7 +249,10 @@ impl Loyalty {
         let as_of = self.now();
         let mut ranges = vec![(request.from, request.to)];
         ranges.extend(request.compare);
-        let (periods, tiers) = read::gather(self.db(), program, &ranges).await?;
+        let (periods, tiers) = {
+            let (db, program) = (self.db().clone(), program.clone());
+            run_detached(async move { read::gather(&db, &program, &ranges).await }).await?
+        };
         let mut periods = periods.into_iter();
         let main = periods
             .next()

@@ -18,7 +18,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Role};
-use crate::db::{MemberRef, TxError, TxResult};
+use crate::db::{run_detached, MemberRef, TxError, TxResult};
 use crate::error::{DomainError, DomainResult};
 use crate::gifts::{gift_in_stock, grant_gift, Redemption};
 use crate::ledger::{Account, Entry, Kind, Posting, Tx};
@@ -300,7 +300,7 @@ impl WheelInput {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct SpinOp {
     member: MemberRef,
     wheel_id: i64,
@@ -473,6 +473,16 @@ impl Loyalty {
     /// Creates (`id` None) or reconfigures a wheel. Old segments are archived, not deleted, so
     /// past spins keep pointing at what they won.
     pub async fn upsert_wheel(
+        &self,
+        program: &Program,
+        id: Option<i64>,
+        input: WheelInput,
+    ) -> DomainResult<WheelView> {
+        let (loyalty, program) = (self.clone(), program.clone());
+        run_detached(async move { loyalty.upsert_wheel_attached(&program, id, input).await }).await
+    }
+
+    async fn upsert_wheel_attached(
         &self,
         program: &Program,
         id: Option<i64>,

@@ -18,6 +18,10 @@ use serde::Deserialize;
 use super::errors::{domain_refusal, request_id_of};
 use super::AppState;
 
+mod cell;
+
+use cell::Cell;
+
 /// Ledger rows per database round trip (and per chunk of the response body).
 const PAGE_ROWS: u64 = 1_000;
 
@@ -83,25 +87,25 @@ fn safe_name(value: &str) -> String {
         .collect()
 }
 
-type Line = [String; 6];
+type Line = [Cell; 6];
 
 fn figure_lines(lines: &mut Vec<Line>, section: &str, figure: &PointsFigure) {
     lines.push([
-        "summary".into(),
-        section.into(),
-        String::new(),
-        figure.total.to_string(),
-        figure.count.to_string(),
-        String::new(),
+        Cell::text("summary"),
+        Cell::text(section),
+        Cell::empty(),
+        Cell::number(figure.total),
+        Cell::number(figure.count),
+        Cell::empty(),
     ]);
     for part in &figure.parts {
         lines.push([
-            section.into(),
-            part.key.clone(),
-            part.label.clone(),
-            part.points.to_string(),
-            part.count.to_string(),
-            part.share.to_string(),
+            Cell::text(section),
+            Cell::text(part.key.as_str()),
+            Cell::text(part.label.as_str()),
+            Cell::number(part.points),
+            Cell::number(part.count),
+            Cell::number(part.share),
         ]);
     }
 }
@@ -109,75 +113,75 @@ fn figure_lines(lines: &mut Vec<Line>, section: &str, figure: &PointsFigure) {
 fn report_lines(report: &LoyaltyReport) -> Vec<Line> {
     let f = &report.figures;
     let mut lines: Vec<Line> = Vec::new();
-    let mut summary = |key: &str, value: String| {
+    let mut summary = |key: &str, value: Cell| {
         lines.push([
-            "summary".into(),
-            key.into(),
-            String::new(),
+            Cell::text("summary"),
+            Cell::text(key),
+            Cell::empty(),
             value,
-            String::new(),
-            String::new(),
+            Cell::empty(),
+            Cell::empty(),
         ])
     };
-    summary("from", f.from.to_string());
-    summary("to", f.to.to_string());
-    summary("timezone", report.timezone.clone());
-    summary("currency", report.currency.clone());
-    summary("as_of", report.as_of.to_rfc3339());
-    summary("points_expired", f.expired.to_string());
-    summary("outstanding_balance", f.outstanding.to_string());
-    summary("redemption_rate", f.redemption_rate.to_string());
-    summary("members_total", f.members.total.to_string());
-    summary("members_new", f.members.new.to_string());
-    summary("members_active", f.members.active.to_string());
-    summary("revenue", f.revenue.decimal().to_string());
+    summary("from", Cell::number(f.from));
+    summary("to", Cell::number(f.to));
+    summary("timezone", Cell::text(report.timezone.as_str()));
+    summary("currency", Cell::text(report.currency.as_str()));
+    summary("as_of", Cell::instant(report.as_of));
+    summary("points_expired", Cell::number(f.expired));
+    summary("outstanding_balance", Cell::number(f.outstanding));
+    summary("redemption_rate", Cell::number(f.redemption_rate));
+    summary("members_total", Cell::number(f.members.total));
+    summary("members_new", Cell::number(f.members.new));
+    summary("members_active", Cell::number(f.members.active));
+    summary("revenue", Cell::number(f.revenue.decimal()));
     summary(
         "average_order_value",
-        f.average_order_value.decimal().to_string(),
+        Cell::number(f.average_order_value.decimal()),
     );
     figure_lines(&mut lines, "points_issued", &f.issued);
     figure_lines(&mut lines, "points_used", &f.used);
     for tier in &report.tiers {
-        let (id, name) = tier
-            .tier
-            .clone()
-            .map(|(id, name)| (id.to_string(), name))
-            .unwrap_or_else(|| (String::new(), "No tier".into()));
+        let (id, name) = match &tier.tier {
+            Some((id, name)) => (Cell::number(*id), Cell::text(name.as_str())),
+            None => (Cell::empty(), Cell::text("No tier")),
+        };
         lines.push([
-            "tier".into(),
+            Cell::text("tier"),
             id,
             name,
-            String::new(),
-            tier.count.to_string(),
-            String::new(),
+            Cell::empty(),
+            Cell::number(tier.count),
+            Cell::empty(),
         ]);
     }
     for bucket in &report.series {
         for (name, value) in [
-            ("issued", bucket.issued.to_string()),
-            ("used", bucket.used.to_string()),
-            ("expired", bucket.expired.to_string()),
-            ("new_members", bucket.new_members.to_string()),
+            ("issued", Cell::number(bucket.issued)),
+            ("used", Cell::number(bucket.used)),
+            ("expired", Cell::number(bucket.expired)),
+            ("new_members", Cell::number(bucket.new_members)),
         ] {
             lines.push([
-                format!("series_{name}"),
-                bucket.start.to_string(),
-                String::new(),
+                Cell::text(format!("series_{name}")),
+                Cell::number(bucket.start),
+                Cell::empty(),
                 value,
-                String::new(),
-                String::new(),
+                Cell::empty(),
+                Cell::empty(),
             ]);
         }
     }
     lines
 }
 
-fn write_csv<I: IntoIterator<Item = R>, R: IntoIterator<Item = String>>(
+/// Every cell of every export passes through here, and so through [`Cell::into_field`].
+fn write_csv<I: IntoIterator<Item = R>, R: IntoIterator<Item = Cell>>(
     rows: I,
 ) -> Result<Vec<u8>, csv::Error> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     for row in rows {
-        writer.write_record(row)?;
+        writer.write_record(row.into_iter().map(Cell::into_field))?;
     }
     writer
         .into_inner()
@@ -215,7 +219,7 @@ pub async fn report_csv(
         Ok(done) => done,
         Err(err) => return domain_refusal(request_id_of(&headers), err),
     };
-    let header = ["section", "key", "label", "value", "count", "share"].map(String::from);
+    let header = ["section", "key", "label", "value", "count", "share"].map(Cell::text);
     match write_csv(std::iter::once(header).chain(report_lines(&report))) {
         Ok(bytes) => csv_response(
             &format!("report-{}-{from}-{to}.csv", safe_name(&program.external_id)),
@@ -248,24 +252,20 @@ fn ledger_page(
 ) -> Result<Vec<u8>, csv::Error> {
     write_csv(rows.into_iter().map(|r| {
         [
-            r.id.to_string(),
-            r.created_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            r.created_at
-                .with_timezone(&range.tz)
-                .date_naive()
-                .to_string(),
-            r.member_id.to_string(),
-            r.member_external_id,
-            r.member_display_name.unwrap_or_default(),
-            r.account,
-            r.kind,
-            Points::from_minor(r.amount_minor).to_string(),
-            r.source.unwrap_or_default(),
-            r.purpose.unwrap_or_default(),
-            r.ref_type.unwrap_or_default(),
-            r.ref_id.unwrap_or_default(),
-            r.note.unwrap_or_default(),
+            Cell::number(r.id),
+            Cell::instant(r.created_at),
+            Cell::number(r.created_at.with_timezone(&range.tz).date_naive()),
+            Cell::number(r.member_id),
+            Cell::text(r.member_external_id),
+            Cell::text(r.member_display_name.unwrap_or_default()),
+            Cell::text(r.account),
+            Cell::text(r.kind),
+            Cell::number(Points::from_minor(r.amount_minor)),
+            Cell::text(r.source.unwrap_or_default()),
+            Cell::text(r.purpose.unwrap_or_default()),
+            Cell::text(r.ref_type.unwrap_or_default()),
+            Cell::text(r.ref_id.unwrap_or_default()),
+            Cell::text(r.note.unwrap_or_default()),
         ]
     }))
 }
@@ -292,7 +292,7 @@ pub async fn ledger_csv(
         Ok(done) => done,
         Err(err) => return domain_refusal(request_id_of(&headers), err),
     };
-    let header = match write_csv([LEDGER_HEADER.map(String::from)]) {
+    let header = match write_csv([LEDGER_HEADER.map(Cell::text)]) {
         Ok(bytes) => bytes,
         Err(err) => return domain_refusal(request_id_of(&headers), DomainError::internal(err)),
     };

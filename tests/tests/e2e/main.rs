@@ -7,6 +7,8 @@ mod helpers;
 
 mod auth;
 mod bank;
+mod cancellation;
+mod csv_injection;
 mod dashboard;
 mod demo;
 mod earning;
