@@ -40,6 +40,27 @@ macro_rules! e2e {
             }
         }
     };
+    // The same with the test configuration changed first by `$tweak(&mut Config)`.
+    ($name:ident, $body:expr, $tweak:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let backend = $crate::helpers::Backend::Postgres;
+                let app = $crate::helpers::spawn_app_with(backend, $tweak).await;
+                ($body)(app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let backend = $crate::helpers::Backend::Sqlite;
+                let app = $crate::helpers::spawn_app_with(backend, $tweak).await;
+                ($body)(app).await;
+            }
+        }
+    };
 }
 
 pub struct TestApp {
@@ -92,11 +113,26 @@ pub async fn spawn_app_at(
     spawn(backend, shared, start, None).await
 }
 
+/// A server whose test configuration `tweak` changes first (e.g. lower rate limits).
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_tweaked(backend, None, None, None, tweak).await
+}
+
 async fn spawn(
     backend: Backend,
     shared: Option<&TestApp>,
     start: Option<DateTime<Utc>>,
     redis_override: Option<String>,
+) -> TestApp {
+    spawn_tweaked(backend, shared, start, redis_override, |_| {}).await
+}
+
+async fn spawn_tweaked(
+    backend: Backend,
+    shared: Option<&TestApp>,
+    start: Option<DateTime<Utc>>,
+    redis_override: Option<String>,
+    tweak: impl FnOnce(&mut Config),
 ) -> TestApp {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
@@ -144,6 +180,7 @@ async fn spawn(
             .unwrap_or_else(|| data_dir.clone()),
     );
     config.listen_addr = "127.0.0.1:0".parse().unwrap();
+    tweak(&mut config);
     let start = start.unwrap_or_else(Utc::now);
     let clock = ManualClock::new(start);
     let shutdown = CancellationToken::new();
