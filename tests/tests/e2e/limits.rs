@@ -1,7 +1,7 @@
 //! Cost limits that count what a request costs: paginated fields cost `first` × their
 //! children, root mutation fields are capped per request and each is charged to the caller's
 //! rate limit, over HTTP and over WebSocket alike; the standard introspection query fits the
-//! depth limit.
+//! depth limit; balances stop at the documented maximum.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -16,6 +16,9 @@ use crate::live::Ws;
 /// docs explorer and client code generators send it).
 const STANDARD_INTROSPECTION: &str = include_str!("fixtures/introspection-graphql-js-16.graphql");
 
+/// The largest balance (README: 100,000,000,000.00 points).
+const MAX_MINOR: i128 = 10_000_000_000_000;
+
 fn adjustments(count: usize, amount: &str, key: &str) -> String {
     (0..count)
         .map(|i| {
@@ -25,6 +28,15 @@ fn adjustments(count: usize, amount: &str, key: &str) -> String {
             )
         })
         .collect()
+}
+
+fn minor_of(points: &str) -> i128 {
+    let (units, cents) = points.split_once('.').unwrap();
+    units.parse::<i128>().unwrap() * 100 + cents.parse::<i128>().unwrap()
+}
+
+fn points_of(minor: i128) -> String {
+    format!("{}.{:02}", minor / 100, minor % 100)
 }
 
 #[tokio::test]
@@ -212,3 +224,53 @@ async fn the_standard_introspection_query_is_answered() {
     assert_eq!(r.code(), "VALIDATION", "{}", r.body);
     assert_eq!(r.body["errors"][0]["message"], "Query is nested too deep.");
 }
+
+e2e!(
+    balances_stop_at_the_documented_maximum,
+    |app: TestApp| async move {
+        app.demo().await;
+        let (token, id) = app.register("m1").await;
+        let admin = app.admin();
+        let adjust = "mutation($m: ID!, $a: Decimal!, $k: String!) { adjustPoints(memberId: $m, amount: $a, reason: \"bound\", idempotencyKey: $k) { balance } }";
+        let start = minor_of(&app.balance(&token).await);
+        // Up to the maximum exactly.
+        let fill = points_of(MAX_MINOR - start - 100);
+        app.gql(Some(&admin), adjust, j!({"m": id, "a": fill, "k": "fill"}))
+            .await
+            .data();
+        let r = app
+            .gql(Some(&admin), adjust, j!({"m": id, "a": "1", "k": "top"}))
+            .await;
+        assert_eq!(r.data()["adjustPoints"]["balance"], "100000000000.00");
+        let rows = app.ledger_rows(&id).await;
+        // One hundredth more, an earn, or an amount past the bound: VALIDATION, nothing posted.
+        let r = app
+            .gql(
+                Some(&admin),
+                adjust,
+                j!({"m": id, "a": "0.01", "k": "over"}),
+            )
+            .await;
+        assert_eq!(r.code(), "VALIDATION", "{}", r.body);
+        let message = r.body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("100000000000.00"), "{message}");
+        let r = app.daily_login(&token, "login").await;
+        assert_eq!(r.code(), "VALIDATION", "{}", r.body);
+        let r = app
+            .gql(
+                Some(&admin),
+                adjust,
+                j!({"m": id, "a": "100000000000.01", "k": "huge"}),
+            )
+            .await;
+        assert_eq!(r.code(), "VALIDATION", "{}", r.body);
+        assert_eq!(app.ledger_rows(&id).await, rows);
+        assert_eq!(app.balance(&token).await, "100000000000.00");
+        // Spending from the top still works.
+        let r = app
+            .gql(Some(&admin), adjust, j!({"m": id, "a": "-5", "k": "down"}))
+            .await;
+        assert_eq!(r.data()["adjustPoints"]["balance"], "99999999995.00");
+        app.assert_ledger_invariants().await;
+    }
+);
