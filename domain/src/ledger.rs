@@ -354,6 +354,7 @@ impl<'a> Tx<'a> {
             .await;
         match updated.map(|rows| rows.into_iter().next()) {
             Ok(Some(row)) => {
+                within_bound(account, &row, delta, earned, spent)?;
                 // The cached balance must follow every write, or later checks in this
                 // transaction would read a stale figure.
                 self.balances.retain(|(a, _)| *a != account);
@@ -478,4 +479,32 @@ impl<'a> Tx<'a> {
             Err(err) => Err(err.into()),
         }
     }
+}
+
+/// Refuses a posting that takes a balance or a lifetime total (earned, spent) past
+/// [`Points::MAX`]; the transaction then rolls back, so nothing is posted. Checked on the row
+/// the update returns: the total before and the amount are each within the bound, so their
+/// sum cannot overflow on either backend.
+fn within_bound(
+    account: Account,
+    row: &balances::Model,
+    delta: i64,
+    earned: i64,
+    spent: i64,
+) -> TxResult<()> {
+    let max = Points::MAX.minor();
+    let what = if delta > 0 && row.balance_minor > max {
+        "balance"
+    } else if earned > 0 && row.earned_minor > max {
+        "lifetime earned total"
+    } else if spent > 0 && row.spent_minor > max {
+        "lifetime spent total"
+    } else {
+        return Ok(());
+    };
+    Err(TxError::Domain(DomainError::validation(format!(
+        "this would take the {} {what} past the maximum of {} points",
+        account.as_str(),
+        Points::MAX
+    ))))
 }

@@ -7,8 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::DomainError;
 
-/// Largest amount accepted anywhere (points or money): 10^13, far below `i64::MAX / 100`.
-const MAX_ABS_UNITS: i64 = 10_000_000_000_000;
+/// The largest amount anywhere, in hundredths: 10^13 (100,000,000,000.00 points or units of
+/// money). Every input amount, computed amount, balance and lifetime total stays within it
+/// (`VALIDATION` otherwise), so one bound keeps every figure exact on both backends: the sum of
+/// a balance at the bound and an amount at the bound is far inside `i64` (SQLite would turn an
+/// overflowing integer into a float), and about 900,000 accounts at the bound still add up
+/// inside `i64` (SQLite's `SUM` of integers fails on overflow; PostgreSQL's is `numeric`).
+pub const MAX_MINOR: i64 = 10_000_000_000_000;
 
 /// The one rounding rule: two fraction digits, half to even.
 pub fn round2(value: Decimal) -> Decimal {
@@ -24,6 +29,8 @@ pub struct Points(i64);
 
 impl Points {
     pub const ZERO: Points = Points(0);
+    /// See [`MAX_MINOR`].
+    pub const MAX: Points = Points(MAX_MINOR);
 
     pub const fn from_minor(minor: i64) -> Self {
         Points(minor)
@@ -114,8 +121,11 @@ fn minor_units(value: Decimal, field: &str) -> Result<i64, DomainError> {
     let minor: i64 = scaled
         .try_into()
         .map_err(|_| DomainError::validation(format!("{field} is out of range")))?;
-    if minor.abs() > MAX_ABS_UNITS * 100 {
-        return Err(DomainError::validation(format!("{field} is out of range")));
+    if minor.abs() > MAX_MINOR {
+        return Err(DomainError::validation(format!(
+            "{field} is out of range (at most {} in absolute value)",
+            Points::MAX
+        )));
     }
     Ok(minor)
 }
@@ -140,6 +150,18 @@ mod tests {
         );
         assert!(Points::parse(dec!(0.001), "a").is_err());
         assert!(Points::parse(Decimal::from_i128_with_scale(10_i128.pow(27), 0), "a").is_err());
+        assert_eq!(
+            Points::parse(dec!(100000000000.00), "a").ok(),
+            Some(Points::MAX)
+        );
+        assert_eq!(
+            Points::parse(dec!(-100000000000), "a")
+                .map(Points::minor)
+                .ok(),
+            Some(-MAX_MINOR)
+        );
+        let over = Points::parse(dec!(100000000000.01), "a").unwrap_err();
+        assert!(over.to_string().contains("100000000000.00"), "{over}");
         assert_eq!(Points::from_minor(-5).decimal(), dec!(-0.05));
     }
 }

@@ -240,6 +240,7 @@ impl GiftQuery {
     }
 
     /// The calling member's redemptions, newest first.
+    #[graphql(complexity = "crate::members::page_complexity(first, child_complexity)")]
     async fn my_redemptions(
         &self,
         ctx: &Context<'_>,
@@ -258,6 +259,7 @@ impl GiftQuery {
     }
 
     /// Admin: the program's redemptions, newest first, optionally of one status.
+    #[graphql(complexity = "crate::members::page_complexity(first, child_complexity)")]
     async fn redemptions(
         &self,
         ctx: &Context<'_>,

@@ -83,6 +83,7 @@ pub struct LeaderboardQuery;
 #[Object]
 impl LeaderboardQuery {
     /// Points earned in the period (EARN net of their reversals), best first. `first` is 1–100.
+    #[graphql(complexity = "crate::members::page_complexity(Some(first), child_complexity)")]
     async fn leaderboard(
         &self,
         ctx: &Context<'_>,

@@ -6,6 +6,7 @@ mod earning;
 mod error;
 mod gifts;
 mod leaderboard;
+mod limits;
 mod live;
 mod members;
 mod program;
@@ -21,6 +22,7 @@ use async_graphql::{MergedObject, MergedSubscription, Schema};
 use loyalty_domain::Loyalty;
 
 pub use error::{actor, require, RequestId};
+pub use limits::root_mutation_fields;
 
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -61,7 +63,10 @@ pub type LoyaltySchema = Schema<Query, Mutation, Subscription>;
 #[derive(Clone, Copy, Debug)]
 pub struct SchemaOptions {
     pub introspection: bool,
+    /// Field nesting (`limits::depth`: introspection's `ofType` chains do not count).
     pub max_depth: usize,
+    /// About the number of values an answer may hold: a field costs 1 plus its children, a
+    /// paginated field `first` × its children.
     pub max_complexity: usize,
 }
 
@@ -72,7 +77,7 @@ pub fn build_schema(loyalty: Loyalty, options: SchemaOptions) -> LoyaltySchema {
         Subscription::default(),
     )
     .data(loyalty)
-    .limit_depth(options.max_depth)
+    .extension(limits::DepthLimit::new(options.max_depth))
     .limit_complexity(options.max_complexity)
     .limit_recursive_depth(32)
     .limit_directives(16);

@@ -99,6 +99,7 @@ impl Member {
     }
 
     /// The ledger, newest first. Cursors are opaque.
+    #[graphql(complexity = "page_complexity(first, child_complexity)")]
     async fn transactions(
         &self,
         ctx: &Context<'_>,
@@ -124,6 +125,15 @@ impl Member {
         );
         Ok(connection)
     }
+}
+
+/// What a page costs before it runs (the `complexity` of every field taking `first`): its
+/// children once per row it may return, so nested pages multiply as their answers do.
+pub(crate) fn page_complexity(first: Option<i32>, child_complexity: usize) -> usize {
+    let rows = usize::try_from(first.unwrap_or(DEFAULT_PAGE))
+        .unwrap_or(1)
+        .max(1);
+    rows.saturating_mul(child_complexity.max(1))
 }
 
 pub(crate) fn page_size(first: Option<i32>, ctx: &Context<'_>) -> async_graphql::Result<u64> {
@@ -220,6 +230,7 @@ impl MemberQuery {
     }
 
     /// Admin: the program's members, oldest first.
+    #[graphql(complexity = "page_complexity(first, child_complexity)")]
     async fn members(
         &self,
         ctx: &Context<'_>,

@@ -72,6 +72,7 @@ pub struct ReferralQuery;
 impl ReferralQuery {
     /// Admin: members by successful referrals in `[from, to)` (ties by member id), with the
     /// period's funnel. An empty period is an empty list and a zero funnel.
+    #[graphql(complexity = "crate::members::page_complexity(first, child_complexity)")]
     async fn referral_report(
         &self,
         ctx: &Context<'_>,

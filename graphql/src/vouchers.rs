@@ -98,6 +98,7 @@ pub struct VoucherQuery;
 #[Object]
 impl VoucherQuery {
     /// The calling member's vouchers, newest first.
+    #[graphql(complexity = "crate::members::page_complexity(first, child_complexity)")]
     async fn my_vouchers(
         &self,
         ctx: &Context<'_>,

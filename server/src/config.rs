@@ -37,6 +37,7 @@ pub const VARIABLES: &[&str] = &[
     "GRAPHQL_MAX_DEPTH",
     "GRAPHQL_MAX_COMPLEXITY",
     "GRAPHQL_MAX_BATCH",
+    "GRAPHQL_MAX_ROOT_MUTATIONS",
     "BODY_LIMIT_BYTES",
     "RATE_LIMIT_IP_PER_SEC",
     "RATE_LIMIT_SUBJECT_PER_SEC",
@@ -57,6 +58,9 @@ pub const VARIABLES: &[&str] = &[
 ];
 
 const MAX_LEEWAY_SECS: u64 = 300;
+/// A paginated field costs `first` × its children, so this is about the number of values an
+/// answer may hold: a full page of 100 rows of 20 fields passes, pages nested in pages do not.
+const DEFAULT_MAX_COMPLEXITY: usize = 2_500;
 const MIN_SECRET_BYTES: usize = 32;
 /// RS256 keys shorter than this are refused (NIST SP 800-131A; RFC 7518 §3.3 requires 2048).
 pub const MIN_RSA_BITS: usize = 2048;
@@ -120,6 +124,9 @@ pub struct GraphqlConfig {
     pub max_depth: usize,
     pub max_complexity: usize,
     pub max_batch: usize,
+    /// Root mutation fields one request (one operation of a batch, one WebSocket `subscribe`)
+    /// may hold; each is charged to the caller's rate limit.
+    pub max_root_mutations: usize,
 }
 
 /// Which browser origins may call the API (mini-app web views are often on the merchant's
@@ -307,12 +314,18 @@ impl Config {
             ),
             max_complexity: env.parse(
                 "GRAPHQL_MAX_COMPLEXITY",
-                300,
+                DEFAULT_MAX_COMPLEXITY,
                 |n| (1..=1_000_000).contains(n),
                 "1 to 1000000",
             ),
             max_batch: env.parse(
                 "GRAPHQL_MAX_BATCH",
+                10,
+                |n| (1..=100).contains(n),
+                "1 to 100",
+            ),
+            max_root_mutations: env.parse(
+                "GRAPHQL_MAX_ROOT_MUTATIONS",
                 10,
                 |n| (1..=100).contains(n),
                 "1 to 100",
@@ -467,8 +480,9 @@ impl Config {
                 introspection: true,
                 graphiql: true,
                 max_depth: 12,
-                max_complexity: 300,
+                max_complexity: DEFAULT_MAX_COMPLEXITY,
                 max_batch: 10,
+                max_root_mutations: 10,
             },
             body_limit_bytes: 65_536,
             rate_limit_ip_per_sec: 100_000,

@@ -41,8 +41,9 @@ fn embedded_defaults() {
     assert!(config.graphql.introspection);
     assert!(config.graphql.graphiql);
     assert_eq!(config.graphql.max_depth, 12);
-    assert_eq!(config.graphql.max_complexity, 300);
+    assert_eq!(config.graphql.max_complexity, 2_500);
     assert_eq!(config.graphql.max_batch, 10);
+    assert_eq!(config.graphql.max_root_mutations, 10);
     assert_eq!(config.body_limit_bytes, 65_536);
     assert_eq!(config.rate_limit_ip_per_sec, 200);
     assert_eq!(config.rate_limit_subject_per_sec, 100);
@@ -137,6 +138,7 @@ fn invalid_values_name_their_variable() {
         ("GRAPHQL_MAX_DEPTH", "0"),
         ("GRAPHQL_MAX_COMPLEXITY", "lots"),
         ("GRAPHQL_MAX_BATCH", "1000"),
+        ("GRAPHQL_MAX_ROOT_MUTATIONS", "0"),
         ("BODY_LIMIT_BYTES", "10"),
         ("RATE_LIMIT_IP_PER_SEC", "0"),
         ("RATE_LIMIT_SUBJECT_PER_SEC", "x"),

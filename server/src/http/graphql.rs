@@ -16,8 +16,10 @@ use super::errors::{graphql_error, post_only, UNAUTHENTICATED, VALIDATION};
 use super::rate_limit::too_many_requests;
 use super::{request_id, AppState};
 
+mod cost;
 mod masking;
 
+pub use cost::price;
 pub use masking::mask_errors;
 
 /// GET parameters per GraphQL over HTTP (`operationName`; the snake_case spelling is accepted
@@ -52,13 +54,19 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
             return bad_request("could not read the request body");
         }
     };
-    let batch = match parse_batch(&body, state.config.graphql.max_batch) {
+    let mut batch = match parse_batch(&body, state.config.graphql.max_batch) {
         Ok(batch) => batch,
         Err(message) => return bad_request(&message),
     };
-    let operations = batch.iter().count();
+    let mut cost = 0usize;
+    for request in batch.iter_mut() {
+        match cost::price(request, state.config.graphql.max_root_mutations) {
+            Ok(price) => cost = cost.saturating_add(price),
+            Err(message) => return bad_request(&message),
+        }
+    }
     if let Some(actor) = &actor {
-        if let Err(retry) = state.limits.check_subject(actor, operations) {
+        if let Err(retry) = state.limits.check_subject(actor, cost) {
             ::metrics::counter!("http_rate_limited_total", "limit" => "subject").increment(1);
             return too_many_requests(retry, "too many requests for this caller");
         }

@@ -45,7 +45,8 @@ impl RateLimits {
             .map_err(|not_until| RetryAfter(not_until.wait_time_from(self.clock.now())))
     }
 
-    /// `cost` is the number of operations in the request (a batch costs its length).
+    /// `cost` is what the request runs (`graphql::price`: each root mutation field, at least
+    /// 1 per operation), for HTTP and WebSocket alike.
     pub fn check_subject(&self, actor: &Actor, cost: usize) -> Result<(), RetryAfter> {
         let key = (actor.program.clone(), actor.role, actor.subject.clone());
         let cost =

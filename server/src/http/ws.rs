@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use tower_http::request_id::RequestId as RequestIdHeader;
 
 use super::client_addr::ClientAddr;
+use super::errors::{RATE_LIMITED, VALIDATION};
 use super::graphql::mask_errors;
 use super::rate_limit::{too_many_requests, RetryAfter};
 use super::AppState;
@@ -87,13 +88,13 @@ pub async fn upgrade(
         if acceptable {
             Session::new(state, request_id).run(socket).await;
         } else {
-            refuse(socket, 4406, "Subprotocol not acceptable").await;
+            close_at_once(socket, 4406, "Subprotocol not acceptable").await;
         }
         metrics::gauge!("loyalty_ws_connections").decrement(1.0);
     })
 }
 
-async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
+async fn close_at_once(mut socket: WebSocket, code: u16, reason: &'static str) {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
@@ -285,15 +286,26 @@ impl Session {
                     ));
                 }
                 if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
-                    let errors = json!([{
-                        "message": format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection"),
-                        "extensions": {"code": "RATE_LIMITED"},
-                    }]);
-                    send(
-                        outbox,
-                        json!({"type": "error", "id": id, "payload": errors}),
-                    )
-                    .await;
+                    let message =
+                        format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection");
+                    refuse(outbox, &id, RATE_LIMITED, &message).await;
+                    return Ok(());
+                }
+                // The same price and limits as an HTTP request, checked before anything runs.
+                let mut request = request_of(payload);
+                let max_root_mutations = self.state.config.graphql.max_root_mutations;
+                let cost = match super::graphql::price(&mut request, max_root_mutations) {
+                    Ok(cost) => cost,
+                    Err(message) => {
+                        refuse(outbox, &id, VALIDATION, &message).await;
+                        return Ok(());
+                    }
+                };
+                if self.state.limits.check_subject(&actor, cost).is_err() {
+                    ::metrics::counter!("http_rate_limited_total", "limit" => "subject")
+                        .increment(1);
+                    let message = "too many requests for this caller";
+                    refuse(outbox, &id, RATE_LIMITED, message).await;
                     return Ok(());
                 }
                 let task = tokio::spawn(execute(
@@ -301,7 +313,7 @@ impl Session {
                     actor,
                     self.request_id.clone(),
                     id.clone(),
-                    payload,
+                    request,
                     outbox.clone(),
                 ));
                 self.subscriptions.insert(id, task);
@@ -316,6 +328,27 @@ impl Session {
     }
 }
 
+fn request_of(payload: SubscribePayload) -> GqlRequest {
+    let mut request = GqlRequest::new(payload.query);
+    if let Some(name) = payload.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(variables) = payload.variables {
+        request = request.variables(Variables::from_json(variables));
+    }
+    request
+}
+
+/// An `error` message for one operation: refused before it runs; the socket stays open.
+async fn refuse(outbox: &mpsc::Sender<Message>, id: &str, code: &str, message: &str) {
+    let errors = json!([{"message": message, "extensions": {"code": code}}]);
+    send(
+        outbox,
+        json!({"type": "error", "id": id, "payload": errors}),
+    )
+    .await;
+}
+
 /// Runs one operation, sending `next` per result and `complete` at the end, or `error` when the
 /// operation is refused before it runs.
 async fn execute(
@@ -323,18 +356,10 @@ async fn execute(
     actor: Actor,
     request_id: String,
     id: String,
-    payload: SubscribePayload,
+    request: GqlRequest,
     outbox: mpsc::Sender<Message>,
 ) {
-    let mut request = GqlRequest::new(payload.query)
-        .data(actor)
-        .data(RequestId(request_id.clone()));
-    if let Some(name) = payload.operation_name {
-        request = request.operation_name(name);
-    }
-    if let Some(variables) = payload.variables {
-        request = request.variables(Variables::from_json(variables));
-    }
+    let request = request.data(actor).data(RequestId(request_id.clone()));
     let mut responses = state.schema.execute_stream(request);
     let mut first = true;
     while let Some(mut response) = responses.next().await {

@@ -40,6 +40,27 @@ macro_rules! e2e {
             }
         }
     };
+    // The same with the test configuration changed first by `$tweak(&mut Config)`.
+    ($name:ident, $body:expr, $tweak:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let backend = $crate::helpers::Backend::Postgres;
+                let app = $crate::helpers::spawn_app_with(backend, $tweak).await;
+                ($body)(app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let backend = $crate::helpers::Backend::Sqlite;
+                let app = $crate::helpers::spawn_app_with(backend, $tweak).await;
+                ($body)(app).await;
+            }
+        }
+    };
 }
 
 pub struct TestApp {

@@ -17,6 +17,7 @@ mod gifts;
 mod http;
 mod idempotency;
 mod leaderboard;
+mod limits;
 pub mod live;
 mod program;
 mod purchases;
