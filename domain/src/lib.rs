@@ -27,6 +27,7 @@ pub mod report;
 pub mod rulebook;
 pub mod rules;
 pub mod service;
+mod settled;
 pub mod store;
 pub mod tiers;
 pub mod vouchers;
