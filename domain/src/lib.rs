@@ -8,6 +8,7 @@ pub mod audit;
 pub mod clock;
 pub mod db;
 pub mod demo;
+pub mod deployment;
 pub mod earning;
 pub mod error;
 pub mod events;

@@ -46,6 +46,7 @@ pub const VARIABLES: &[&str] = &[
     "TELEGRAM_BOT_TOKEN",
     "WS_INIT_TIMEOUT_SECS",
     "REPORT_FOLD_INTERVAL_SECS",
+    "LEADERBOARD_CATCH_UP_INTERVAL_SECS",
 ];
 
 const MAX_LEEWAY_SECS: u64 = 300;
@@ -158,6 +159,9 @@ pub struct Config {
     /// How often the report folder adds new ledger rows to the report's sums; 0 turns it off on
     /// this instance (reports stay exact, they just read a longer tail).
     pub report_fold_interval_secs: u64,
+    /// How often the leaderboards catch up with ledger rows whose board update was lost (a crash
+    /// between commit and update); the first pass runs at start. 0 turns it off on this instance.
+    pub leaderboard_catch_up_interval_secs: u64,
 }
 
 impl fmt::Debug for Config {
@@ -328,6 +332,12 @@ impl Config {
             |n| *n <= 86_400,
             "seconds from 0 (off) to 86400",
         );
+        let leaderboard_catch_up_interval_secs = env.parse(
+            "LEADERBOARD_CATCH_UP_INTERVAL_SECS",
+            10,
+            |n| *n <= 86_400,
+            "seconds from 0 (off) to 86400",
+        );
 
         if !env.problems.is_empty() {
             anyhow::bail!("configuration error:\n  - {}", env.problems.join("\n  - "));
@@ -367,6 +377,7 @@ impl Config {
             member_token_ttl_secs,
             ws_init_timeout_secs,
             report_fold_interval_secs,
+            leaderboard_catch_up_interval_secs,
         })
     }
 
@@ -417,6 +428,9 @@ impl Config {
             ws_init_timeout_secs: 3,
             // Tests fold explicitly, to control how far the sums lag.
             report_fold_interval_secs: 0,
+            // Tests that need the catch-up turn it on; the others see boards move only through
+            // the code under test.
+            leaderboard_catch_up_interval_secs: 0,
         }
     }
 

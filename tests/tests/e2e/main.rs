@@ -7,6 +7,7 @@ mod helpers;
 
 mod auth;
 mod bank;
+mod catch_up;
 mod dashboard;
 mod demo;
 mod earning;
@@ -19,6 +20,7 @@ pub mod live;
 mod program;
 mod purchases;
 mod redis_faults;
+mod redis_namespaces;
 mod referrals;
 mod report;
 mod rules;
