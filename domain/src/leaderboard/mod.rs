@@ -270,10 +270,19 @@ impl Leaderboards {
         else {
             return Ok(false);
         };
-        let settled = crate::settled::settled_max_ids(db, &["ledger_entries"]).await?;
-        Ok(settled
-            .and_then(|ids| ids.get("ledger_entries").copied())
-            .is_some_and(|max_id| mark > max_id))
+        // The watermark only ever takes settled ids, which are committed rows: this database's
+        // committed max(id) can only have grown since, no need to wait for writers.
+        let row = db
+            .query_one(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) AS max_id FROM ledger_entries",
+            ))
+            .await?;
+        let max_id = match row {
+            Some(row) => row.try_get::<i64>("", "max_id")?,
+            None => 0,
+        };
+        Ok(mark > max_id)
     }
 
     fn mark_dirty(&self, program_id: i64) {
