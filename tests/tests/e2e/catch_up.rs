@@ -156,3 +156,51 @@ e2e!(
         assert_eq!(third.watermark, second.watermark);
     }
 );
+
+e2e!(
+    passes_racing_concurrent_postings_skip_no_late_commit,
+    |app: TestApp| async move {
+        app.clock.set(local(TZ, "2026-11-25 10:00:00"));
+        app.demo().await;
+        // Every board update of this instance is lost; only the other instance's passes, running
+        // all the time, can bring its boards up to the ledger. PostgreSQL commits these
+        // postings out of id order, so a watermark moved past a row still in flight would skip
+        // it for ever.
+        app.loyalty.lose_leaderboard_updates(true);
+        let options = Options {
+            start: Some(app.loyalty.now()),
+            ..Options::default()
+        };
+        let other = spawn_with(app.backend, Some(&app), options).await;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let passes = tokio::spawn({
+            let loyalty = other.loyalty.clone();
+            let stop = stop.clone();
+            async move {
+                let mut runs = 0;
+                while !stop.is_cancelled() {
+                    loyalty.catch_up_leaderboards().await.unwrap();
+                    runs += 1;
+                }
+                runs
+            }
+        });
+        let mut posts = Vec::new();
+        // One posting per member: a skipped row would be its member's only one, so nothing
+        // later could repair it by accident.
+        for n in 0..64 {
+            let app = &app;
+            posts.push(async move {
+                let amount = format!("{}.00", 10 + n * 7 % 50);
+                buy(app, &format!("m{n}"), &format!("race-{n}"), &amount).await;
+            });
+        }
+        futures::future::join_all(posts).await;
+        stop.cancel();
+        assert!(passes.await.unwrap() > 0);
+        // One last pass after the postings: it only looks past the watermark.
+        other.loyalty.catch_up_leaderboards().await.unwrap();
+        assert_eq!(boards(&other).await, from_ledger(&other).await);
+        other.assert_ledger_invariants().await;
+    }
+);
