@@ -33,8 +33,9 @@ pub trait FastStore: Send + Sync + 'static {
     /// Whether the backing service answers (`/readyz`).
     async fn ping(&self) -> Result<(), String>;
     fn backend(&self) -> &'static str;
-    /// The Redis connection and key prefix, for features keeping their own Redis structures
-    /// (leaderboards); `None` in process.
+    /// The Redis connection and key prefix (`{REDIS_PREFIX}{deployment}:`, already bound to the
+    /// database), for features keeping their own Redis structures (leaderboards); `None` in
+    /// process.
     fn redis(&self) -> Option<(ConnectionManager, String)> {
         None
     }
@@ -104,10 +105,14 @@ impl FastStore for MemoryStore {
     }
 }
 
-/// Redis: keys under a prefix (so tests and tenants of one Redis never collide), one pub/sub
-/// connection per instance relaying into a local broadcast channel.
+/// Redis: every key and the bus channel live under `{REDIS_PREFIX}{deployment id}:`, one pub/sub
+/// connection per instance relaying into a local broadcast channel. The prefix separates what an
+/// operator chose to separate (tenants, tests); the deployment id (stored in the database, see
+/// [`crate::deployment`]) binds every key to the database it describes, so a Redis that served
+/// another database, or an earlier one under the same prefix, is only a cold cache here.
 pub struct RedisStore {
     conn: ConnectionManager,
+    /// `{REDIS_PREFIX}{deployment}:`
     prefix: String,
     bus: broadcast::Sender<BusMessage>,
 }
@@ -116,6 +121,7 @@ impl RedisStore {
     pub async fn connect(
         url: &str,
         prefix: &str,
+        deployment: &str,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
         let client = redis::Client::open(url)?;
@@ -129,7 +135,7 @@ impl RedisStore {
         let (bus, _) = broadcast::channel(4096);
         let store = Arc::new(RedisStore {
             conn,
-            prefix: prefix.to_owned(),
+            prefix: namespace(prefix, deployment),
             bus: bus.clone(),
         });
         let channel = store.channel();
@@ -144,6 +150,11 @@ impl RedisStore {
     fn key(&self, key: &str) -> String {
         format!("{}{}", self.prefix, key)
     }
+}
+
+/// The key prefix of one database's state in Redis.
+pub fn namespace(prefix: &str, deployment: &str) -> String {
+    format!("{prefix}{deployment}:")
 }
 
 /// Keeps one subscription to the bus channel, reconnecting with backoff while Redis is away.

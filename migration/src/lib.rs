@@ -13,6 +13,7 @@ mod m20261124_000005_referrals;
 mod m20261125_000006_launch_secrets;
 mod m20261125_000007_report_aggregates;
 mod m20261125_000008_report_member_blocks;
+mod m20261201_000009_deployment;
 mod util;
 
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_launch_secrets::Migration),
             Box::new(m20261125_000007_report_aggregates::Migration),
             Box::new(m20261125_000008_report_member_blocks::Migration),
+            Box::new(m20261201_000009_deployment::Migration),
         ]
     }
 }

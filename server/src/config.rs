@@ -55,6 +55,7 @@ pub const VARIABLES: &[&str] = &[
     "TRUSTED_PROXIES",
     "METRICS_TOKEN",
     "METRICS_ADDR",
+    "LEADERBOARD_CATCH_UP_INTERVAL_SECS",
 ];
 
 const MAX_LEEWAY_SECS: u64 = 300;
@@ -202,6 +203,9 @@ pub struct Config {
     pub report_fold_interval_secs: u64,
     pub http: HttpLimits,
     pub metrics: MetricsConfig,
+    /// How often the leaderboards catch up with ledger rows whose board update was lost (a crash
+    /// between commit and update); the first pass runs at start. 0 turns it off on this instance.
+    pub leaderboard_catch_up_interval_secs: u64,
 }
 
 impl fmt::Debug for Config {
@@ -403,6 +407,12 @@ impl Config {
             trusted_proxies: env.trusted_proxies(),
         };
         let metrics = env.metrics(embedded);
+        let leaderboard_catch_up_interval_secs = env.parse(
+            "LEADERBOARD_CATCH_UP_INTERVAL_SECS",
+            10,
+            |n| *n <= 86_400,
+            "seconds from 0 (off) to 86400",
+        );
 
         if !env.problems.is_empty() {
             anyhow::bail!("configuration error:\n  - {}", env.problems.join("\n  - "));
@@ -444,6 +454,7 @@ impl Config {
             report_fold_interval_secs,
             http,
             metrics,
+            leaderboard_catch_up_interval_secs,
         })
     }
 
@@ -507,6 +518,9 @@ impl Config {
                 addr: None,
                 on_main_listener: true,
             },
+            // Tests that need the catch-up turn it on; the others see boards move only through
+            // the code under test.
+            leaderboard_catch_up_interval_secs: 0,
         }
     }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use loyalty_domain::clock::Clock;
-use loyalty_domain::store::{FastStore, MemoryStore, RedisStore};
+use loyalty_domain::deployment;
+use loyalty_domain::store::{FastStore, MemoryStore};
 use loyalty_domain::Loyalty;
 use loyalty_graphql::{build_schema, LoyaltySchema, SchemaOptions};
 use tokio::net::TcpListener;
@@ -107,11 +108,16 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         .context("database migration failed")?;
 
     let shutdown = CancellationToken::new();
-    let store: Arc<dyn FastStore> = match &config.redis_url {
-        Some(url) => RedisStore::connect(url, &config.redis_prefix, shutdown.clone())
+    let (store, deployment): (Arc<dyn FastStore>, String) = match &config.redis_url {
+        Some(url) => deployment::connect_redis(url, &config.redis_prefix, &db, &shutdown)
             .await
             .with_context(|| format!("cannot connect to REDIS_URL {}", config::redact_url(url)))?,
-        None => Arc::new(MemoryStore::new()),
+        None => (
+            Arc::new(MemoryStore::new()),
+            deployment::deployment_id(&db)
+                .await
+                .context("cannot read the deployment id")?,
+        ),
     };
     let loyalty = Loyalty::new(db, store, clock, shutdown.clone());
     if config.expiry_interval_secs > 0 {
@@ -123,6 +129,12 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
     if config.report_fold_interval_secs > 0 {
         loyalty.spawn_report_folder(
             Duration::from_secs(config.report_fold_interval_secs),
+            shutdown.clone(),
+        );
+    }
+    if config.leaderboard_catch_up_interval_secs > 0 {
+        loyalty.spawn_leaderboard_catch_up(
+            Duration::from_secs(config.leaderboard_catch_up_interval_secs),
             shutdown.clone(),
         );
     }
@@ -155,6 +167,7 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
     let _ = http::metrics::handle();
     tracing::info!(
         storage = %config.describe_storage(),
+        deployment = %deployment,
         jwt_algorithm = ?auth.algorithm(),
         jwt_key = ?config.jwt.origin,
         "server built"

@@ -46,12 +46,12 @@ fn sum_when(condition: &str, alias: &str) -> String {
     format!("CAST(SUM(CASE WHEN {condition} THEN r.amount_minor ELSE 0 END) AS BIGINT) AS {alias}")
 }
 
-/// Every member's totals in the periods current at `now` (or one member's).
+/// Every member's totals in the periods current at `now` (or only those of `members`).
 pub(crate) async fn totals<C: ConnectionTrait>(
     conn: &C,
     program: &Program,
     now: DateTime<Utc>,
-    member_id: Option<i64>,
+    members: Option<&[i64]>,
 ) -> DomainResult<Vec<Totals>> {
     let tz = program.tz;
     let mut values: Vec<Value> = vec![program.id.into()];
@@ -69,9 +69,16 @@ pub(crate) async fn totals<C: ConnectionTrait>(
         sum_when(&within(6, 7), "in_month"),
         sum_when(COUNTED, "all_time"),
     );
-    if let Some(member_id) = member_id {
-        sql.push_str(" AND r.member_id = $8");
-        values.push(member_id.into());
+    if let Some(members) = members {
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (8..8 + members.len()).map(|n| format!("${n}")).collect();
+        sql.push_str(&format!(
+            " AND r.member_id IN ({})",
+            placeholders.join(", ")
+        ));
+        values.extend(members.iter().map(|&id| Value::from(id)));
     }
     sql.push_str(" GROUP BY r.member_id");
     let backend = conn.get_database_backend();

@@ -97,6 +97,7 @@ impl ProgramBoards {
 #[derive(Default)]
 pub(crate) struct MemoryBoards {
     programs: Mutex<HashMap<i64, ProgramBoards>>,
+    watermark: Mutex<Option<i64>>,
 }
 
 fn poisoned<T>(_: T) -> BoardError {
@@ -162,6 +163,33 @@ impl Boards for MemoryBoards {
     async fn clear(&self, program_id: i64) -> BoardResult<()> {
         let mut programs = self.programs.lock().map_err(poisoned)?;
         programs.remove(&program_id);
+        Ok(())
+    }
+
+    async fn versions(
+        &self,
+        program_id: i64,
+        members: &[i64],
+    ) -> BoardResult<Option<Vec<Option<i64>>>> {
+        let programs = self.programs.lock().map_err(poisoned)?;
+        let Some(program) = programs.get(&program_id).filter(|p| p.built) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            members
+                .iter()
+                .map(|member| program.versions.get(member).copied())
+                .collect(),
+        ))
+    }
+
+    async fn watermark(&self) -> BoardResult<Option<i64>> {
+        Ok(*self.watermark.lock().map_err(poisoned)?)
+    }
+
+    async fn advance_watermark(&self, to: i64) -> BoardResult<()> {
+        let mut watermark = self.watermark.lock().map_err(poisoned)?;
+        *watermark = Some(watermark.map_or(to, |at| at.max(to)));
         Ok(())
     }
 

@@ -12,11 +12,13 @@
 //! commute: whatever order they arrive in, a board ends up showing the newest ledger state, and
 //! two instances rebuilding at once write the same thing.
 
+mod catch_up;
 mod ledger;
 mod memory;
 mod redis;
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -35,6 +37,7 @@ use crate::program::Program;
 use crate::service::Loyalty;
 use crate::store::FastStore;
 
+pub use catch_up::CatchUp;
 pub use ledger::Totals;
 
 /// Largest `first` a caller may ask for.
@@ -197,6 +200,18 @@ pub(crate) trait Boards: Send + Sync {
     async fn mark_built(&self, program_id: i64) -> BoardResult<()>;
     /// Forgets the program's boards (tests and operators).
     async fn clear(&self, program_id: i64) -> BoardResult<()>;
+    /// The stored posting counter of each of `members` (`None`: not on the boards); `None`
+    /// when the program's boards are not built.
+    async fn versions(
+        &self,
+        program_id: i64,
+        members: &[i64],
+    ) -> BoardResult<Option<Vec<Option<i64>>>>;
+    /// The catch-up watermark: every ledger row up to it is on the boards (`None`: unknown).
+    async fn watermark(&self) -> BoardResult<Option<i64>>;
+    /// Moves the watermark up to `to` (never down: concurrent passes on several instances
+    /// each cover their own range, so the largest is right).
+    async fn advance_watermark(&self, to: i64) -> BoardResult<()>;
     /// Reads a board; `None` when the program's boards are not built.
     async fn read(
         &self,
@@ -215,6 +230,9 @@ pub struct Leaderboards {
     dirty: Mutex<HashSet<i64>>,
     /// Background rebuilds in flight on this instance, so one trigger starts one rebuild.
     rebuilding: Arc<Mutex<HashSet<i64>>>,
+    /// Fault injection for tests: skip the after-commit update, as a crash right after the
+    /// commit would.
+    lose_updates: AtomicBool,
 }
 
 impl Leaderboards {
@@ -228,11 +246,43 @@ impl Leaderboards {
             boards,
             dirty: Mutex::new(HashSet::new()),
             rebuilding: Arc::new(Mutex::new(HashSet::new())),
+            lose_updates: AtomicBool::new(false),
         }
     }
 
     pub fn backend(&self) -> &'static str {
         self.boards.backend()
+    }
+
+    /// Whether `store`'s boards have caught up past every ledger row of `db`: then they describe
+    /// a copy of this database that has more rows (a restored backup, a copy run beside the
+    /// original: the deployment id is the same), not this one. `false` when unknown.
+    pub async fn ahead_of_ledger<C: sea_orm::ConnectionTrait>(
+        db: &C,
+        store: &dyn FastStore,
+    ) -> DomainResult<bool> {
+        let boards = Leaderboards::for_store(store);
+        let Some(mark) = boards
+            .boards
+            .watermark()
+            .await
+            .map_err(DomainError::internal)?
+        else {
+            return Ok(false);
+        };
+        // The watermark only ever takes settled ids, which are committed rows: this database's
+        // committed max(id) can only have grown since, no need to wait for writers.
+        let row = db
+            .query_one(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) AS max_id FROM ledger_entries",
+            ))
+            .await?;
+        let max_id = match row {
+            Some(row) => row.try_get::<i64>("", "max_id")?,
+            None => 0,
+        };
+        Ok(mark > max_id)
     }
 
     fn mark_dirty(&self, program_id: i64) {
@@ -301,6 +351,9 @@ impl Loyalty {
     /// every member it touched. Never fails the posting: a board that could not be updated is
     /// rebuilt later.
     pub(crate) async fn leaderboards_after_commit(&self, program: &Program, posted: &[Posting]) {
+        if self.leaderboards().lose_updates.load(Ordering::Relaxed) {
+            return;
+        }
         let mut by_member: BTreeMap<i64, Vec<&Posting>> = BTreeMap::new();
         for posting in posted {
             by_member
@@ -396,7 +449,7 @@ impl Loyalty {
     /// Reads one member's figures from the ledger and merges them into the boards.
     async fn refresh_member(&self, program: &Program, member_id: i64) -> DomainResult<()> {
         let now = self.now();
-        let totals = ledger::totals(self.db(), program, now, Some(member_id)).await?;
+        let totals = ledger::totals(self.db(), program, now, Some(&[member_id])).await?;
         self.merge_totals(program, now, &totals).await
     }
 
@@ -479,6 +532,15 @@ impl Loyalty {
             .clear(program.id)
             .await
             .map_err(DomainError::internal)
+    }
+
+    /// Fault injection for tests: while on, committed postings skip the board update, exactly
+    /// as if the server died between the commit and that update.
+    #[doc(hidden)]
+    pub fn lose_leaderboard_updates(&self, on: bool) {
+        self.leaderboards()
+            .lose_updates
+            .store(on, Ordering::Relaxed);
     }
 
     pub fn leaderboard_backend(&self) -> &'static str {

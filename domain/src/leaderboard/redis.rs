@@ -2,7 +2,8 @@
 //! (`{prefix}lb:{program}:DAY:2026-11-23`, `…:WEEK:2026-11-16`, `…:MONTH:2026-11-01`,
 //! `…:ALL_TIME`), each expiring one [`super::GRACE`] after its period ends (a relative `EXPIRE`
 //! from the service's clock, so skew between servers and Redis does not matter); a hash of
-//! member posting counters (`…:versions`) and a marker (`…:built`) set when a rebuild finished.
+//! member posting counters (`…:versions`) and a marker (`…:built`) set when a rebuild finished;
+//! `{prefix}lb:applied` is the catch-up watermark (the ledger id every board has caught up to).
 //!
 //! Score = −points in hundredths and member = the id zero-padded to 19 digits, so Redis's own
 //! order (score ascending, then member bytes ascending) is points descending, then lower id
@@ -79,6 +80,19 @@ end
 return {top, me, tostring(lo), near}
 ";
 
+/// KEYS: built, versions; ARGV: members. Nil when not built; else each member's version or nil.
+const VERSIONS: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return redis.call('HMGET', KEYS[2], unpack(ARGV))
+";
+
+/// KEYS: watermark; ARGV: id. Moves the watermark up only.
+const ADVANCE: &str = r"
+local at = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if tonumber(ARGV[1]) > at then redis.call('SET', KEYS[1], ARGV[1]) end
+return 0
+";
+
 pub(crate) struct RedisBoards {
     conn: ConnectionManager,
     prefix: String,
@@ -133,6 +147,11 @@ impl RedisBoards {
 
     fn key(&self, program_id: i64, name: &str) -> String {
         format!("{}lb:{program_id}:{name}", self.prefix)
+    }
+
+    /// Not under any program's keys, so clearing a program keeps it.
+    fn watermark_key(&self) -> String {
+        format!("{}lb:applied", self.prefix)
     }
 }
 
@@ -233,6 +252,48 @@ impl Boards for RedisBoards {
             }
             cursor = next;
         }
+    }
+
+    async fn versions(
+        &self,
+        program_id: i64,
+        members: &[i64],
+    ) -> BoardResult<Option<Vec<Option<i64>>>> {
+        if members.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(VERSIONS)
+            .arg(2)
+            .arg(self.key(program_id, "built"))
+            .arg(self.key(program_id, "versions"));
+        for member in members {
+            cmd.arg(member_field(*member));
+        }
+        let mut conn = self.conn.clone();
+        cmd.query_async(&mut conn).await.map_err(failed)
+    }
+
+    async fn watermark(&self) -> BoardResult<Option<i64>> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(self.watermark_key())
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)
+    }
+
+    async fn advance_watermark(&self, to: i64) -> BoardResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("EVAL")
+            .arg(ADVANCE)
+            .arg(1)
+            .arg(self.watermark_key())
+            .arg(to)
+            .query_async::<i64>(&mut conn)
+            .await
+            .map_err(failed)?;
+        Ok(())
     }
 
     async fn read(

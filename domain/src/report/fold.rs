@@ -42,24 +42,14 @@ use crate::db::run_detached;
 use crate::error::{DomainError, DomainResult};
 use crate::periods::parse_timezone;
 use crate::service::Loyalty;
+use crate::settled::settled_max_ids;
 
 /// Ids of each table folded per transaction.
 pub const FOLD_CHUNK: i64 = 20_000;
-/// Longest a pass waits for in-flight writers before giving up until the next pass.
-const WRITER_WAIT: Duration = Duration::from_secs(5);
 /// Aggregate rows per `INSERT`.
 const INSERT_ROWS: usize = 400;
 
 const TABLES: [&str; 4] = ["ledger_entries", "members", "purchases", "refunds"];
-
-#[derive(FromQueryResult)]
-struct Targets {
-    ledger_entries: i64,
-    members: i64,
-    purchases: i64,
-    refunds: i64,
-    writers: Option<String>,
-}
 
 #[derive(FromQueryResult)]
 struct Mark {
@@ -71,11 +61,6 @@ struct Mark {
 struct ProgramTz {
     id: i64,
     timezone: String,
-}
-
-#[derive(FromQueryResult)]
-struct Count {
-    n: i64,
 }
 
 /// What one pass did.
@@ -93,61 +78,6 @@ fn max_ids_sql() -> String {
         .map(|t| format!("(SELECT COALESCE(MAX(id), 0) FROM {t}) AS {t}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// PostgreSQL: the ids up to which every row is final (see the module docs), or `None` when
-/// writers are still in flight after [`WRITER_WAIT`].
-async fn safe_targets_pg(db: &impl ConnectionTrait) -> DomainResult<Option<BTreeMap<String, i64>>> {
-    let backend = db.get_database_backend();
-    let relations = TABLES
-        .iter()
-        .map(|t| format!("'{t}'::regclass"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let targets = Targets::find_by_statement(stmt(
-        backend,
-        &format!(
-            "SELECT {}, (SELECT string_agg(DISTINCT l.virtualtransaction, ',') FROM pg_locks l \
-             WHERE l.locktype = 'relation' AND l.mode = 'RowExclusiveLock' \
-             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-             AND l.relation IN ({relations}) AND l.pid IS DISTINCT FROM pg_backend_pid()) \
-             AS writers",
-            max_ids_sql()
-        ),
-        vec![],
-    ))
-    .one(db)
-    .await?
-    .ok_or_else(|| DomainError::internal("no fold targets"))?;
-    if let Some(writers) = targets.writers.filter(|w| !w.is_empty()) {
-        let started = tokio::time::Instant::now();
-        loop {
-            let left = Count::find_by_statement(stmt(
-                backend,
-                "SELECT COUNT(*) AS n FROM pg_locks WHERE locktype = 'virtualxid' \
-                 AND virtualxid = ANY(string_to_array($1, ','))",
-                vec![writers.clone().into()],
-            ))
-            .one(db)
-            .await?
-            .map(|c| c.n)
-            .unwrap_or_default();
-            if left == 0 {
-                break;
-            }
-            if started.elapsed() > WRITER_WAIT {
-                tracing::debug!(writers, "report fold: writers still in flight, next pass");
-                return Ok(None);
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-    Ok(Some(BTreeMap::from([
-        ("ledger_entries".to_owned(), targets.ledger_entries),
-        ("members".to_owned(), targets.members),
-        ("purchases".to_owned(), targets.purchases),
-        ("refunds".to_owned(), targets.refunds),
-    ])))
 }
 
 /// Opens a fold transaction holding the watermarks (PostgreSQL: row locks; SQLite: the write
@@ -492,7 +422,7 @@ impl Loyalty {
             ..FoldStats::default()
         };
         let targets = match self.db().get_database_backend() {
-            DatabaseBackend::Postgres => match safe_targets_pg(self.db()).await? {
+            DatabaseBackend::Postgres => match settled_max_ids(self.db(), &TABLES).await? {
                 Some(targets) => Some(targets),
                 None => return Ok(stats),
             },

@@ -94,7 +94,10 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 /// A fresh app whose test configuration `adjust` changes first (limits, proxies, ...).
-pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn spawn_app_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Config) + Send + 'static,
+) -> TestApp {
     spawn(backend, None, None, None, adjust).await
 }
 
@@ -125,13 +128,55 @@ pub async fn spawn_app_at(
     spawn(backend, shared, start, None, |_| {}).await
 }
 
+/// A PostgreSQL app on a fresh database of its own whose Redis keys use `prefix` (so several
+/// apps can share one Redis and one prefix, as deployments that should not meet there).
+pub async fn spawn_fresh_with_prefix(prefix: &str) -> TestApp {
+    let options = Options {
+        prefix: Some(prefix.to_owned()),
+        ..Options::default()
+    };
+    spawn_with(Backend::Postgres, None, options).await
+}
+
+/// A change to a test app's configuration, applied last.
+pub type Configure = Box<dyn FnOnce(&mut Config) + Send>;
+
+/// What [`spawn_with`] may change about a test app.
+#[derive(Default)]
+pub struct Options {
+    pub start: Option<DateTime<Utc>>,
+    /// Another Redis than the shared test Redis.
+    pub redis: Option<String>,
+    /// The Redis prefix of a fresh PostgreSQL app (default: one of its own).
+    pub prefix: Option<String>,
+    /// Applied to the configuration last.
+    pub configure: Option<Configure>,
+}
+
 async fn spawn(
     backend: Backend,
     shared: Option<&TestApp>,
     start: Option<DateTime<Utc>>,
     redis_override: Option<String>,
-    adjust: impl FnOnce(&mut Config),
+    adjust: impl FnOnce(&mut Config) + Send + 'static,
 ) -> TestApp {
+    let options = Options {
+        start,
+        redis: redis_override,
+        configure: Some(Box::new(adjust)),
+        ..Options::default()
+    };
+    spawn_with(backend, shared, options).await
+}
+
+/// Starts a server like [`spawn_app_at`], with [`Options`].
+pub async fn spawn_with(backend: Backend, shared: Option<&TestApp>, options: Options) -> TestApp {
+    let Options {
+        start,
+        redis: redis_override,
+        prefix: prefix_override,
+        configure,
+    } = options;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
@@ -163,7 +208,7 @@ async fn spawn(
                 Some(with_database(&admin_url(), &name)),
                 Some(name),
                 Some(redis_url()),
-                Some(format!("test:{id}:")),
+                Some(prefix_override.unwrap_or_else(|| format!("test:{id}:"))),
             )
         }
         (Backend::Sqlite, _) => (None, None, None, None),
@@ -178,7 +223,9 @@ async fn spawn(
             .unwrap_or_else(|| data_dir.clone()),
     );
     config.listen_addr = "127.0.0.1:0".parse().unwrap();
-    adjust(&mut config);
+    if let Some(configure) = configure {
+        configure(&mut config);
+    }
     let start = start.unwrap_or_else(Utc::now);
     let clock = ManualClock::new(start);
     let shutdown = CancellationToken::new();
@@ -264,6 +311,17 @@ impl Gql {
 }
 
 impl TestApp {
+    /// Stops this instance (server and background jobs) as a crash would leave it: nothing more
+    /// runs, the database and Redis keep what it wrote. The database is still dropped with it.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Where this app's Redis keys live: `{REDIS_PREFIX}{deployment id}:`.
+    pub fn redis_namespace(&self) -> Option<String> {
+        self.loyalty.store().redis().map(|(_, namespace)| namespace)
+    }
+
     /// The configuration this app was started with (for running CLI subcommands against it).
     pub fn config(&self) -> Config {
         Config::for_tests(

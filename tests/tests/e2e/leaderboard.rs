@@ -446,7 +446,7 @@ async fn redis_down_reads_the_database_and_boards_are_right_when_it_returns() {
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let key = format!(
         "{}lb:{}:ALL_TIME",
-        app.redis_prefix.as_deref().unwrap(),
+        app.redis_namespace().unwrap(),
         program.id
     );
     let stored: Vec<(String, f64)> = redis::cmd("ZRANGE")
