@@ -117,21 +117,20 @@ impl Loyalty {
     /// Runs [`Loyalty::expire_due`] every `interval` until shutdown.
     pub fn spawn_expiry(&self, interval: Duration, shutdown: CancellationToken) {
         let loyalty = self.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(interval);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    _ = every.tick() => {}
+        crate::jobs::every(
+            "expiry",
+            interval,
+            shutdown,
+            move || {
+                let loyalty = loyalty.clone();
+                async move { loyalty.expire_due().await }
+            },
+            |points: &Points| {
+                if !points.is_zero() {
+                    tracing::info!(%points, "expired points");
                 }
-                match loyalty.expire_due().await {
-                    Ok(points) if points.is_zero() => {}
-                    Ok(points) => tracing::info!(%points, "expired points"),
-                    Err(err) => tracing::warn!(error = %err, "expiry pass failed"),
-                }
-            }
-        });
+            },
+        );
     }
 
     /// The next amount to expire (lots expiring on the same program-local day add up).

@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod expiry;
 pub mod gifts;
+mod jobs;
 pub mod leaderboard;
 pub mod ledger;
 pub mod members;

@@ -63,7 +63,22 @@ impl Loyalty {
             }),
         };
         tokio::spawn(listen(loyalty.clone(), shutdown.clone()));
-        tokio::spawn(purge_idempotency_records(loyalty.clone(), shutdown));
+        let purger = loyalty.clone();
+        // Safe on several instances at once (a plain range delete).
+        crate::jobs::every(
+            "idempotency purge",
+            Duration::from_secs(3600),
+            shutdown,
+            move || {
+                let loyalty = purger.clone();
+                async move { loyalty.purge_idempotency(IDEMPOTENCY_RETENTION).await }
+            },
+            |deleted: &u64| {
+                if *deleted > 0 {
+                    tracing::info!(deleted, "purged old idempotency records");
+                }
+            },
+        );
         loyalty
     }
 
@@ -167,23 +182,6 @@ impl Loyalty {
                 payload,
             })
             .await;
-    }
-}
-
-/// Deletes idempotency records past [`IDEMPOTENCY_RETENTION`], hourly. Safe on several
-/// instances at once (a plain range delete).
-async fn purge_idempotency_records(loyalty: Loyalty, shutdown: CancellationToken) {
-    let mut every = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = every.tick() => {}
-        }
-        match loyalty.purge_idempotency(IDEMPOTENCY_RETENTION).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "purged old idempotency records"),
-            Err(err) => tracing::warn!(error = %err, "idempotency purge failed"),
-        }
     }
 }
 

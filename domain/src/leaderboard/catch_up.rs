@@ -168,19 +168,15 @@ impl Loyalty {
     /// Runs [`Loyalty::catch_up_leaderboards`] now and then every `interval` until shutdown.
     pub fn spawn_leaderboard_catch_up(&self, interval: Duration, shutdown: CancellationToken) {
         let loyalty = self.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(interval);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    _ = every.tick() => {}
-                }
-                // A failed pass (Redis or the database away) is simply the next pass's work.
-                if let Err(err) = loyalty.catch_up_leaderboards().await {
-                    tracing::warn!(error = %err, "leaderboard catch-up failed");
-                }
-            }
-        });
+        crate::jobs::every(
+            "leaderboard catch-up",
+            interval,
+            shutdown,
+            move || {
+                let loyalty = loyalty.clone();
+                async move { loyalty.catch_up_leaderboards().await }
+            },
+            |_: &CatchUp| {},
+        );
     }
 }

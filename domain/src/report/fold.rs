@@ -437,23 +437,19 @@ impl Loyalty {
     /// Runs [`Loyalty::fold_reports`] every `interval` until shutdown.
     pub fn spawn_report_folder(&self, interval: Duration, shutdown: CancellationToken) {
         let loyalty = self.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(interval);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    _ = every.tick() => {}
+        crate::jobs::every(
+            "report fold",
+            interval,
+            shutdown,
+            move || {
+                let loyalty = loyalty.clone();
+                async move { loyalty.fold_reports().await }
+            },
+            |stats: &FoldStats| {
+                if *stats != FoldStats::default() {
+                    tracing::debug!(rows = stats.rows, rebuilt = stats.rebuilt, "report fold");
                 }
-                // A failed pass (a deadlock, the database away) is simply the next pass's work.
-                match loyalty.fold_reports().await {
-                    Ok(stats) if stats == FoldStats::default() => {}
-                    Ok(stats) => {
-                        tracing::debug!(rows = stats.rows, rebuilt = stats.rebuilt, "report fold")
-                    }
-                    Err(err) => tracing::warn!(error = %err, "report fold failed"),
-                }
-            }
-        });
+            },
+        );
     }
 }

@@ -1,0 +1,37 @@
+//! The one shape of a background job: run a pass now and then every `interval` until shutdown.
+//! A failed pass is logged and is simply the next pass's work, so a job never stops on an error.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::DomainResult;
+
+/// Spawns `pass` on a timer. The first tick fires at once; a pass that overruns its interval
+/// delays the next one instead of running two back to back. `report` says what a pass did.
+pub(crate) fn every<T, Fut>(
+    name: &'static str,
+    interval: Duration,
+    shutdown: CancellationToken,
+    mut pass: impl FnMut() -> Fut + Send + 'static,
+    report: fn(&T),
+) where
+    T: Send + 'static,
+    Fut: Future<Output = DomainResult<T>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(interval);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            match pass().await {
+                Ok(outcome) => report(&outcome),
+                Err(err) => tracing::warn!(job = name, error = %err, "background pass failed"),
+            }
+        }
+    });
+}
