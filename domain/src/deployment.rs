@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{DomainError, DomainResult};
-use crate::leaderboard::Leaderboards;
+use crate::live::leaderboard::Leaderboards;
 use crate::store::{FastStore, RedisStore};
 
 /// Reads the database's deployment id (after migrations).
@@ -31,7 +31,7 @@ pub async fn deployment_id<C: ConnectionTrait>(db: &C) -> DomainResult<String> {
 
 /// Gives the database a new deployment id, unless another instance already replaced `from`;
 /// returns the id now in force. For a database whose Redis turned out to hold the state of a
-/// copy of it (see [`crate::leaderboard::Leaderboards::ahead_of_ledger`]).
+/// copy of it (see [`crate::live::leaderboard::Leaderboards::ahead_of_ledger`]).
 pub async fn rotate<C: ConnectionTrait>(db: &C, from: &str) -> DomainResult<String> {
     let backend = db.get_database_backend();
     let sql = match backend {

@@ -9,8 +9,8 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::earning::rules::Ruleset;
 use crate::program::Program;
-use crate::rules::Ruleset;
 use crate::store::{BusMessage, FastStore};
 
 /// How long a client idempotency key answers from the fast path. Database records are kept at
@@ -36,9 +36,9 @@ struct Inner {
     programs: RwLock<HashMap<String, (Arc<Program>, std::time::Instant)>>,
     rulesets: RwLock<HashMap<(i64, i64), Arc<Ruleset>>>,
     click_limiter: crate::referrals::CodeLimiter,
-    events: crate::events::EventHub,
-    publisher: crate::events::Publisher,
-    leaderboards: crate::leaderboard::Leaderboards,
+    events: crate::live::events::EventHub,
+    publisher: crate::live::events::Publisher,
+    leaderboards: crate::live::leaderboard::Leaderboards,
 }
 
 impl Loyalty {
@@ -57,9 +57,9 @@ impl Loyalty {
                 programs: RwLock::new(HashMap::new()),
                 rulesets: RwLock::new(HashMap::new()),
                 click_limiter: crate::referrals::code_limiter(clock.clone()),
-                events: crate::events::EventHub::default(),
-                publisher: crate::events::Publisher::start(store.clone(), shutdown.clone()),
-                leaderboards: crate::leaderboard::Leaderboards::for_store(store.as_ref()),
+                events: crate::live::events::EventHub::default(),
+                publisher: crate::live::events::Publisher::start(store.clone(), shutdown.clone()),
+                leaderboards: crate::live::leaderboard::Leaderboards::for_store(store.as_ref()),
             }),
         };
         tokio::spawn(listen(loyalty.clone(), shutdown.clone()));
@@ -94,13 +94,13 @@ impl Loyalty {
                 programs: RwLock::new(HashMap::new()),
                 rulesets: RwLock::new(HashMap::new()),
                 click_limiter: crate::referrals::code_limiter(clock),
-                events: crate::events::EventHub::default(),
+                events: crate::live::events::EventHub::default(),
                 // Its task ends when this service is dropped (the queue closes).
-                publisher: crate::events::Publisher::start(
+                publisher: crate::live::events::Publisher::start(
                     self.inner.store.clone(),
                     CancellationToken::new(),
                 ),
-                leaderboards: crate::leaderboard::Leaderboards::for_store(
+                leaderboards: crate::live::leaderboard::Leaderboards::for_store(
                     self.inner.store.as_ref(),
                 ),
             }),
@@ -116,15 +116,15 @@ impl Loyalty {
     }
 
     /// Live postings on this instance, by member and by program.
-    pub fn events(&self) -> &crate::events::EventHub {
+    pub fn events(&self) -> &crate::live::events::EventHub {
         &self.inner.events
     }
 
-    pub(crate) fn publisher(&self) -> &crate::events::Publisher {
+    pub(crate) fn publisher(&self) -> &crate::live::events::Publisher {
         &self.inner.publisher
     }
 
-    pub(crate) fn leaderboards(&self) -> &crate::leaderboard::Leaderboards {
+    pub(crate) fn leaderboards(&self) -> &crate::live::leaderboard::Leaderboards {
         &self.inner.leaderboards
     }
 
@@ -193,7 +193,7 @@ async fn listen(loyalty: Loyalty, shutdown: CancellationToken) {
             message = messages.recv() => message,
         };
         match message {
-            Ok(BusMessage { topic, payload }) if topic == crate::events::TOPIC => {
+            Ok(BusMessage { topic, payload }) if topic == crate::live::events::TOPIC => {
                 loyalty.on_postings(&payload);
             }
             Ok(BusMessage { topic, payload }) if topic == "program.changed" => {

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use loyalty_domain::db::{classify, retry, DbErrorKind, TxError};
+use loyalty_domain::ledger::db::{classify, retry, DbErrorKind, TxError};
 use sea_orm::{ConnectionTrait, Database, DbErr, TransactionTrait};
 
 fn admin_url() -> String {

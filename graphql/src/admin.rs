@@ -3,9 +3,9 @@
 
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
+use loyalty_domain::earning::rulebook::RuleInput as DRuleInput;
+use loyalty_domain::earning::rules::{Limit as DLimit, Reward, Rule as DRule, Streak};
 use loyalty_domain::earning::RulesTarget;
-use loyalty_domain::rulebook::RuleInput as DRuleInput;
-use loyalty_domain::rules::{Limit as DLimit, Reward, Rule as DRule, Streak};
 use loyalty_domain::{DomainError, Loyalty, Points, Role};
 use rust_decimal::Decimal;
 

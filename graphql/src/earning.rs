@@ -1,8 +1,8 @@
 //! `recordAction` and `earnOpportunities`.
 
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
-use loyalty_domain::actions::ActionOutcome;
-use loyalty_domain::rules::{Period as DPeriod, Refusal, Reward};
+use loyalty_domain::earning::actions::ActionOutcome;
+use loyalty_domain::earning::rules::{Period as DPeriod, Refusal, Reward};
 use loyalty_domain::{Loyalty, Role};
 use rust_decimal::Decimal;
 

@@ -4,7 +4,7 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use loyalty_domain::gifts::{
+use loyalty_domain::spending::gifts::{
     CancelOutcome, Gift as DGift, GiftInput as DGiftInput, RedeemOutcome,
     Redemption as DRedemption, RedemptionOrigin as DOrigin, RedemptionStatus as DStatus,
 };

@@ -3,7 +3,7 @@
 
 use async_graphql::{Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use loyalty_domain::leaderboard::{Period, RankedMember};
+use loyalty_domain::live::leaderboard::{Period, RankedMember};
 use loyalty_domain::Role;
 use rust_decimal::Decimal;
 

@@ -1,7 +1,7 @@
 //! Tiers: admin configuration and the member's current tier.
 
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
-use loyalty_domain::tiers::{Tier as DTier, TierInput as DTierInput};
+use loyalty_domain::program::tiers::{Tier as DTier, TierInput as DTierInput};
 use loyalty_domain::Role;
 use rust_decimal::Decimal;
 

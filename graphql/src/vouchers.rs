@@ -3,7 +3,7 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use loyalty_domain::vouchers::{
+use loyalty_domain::spending::vouchers::{
     DiscountOutcome, Voucher as DVoucher, VoucherOrigin as DOrigin, VoucherStatus as DStatus,
 };
 use loyalty_domain::{Loyalty, Role};

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use loyalty_domain::wheel::{
+use loyalty_domain::spending::wheel::{
     Prize as DPrize, SegmentInput as DSegmentInput, SegmentView, SpinOutcome,
     WheelInput as DWheelInput, WheelView,
 };

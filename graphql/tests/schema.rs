@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 async fn schema(introspection: bool) -> LoyaltySchema {
     let dir = std::env::temp_dir().join(format!("loyalty-gql-{}", uuid::Uuid::new_v4().simple()));
-    let url = loyalty_domain::db::sqlite_url(&dir.join("test.db")).unwrap();
-    let db = loyalty_domain::db::connect(&url, 2).await.unwrap();
-    loyalty_domain::db::migrate(&db).await.unwrap();
+    let url = loyalty_domain::ledger::db::sqlite_url(&dir.join("test.db")).unwrap();
+    let db = loyalty_domain::ledger::db::connect(&url, 2).await.unwrap();
+    loyalty_domain::ledger::db::migrate(&db).await.unwrap();
     let loyalty = Loyalty::new(
         db,
         Arc::new(MemoryStore::new()),

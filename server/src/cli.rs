@@ -136,10 +136,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 /// `migrate` reads only [`DatabaseTarget`], so a migration job needs no JWT key.
 pub async fn migrate(target: &DatabaseTarget) -> anyhow::Result<()> {
     let url = target.resolved_url()?;
-    let db = loyalty_domain::db::connect(&url, 1)
+    let db = loyalty_domain::ledger::db::connect(&url, 1)
         .await
         .with_context(|| format!("cannot connect to the database ({})", target.describe()))?;
-    loyalty_domain::db::migrate(&db)
+    loyalty_domain::ledger::db::migrate(&db)
         .await
         .context("database migration failed")?;
     tracing::info!(database = %target.describe(), "migrations applied");

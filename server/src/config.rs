@@ -586,7 +586,7 @@ impl DatabaseTarget {
     pub fn resolved_url(&self) -> anyhow::Result<String> {
         match &self.database_url {
             Some(url) => Ok(url.clone()),
-            None => loyalty_domain::db::sqlite_url(&self.data_dir.join(SQLITE_FILE_NAME))
+            None => loyalty_domain::ledger::db::sqlite_url(&self.data_dir.join(SQLITE_FILE_NAME))
                 .with_context(|| format!("cannot create DATA_DIR {}", self.data_dir.display())),
         }
     }

@@ -95,7 +95,7 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
     auth.self_check()?;
 
     let url = config.resolved_database_url()?;
-    let db = loyalty_domain::db::connect(&url, config.database_max_connections)
+    let db = loyalty_domain::ledger::db::connect(&url, config.database_max_connections)
         .await
         .with_context(|| {
             format!(
@@ -103,7 +103,7 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
                 config.describe_storage()
             )
         })?;
-    loyalty_domain::db::migrate(&db)
+    loyalty_domain::ledger::db::migrate(&db)
         .await
         .context("database migration failed")?;
 

@@ -191,7 +191,7 @@ impl Loyalty {
         sims: &mut [Sim],
         member: usize,
         step: &Step,
-        gifts: &[crate::gifts::Gift],
+        gifts: &[crate::spending::gifts::Gift],
         wheel: Option<i64>,
     ) -> DomainResult<Option<i64>> {
         let key = |kind: &str| format!("demo-{kind}-{member}-{}", self.now().timestamp());

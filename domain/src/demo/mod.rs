@@ -8,13 +8,13 @@ pub use activity::{ActivitySummary, DEMO_DAYS, DEMO_MEMBERS};
 
 use rust_decimal::Decimal;
 
+use crate::earning::rulebook::RuleInput;
+use crate::earning::rules::{Limit, Period, Reward, Streak};
 use crate::error::DomainResult;
 use crate::money::Points;
 use crate::program::{NewProgram, Program};
-use crate::rulebook::RuleInput;
-use crate::rules::{Limit, Period, Reward, Streak};
 use crate::service::Loyalty;
-use crate::wheel::{Prize, SegmentInput, WheelInput};
+use crate::spending::wheel::{Prize, SegmentInput, WheelInput};
 
 fn fixed(
     name: &str,

@@ -38,11 +38,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::read::{scan, stmt};
 use super::tally::{Cat, EventRow, LedgerRow, Tally};
-use crate::db::run_detached;
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::db::run_detached;
+use crate::ledger::settled::settled_max_ids;
 use crate::periods::parse_timezone;
 use crate::service::Loyalty;
-use crate::settled::settled_max_ids;
 
 /// Ids of each table folded per transaction.
 pub const FOLD_CHUNK: i64 = 20_000;

@@ -19,8 +19,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::actor::{Actor, Role};
-use crate::db::run_detached;
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::db::run_detached;
 use crate::money::{Money, Points};
 use crate::periods::{month_start, week_start};
 use crate::program::Program;

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
-use loyalty_domain::miniapp::{LaunchVerifier, TelegramVerifier};
+use loyalty_domain::members::miniapp::{LaunchVerifier, TelegramVerifier};
 use loyalty_domain::{DomainError, Role};
 use serde::Deserialize;
 use serde_json::json;

@@ -20,12 +20,12 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Role};
-use crate::db::{MemberRef, TxError, TxResult};
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::db::{MemberRef, TxError, TxResult};
+use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{Account, Entry, Kind, Posting, Tx};
 use crate::members::MAX_PAGE;
 use crate::money::{round2, Money, Points};
-use crate::ops::{IdempotencyKey, Operation};
 use crate::program::Program;
 use crate::service::Loyalty;
 
@@ -535,7 +535,7 @@ mod tests {
 #[cfg(test)]
 mod prize_tests {
     use super::*;
-    use crate::gifts::test_support::{demo, Prize, PrizeOp, Won};
+    use crate::spending::gifts::test_support::{demo, Prize, PrizeOp, Won};
 
     #[tokio::test]
     async fn a_won_voucher_costs_no_points() {

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::actor::Actor;
-use crate::db::{lock_member, retry, run_detached, MemberRef, TxError, TxResult};
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::db::{lock_member, retry, run_detached, MemberRef, TxError, TxResult};
 use crate::ledger::{Posting, Tx};
 use crate::program::Program;
 use crate::service::{Loyalty, IDEMPOTENCY_FAST_TTL};

@@ -6,7 +6,7 @@
 //! newest posting counter with the one the boards hold, and refreshes the lagging ones from the
 //! ledger. Refreshes merge by counter, so a pass racing live updates, rebuilds or another
 //! instance's pass writes nothing wrong; the watermark only moves up to an id below which every
-//! row is committed ([`crate::settled`]), so a row that commits late is never skipped.
+//! row is committed ([`crate::ledger::settled`]), so a row that commits late is never skipped.
 //!
 //! Without a watermark (a new process with in-process boards, a fresh or flushed Redis) nothing
 //! is known about the boards: the pass rebuilds every program.
@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::ledger;
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::settled::settled_max_ids;
 use crate::service::Loyalty;
-use crate::settled::settled_max_ids;
 
 /// Ledger ids read per statement.
 const CHUNK: i64 = 10_000;

@@ -3,6 +3,12 @@
 //! after the program's validity period; negative postings consume lots first-expiring-first, so
 //! for every member `SUM(remaining of lots) == balance` holds alongside `balance == SUM(amount)`.
 
+pub mod audit;
+pub mod db;
+pub mod expiry;
+pub mod ops;
+pub(crate) mod settled;
+
 use chrono::{DateTime, Duration, Utc};
 use loyalty_entities::{balances, ledger_entries, members};
 use sea_orm::sea_query::{Expr, Order};
@@ -11,8 +17,8 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::db::{classify, DbErrorKind, TxError, TxResult};
 use crate::error::DomainError;
+use crate::ledger::db::{classify, DbErrorKind, TxError, TxResult};
 use crate::money::Points;
 use crate::program::Program;
 
@@ -201,7 +207,7 @@ impl<'a> Tx<'a> {
     pub fn new(
         txn: &'a DatabaseTransaction,
         program: &'a Program,
-        locked: crate::db::Locked,
+        locked: crate::ledger::db::Locked,
         now: DateTime<Utc>,
         loyalty: crate::service::Loyalty,
     ) -> Self {
@@ -232,7 +238,8 @@ impl<'a> Tx<'a> {
     pub async fn flush_member(&mut self) -> TxResult<()> {
         if self.qualification_changed {
             let qualification = self.balance(Account::Qualification).await?;
-            let tier = crate::tiers::tier_for(self.txn, self.program.id, qualification).await?;
+            let tier =
+                crate::program::tiers::tier_for(self.txn, self.program.id, qualification).await?;
             if tier != self.member.tier_id {
                 self.member.tier_id = tier;
                 self.member_dirty = true;

@@ -14,12 +14,12 @@ use super::{
     RedemptionStatus, PURPOSE,
 };
 use crate::actor::{Actor, Role};
-use crate::db::{MemberRef, TxError, TxResult};
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::db::{MemberRef, TxError, TxResult};
+use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{Account, Entry, Kind, Tx};
 use crate::members::MAX_PAGE;
 use crate::money::Points;
-use crate::ops::{IdempotencyKey, Operation};
 use crate::program::Program;
 use crate::service::Loyalty;
 
@@ -452,8 +452,8 @@ mod tests {
     use rust_decimal::Decimal;
 
     use super::*;
-    use crate::gifts::test_support::{demo, Prize, PrizeOp, Won};
-    use crate::gifts::{gift_in_stock, GiftInput};
+    use crate::spending::gifts::test_support::{demo, Prize, PrizeOp, Won};
+    use crate::spending::gifts::{gift_in_stock, GiftInput};
 
     #[tokio::test]
     async fn a_won_gift_takes_stock_but_no_points() {

@@ -12,8 +12,8 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::db::{classify, run_detached, DbErrorKind};
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::db::{classify, run_detached, DbErrorKind};
 use crate::money::Points;
 use crate::program::Program;
 use crate::service::Loyalty;

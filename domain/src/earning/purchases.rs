@@ -8,14 +8,14 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 
-use crate::actions::outcome;
 use crate::actor::{Actor, Role};
-use crate::db::{MemberRef, TxError, TxResult};
+use crate::earning::actions::outcome;
+use crate::earning::rules::ActionRequest;
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::db::{MemberRef, TxError, TxResult};
+use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{Account, Entry, Kind, Posting, Tx};
 use crate::money::{Money, Points};
-use crate::ops::{IdempotencyKey, Operation};
-use crate::rules::ActionRequest;
 use crate::service::Loyalty;
 
 const MAX_ORDER_ID_LEN: usize = 200;

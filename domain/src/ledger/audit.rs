@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use loyalty_entities::{balances, ledger_entries};
 use sea_orm::sea_query::Expr;
 
-use crate::db::sum_of;
+use crate::ledger::db::sum_of;
 use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect};
 
 use crate::error::DomainResult;

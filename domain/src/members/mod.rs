@@ -1,6 +1,9 @@
 //! Members: joining (the program first hears of them), registering (the mini-app sign-up),
 //! profiles, balances and history.
 
+pub mod adjust;
+pub mod miniapp;
+
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -13,14 +16,14 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Role};
-use crate::db::{classify, run_detached, DbErrorKind, Locked, MemberRef, TxResult};
+use crate::earning::rules::ActionRequest;
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::db::{classify, run_detached, DbErrorKind, Locked, MemberRef, TxResult};
+use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{Account, Posting, Tx};
 use crate::money::Points;
-use crate::ops::{IdempotencyKey, Operation};
 use crate::program::{validate_external_id, Program};
 use crate::referrals::ReferralOutcome;
-use crate::rules::ActionRequest;
 use crate::service::Loyalty;
 
 /// Unambiguous alphabet for referral codes (no 0/O, 1/I/L).
@@ -330,7 +333,8 @@ impl Loyalty {
         let mut referral = None;
         let result = async {
             // A new member starts in the tier that needs no qualification, if there is one.
-            tx.member.tier_id = crate::tiers::tier_for(&txn, program.id, Points::ZERO).await?;
+            tx.member.tier_id =
+                crate::program::tiers::tier_for(&txn, program.id, Points::ZERO).await?;
             tx.touch_member();
             tx.loyalty_award("join").await?;
             if register {

@@ -9,17 +9,17 @@ use loyalty_entities::{earning_rules, ledger_entries, programs, rulesets};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, SimpleExpr};
 
-use crate::db::{run_detached, sum_of};
+use crate::ledger::db::{run_detached, sum_of};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
+use crate::earning::rules::{Limit, MemberFacts, Period, Reward, Rule, RuleFacts, Ruleset, Streak};
 use crate::error::{DomainError, DomainResult};
 use crate::money::Points;
 use crate::periods::Windows;
 use crate::program::Program;
-use crate::rules::{Limit, MemberFacts, Period, Reward, Rule, RuleFacts, Ruleset, Streak};
 use crate::service::Loyalty;
 
 /// Most rules a program may have in its draft.
@@ -104,7 +104,7 @@ impl RuleInput {
 
     fn source(&self) -> String {
         self.source.clone().unwrap_or_else(|| {
-            crate::rules::BUILTIN_ACTIONS
+            crate::earning::rules::BUILTIN_ACTIONS
                 .iter()
                 .find(|(action, _)| *action == self.action)
                 .map(|(_, source)| (*source).to_owned())

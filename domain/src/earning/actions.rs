@@ -3,12 +3,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::actor::Actor;
-use crate::db::{MemberRef, TxError, TxResult};
+use crate::earning::rules::{evaluate, ActionRequest, EvalContext, Refusal};
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::db::{MemberRef, TxError, TxResult};
+use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{Account, Entry, Kind, Posting, Tx};
 use crate::money::Points;
-use crate::ops::{IdempotencyKey, Operation};
-use crate::rules::{evaluate, ActionRequest, EvalContext, Refusal};
 use crate::service::Loyalty;
 
 /// Actions only the server itself records (through register, join and recordPurchase).

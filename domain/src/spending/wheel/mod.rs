@@ -18,16 +18,16 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Role};
-use crate::db::{run_detached, MemberRef, TxError, TxResult};
 use crate::error::{DomainError, DomainResult};
-use crate::gifts::{gift_in_stock, grant_gift, Redemption};
+use crate::ledger::db::{run_detached, MemberRef, TxError, TxResult};
+use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{Account, Entry, Kind, Posting, Tx};
 use crate::money::Points;
-use crate::ops::{IdempotencyKey, Operation};
 use crate::periods::Windows;
 use crate::program::Program;
 use crate::service::Loyalty;
-use crate::vouchers::{grant_voucher, Voucher};
+use crate::spending::gifts::{gift_in_stock, grant_gift, Redemption};
+use crate::spending::vouchers::{grant_voucher, Voucher};
 
 pub const MAX_SEGMENTS: usize = 24;
 pub const MAX_WEIGHT: u64 = 1_000_000;
@@ -491,7 +491,7 @@ impl Loyalty {
         let cost = input.validate()?;
         for (i, segment) in input.segments.iter().enumerate() {
             if let Prize::Gift { gift_id } = segment.prize {
-                if crate::gifts::find_gift(self.db(), program.id, gift_id)
+                if crate::spending::gifts::find_gift(self.db(), program.id, gift_id)
                     .await?
                     .is_none()
                 {

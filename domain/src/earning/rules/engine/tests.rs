@@ -7,8 +7,8 @@ use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
 use super::*;
+use crate::earning::rules::Streak;
 use crate::money::Money;
-use crate::rules::Streak;
 
 fn tz() -> Tz {
     "Asia/Ho_Chi_Minh".parse().unwrap()

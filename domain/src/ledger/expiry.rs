@@ -10,11 +10,11 @@ use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{MemberRef, TxResult};
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::db::{MemberRef, TxResult};
+use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{Account, Entry, Kind, Tx};
 use crate::money::Points;
-use crate::ops::{IdempotencyKey, Operation};
 use crate::periods::local_date;
 use crate::program::Program;
 use crate::service::Loyalty;

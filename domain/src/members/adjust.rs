@@ -3,13 +3,13 @@
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::actions::ActionOutcome;
 use crate::actor::{Actor, Role};
-use crate::db::{MemberRef, TxResult};
+use crate::earning::actions::ActionOutcome;
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::db::{MemberRef, TxResult};
+use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{Account, Entry, Kind, Tx};
 use crate::money::Points;
-use crate::ops::{IdempotencyKey, Operation};
 use crate::service::Loyalty;
 
 const MAX_REASON_LEN: usize = 500;

@@ -10,22 +10,22 @@ use tokio_util::sync::CancellationToken;
 use super::{grant_gift, Redemption};
 use crate::actor::{Actor, Role};
 use crate::clock::SystemClock;
-use crate::db::{MemberRef, TxResult};
+use crate::ledger::db::{MemberRef, TxResult};
+use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::Tx;
 use crate::money::Points;
-use crate::ops::{IdempotencyKey, Operation};
 use crate::program::Program;
+use crate::spending::vouchers::{grant_voucher, Voucher};
 use crate::store::MemoryStore;
-use crate::vouchers::{grant_voucher, Voucher};
 use crate::Loyalty;
 
 /// The demo program on a fresh SQLite file, and a registered member (70.00 points).
 pub(crate) async fn demo() -> (Loyalty, Arc<Program>, i64) {
     let dir =
         std::env::temp_dir().join(format!("loyalty-domain-{}", uuid::Uuid::new_v4().simple()));
-    let url = crate::db::sqlite_url(&dir.join("test.db")).unwrap();
-    let db = crate::db::connect(&url, 2).await.unwrap();
-    crate::db::migrate(&db).await.unwrap();
+    let url = crate::ledger::db::sqlite_url(&dir.join("test.db")).unwrap();
+    let db = crate::ledger::db::connect(&url, 2).await.unwrap();
+    crate::ledger::db::migrate(&db).await.unwrap();
     let loyalty = Loyalty::new(
         db,
         Arc::new(MemoryStore::new()),

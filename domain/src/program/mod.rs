@@ -1,6 +1,8 @@
 //! Programs (tenants): creation is idempotent on the external id; reads are cached per instance
 //! and dropped when the bus says a program changed.
 
+pub mod tiers;
+
 use std::sync::Arc;
 
 use chrono_tz::Tz;
@@ -9,8 +11,8 @@ use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
-use crate::db::{classify, DbErrorKind};
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::db::{classify, DbErrorKind};
 use crate::money::Points;
 use crate::periods::parse_timezone;
 use crate::service::Loyalty;

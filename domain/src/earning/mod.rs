@@ -1,14 +1,21 @@
 //! Read-only views of the rules: what a member can still earn, and `testRules` dry runs.
 
+pub mod actions;
+pub mod purchases;
+pub mod rulebook;
+pub mod rules;
+
 use loyalty_entities::members;
 use rust_decimal::Decimal;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::actor::Actor;
+use crate::earning::rules::{
+    evaluate, opportunities, ActionRequest, EvalContext, Evaluation, Opportunity,
+};
 use crate::error::{DomainError, DomainResult};
 use crate::money::Money;
 use crate::program::Program;
-use crate::rules::{evaluate, opportunities, ActionRequest, EvalContext, Evaluation, Opportunity};
 use crate::service::Loyalty;
 
 /// Which rules a dry run uses.

@@ -10,10 +10,10 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 
-use crate::db::{classify, lock_member, DbErrorKind, MemberRef, TxResult};
+use crate::earning::rules::ActionRequest;
+use crate::ledger::db::{classify, lock_member, DbErrorKind, MemberRef, TxResult};
 use crate::ledger::Tx;
 use crate::periods::Windows;
-use crate::rules::ActionRequest;
 
 /// Why a referral was or was not linked, for the app to explain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,7 +161,11 @@ pub(crate) async fn qualify_on_purchase(tx: &mut Tx<'_>) -> TxResult<()> {
     reward(tx, inviter, referral.id).await
 }
 
-async fn reward(tx: &mut Tx<'_>, inviter: crate::db::Locked, referral_id: i64) -> TxResult<()> {
+async fn reward(
+    tx: &mut Tx<'_>,
+    inviter: crate::ledger::db::Locked,
+    referral_id: i64,
+) -> TxResult<()> {
     let loyalty = tx.loyalty.clone();
     let friend = ActionRequest {
         action: "referral_friend".into(),
