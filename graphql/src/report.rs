@@ -234,6 +234,11 @@ fn figures(f: &Figures) -> LoyaltyReportFigures {
     }
 }
 
+/// What one report costs beyond its fields: it reads every bucket of up to 366 days (and a
+/// comparison), so it is priced like hundreds of rows. Two fit the default complexity limit with
+/// the dashboard's full selection; a third aliased report does not.
+const REPORT_COMPLEXITY: usize = 800;
+
 #[derive(Default)]
 pub struct ReportQuery;
 
@@ -241,6 +246,7 @@ pub struct ReportQuery;
 impl ReportQuery {
     /// Admin: the Customer Loyalty Report of the token's program for the local dates
     /// `from..=to` (at most 366 days), optionally with a comparison period.
+    #[graphql(complexity = "REPORT_COMPLEXITY + child_complexity")]
     async fn loyalty_report(
         &self,
         ctx: &Context<'_>,

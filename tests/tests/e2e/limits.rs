@@ -70,6 +70,33 @@ async fn paginated_fields_cost_first_times_their_children() {
     app.gql(Some(&admin), history, j!({})).await.data();
 }
 
+/// A report reads up to 366 days of buckets: aliases cannot multiply it past two per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aliased_reports_are_priced_as_reports() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.demo().await;
+    let admin = app.admin();
+    let report = r#"loyaltyReport(from: "2026-01-01", to: "2026-12-31", granularity: DAY, compareFrom: "2025-01-01", compareTo: "2025-12-31") {
+        asOf pointsIssued { total count bySource { source label points count share } }
+        pointsUsed { total count byPurpose { purpose label points count share } }
+        pointsExpired outstandingBalance redemptionRate members { total new active }
+        revenue averageOrderValue series { bucketStart issued used expired newMembers }
+        comparison { pointsIssued { total } pointsUsed { total } members { total new active } } }"#;
+    let two: String = (0..2).map(|i| format!("r{i}: {report} ")).collect();
+    let r = app.gql(Some(&admin), &format!("{{ {two} }}"), j!({})).await;
+    assert_eq!(
+        r.data()["r1"]["pointsIssued"],
+        r.data()["r0"]["pointsIssued"]
+    );
+    let three: String = (0..3).map(|i| format!("r{i}: {report} ")).collect();
+    let r = app
+        .gql(Some(&admin), &format!("{{ {three} }}"), j!({}))
+        .await;
+    assert_eq!(r.code(), "VALIDATION", "{}", r.body);
+    assert_eq!(r.body["errors"][0]["message"], "Query is too complex.");
+    assert_eq!(r.body["data"], Value::Null, "nothing ran: {}", r.body);
+}
+
 e2e!(
     root_mutation_fields_are_capped_per_request,
     |app: TestApp| async move {
