@@ -318,7 +318,7 @@ async fn fold_chunk(
         .await?;
         for row in &ledger {
             let tz = tz_of(row.program_id, &mut cut_in)?;
-            tallies.entry(row.program_id).or_default().ledger(tz, row);
+            tallies.entry(row.program_id).or_default().ledger(tz, row)?;
         }
         rows += ledger.len() as u64;
     }

@@ -19,6 +19,7 @@ use super::tally::{Cat, Cell, EventRow, LedgerRow, Tally};
 use super::{PeriodData, TierCount};
 use crate::error::{DomainError, DomainResult};
 use crate::program::Program;
+use crate::stored::Stored;
 
 /// Rows read per round trip when scanning the tail.
 const TAIL_PAGE: u64 = 5_000;
@@ -146,7 +147,7 @@ pub(crate) async fn scan<C: ConnectionTrait>(
         let Some(tail) = rows.last() else { break };
         last = tail.id;
         for row in &rows {
-            tally.ledger(tz, row);
+            tally.ledger(tz, row)?;
         }
     }
     for (table, cat, amount, at) in [
@@ -237,17 +238,15 @@ pub(super) async fn gather(
             .all(&txn)
             .await?;
             for row in rows {
-                if let Some(cat) = Cat::parse(&row.kind) {
-                    tally.add(
-                        parse_day(&row.day)?,
-                        cat,
-                        row.key,
-                        Cell {
-                            amount_minor: row.amount_minor,
-                            count: row.count,
-                        },
-                    );
-                }
+                tally.add(
+                    parse_day(&row.day)?,
+                    Cat::read("report_daily.kind", &row.kind)?,
+                    row.key,
+                    Cell {
+                        amount_minor: row.amount_minor,
+                        count: row.count,
+                    },
+                );
             }
             let sums = KindSum::find_by_statement(stmt(
                 backend,
@@ -259,12 +258,13 @@ pub(super) async fn gather(
             .all(&txn)
             .await?;
             for sum in sums {
-                if let Some(cat) = Cat::parse(&sum.kind) {
-                    cumulative.entry(cat).or_default().add(Cell {
+                cumulative
+                    .entry(Cat::read("report_daily.kind", &sum.kind)?)
+                    .or_default()
+                    .add(Cell {
                         amount_minor: sum.amount_minor,
                         count: sum.count,
                     });
-                }
             }
             let count = match super::block_window(*from, *to) {
                 // Up to 65 days: one row per member in one block, a bit test, no DISTINCT.

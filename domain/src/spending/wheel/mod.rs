@@ -28,6 +28,7 @@ use crate::program::Program;
 use crate::service::Loyalty;
 use crate::spending::gifts::{gift_in_stock, grant_gift, Redemption};
 use crate::spending::vouchers::{grant_voucher, Voucher};
+use crate::stored::{stored_enum, Stored};
 
 pub const MAX_SEGMENTS: usize = 24;
 pub const MAX_WEIGHT: u64 = 1_000_000;
@@ -43,24 +44,49 @@ pub enum Prize {
     Nothing,
 }
 
+/// The kind of a prize, as stored in `wheel_segments.prize_kind` and `spins.prize_kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PrizeKind {
+    Points,
+    Gift,
+    Voucher,
+    Nothing,
+}
+
+stored_enum!(PrizeKind {
+    Points => "POINTS",
+    Gift => "GIFT",
+    Voucher => "VOUCHER",
+    Nothing => "NOTHING",
+});
+
 impl Prize {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> PrizeKind {
         match self {
-            Prize::Points { .. } => "POINTS",
-            Prize::Gift { .. } => "GIFT",
-            Prize::Voucher { .. } => "VOUCHER",
-            Prize::Nothing => "NOTHING",
+            Prize::Points { .. } => PrizeKind::Points,
+            Prize::Gift { .. } => PrizeKind::Gift,
+            Prize::Voucher { .. } => PrizeKind::Voucher,
+            Prize::Nothing => PrizeKind::Nothing,
         }
     }
 
-    fn from_row(row: &wheel_segments::Model) -> Prize {
+    fn from_row(row: &wheel_segments::Model) -> DomainResult<Prize> {
         let points = Points::from_minor(row.prize_points_minor.unwrap_or_default());
-        match (row.prize_kind.as_str(), row.prize_gift_id) {
-            ("POINTS", _) => Prize::Points { points },
-            ("GIFT", Some(gift_id)) => Prize::Gift { gift_id },
-            ("VOUCHER", _) => Prize::Voucher { points },
-            _ => Prize::Nothing,
-        }
+        Ok(
+            match PrizeKind::read("wheel_segments.prize_kind", &row.prize_kind)? {
+                PrizeKind::Points => Prize::Points { points },
+                PrizeKind::Gift => Prize::Gift {
+                    gift_id: row.prize_gift_id.ok_or_else(|| {
+                        DomainError::internal(format!(
+                            "wheel_segments.prize_gift_id: missing on the GIFT segment {}",
+                            row.id
+                        ))
+                    })?,
+                },
+                PrizeKind::Voucher => Prize::Voucher { points },
+                PrizeKind::Nothing => Prize::Nothing,
+            },
+        )
     }
 }
 
@@ -164,7 +190,7 @@ async fn segments<C: ConnectionTrait>(
     Ok(out)
 }
 
-fn views(rows: &[(wheel_segments::Model, bool)]) -> (Vec<SegmentView>, u64) {
+fn views(rows: &[(wheel_segments::Model, bool)]) -> DomainResult<(Vec<SegmentView>, u64)> {
     let weights: Vec<u64> = rows
         .iter()
         .map(|(row, available)| {
@@ -179,18 +205,20 @@ fn views(rows: &[(wheel_segments::Model, bool)]) -> (Vec<SegmentView>, u64) {
     let views = rows
         .iter()
         .zip(odds)
-        .map(|((row, available), probability)| SegmentView {
-            id: row.id,
-            position: row.position,
-            label: row.label.clone(),
-            weight: u64::try_from(row.weight).unwrap_or(0),
-            prize: Prize::from_row(row),
-            stock: row.prize_stock,
-            available: *available,
-            probability,
+        .map(|((row, available), probability)| {
+            Ok(SegmentView {
+                id: row.id,
+                position: row.position,
+                label: row.label.clone(),
+                weight: u64::try_from(row.weight).unwrap_or(0),
+                prize: Prize::from_row(row)?,
+                stock: row.prize_stock,
+                available: *available,
+                probability,
+            })
         })
-        .collect();
-    (views, weights.iter().sum())
+        .collect::<DomainResult<_>>()?;
+    Ok((views, weights.iter().sum()))
 }
 
 async fn find_wheel<C: ConnectionTrait>(
@@ -358,7 +386,7 @@ impl Operation for SpinOp {
             .map(|(row, w)| (row.id, *w))
             .collect();
         let cost = Points::from_minor(wheel.spin_cost_minor);
-        let prize = Prize::from_row(winner);
+        let prize = Prize::from_row(winner)?;
 
         let spin = spins::Entity::insert(spins::ActiveModel {
             program_id: Set(tx.program.id),
@@ -371,7 +399,7 @@ impl Operation for SpinOp {
             server_seed_hash: Set(draw::commitment(&server_seed)),
             draw: Set(serde_json::to_string(&draw).map_err(DomainError::internal)?),
             cost_minor: Set(cost.minor()),
-            prize_kind: Set(prize.kind().to_owned()),
+            prize_kind: Set(prize.kind().as_str().to_owned()),
             prize_points_minor: Set(winner.prize_points_minor),
             redemption_id: Set(None),
             voucher_id: Set(None),
@@ -444,7 +472,7 @@ impl Operation for SpinOp {
             .filter(wheel_seeds::Column::Id.eq(seed_row.id))
             .exec(tx.txn)
             .await?;
-        let (segment_views, _) = views(&rows);
+        let (segment_views, _) = views(&rows)?;
         let segment = segment_views
             .into_iter()
             .find(|s| s.id == winner.id)
@@ -548,7 +576,7 @@ impl Loyalty {
                 position: Set(i32::try_from(i).unwrap_or(0)),
                 label: Set(s.label.trim().to_owned()),
                 weight: Set(i64::try_from(s.weight).unwrap_or(1)),
-                prize_kind: Set(s.prize.kind().to_owned()),
+                prize_kind: Set(s.prize.kind().as_str().to_owned()),
                 prize_points_minor: Set(points),
                 prize_gift_id: Set(gift),
                 prize_stock: Set(s.stock),
@@ -572,7 +600,7 @@ impl Loyalty {
     ) -> DomainResult<WheelView> {
         let wheel = find_wheel(self.db(), program.id, wheel_id).await?;
         let rows = segments(self.db(), program.id, wheel.id).await?;
-        let (segments, total_weight) = views(&rows);
+        let (segments, total_weight) = views(&rows)?;
         let (spins_left_today, commitment) = match member_id {
             Some(member_id) => {
                 let used = spins_today(self.db(), program, member_id, wheel.id, self.now()).await?;
@@ -657,5 +685,65 @@ impl Loyalty {
             key,
         };
         self.execute(&program, &op).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(kind: &str, gift: Option<i64>) -> wheel_segments::Model {
+        wheel_segments::Model {
+            id: 7,
+            wheel_id: 1,
+            position: 0,
+            label: "x".into(),
+            weight: 1,
+            prize_kind: kind.into(),
+            prize_points_minor: Some(1_000),
+            prize_gift_id: gift,
+            prize_stock: None,
+            archived_at: None,
+        }
+    }
+
+    #[test]
+    fn a_segment_row_reads_as_its_prize_or_an_internal_error() {
+        let points = Points::from_minor(1_000);
+        assert_eq!(
+            Prize::from_row(&row("POINTS", None)),
+            Ok(Prize::Points { points })
+        );
+        assert_eq!(
+            Prize::from_row(&row("GIFT", Some(3))),
+            Ok(Prize::Gift { gift_id: 3 })
+        );
+        assert_eq!(
+            Prize::from_row(&row("VOUCHER", None)),
+            Ok(Prize::Voucher { points })
+        );
+        assert_eq!(Prize::from_row(&row("NOTHING", None)), Ok(Prize::Nothing));
+        for prize in [
+            Prize::Points { points },
+            Prize::Gift { gift_id: 3 },
+            Prize::Voucher { points },
+            Prize::Nothing,
+        ] {
+            let stored = row(prize.kind().as_str(), Some(3));
+            assert_eq!(Prize::from_row(&stored), Ok(prize));
+        }
+        // Neither an unknown kind nor a gift prize without its gift becomes NOTHING.
+        assert_eq!(
+            Prize::from_row(&row("JACKPOT", None)),
+            Err(DomainError::Internal(
+                "wheel_segments.prize_kind: unknown value \"JACKPOT\"".into()
+            ))
+        );
+        assert_eq!(
+            Prize::from_row(&row("GIFT", None)),
+            Err(DomainError::Internal(
+                "wheel_segments.prize_gift_id: missing on the GIFT segment 7".into()
+            ))
+        );
     }
 }
