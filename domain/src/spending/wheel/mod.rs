@@ -352,86 +352,19 @@ impl Operation for SpinOp {
 
     async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<SpinOutcome> {
         let wheel = find_wheel(tx.txn, tx.program.id, self.wheel_id).await?;
-        let used = spins_today(tx.txn, tx.program, tx.member.id, wheel.id, tx.now).await?;
-        if used >= u64::try_from(wheel.daily_spin_limit).unwrap_or(0) {
-            return Err(TxError::Domain(DomainError::LimitReached(format!(
-                "{} spins a day on this wheel; come back tomorrow",
-                wheel.daily_spin_limit
-            ))));
-        }
-        let rows = segments(tx.txn, tx.program.id, wheel.id).await?;
-        let in_draw: Vec<&wheel_segments::Model> = rows
-            .iter()
-            .filter(|(_, available)| *available)
-            .map(|(row, _)| row)
-            .collect();
-        if in_draw.is_empty() {
-            return Err(TxError::Domain(DomainError::OutOfStock(
-                "every prize on this wheel is gone".into(),
-            )));
-        }
-        let weights: Vec<u64> = in_draw
-            .iter()
-            .map(|row| u64::try_from(row.weight).unwrap_or(0))
-            .collect();
-        let seed_row = seed(tx.txn, tx.member.id, wheel.id).await?;
-        let server_seed = seed_bytes(&seed_row.server_seed)?;
-        let nonce = u64::try_from(seed_row.nonce).unwrap_or(0);
-        let index = draw::pick(&weights, &server_seed, &self.client_seed, nonce)
-            .ok_or_else(|| DomainError::internal("the draw found no segment"))?;
-        let winner = in_draw[index];
-        let draw: Vec<(i64, u64)> = in_draw
-            .iter()
-            .zip(&weights)
-            .map(|(row, w)| (row.id, *w))
-            .collect();
+        check_daily_limit(tx, &wheel).await?;
+        let drawn = draw_segment(tx, &wheel, &self.client_seed).await?;
+        let winner = &drawn.winner;
         let cost = Points::from_minor(wheel.spin_cost_minor);
         let prize = Prize::from_row(winner)?;
-
-        let spin = spins::Entity::insert(spins::ActiveModel {
-            program_id: Set(tx.program.id),
-            member_id: Set(tx.member.id),
-            wheel_id: Set(wheel.id),
-            segment_id: Set(winner.id),
-            client_seed: Set(self.client_seed.clone()),
-            nonce: Set(seed_row.nonce),
-            server_seed: Set(seed_row.server_seed.clone()),
-            server_seed_hash: Set(draw::commitment(&server_seed)),
-            draw: Set(serde_json::to_string(&draw).map_err(DomainError::internal)?),
-            cost_minor: Set(cost.minor()),
-            prize_kind: Set(prize.kind().as_str().to_owned()),
-            prize_points_minor: Set(winner.prize_points_minor),
-            redemption_id: Set(None),
-            voucher_id: Set(None),
-            created_at: Set(tx.now),
-            ..Default::default()
-        })
-        .exec_with_returning(tx.txn)
-        .await?;
+        let spin = record_spin(tx, wheel.id, &drawn, &self.client_seed, cost, &prize).await?;
         if cost.is_positive() {
             let entry = Entry::new(Account::Points, Kind::Spend, cost)
                 .label("lucky_wheel")
                 .reference("spin", spin.id.to_string());
             tx.debit(entry, false, &[]).await?;
         }
-        if winner.prize_stock.is_some() {
-            let taken = wheel_segments::Entity::update_many()
-                .col_expr(
-                    wheel_segments::Column::PrizeStock,
-                    Expr::col(wheel_segments::Column::PrizeStock).sub(1),
-                )
-                .filter(wheel_segments::Column::Id.eq(winner.id))
-                .filter(wheel_segments::Column::PrizeStock.gt(0))
-                .exec(tx.txn)
-                .await?;
-            if taken.rows_affected == 0 {
-                // Another member won the last one a moment ago: nothing is charged.
-                return Err(TxError::Domain(DomainError::OutOfStock(format!(
-                    "the prize `{}` just ran out; spin again",
-                    winner.label
-                ))));
-            }
-        }
+        take_prize_stock(tx, winner).await?;
         let (mut redemption, mut voucher) = (None, None);
         match &prize {
             Prize::Points { points } => {
@@ -444,35 +377,9 @@ impl Operation for SpinOp {
             Prize::Voucher { points } => voucher = Some(grant_voucher(tx, *points).await?),
             Prize::Nothing => {}
         }
-        if redemption.is_some() || voucher.is_some() {
-            spins::Entity::update_many()
-                .col_expr(
-                    spins::Column::RedemptionId,
-                    Expr::value(redemption.as_ref().map(|r| r.id)),
-                )
-                .col_expr(
-                    spins::Column::VoucherId,
-                    Expr::value(voucher.as_ref().map(|v| v.id)),
-                )
-                .filter(spins::Column::Id.eq(spin.id))
-                .exec(tx.txn)
-                .await?;
-        }
-        // Rotate: the revealed seed is never used again.
-        let next_seed = new_seed()?;
-        wheel_seeds::Entity::update_many()
-            .col_expr(
-                wheel_seeds::Column::ServerSeed,
-                Expr::value(next_seed.clone()),
-            )
-            .col_expr(
-                wheel_seeds::Column::Nonce,
-                Expr::col(wheel_seeds::Column::Nonce).add(1),
-            )
-            .filter(wheel_seeds::Column::Id.eq(seed_row.id))
-            .exec(tx.txn)
-            .await?;
-        let (segment_views, _) = views(&rows)?;
+        link_prize(tx, spin.id, redemption.as_ref(), voucher.as_ref()).await?;
+        let next_seed = rotate_seed(tx, drawn.seed.id).await?;
+        let (segment_views, _) = views(&drawn.rows)?;
         let segment = segment_views
             .into_iter()
             .find(|s| s.id == winner.id)
@@ -481,11 +388,11 @@ impl Operation for SpinOp {
             spin_id: spin.id,
             wheel_id: wheel.id,
             segment,
-            server_seed: seed_row.server_seed,
+            server_seed: drawn.seed.server_seed,
             server_seed_hash: spin.server_seed_hash,
             client_seed: self.client_seed.clone(),
-            nonce: seed_row.nonce,
-            draw,
+            nonce: drawn.seed.nonce,
+            draw: drawn.draw,
             cost,
             redemption,
             voucher,
@@ -495,6 +402,163 @@ impl Operation for SpinOp {
             created_at: tx.now,
         })
     }
+}
+
+/// `LIMIT_REACHED` once the member has used today's spins on this wheel.
+async fn check_daily_limit(tx: &Tx<'_>, wheel: &wheels::Model) -> TxResult<()> {
+    let used = spins_today(tx.txn, tx.program, tx.member.id, wheel.id, tx.now).await?;
+    if used >= u64::try_from(wheel.daily_spin_limit).unwrap_or(0) {
+        return Err(TxError::Domain(DomainError::LimitReached(format!(
+            "{} spins a day on this wheel; come back tomorrow",
+            wheel.daily_spin_limit
+        ))));
+    }
+    Ok(())
+}
+
+/// A draw among the segments still in stock, with what it used.
+struct Drawn {
+    /// Every segment of the wheel and whether it was in the draw.
+    rows: Vec<(wheel_segments::Model, bool)>,
+    winner: wheel_segments::Model,
+    /// `(segment id, weight)` of each segment in the draw, in draw order.
+    draw: Vec<(i64, u64)>,
+    /// The member's seed row as it was before this spin.
+    seed: wheel_seeds::Model,
+    server_seed: Vec<u8>,
+}
+
+/// Draws a segment from the member's committed seed and `client_seed` (`OUT_OF_STOCK` when no
+/// segment is left).
+async fn draw_segment(tx: &Tx<'_>, wheel: &wheels::Model, client_seed: &str) -> TxResult<Drawn> {
+    let rows = segments(tx.txn, tx.program.id, wheel.id).await?;
+    let in_draw: Vec<&wheel_segments::Model> = rows
+        .iter()
+        .filter(|(_, available)| *available)
+        .map(|(row, _)| row)
+        .collect();
+    if in_draw.is_empty() {
+        return Err(TxError::Domain(DomainError::OutOfStock(
+            "every prize on this wheel is gone".into(),
+        )));
+    }
+    let weights: Vec<u64> = in_draw
+        .iter()
+        .map(|row| u64::try_from(row.weight).unwrap_or(0))
+        .collect();
+    let seed_row = seed(tx.txn, tx.member.id, wheel.id).await?;
+    let server_seed = seed_bytes(&seed_row.server_seed)?;
+    let nonce = u64::try_from(seed_row.nonce).unwrap_or(0);
+    let index = draw::pick(&weights, &server_seed, client_seed, nonce)
+        .ok_or_else(|| DomainError::internal("the draw found no segment"))?;
+    let winner = in_draw[index].clone();
+    let draw: Vec<(i64, u64)> = in_draw
+        .iter()
+        .zip(&weights)
+        .map(|(row, w)| (row.id, *w))
+        .collect();
+    Ok(Drawn {
+        rows,
+        winner,
+        draw,
+        seed: seed_row,
+        server_seed,
+    })
+}
+
+async fn record_spin(
+    tx: &Tx<'_>,
+    wheel_id: i64,
+    drawn: &Drawn,
+    client_seed: &str,
+    cost: Points,
+    prize: &Prize,
+) -> TxResult<spins::Model> {
+    Ok(spins::Entity::insert(spins::ActiveModel {
+        program_id: Set(tx.program.id),
+        member_id: Set(tx.member.id),
+        wheel_id: Set(wheel_id),
+        segment_id: Set(drawn.winner.id),
+        client_seed: Set(client_seed.to_owned()),
+        nonce: Set(drawn.seed.nonce),
+        server_seed: Set(drawn.seed.server_seed.clone()),
+        server_seed_hash: Set(draw::commitment(&drawn.server_seed)),
+        draw: Set(serde_json::to_string(&drawn.draw).map_err(DomainError::internal)?),
+        cost_minor: Set(cost.minor()),
+        prize_kind: Set(prize.kind().as_str().to_owned()),
+        prize_points_minor: Set(drawn.winner.prize_points_minor),
+        redemption_id: Set(None),
+        voucher_id: Set(None),
+        created_at: Set(tx.now),
+        ..Default::default()
+    })
+    .exec_with_returning(tx.txn)
+    .await?)
+}
+
+/// Takes one of a limited prize; `OUT_OF_STOCK` (nothing charged) when another member won the
+/// last one a moment ago.
+async fn take_prize_stock(tx: &Tx<'_>, winner: &wheel_segments::Model) -> TxResult<()> {
+    if winner.prize_stock.is_none() {
+        return Ok(());
+    }
+    let taken = wheel_segments::Entity::update_many()
+        .col_expr(
+            wheel_segments::Column::PrizeStock,
+            Expr::col(wheel_segments::Column::PrizeStock).sub(1),
+        )
+        .filter(wheel_segments::Column::Id.eq(winner.id))
+        .filter(wheel_segments::Column::PrizeStock.gt(0))
+        .exec(tx.txn)
+        .await?;
+    if taken.rows_affected == 0 {
+        return Err(TxError::Domain(DomainError::OutOfStock(format!(
+            "the prize `{}` just ran out; spin again",
+            winner.label
+        ))));
+    }
+    Ok(())
+}
+
+/// Points the spin row at the gift or voucher it paid, if any.
+async fn link_prize(
+    tx: &Tx<'_>,
+    spin_id: i64,
+    redemption: Option<&Redemption>,
+    voucher: Option<&Voucher>,
+) -> TxResult<()> {
+    if redemption.is_none() && voucher.is_none() {
+        return Ok(());
+    }
+    spins::Entity::update_many()
+        .col_expr(
+            spins::Column::RedemptionId,
+            Expr::value(redemption.map(|r| r.id)),
+        )
+        .col_expr(spins::Column::VoucherId, Expr::value(voucher.map(|v| v.id)))
+        .filter(spins::Column::Id.eq(spin_id))
+        .exec(tx.txn)
+        .await?;
+    Ok(())
+}
+
+/// Replaces the member's server seed (the revealed one is never used again) and returns the new
+/// one.
+async fn rotate_seed(tx: &Tx<'_>, seed_id: i64) -> TxResult<String> {
+    let next_seed = new_seed()?;
+    wheel_seeds::Entity::update_many()
+        .col_expr(
+            wheel_seeds::Column::ServerSeed,
+            Expr::value(next_seed.clone()),
+        )
+        .col_expr(
+            wheel_seeds::Column::Nonce,
+            Expr::col(wheel_seeds::Column::Nonce).add(1),
+        )
+        .filter(wheel_seeds::Column::Id.eq(seed_id))
+        .exec(tx.txn)
+        .await?;
+    Ok(next_seed)
 }
 
 impl Loyalty {
