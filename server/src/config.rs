@@ -10,6 +10,7 @@ use anyhow::Context as _;
 
 pub use crate::http::client_addr::TrustedProxies;
 
+mod areas;
 mod dev_secret;
 
 /// The HS256 secret [`Config::for_tests`] uses, so tests can mint their own tokens.
@@ -254,171 +255,29 @@ impl Config {
             lookup: &lookup,
             problems: Vec::new(),
         };
-
-        let listen_addr = env.parse(
-            "LISTEN_ADDR",
-            SocketAddr::from(([127, 0, 0, 1], 8080)),
-            |_| true,
-            "an IP address and port like 127.0.0.1:8080",
-        );
-        let DatabaseTarget {
-            data_dir,
-            database_url,
-        } = env.database_target();
-        let default_connections = match &database_url {
-            Some(url) if is_postgres_url(url) => 20,
-            _ => 4,
-        };
-        let database_max_connections = env.parse(
-            "DATABASE_MAX_CONNECTIONS",
-            default_connections,
-            |n| (1..=1000).contains(n),
-            "a whole number from 1 to 1000",
-        );
-        let redis_url = env.get("REDIS_URL");
-        if let Some(url) = &redis_url {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                env.problem(
-                    "REDIS_URL must start with redis:// or rediss:// (leave it unset for the \
-                     in-process store)",
-                );
-            }
-        }
-        let redis_prefix = env
-            .get("REDIS_PREFIX")
-            .unwrap_or_else(|| "loyalty:".to_owned());
-        if redis_prefix.len() > 64 || redis_prefix.chars().any(char::is_whitespace) {
-            env.problem("REDIS_PREFIX must be at most 64 characters without whitespace");
-        }
-
-        let issuer = env
-            .get("JWT_ISSUER")
-            .unwrap_or_else(|| "loyalty".to_owned());
-        let audience = env
-            .get("JWT_AUDIENCE")
-            .unwrap_or_else(|| "loyalty-api".to_owned());
-        let leeway_secs = env.parse(
-            "JWT_LEEWAY_SECS",
-            30,
-            |n| *n <= MAX_LEEWAY_SECS,
-            "a number of seconds from 0 to 300",
-        );
-        let embedded = database_url.is_none();
-        let key = env.jwt_key(embedded);
-
-        let graphql = GraphqlConfig {
-            // Production schemas are not published by default (OWASP GraphQL cheat sheet).
-            introspection: env.parse("GRAPHQL_INTROSPECTION", embedded, |_| true, BOOL),
-            graphiql: env.parse("GRAPHIQL", embedded, |_| true, BOOL),
-            max_depth: env.parse(
-                "GRAPHQL_MAX_DEPTH",
-                12,
-                |n| (1..=100).contains(n),
-                "1 to 100",
-            ),
-            max_complexity: env.parse(
-                "GRAPHQL_MAX_COMPLEXITY",
-                DEFAULT_MAX_COMPLEXITY,
-                |n| (1..=1_000_000).contains(n),
-                "1 to 1000000",
-            ),
-            max_batch: env.parse(
-                "GRAPHQL_MAX_BATCH",
-                10,
-                |n| (1..=100).contains(n),
-                "1 to 100",
-            ),
-            max_root_mutations: env.parse(
-                "GRAPHQL_MAX_ROOT_MUTATIONS",
-                10,
-                |n| (1..=100).contains(n),
-                "1 to 100",
-            ),
-        };
-        let body_limit_bytes = env.parse(
-            "BODY_LIMIT_BYTES",
-            65_536,
-            |n| (1024..=16 * 1024 * 1024).contains(n),
-            "a number of bytes from 1024 to 16777216",
-        );
-        let rate_limit_ip_per_sec = env.parse(
-            "RATE_LIMIT_IP_PER_SEC",
-            200,
-            |n| (1..=1_000_000).contains(n),
-            "requests per second from 1 to 1000000",
-        );
-        let rate_limit_subject_per_sec = env.parse(
-            "RATE_LIMIT_SUBJECT_PER_SEC",
-            100,
-            |n| (1..=1_000_000).contains(n),
-            "requests per second from 1 to 1000000",
-        );
+        let listen_addr = env.listen_addr();
+        let database = env.database();
+        let redis = env.redis();
+        let embedded = database.target.database_url.is_none();
+        let jwt = env.jwt(embedded);
+        let graphql = env.graphql(embedded);
+        let requests = env.request_limits();
         let log_format = env.log_format();
         let cors = env.cors();
-        let expiry_interval_secs = env.parse(
-            "EXPIRY_INTERVAL_SECS",
-            60,
-            |n| *n <= 86_400,
-            "seconds from 0 (off) to 86400",
-        );
-        let telegram_max_age_secs = env.parse(
-            "TELEGRAM_AUTH_MAX_AGE_SECS",
-            3_600,
-            |n| (60..=2_592_000).contains(n),
-            "seconds from 60 to 2592000 (30 days)",
-        );
-        let ws_init_timeout_secs = env.parse(
-            "WS_INIT_TIMEOUT_SECS",
-            10,
-            |n| (1..=300).contains(n),
-            "seconds from 1 to 300",
-        );
-        let member_token_ttl_secs = env.parse(
-            "MEMBER_TOKEN_TTL_SECS",
-            3_600,
-            |n| (60..=2_592_000).contains(n),
-            "seconds from 60 to 2592000 (30 days)",
-        );
-        let report_fold_interval_secs = env.parse(
-            "REPORT_FOLD_INTERVAL_SECS",
-            5,
-            |n| *n <= 86_400,
-            "seconds from 0 (off) to 86400",
-        );
-        let http = HttpLimits {
-            header_read_timeout_secs: env.parse(
-                "HEADER_READ_TIMEOUT_SECS",
-                10,
-                |n| (1..=300).contains(n),
-                "seconds from 1 to 300",
-            ),
-            max_connections: env.parse(
-                "MAX_CONNECTIONS",
-                DEFAULT_MAX_CONNECTIONS,
-                |n| (1..=1_000_000).contains(n),
-                "a whole number from 1 to 1000000",
-            ),
-            ws_max_sockets_per_ip: env.parse(
-                "WS_MAX_SOCKETS_PER_IP",
-                1_000,
-                |n| (1..=1_000_000).contains(n),
-                "a whole number from 1 to 1000000",
-            ),
-            trusted_proxies: env.trusted_proxies(),
-        };
+        let timings = env.timings();
+        let http = env.http_limits();
         let metrics = env.metrics(embedded);
-        let leaderboard_catch_up_interval_secs = env.parse(
-            "LEADERBOARD_CATCH_UP_INTERVAL_SECS",
-            10,
-            |n| *n <= 86_400,
-            "seconds from 0 (off) to 86400",
-        );
+        let leaderboard_catch_up_interval_secs = env.leaderboard_catch_up_interval_secs();
 
         if !env.problems.is_empty() {
             anyhow::bail!("configuration error:\n  - {}", env.problems.join("\n  - "));
         }
+        let DatabaseTarget {
+            data_dir,
+            database_url,
+        } = database.target;
         // Only now touch the disk: a bad configuration must not leave a secret file behind.
-        let (key, origin) = match key {
+        let (key, origin) = match jwt.key {
             Some(key) => (key, KeyOrigin::Environment),
             None => {
                 let path = data_dir.join(dev_secret::FILE_NAME);
@@ -431,27 +290,27 @@ impl Config {
             listen_addr,
             data_dir,
             database_url,
-            database_max_connections,
-            redis_url,
-            redis_prefix,
+            database_max_connections: database.max_connections,
+            redis_url: redis.url,
+            redis_prefix: redis.prefix,
             jwt: JwtConfig {
                 key,
                 origin,
-                issuer,
-                audience,
-                leeway_secs,
+                issuer: jwt.issuer,
+                audience: jwt.audience,
+                leeway_secs: jwt.leeway_secs,
             },
             graphql,
-            body_limit_bytes,
-            rate_limit_ip_per_sec,
-            rate_limit_subject_per_sec,
+            body_limit_bytes: requests.body_limit_bytes,
+            rate_limit_ip_per_sec: requests.ip_per_sec,
+            rate_limit_subject_per_sec: requests.subject_per_sec,
             log_format,
             cors,
-            expiry_interval_secs,
-            telegram_max_age_secs,
-            member_token_ttl_secs,
-            ws_init_timeout_secs,
-            report_fold_interval_secs,
+            expiry_interval_secs: timings.expiry_interval_secs,
+            telegram_max_age_secs: timings.telegram_max_age_secs,
+            member_token_ttl_secs: timings.member_token_ttl_secs,
+            ws_init_timeout_secs: timings.ws_init_timeout_secs,
+            report_fold_interval_secs: timings.report_fold_interval_secs,
             http,
             metrics,
             leaderboard_catch_up_interval_secs,

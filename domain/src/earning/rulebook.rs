@@ -21,6 +21,7 @@ use crate::money::Points;
 use crate::periods::Windows;
 use crate::program::Program;
 use crate::service::Loyalty;
+use crate::stored::{stored_enum, Stored};
 
 /// Most rules a program may have in its draft.
 pub const MAX_RULES: u64 = 200;
@@ -113,22 +114,35 @@ impl RuleInput {
     }
 }
 
-fn to_rule(m: earning_rules::Model) -> Rule {
-    let reward = if m.reward_kind == "PERCENT" {
-        Reward::Percent(Points::from_minor(m.percent_minor).decimal())
-    } else {
-        Reward::Fixed(Points::from_minor(m.points_minor))
+/// What `earning_rules.reward_kind` holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RewardKind {
+    Fixed,
+    Percent,
+}
+
+stored_enum!(RewardKind {
+    Fixed => "FIXED",
+    Percent => "PERCENT",
+});
+
+fn to_rule(m: earning_rules::Model) -> DomainResult<Rule> {
+    let reward = match RewardKind::read("earning_rules.reward_kind", &m.reward_kind)? {
+        RewardKind::Percent => Reward::Percent(Points::from_minor(m.percent_minor).decimal()),
+        RewardKind::Fixed => Reward::Fixed(Points::from_minor(m.points_minor)),
     };
-    Rule {
+    let limit_period = m
+        .limit_period
+        .as_deref()
+        .map(|period| Period::read("earning_rules.limit_period", period))
+        .transpose()?;
+    Ok(Rule {
         id: m.id,
         name: m.name,
         action: m.action,
         source: m.source,
         reward,
-        limit: match (
-            m.limit_count,
-            m.limit_period.as_deref().and_then(Period::parse),
-        ) {
+        limit: match (m.limit_count, limit_period) {
             (Some(count), Some(period)) => u32::try_from(count)
                 .ok()
                 .map(|count| Limit { count, period }),
@@ -146,7 +160,7 @@ fn to_rule(m: earning_rules::Model) -> Rule {
         active_to: m.active_to,
         enabled: m.enabled,
         qualifying: m.qualifying,
-    }
+    })
 }
 
 fn fill(
@@ -155,13 +169,13 @@ fn fill(
     now: DateTime<Utc>,
 ) -> DomainResult<()> {
     let (kind, points, percent) = match input.reward {
-        Reward::Fixed(points) => ("FIXED", points.minor(), 0),
-        Reward::Percent(p) => ("PERCENT", 0, Points::parse(p, "percent")?.minor()),
+        Reward::Fixed(points) => (RewardKind::Fixed, points.minor(), 0),
+        Reward::Percent(p) => (RewardKind::Percent, 0, Points::parse(p, "percent")?.minor()),
     };
     model.name = Set(input.name.trim().to_owned());
     model.action = Set(input.action.clone());
     model.source = Set(input.source());
-    model.reward_kind = Set(kind.to_owned());
+    model.reward_kind = Set(kind.as_str().to_owned());
     model.points_minor = Set(points);
     model.percent_minor = Set(percent);
     model.limit_count = Set(input.limit.and_then(|l| i32::try_from(l.count).ok()));
@@ -193,7 +207,7 @@ fn count(value: Option<i64>) -> u32 {
 
 impl Loyalty {
     pub async fn draft_rules(&self, program: &Program) -> DomainResult<Vec<Rule>> {
-        Ok(earning_rules::Entity::find()
+        earning_rules::Entity::find()
             .filter(earning_rules::Column::ProgramId.eq(program.id))
             .filter(earning_rules::Column::DeletedAt.is_null())
             .order_by_asc(earning_rules::Column::Id)
@@ -201,7 +215,7 @@ impl Loyalty {
             .await?
             .into_iter()
             .map(to_rule)
-            .collect())
+            .collect()
     }
 
     pub async fn create_rule(&self, program: &Program, input: RuleInput) -> DomainResult<Rule> {
@@ -227,7 +241,7 @@ impl Loyalty {
         let row = earning_rules::Entity::insert(model)
             .exec_with_returning(self.db())
             .await?;
-        Ok(to_rule(row))
+        to_rule(row)
     }
 
     pub async fn update_rule(
@@ -241,7 +255,7 @@ impl Loyalty {
         let mut model: earning_rules::ActiveModel = row.into();
         fill(&mut model, &input, self.now())?;
         let row = earning_rules::Entity::update(model).exec(self.db()).await?;
-        Ok(to_rule(row))
+        to_rule(row)
     }
 
     /// Removes a rule from the draft; published rulesets keep their copy.
@@ -250,7 +264,7 @@ impl Loyalty {
         let mut model: earning_rules::ActiveModel = row.into();
         model.deleted_at = Set(Some(self.now()));
         let row = earning_rules::Entity::update(model).exec(self.db()).await?;
-        Ok(to_rule(row))
+        to_rule(row)
     }
 
     async fn draft_row(&self, program: &Program, id: i64) -> DomainResult<earning_rules::Model> {

@@ -11,8 +11,10 @@ use crate::ledger::db::sum_of;
 use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect};
 
 use crate::error::DomainResult;
+use crate::ledger::Account;
 use crate::program::Program;
 use crate::service::Loyalty;
+use crate::stored::Stored;
 
 #[derive(FromQueryResult)]
 struct Sums {
@@ -76,7 +78,7 @@ impl Loyalty {
         for balance in &rows {
             let sum = sums.get(&(balance.member_id, balance.account.clone()));
             let total = sum.and_then(|s| s.total).unwrap_or_default();
-            if balance.account == "POINTS" {
+            if Account::read("balances.account", &balance.account)? == Account::Points {
                 report.members += 1;
                 report.outstanding_minor += balance.balance_minor;
                 let remaining = sum.and_then(|s| s.remaining).unwrap_or_default();

@@ -21,6 +21,7 @@ use crate::error::DomainError;
 use crate::ledger::db::{classify, DbErrorKind, TxError, TxResult};
 use crate::money::Points;
 use crate::program::Program;
+use crate::stored::{stored_enum, Stored};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -29,22 +30,10 @@ pub enum Account {
     Qualification,
 }
 
-impl Account {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Account::Points => "POINTS",
-            Account::Qualification => "QUALIFICATION",
-        }
-    }
-
-    fn parse(value: &str) -> Account {
-        if value == "QUALIFICATION" {
-            Account::Qualification
-        } else {
-            Account::Points
-        }
-    }
-}
+stored_enum!(Account {
+    Points => "POINTS",
+    Qualification => "QUALIFICATION",
+});
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -57,29 +46,14 @@ pub enum Kind {
     Adjust,
 }
 
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Earn => "EARN",
-            Kind::Spend => "SPEND",
-            Kind::Expire => "EXPIRE",
-            Kind::Refund => "REFUND",
-            Kind::Reversal => "REVERSAL",
-            Kind::Adjust => "ADJUST",
-        }
-    }
-
-    fn parse(value: &str) -> Kind {
-        match value {
-            "SPEND" => Kind::Spend,
-            "EXPIRE" => Kind::Expire,
-            "REFUND" => Kind::Refund,
-            "REVERSAL" => Kind::Reversal,
-            "ADJUST" => Kind::Adjust,
-            _ => Kind::Earn,
-        }
-    }
-}
+stored_enum!(Kind {
+    Earn => "EARN",
+    Spend => "SPEND",
+    Expire => "EXPIRE",
+    Refund => "REFUND",
+    Reversal => "REVERSAL",
+    Adjust => "ADJUST",
+});
 
 /// A ledger row as the domain returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,14 +79,16 @@ pub struct Posting {
     pub balance_after: Option<Points>,
 }
 
-impl From<ledger_entries::Model> for Posting {
-    fn from(m: ledger_entries::Model) -> Self {
-        Posting {
+impl TryFrom<ledger_entries::Model> for Posting {
+    type Error = DomainError;
+
+    fn try_from(m: ledger_entries::Model) -> Result<Self, DomainError> {
+        Ok(Posting {
             id: m.id,
             member_id: m.member_id,
-            account: Account::parse(&m.account),
+            account: Account::read("ledger_entries.account", &m.account)?,
             amount: Points::from_minor(m.amount_minor),
-            kind: Kind::parse(&m.kind),
+            kind: Kind::read("ledger_entries.kind", &m.kind)?,
             source: m.source,
             purpose: m.purpose,
             ref_type: m.ref_type,
@@ -124,7 +100,7 @@ impl From<ledger_entries::Model> for Posting {
             note: m.note,
             created_at: m.created_at,
             balance_after: None,
-        }
+        })
     }
 }
 
@@ -467,7 +443,7 @@ impl<'a> Tx<'a> {
             .await
         {
             Ok(row) => {
-                let mut posting = Posting::from(row);
+                let mut posting = Posting::try_from(row)?;
                 // `move_balance` ran first, so the cache holds the balance after this row.
                 posting.balance_after = self
                     .balances

@@ -477,7 +477,11 @@ impl Loyalty {
         let mut rows = query.all(self.db()).await?;
         let has_next = rows.len() as u64 > first;
         rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
-        Ok((rows.into_iter().map(Posting::from).collect(), has_next))
+        let postings = rows
+            .into_iter()
+            .map(Posting::try_from)
+            .collect::<DomainResult<_>>()?;
+        Ok((postings, has_next))
     }
 
     /// The member an action is for: the token's subject (member tokens, locked by external id

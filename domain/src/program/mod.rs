@@ -16,6 +16,19 @@ use crate::ledger::db::{classify, DbErrorKind};
 use crate::money::Points;
 use crate::periods::parse_timezone;
 use crate::service::Loyalty;
+use crate::stored::{stored_enum, Stored};
+
+/// What `programs.referral_qualify_on` holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum QualifyOn {
+    Registration,
+    FirstPurchase,
+}
+
+stored_enum!(QualifyOn {
+    Registration => "REGISTRATION",
+    FirstPurchase => "FIRST_PURCHASE",
+});
 
 /// A program as the domain uses it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +67,10 @@ impl Program {
             currency: model.currency,
             referral_link_template: model.referral_link_template,
             referrals: ReferralPolicy {
-                on_first_purchase: model.referral_qualify_on == "FIRST_PURCHASE",
+                on_first_purchase: QualifyOn::read(
+                    "programs.referral_qualify_on",
+                    &model.referral_qualify_on,
+                )? == QualifyOn::FirstPurchase,
                 daily_cap: model.referral_daily_cap.and_then(|c| u32::try_from(c).ok()),
                 lifetime_cap: model
                     .referral_lifetime_cap
@@ -173,9 +189,9 @@ impl Loyalty {
             .col_expr(
                 programs::Column::ReferralQualifyOn,
                 Expr::value(if settings.referrals.on_first_purchase {
-                    "FIRST_PURCHASE"
+                    QualifyOn::FirstPurchase.as_str()
                 } else {
-                    "REGISTRATION"
+                    QualifyOn::Registration.as_str()
                 }),
             )
             .col_expr(

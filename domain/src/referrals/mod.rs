@@ -14,6 +14,7 @@ use crate::earning::rules::ActionRequest;
 use crate::ledger::db::{classify, lock_member, DbErrorKind, MemberRef, TxResult};
 use crate::ledger::Tx;
 use crate::periods::Windows;
+use crate::stored::{stored_enum, Stored};
 
 /// Why a referral was or was not linked, for the app to explain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +29,18 @@ pub enum ReferralStatus {
     Pending,
     Rewarded,
 }
+
+/// What `referrals.status` holds: the link waits for the friend to qualify, then both are paid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Pending,
+    Rewarded,
+}
+
+stored_enum!(Stage {
+    Pending => "PENDING",
+    Rewarded => "REWARDED",
+});
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReferralOutcome {
@@ -111,7 +124,7 @@ pub(crate) async fn attribute(tx: &mut Tx<'_>, code: &str) -> TxResult<ReferralO
         program_id: Set(tx.program.id),
         referrer_id: Set(owner.id),
         referee_id: Set(tx.member.id),
-        status: Set("PENDING".into()),
+        status: Set(Stage::Pending.as_str().to_owned()),
         created_at: Set(tx.now),
         rewarded_at: Set(None),
         ..Default::default()
@@ -151,7 +164,7 @@ pub(crate) async fn qualify_on_purchase(tx: &mut Tx<'_>) -> TxResult<()> {
     }
     let pending = referrals::Entity::find()
         .filter(referrals::Column::RefereeId.eq(tx.member.id))
-        .filter(referrals::Column::Status.eq("PENDING"))
+        .filter(referrals::Column::Status.eq(Stage::Pending.as_str()))
         .one(tx.txn)
         .await?;
     let Some(referral) = pending else {
@@ -197,7 +210,10 @@ async fn reward(
     inviter_tx.flush_member().await?;
     tx.side_postings.append(&mut inviter_tx.posted);
     referrals::Entity::update_many()
-        .col_expr(referrals::Column::Status, Expr::value("REWARDED"))
+        .col_expr(
+            referrals::Column::Status,
+            Expr::value(Stage::Rewarded.as_str()),
+        )
         .col_expr(referrals::Column::RewardedAt, Expr::value(Some(tx.now)))
         .filter(referrals::Column::Id.eq(referral_id))
         .exec(tx.txn)
@@ -216,11 +232,13 @@ pub(crate) async fn existing(tx: &Tx<'_>, code: &str) -> TxResult<ReferralOutcom
         .one(tx.txn)
         .await?;
     Ok(match (referral, owner) {
-        (Some(r), Some(o)) if r.referrer_id == o.id && r.status == "REWARDED" => {
-            outcome(ReferralStatus::Rewarded, "both members were rewarded")
-        }
         (Some(r), Some(o)) if r.referrer_id == o.id => {
-            outcome(ReferralStatus::Pending, "rewards follow the first purchase")
+            match Stage::read("referrals.status", &r.status)? {
+                Stage::Rewarded => outcome(ReferralStatus::Rewarded, "both members were rewarded"),
+                Stage::Pending => {
+                    outcome(ReferralStatus::Pending, "rewards follow the first purchase")
+                }
+            }
         }
         (Some(_), _) => outcome(
             ReferralStatus::AlreadyReferred,
@@ -388,8 +406,12 @@ impl crate::service::Loyalty {
             }
             q.into_model::<Counted>()
         };
-        let rewarded = count_by(Some("REWARDED")).all(self.db()).await?;
-        let pending = count_by(Some("PENDING")).all(self.db()).await?;
+        let rewarded = count_by(Some(Stage::Rewarded.as_str()))
+            .all(self.db())
+            .await?;
+        let pending = count_by(Some(Stage::Pending.as_str()))
+            .all(self.db())
+            .await?;
         let clicks = loyalty_entities::referral_clicks::Entity::find()
             .select_only()
             .column_as(

@@ -30,6 +30,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use chrono_tz::Tz;
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseTransaction, FromQueryResult, TransactionTrait, Value,
@@ -37,7 +38,7 @@ use sea_orm::{
 use tokio_util::sync::CancellationToken;
 
 use super::read::{scan, stmt};
-use super::tally::{Cat, EventRow, LedgerRow, Tally};
+use super::tally::{Cat, Cell, EventRow, LedgerRow, Tally};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::run_detached;
 use crate::ledger::settled::settled_max_ids;
@@ -106,22 +107,30 @@ async fn lock_marks(txn: &DatabaseTransaction) -> DomainResult<BTreeMap<String, 
 
 /// Adds `tally` (one program's) to the stored sums.
 async fn write(txn: &DatabaseTransaction, program_id: i64, tally: Tally) -> DomainResult<()> {
-    let backend = txn.get_database_backend();
     let cells: Vec<_> = tally.cells.into_iter().collect();
+    write_cells(txn, program_id, &cells).await?;
+    let days: Vec<_> = tally.member_days.into_iter().collect();
+    write_member_days(txn, program_id, &days).await?;
+    write_member_blocks(txn, program_id, &days).await
+}
+
+/// `($n+1, …, $n+width)`: one row of a multi-row `INSERT`, after `n` values.
+fn placeholders(n: usize, width: usize) -> String {
+    let list: Vec<String> = (1..=width).map(|i| format!("${}", n + i)).collect();
+    format!("({})", list.join(", "))
+}
+
+async fn write_cells(
+    txn: &DatabaseTransaction,
+    program_id: i64,
+    cells: &[((NaiveDate, Cat, String), Cell)],
+) -> DomainResult<()> {
+    let backend = txn.get_database_backend();
     for chunk in cells.chunks(INSERT_ROWS) {
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
         let mut rows = Vec::with_capacity(chunk.len());
         for ((day, cat, key), cell) in chunk {
-            let n = values.len();
-            rows.push(format!(
-                "(${}, ${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6
-            ));
+            rows.push(placeholders(values.len(), 6));
             values.extend([
                 program_id.into(),
                 day.to_string().into(),
@@ -144,13 +153,20 @@ async fn write(txn: &DatabaseTransaction, program_id: i64, tally: Tally) -> Doma
         ))
         .await?;
     }
-    let days: Vec<_> = tally.member_days.into_iter().collect();
+    Ok(())
+}
+
+async fn write_member_days(
+    txn: &DatabaseTransaction,
+    program_id: i64,
+    days: &[(NaiveDate, i64)],
+) -> DomainResult<()> {
+    let backend = txn.get_database_backend();
     for chunk in days.chunks(INSERT_ROWS) {
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
         let mut rows = Vec::with_capacity(chunk.len());
         for (day, member) in chunk {
-            let n = values.len();
-            rows.push(format!("(${}, ${}, ${})", n + 1, n + 2, n + 3));
+            rows.push(placeholders(values.len(), 3));
             values.extend([program_id.into(), day.to_string().into(), (*member).into()]);
         }
         txn.execute(stmt(
@@ -164,11 +180,20 @@ async fn write(txn: &DatabaseTransaction, program_id: i64, tally: Tally) -> Doma
         ))
         .await?;
     }
-    // The same days as bits: a day sets its bit in `lo` of its block's row and in `hi` of the
-    // previous block's row (see `report_member_blocks`). OR is idempotent, so a day folded twice
-    // (or already present) changes nothing.
+    Ok(())
+}
+
+/// The same days as bits: a day sets its bit in `lo` of its block's row and in `hi` of the
+/// previous block's row (see `report_member_blocks`). OR is idempotent, so a day folded twice
+/// (or already present) changes nothing.
+async fn write_member_blocks(
+    txn: &DatabaseTransaction,
+    program_id: i64,
+    days: &[(NaiveDate, i64)],
+) -> DomainResult<()> {
+    let backend = txn.get_database_backend();
     let mut blocks: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
-    for (day, member) in &days {
+    for (day, member) in days {
         let (block, bit) = super::block_of(*day);
         blocks.entry((block, *member)).or_default().0 |= bit;
         blocks.entry((block - 1, *member)).or_default().1 |= bit;
@@ -178,15 +203,7 @@ async fn write(txn: &DatabaseTransaction, program_id: i64, tally: Tally) -> Doma
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
         let mut rows = Vec::with_capacity(chunk.len());
         for ((block, member), (lo, hi)) in chunk {
-            let n = values.len();
-            rows.push(format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5
-            ));
+            rows.push(placeholders(values.len(), 5));
             values.extend([
                 program_id.into(),
                 Value::from(i32::try_from(*block).unwrap_or(i32::MIN)),
@@ -257,27 +274,64 @@ async fn fold_chunk(
     let marks = lock_marks(&txn).await?;
     let targets = match targets {
         Some(t) => t.clone(),
-        None => {
-            #[derive(FromQueryResult)]
-            struct Max {
-                ledger_entries: i64,
-                members: i64,
-                purchases: i64,
-                refunds: i64,
-            }
-            let max =
-                Max::find_by_statement(stmt(backend, &format!("SELECT {}", max_ids_sql()), vec![]))
-                    .one(&txn)
-                    .await?
-                    .ok_or_else(|| DomainError::internal("no max ids"))?;
-            BTreeMap::from([
-                ("ledger_entries".to_owned(), max.ledger_entries),
-                ("members".to_owned(), max.members),
-                ("purchases".to_owned(), max.purchases),
-                ("refunds".to_owned(), max.refunds),
-            ])
-        }
+        None => max_ids(&txn).await?,
     };
+    let ends = chunk_ends(&marks, &targets);
+    if ends.values().all(|(from, end)| end <= from) {
+        txn.commit().await?;
+        return Ok(None);
+    }
+    let (tallies, cut_in, rows) = tally_chunk(&txn, &ends).await?;
+    for (program_id, tally) in tallies {
+        if let Some(tz) = cut_in.get(&program_id) {
+            txn.execute(stmt(
+                backend,
+                "INSERT INTO report_programs (program_id, timezone) VALUES ($1, $2) \
+                 ON CONFLICT (program_id) DO NOTHING",
+                vec![program_id.into(), tz.clone().into()],
+            ))
+            .await?;
+        }
+        write(&txn, program_id, tally).await?;
+    }
+    set_marks(
+        &txn,
+        &ends.into_iter().map(|(t, (_, end))| (t, end)).collect(),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(Some(rows))
+}
+
+/// The largest id of each table, read inside the fold transaction (SQLite: final, as the
+/// transaction holds the write lock).
+async fn max_ids(txn: &DatabaseTransaction) -> DomainResult<BTreeMap<String, i64>> {
+    #[derive(FromQueryResult)]
+    struct Max {
+        ledger_entries: i64,
+        members: i64,
+        purchases: i64,
+        refunds: i64,
+    }
+    let backend = txn.get_database_backend();
+    let max = Max::find_by_statement(stmt(backend, &format!("SELECT {}", max_ids_sql()), vec![]))
+        .one(txn)
+        .await?
+        .ok_or_else(|| DomainError::internal("no max ids"))?;
+    Ok(BTreeMap::from([
+        ("ledger_entries".to_owned(), max.ledger_entries),
+        ("members".to_owned(), max.members),
+        ("purchases".to_owned(), max.purchases),
+        ("refunds".to_owned(), max.refunds),
+    ]))
+}
+
+/// Each table's `(from, end]` for this chunk: at most `FOLD_CHUNK` ids past its watermark, never
+/// past its target, never backwards.
+fn chunk_ends(
+    marks: &BTreeMap<String, i64>,
+    targets: &BTreeMap<String, i64>,
+) -> BTreeMap<String, (i64, i64)> {
     let mut ends = BTreeMap::new();
     for table in TABLES {
         let from = marks.get(table).copied().unwrap_or(0);
@@ -287,14 +341,20 @@ async fn fold_chunk(
             (from, target.min(from + FOLD_CHUNK).max(from)),
         );
     }
-    if ends.values().all(|(from, end)| end <= from) {
-        txn.commit().await?;
-        return Ok(None);
-    }
+    ends
+}
+
+/// Per-program tallies of the rows in `ends`, the timezone each program is cut in, and the number
+/// of rows read.
+async fn tally_chunk(
+    txn: &DatabaseTransaction,
+    ends: &BTreeMap<String, (i64, i64)>,
+) -> DomainResult<(HashMap<i64, Tally>, HashMap<i64, String>, u64)> {
+    let backend = txn.get_database_backend();
     // Each program's rows are cut into days in the timezone its sums were cut in; a program seen
     // for the first time starts with its current timezone.
-    let mut cut_in = program_timezones(&txn, "report_programs").await?;
-    let current = program_timezones(&txn, "programs").await?;
+    let mut cut_in = program_timezones(txn, "report_programs").await?;
+    let current = program_timezones(txn, "programs").await?;
     let mut tallies: HashMap<i64, Tally> = HashMap::new();
     let mut rows = 0u64;
     let tz_of = |program_id: i64, cut_in: &mut HashMap<i64, String>| -> DomainResult<Tz> {
@@ -314,11 +374,11 @@ async fn fold_chunk(
              created_at FROM ledger_entries WHERE id > $1 AND id <= $2",
             vec![from.into(), end.into()],
         ))
-        .all(&txn)
+        .all(txn)
         .await?;
         for row in &ledger {
             let tz = tz_of(row.program_id, &mut cut_in)?;
-            tallies.entry(row.program_id).or_default().ledger(tz, row);
+            tallies.entry(row.program_id).or_default().ledger(tz, row)?;
         }
         rows += ledger.len() as u64;
     }
@@ -339,7 +399,7 @@ async fn fold_chunk(
             ),
             vec![from.into(), end.into()],
         ))
-        .all(&txn)
+        .all(txn)
         .await?;
         for row in &events {
             let tz = tz_of(row.program_id, &mut cut_in)?;
@@ -350,25 +410,7 @@ async fn fold_chunk(
         }
         rows += events.len() as u64;
     }
-    for (program_id, tally) in tallies {
-        if let Some(tz) = cut_in.get(&program_id) {
-            txn.execute(stmt(
-                backend,
-                "INSERT INTO report_programs (program_id, timezone) VALUES ($1, $2) \
-                 ON CONFLICT (program_id) DO NOTHING",
-                vec![program_id.into(), tz.clone().into()],
-            ))
-            .await?;
-        }
-        write(&txn, program_id, tally).await?;
-    }
-    set_marks(
-        &txn,
-        &ends.into_iter().map(|(t, (_, end))| (t, end)).collect(),
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(Some(rows))
+    Ok((tallies, cut_in, rows))
 }
 
 /// Recomputes the sums of programs whose timezone changed since they were cut.

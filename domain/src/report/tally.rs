@@ -6,7 +6,10 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 
+use crate::error::DomainResult;
+use crate::ledger::{Account, Kind};
 use crate::periods::local_date;
+use crate::stored::{stored_enum, Stored};
 
 /// What an aggregate row counts. Ledger categories carry the ledger's own attribution (earns and
 /// their reversals a `source`, spends and their refunds a `purpose`), so a correction nets out
@@ -25,39 +28,20 @@ pub enum Cat {
     PurchaseRefund,
 }
 
+stored_enum!(Cat {
+    Earn => "EARN",
+    Reversal => "REVERSAL",
+    AdjustIn => "ADJUST_IN",
+    Spend => "SPEND",
+    Refund => "REFUND",
+    AdjustOut => "ADJUST_OUT",
+    Expire => "EXPIRE",
+    Joined => "JOINED",
+    Purchase => "PURCHASE",
+    PurchaseRefund => "PURCHASE_REFUND",
+});
+
 impl Cat {
-    pub const ALL: [Cat; 10] = [
-        Cat::Earn,
-        Cat::Reversal,
-        Cat::AdjustIn,
-        Cat::Spend,
-        Cat::Refund,
-        Cat::AdjustOut,
-        Cat::Expire,
-        Cat::Joined,
-        Cat::Purchase,
-        Cat::PurchaseRefund,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cat::Earn => "EARN",
-            Cat::Reversal => "REVERSAL",
-            Cat::AdjustIn => "ADJUST_IN",
-            Cat::Spend => "SPEND",
-            Cat::Refund => "REFUND",
-            Cat::AdjustOut => "ADJUST_OUT",
-            Cat::Expire => "EXPIRE",
-            Cat::Joined => "JOINED",
-            Cat::Purchase => "PURCHASE",
-            Cat::PurchaseRefund => "PURCHASE_REFUND",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Cat> {
-        Cat::ALL.into_iter().find(|c| c.as_str() == value)
-    }
-
     /// Whether the amount is a POINTS ledger amount (what the outstanding balance sums).
     pub fn is_points(self) -> bool {
         match self {
@@ -79,22 +63,22 @@ impl Cat {
         amount_minor: i64,
         source: Option<&str>,
         purpose: Option<&str>,
-    ) -> Option<(Cat, String)> {
-        if account != "POINTS" {
-            return None;
+    ) -> DomainResult<Option<(Cat, String)>> {
+        match Account::read("ledger_entries.account", account)? {
+            Account::Points => {}
+            Account::Qualification => return Ok(None),
         }
         let source = || source.unwrap_or_default().to_owned();
         let purpose = || purpose.unwrap_or_default().to_owned();
-        Some(match kind {
-            "EARN" => (Cat::Earn, source()),
-            "REVERSAL" => (Cat::Reversal, source()),
-            "ADJUST" if amount_minor > 0 => (Cat::AdjustIn, source()),
-            "ADJUST" => (Cat::AdjustOut, purpose()),
-            "SPEND" => (Cat::Spend, purpose()),
-            "REFUND" => (Cat::Refund, purpose()),
-            "EXPIRE" => (Cat::Expire, String::new()),
-            _ => return None,
-        })
+        Ok(Some(match Kind::read("ledger_entries.kind", kind)? {
+            Kind::Earn => (Cat::Earn, source()),
+            Kind::Reversal => (Cat::Reversal, source()),
+            Kind::Adjust if amount_minor > 0 => (Cat::AdjustIn, source()),
+            Kind::Adjust => (Cat::AdjustOut, purpose()),
+            Kind::Spend => (Cat::Spend, purpose()),
+            Kind::Refund => (Cat::Refund, purpose()),
+            Kind::Expire => (Cat::Expire, String::new()),
+        }))
     }
 }
 
@@ -147,7 +131,7 @@ impl Tally {
         self.cells.entry((day, cat, key)).or_default().add(cell);
     }
 
-    pub fn ledger(&mut self, tz: Tz, row: &LedgerRow) {
+    pub fn ledger(&mut self, tz: Tz, row: &LedgerRow) -> DomainResult<()> {
         let day = local_date(tz, row.created_at);
         self.member_days.insert((day, row.member_id));
         if let Some((cat, key)) = Cat::of_ledger(
@@ -156,7 +140,7 @@ impl Tally {
             row.amount_minor,
             row.source.as_deref(),
             row.purpose.as_deref(),
-        ) {
+        )? {
             self.add(
                 day,
                 cat,
@@ -167,6 +151,7 @@ impl Tally {
                 },
             );
         }
+        Ok(())
     }
 
     pub fn event(&mut self, tz: Tz, cat: Cat, row: &EventRow) {
@@ -197,5 +182,44 @@ impl Tally {
         self.cells
             .iter()
             .filter(move |((day, _, _), _)| *day >= from && *day <= to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::DomainError;
+
+    #[test]
+    fn ledger_rows_are_categorised_by_their_typed_account_and_kind() {
+        let cat =
+            |account, kind, amount| Cat::of_ledger(account, kind, amount, Some("s"), Some("p"));
+        assert_eq!(cat("POINTS", "EARN", 5), Ok(Some((Cat::Earn, "s".into()))));
+        assert_eq!(
+            cat("POINTS", "ADJUST", 5),
+            Ok(Some((Cat::AdjustIn, "s".into())))
+        );
+        assert_eq!(
+            cat("POINTS", "ADJUST", -5),
+            Ok(Some((Cat::AdjustOut, "p".into())))
+        );
+        assert_eq!(
+            cat("POINTS", "EXPIRE", -5),
+            Ok(Some((Cat::Expire, String::new())))
+        );
+        assert_eq!(cat("QUALIFICATION", "EARN", 5), Ok(None));
+        // An unknown value stops the fold instead of vanishing from the report.
+        assert_eq!(
+            cat("POINTS", "FOO", 5),
+            Err(DomainError::Internal(
+                "ledger_entries.kind: unknown value \"FOO\"".into()
+            ))
+        );
+        assert_eq!(
+            cat("BAR", "EARN", 5),
+            Err(DomainError::Internal(
+                "ledger_entries.account: unknown value \"BAR\"".into()
+            ))
+        );
     }
 }

@@ -28,6 +28,7 @@ use crate::members::MAX_PAGE;
 use crate::money::{round2, Money, Points};
 use crate::program::Program;
 use crate::service::Loyalty;
+use crate::stored::{stored_enum, Stored};
 
 /// How long a voucher can be used after it is issued.
 pub const VOUCHER_VALIDITY: TimeDelta = TimeDelta::days(30);
@@ -105,27 +106,22 @@ pub enum VoucherOrigin {
     Wheel,
 }
 
-impl VoucherOrigin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VoucherOrigin::Discount => "discount",
-            VoucherOrigin::Wheel => "wheel",
-        }
-    }
+stored_enum!(VoucherOrigin {
+    Discount => "discount",
+    Wheel => "wheel",
+});
 
-    fn parse(value: &str) -> DomainResult<Self> {
-        match value {
-            "discount" => Ok(VoucherOrigin::Discount),
-            "wheel" => Ok(VoucherOrigin::Wheel),
-            other => Err(DomainError::internal(format!(
-                "unknown voucher origin `{other}`"
-            ))),
-        }
-    }
+/// What `vouchers.status` holds; [`VoucherStatus::Expired`] is derived from the clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StoredStatus {
+    Active,
+    Used,
 }
 
-const ACTIVE: &str = "ACTIVE";
-const USED: &str = "USED";
+stored_enum!(StoredStatus {
+    Active => "ACTIVE",
+    Used => "USED",
+});
 
 /// A discount voucher.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,15 +144,10 @@ pub struct Voucher {
 
 impl Voucher {
     fn from_model(m: vouchers::Model, program: &Program, now: DateTime<Utc>) -> DomainResult<Self> {
-        let status = match m.status.as_str() {
-            USED => VoucherStatus::Used,
-            ACTIVE if m.expires_at <= now => VoucherStatus::Expired,
-            ACTIVE => VoucherStatus::Active,
-            other => {
-                return Err(DomainError::internal(format!(
-                    "unknown voucher status `{other}`"
-                )))
-            }
+        let status = match StoredStatus::read("vouchers.status", &m.status)? {
+            StoredStatus::Used => VoucherStatus::Used,
+            StoredStatus::Active if m.expires_at <= now => VoucherStatus::Expired,
+            StoredStatus::Active => VoucherStatus::Active,
         };
         Ok(Voucher {
             id: m.id,
@@ -166,7 +157,7 @@ impl Voucher {
             value: Money::from_minor(m.value_minor),
             currency: program.currency.clone(),
             status,
-            origin: VoucherOrigin::parse(&m.origin)?,
+            origin: VoucherOrigin::read("vouchers.origin", &m.origin)?,
             expires_at: m.expires_at,
             used_at: m.used_at,
             order_id: m.order_id,
@@ -199,7 +190,7 @@ async fn insert_voucher(
             code: Set(new_voucher_code()?),
             points_minor: Set(points.minor()),
             value_minor: Set(value.minor()),
-            status: Set(ACTIVE.to_owned()),
+            status: Set(StoredStatus::Active.as_str().to_owned()),
             origin: Set(origin.as_str().to_owned()),
             spend_entry_id: Set(None),
             expires_at: Set(tx.now + VOUCHER_VALIDITY),
@@ -410,12 +401,15 @@ impl Loyalty {
         let program = self.program(&actor.program).await?;
         let now = self.now();
         let used = vouchers::Entity::update_many()
-            .col_expr(vouchers::Column::Status, Expr::value(USED))
+            .col_expr(
+                vouchers::Column::Status,
+                Expr::value(StoredStatus::Used.as_str()),
+            )
             .col_expr(vouchers::Column::UsedAt, Expr::value(Some(now)))
             .col_expr(vouchers::Column::OrderId, Expr::value(Some(order_id)))
             .filter(vouchers::Column::ProgramId.eq(program.id))
             .filter(vouchers::Column::Code.eq(code.as_str()))
-            .filter(vouchers::Column::Status.eq(ACTIVE))
+            .filter(vouchers::Column::Status.eq(StoredStatus::Active.as_str()))
             .filter(vouchers::Column::ExpiresAt.gt(now))
             .exec_with_returning(self.db())
             .await?

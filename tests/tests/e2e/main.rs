@@ -27,6 +27,7 @@ mod redis_namespaces;
 mod referrals;
 mod report;
 mod rules;
+mod stored_values;
 mod telegram;
 mod tiers;
 mod transport;

@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::money::{Money, Points};
+use crate::stored::stored_enum;
 
 /// Built-in mini-app actions and the report source each one pays.
 pub const BUILTIN_ACTIONS: &[(&str, &str)] = &[
@@ -31,26 +32,12 @@ pub enum Period {
     Month,
 }
 
-impl Period {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Period::Lifetime => "LIFETIME",
-            Period::Day => "DAY",
-            Period::Week => "WEEK",
-            Period::Month => "MONTH",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Period> {
-        match value {
-            "LIFETIME" => Some(Period::Lifetime),
-            "DAY" => Some(Period::Day),
-            "WEEK" => Some(Period::Week),
-            "MONTH" => Some(Period::Month),
-            _ => None,
-        }
-    }
-}
+stored_enum!(Period {
+    Lifetime => "LIFETIME",
+    Day => "DAY",
+    Week => "WEEK",
+    Month => "MONTH",
+});
 
 /// At most `count` awards per `period` (program timezone).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

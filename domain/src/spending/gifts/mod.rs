@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::Posting;
 use crate::money::Points;
+use crate::stored::{stored_enum, Stored};
 
 pub use catalogue::{demo_gifts, GiftInput, MAX_GIFTS, MAX_PER_MEMBER_LIMIT, MAX_STOCK};
 pub(crate) use redeem::grant_gift;
@@ -80,26 +81,11 @@ pub enum RedemptionStatus {
     Cancelled,
 }
 
-impl RedemptionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RedemptionStatus::Pending => "PENDING",
-            RedemptionStatus::Fulfilled => "FULFILLED",
-            RedemptionStatus::Cancelled => "CANCELLED",
-        }
-    }
-
-    fn parse(value: &str) -> DomainResult<Self> {
-        match value {
-            "PENDING" => Ok(RedemptionStatus::Pending),
-            "FULFILLED" => Ok(RedemptionStatus::Fulfilled),
-            "CANCELLED" => Ok(RedemptionStatus::Cancelled),
-            other => Err(DomainError::internal(format!(
-                "unknown redemption status `{other}`"
-            ))),
-        }
-    }
-}
+stored_enum!(RedemptionStatus {
+    Pending => "PENDING",
+    Fulfilled => "FULFILLED",
+    Cancelled => "CANCELLED",
+});
 
 /// How a member got the gift.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -111,24 +97,10 @@ pub enum RedemptionOrigin {
     Wheel,
 }
 
-impl RedemptionOrigin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RedemptionOrigin::Redeem => "redeem",
-            RedemptionOrigin::Wheel => "wheel",
-        }
-    }
-
-    fn parse(value: &str) -> DomainResult<Self> {
-        match value {
-            "redeem" => Ok(RedemptionOrigin::Redeem),
-            "wheel" => Ok(RedemptionOrigin::Wheel),
-            other => Err(DomainError::internal(format!(
-                "unknown redemption origin `{other}`"
-            ))),
-        }
-    }
-}
+stored_enum!(RedemptionOrigin {
+    Redeem => "redeem",
+    Wheel => "wheel",
+});
 
 /// A member's claim on a gift.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,8 +125,8 @@ impl Redemption {
             gift_id: m.gift_id,
             gift_name,
             cost: Points::from_minor(m.cost_minor),
-            status: RedemptionStatus::parse(&m.status)?,
-            origin: RedemptionOrigin::parse(&m.origin)?,
+            status: RedemptionStatus::read("redemptions.status", &m.status)?,
+            origin: RedemptionOrigin::read("redemptions.origin", &m.origin)?,
             created_at: m.created_at,
             updated_at: m.updated_at,
         })

@@ -22,6 +22,7 @@ use crate::members::MAX_PAGE;
 use crate::money::Points;
 use crate::program::Program;
 use crate::service::Loyalty;
+use crate::stored::Stored;
 
 /// Takes one unit of tracked stock (`OUT_OF_STOCK` when none is left); unlimited gifts are not
 /// touched, so their redemptions do not queue on the gift row.
@@ -258,7 +259,8 @@ async fn not_pending<C: ConnectionTrait>(
     wanted: &str,
 ) -> DomainResult<DomainError> {
     let row = find_redemption(conn, program_id, redemption_id).await?;
-    Ok(match RedemptionStatus::parse(&row.status)? {
+    let status = RedemptionStatus::read("redemptions.status", &row.status)?;
+    Ok(match status {
         status @ (RedemptionStatus::Fulfilled | RedemptionStatus::Cancelled) => {
             DomainError::validation(format!(
                 "redemption {redemption_id} is {}: only a PENDING redemption can be {wanted}",

@@ -28,6 +28,7 @@ use crate::program::Program;
 use crate::service::Loyalty;
 use crate::spending::gifts::{gift_in_stock, grant_gift, Redemption};
 use crate::spending::vouchers::{grant_voucher, Voucher};
+use crate::stored::{stored_enum, Stored};
 
 pub const MAX_SEGMENTS: usize = 24;
 pub const MAX_WEIGHT: u64 = 1_000_000;
@@ -43,24 +44,49 @@ pub enum Prize {
     Nothing,
 }
 
+/// The kind of a prize, as stored in `wheel_segments.prize_kind` and `spins.prize_kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PrizeKind {
+    Points,
+    Gift,
+    Voucher,
+    Nothing,
+}
+
+stored_enum!(PrizeKind {
+    Points => "POINTS",
+    Gift => "GIFT",
+    Voucher => "VOUCHER",
+    Nothing => "NOTHING",
+});
+
 impl Prize {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> PrizeKind {
         match self {
-            Prize::Points { .. } => "POINTS",
-            Prize::Gift { .. } => "GIFT",
-            Prize::Voucher { .. } => "VOUCHER",
-            Prize::Nothing => "NOTHING",
+            Prize::Points { .. } => PrizeKind::Points,
+            Prize::Gift { .. } => PrizeKind::Gift,
+            Prize::Voucher { .. } => PrizeKind::Voucher,
+            Prize::Nothing => PrizeKind::Nothing,
         }
     }
 
-    fn from_row(row: &wheel_segments::Model) -> Prize {
+    fn from_row(row: &wheel_segments::Model) -> DomainResult<Prize> {
         let points = Points::from_minor(row.prize_points_minor.unwrap_or_default());
-        match (row.prize_kind.as_str(), row.prize_gift_id) {
-            ("POINTS", _) => Prize::Points { points },
-            ("GIFT", Some(gift_id)) => Prize::Gift { gift_id },
-            ("VOUCHER", _) => Prize::Voucher { points },
-            _ => Prize::Nothing,
-        }
+        Ok(
+            match PrizeKind::read("wheel_segments.prize_kind", &row.prize_kind)? {
+                PrizeKind::Points => Prize::Points { points },
+                PrizeKind::Gift => Prize::Gift {
+                    gift_id: row.prize_gift_id.ok_or_else(|| {
+                        DomainError::internal(format!(
+                            "wheel_segments.prize_gift_id: missing on the GIFT segment {}",
+                            row.id
+                        ))
+                    })?,
+                },
+                PrizeKind::Voucher => Prize::Voucher { points },
+                PrizeKind::Nothing => Prize::Nothing,
+            },
+        )
     }
 }
 
@@ -164,7 +190,7 @@ async fn segments<C: ConnectionTrait>(
     Ok(out)
 }
 
-fn views(rows: &[(wheel_segments::Model, bool)]) -> (Vec<SegmentView>, u64) {
+fn views(rows: &[(wheel_segments::Model, bool)]) -> DomainResult<(Vec<SegmentView>, u64)> {
     let weights: Vec<u64> = rows
         .iter()
         .map(|(row, available)| {
@@ -179,18 +205,20 @@ fn views(rows: &[(wheel_segments::Model, bool)]) -> (Vec<SegmentView>, u64) {
     let views = rows
         .iter()
         .zip(odds)
-        .map(|((row, available), probability)| SegmentView {
-            id: row.id,
-            position: row.position,
-            label: row.label.clone(),
-            weight: u64::try_from(row.weight).unwrap_or(0),
-            prize: Prize::from_row(row),
-            stock: row.prize_stock,
-            available: *available,
-            probability,
+        .map(|((row, available), probability)| {
+            Ok(SegmentView {
+                id: row.id,
+                position: row.position,
+                label: row.label.clone(),
+                weight: u64::try_from(row.weight).unwrap_or(0),
+                prize: Prize::from_row(row)?,
+                stock: row.prize_stock,
+                available: *available,
+                probability,
+            })
         })
-        .collect();
-    (views, weights.iter().sum())
+        .collect::<DomainResult<_>>()?;
+    Ok((views, weights.iter().sum()))
 }
 
 async fn find_wheel<C: ConnectionTrait>(
@@ -324,86 +352,19 @@ impl Operation for SpinOp {
 
     async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<SpinOutcome> {
         let wheel = find_wheel(tx.txn, tx.program.id, self.wheel_id).await?;
-        let used = spins_today(tx.txn, tx.program, tx.member.id, wheel.id, tx.now).await?;
-        if used >= u64::try_from(wheel.daily_spin_limit).unwrap_or(0) {
-            return Err(TxError::Domain(DomainError::LimitReached(format!(
-                "{} spins a day on this wheel; come back tomorrow",
-                wheel.daily_spin_limit
-            ))));
-        }
-        let rows = segments(tx.txn, tx.program.id, wheel.id).await?;
-        let in_draw: Vec<&wheel_segments::Model> = rows
-            .iter()
-            .filter(|(_, available)| *available)
-            .map(|(row, _)| row)
-            .collect();
-        if in_draw.is_empty() {
-            return Err(TxError::Domain(DomainError::OutOfStock(
-                "every prize on this wheel is gone".into(),
-            )));
-        }
-        let weights: Vec<u64> = in_draw
-            .iter()
-            .map(|row| u64::try_from(row.weight).unwrap_or(0))
-            .collect();
-        let seed_row = seed(tx.txn, tx.member.id, wheel.id).await?;
-        let server_seed = seed_bytes(&seed_row.server_seed)?;
-        let nonce = u64::try_from(seed_row.nonce).unwrap_or(0);
-        let index = draw::pick(&weights, &server_seed, &self.client_seed, nonce)
-            .ok_or_else(|| DomainError::internal("the draw found no segment"))?;
-        let winner = in_draw[index];
-        let draw: Vec<(i64, u64)> = in_draw
-            .iter()
-            .zip(&weights)
-            .map(|(row, w)| (row.id, *w))
-            .collect();
+        check_daily_limit(tx, &wheel).await?;
+        let drawn = draw_segment(tx, &wheel, &self.client_seed).await?;
+        let winner = &drawn.winner;
         let cost = Points::from_minor(wheel.spin_cost_minor);
-        let prize = Prize::from_row(winner);
-
-        let spin = spins::Entity::insert(spins::ActiveModel {
-            program_id: Set(tx.program.id),
-            member_id: Set(tx.member.id),
-            wheel_id: Set(wheel.id),
-            segment_id: Set(winner.id),
-            client_seed: Set(self.client_seed.clone()),
-            nonce: Set(seed_row.nonce),
-            server_seed: Set(seed_row.server_seed.clone()),
-            server_seed_hash: Set(draw::commitment(&server_seed)),
-            draw: Set(serde_json::to_string(&draw).map_err(DomainError::internal)?),
-            cost_minor: Set(cost.minor()),
-            prize_kind: Set(prize.kind().to_owned()),
-            prize_points_minor: Set(winner.prize_points_minor),
-            redemption_id: Set(None),
-            voucher_id: Set(None),
-            created_at: Set(tx.now),
-            ..Default::default()
-        })
-        .exec_with_returning(tx.txn)
-        .await?;
+        let prize = Prize::from_row(winner)?;
+        let spin = record_spin(tx, wheel.id, &drawn, &self.client_seed, cost, &prize).await?;
         if cost.is_positive() {
             let entry = Entry::new(Account::Points, Kind::Spend, cost)
                 .label("lucky_wheel")
                 .reference("spin", spin.id.to_string());
             tx.debit(entry, false, &[]).await?;
         }
-        if winner.prize_stock.is_some() {
-            let taken = wheel_segments::Entity::update_many()
-                .col_expr(
-                    wheel_segments::Column::PrizeStock,
-                    Expr::col(wheel_segments::Column::PrizeStock).sub(1),
-                )
-                .filter(wheel_segments::Column::Id.eq(winner.id))
-                .filter(wheel_segments::Column::PrizeStock.gt(0))
-                .exec(tx.txn)
-                .await?;
-            if taken.rows_affected == 0 {
-                // Another member won the last one a moment ago: nothing is charged.
-                return Err(TxError::Domain(DomainError::OutOfStock(format!(
-                    "the prize `{}` just ran out; spin again",
-                    winner.label
-                ))));
-            }
-        }
+        take_prize_stock(tx, winner).await?;
         let (mut redemption, mut voucher) = (None, None);
         match &prize {
             Prize::Points { points } => {
@@ -416,35 +377,9 @@ impl Operation for SpinOp {
             Prize::Voucher { points } => voucher = Some(grant_voucher(tx, *points).await?),
             Prize::Nothing => {}
         }
-        if redemption.is_some() || voucher.is_some() {
-            spins::Entity::update_many()
-                .col_expr(
-                    spins::Column::RedemptionId,
-                    Expr::value(redemption.as_ref().map(|r| r.id)),
-                )
-                .col_expr(
-                    spins::Column::VoucherId,
-                    Expr::value(voucher.as_ref().map(|v| v.id)),
-                )
-                .filter(spins::Column::Id.eq(spin.id))
-                .exec(tx.txn)
-                .await?;
-        }
-        // Rotate: the revealed seed is never used again.
-        let next_seed = new_seed()?;
-        wheel_seeds::Entity::update_many()
-            .col_expr(
-                wheel_seeds::Column::ServerSeed,
-                Expr::value(next_seed.clone()),
-            )
-            .col_expr(
-                wheel_seeds::Column::Nonce,
-                Expr::col(wheel_seeds::Column::Nonce).add(1),
-            )
-            .filter(wheel_seeds::Column::Id.eq(seed_row.id))
-            .exec(tx.txn)
-            .await?;
-        let (segment_views, _) = views(&rows);
+        link_prize(tx, spin.id, redemption.as_ref(), voucher.as_ref()).await?;
+        let next_seed = rotate_seed(tx, drawn.seed.id).await?;
+        let (segment_views, _) = views(&drawn.rows)?;
         let segment = segment_views
             .into_iter()
             .find(|s| s.id == winner.id)
@@ -453,11 +388,11 @@ impl Operation for SpinOp {
             spin_id: spin.id,
             wheel_id: wheel.id,
             segment,
-            server_seed: seed_row.server_seed,
+            server_seed: drawn.seed.server_seed,
             server_seed_hash: spin.server_seed_hash,
             client_seed: self.client_seed.clone(),
-            nonce: seed_row.nonce,
-            draw,
+            nonce: drawn.seed.nonce,
+            draw: drawn.draw,
             cost,
             redemption,
             voucher,
@@ -467,6 +402,163 @@ impl Operation for SpinOp {
             created_at: tx.now,
         })
     }
+}
+
+/// `LIMIT_REACHED` once the member has used today's spins on this wheel.
+async fn check_daily_limit(tx: &Tx<'_>, wheel: &wheels::Model) -> TxResult<()> {
+    let used = spins_today(tx.txn, tx.program, tx.member.id, wheel.id, tx.now).await?;
+    if used >= u64::try_from(wheel.daily_spin_limit).unwrap_or(0) {
+        return Err(TxError::Domain(DomainError::LimitReached(format!(
+            "{} spins a day on this wheel; come back tomorrow",
+            wheel.daily_spin_limit
+        ))));
+    }
+    Ok(())
+}
+
+/// A draw among the segments still in stock, with what it used.
+struct Drawn {
+    /// Every segment of the wheel and whether it was in the draw.
+    rows: Vec<(wheel_segments::Model, bool)>,
+    winner: wheel_segments::Model,
+    /// `(segment id, weight)` of each segment in the draw, in draw order.
+    draw: Vec<(i64, u64)>,
+    /// The member's seed row as it was before this spin.
+    seed: wheel_seeds::Model,
+    server_seed: Vec<u8>,
+}
+
+/// Draws a segment from the member's committed seed and `client_seed` (`OUT_OF_STOCK` when no
+/// segment is left).
+async fn draw_segment(tx: &Tx<'_>, wheel: &wheels::Model, client_seed: &str) -> TxResult<Drawn> {
+    let rows = segments(tx.txn, tx.program.id, wheel.id).await?;
+    let in_draw: Vec<&wheel_segments::Model> = rows
+        .iter()
+        .filter(|(_, available)| *available)
+        .map(|(row, _)| row)
+        .collect();
+    if in_draw.is_empty() {
+        return Err(TxError::Domain(DomainError::OutOfStock(
+            "every prize on this wheel is gone".into(),
+        )));
+    }
+    let weights: Vec<u64> = in_draw
+        .iter()
+        .map(|row| u64::try_from(row.weight).unwrap_or(0))
+        .collect();
+    let seed_row = seed(tx.txn, tx.member.id, wheel.id).await?;
+    let server_seed = seed_bytes(&seed_row.server_seed)?;
+    let nonce = u64::try_from(seed_row.nonce).unwrap_or(0);
+    let index = draw::pick(&weights, &server_seed, client_seed, nonce)
+        .ok_or_else(|| DomainError::internal("the draw found no segment"))?;
+    let winner = in_draw[index].clone();
+    let draw: Vec<(i64, u64)> = in_draw
+        .iter()
+        .zip(&weights)
+        .map(|(row, w)| (row.id, *w))
+        .collect();
+    Ok(Drawn {
+        rows,
+        winner,
+        draw,
+        seed: seed_row,
+        server_seed,
+    })
+}
+
+async fn record_spin(
+    tx: &Tx<'_>,
+    wheel_id: i64,
+    drawn: &Drawn,
+    client_seed: &str,
+    cost: Points,
+    prize: &Prize,
+) -> TxResult<spins::Model> {
+    Ok(spins::Entity::insert(spins::ActiveModel {
+        program_id: Set(tx.program.id),
+        member_id: Set(tx.member.id),
+        wheel_id: Set(wheel_id),
+        segment_id: Set(drawn.winner.id),
+        client_seed: Set(client_seed.to_owned()),
+        nonce: Set(drawn.seed.nonce),
+        server_seed: Set(drawn.seed.server_seed.clone()),
+        server_seed_hash: Set(draw::commitment(&drawn.server_seed)),
+        draw: Set(serde_json::to_string(&drawn.draw).map_err(DomainError::internal)?),
+        cost_minor: Set(cost.minor()),
+        prize_kind: Set(prize.kind().as_str().to_owned()),
+        prize_points_minor: Set(drawn.winner.prize_points_minor),
+        redemption_id: Set(None),
+        voucher_id: Set(None),
+        created_at: Set(tx.now),
+        ..Default::default()
+    })
+    .exec_with_returning(tx.txn)
+    .await?)
+}
+
+/// Takes one of a limited prize; `OUT_OF_STOCK` (nothing charged) when another member won the
+/// last one a moment ago.
+async fn take_prize_stock(tx: &Tx<'_>, winner: &wheel_segments::Model) -> TxResult<()> {
+    if winner.prize_stock.is_none() {
+        return Ok(());
+    }
+    let taken = wheel_segments::Entity::update_many()
+        .col_expr(
+            wheel_segments::Column::PrizeStock,
+            Expr::col(wheel_segments::Column::PrizeStock).sub(1),
+        )
+        .filter(wheel_segments::Column::Id.eq(winner.id))
+        .filter(wheel_segments::Column::PrizeStock.gt(0))
+        .exec(tx.txn)
+        .await?;
+    if taken.rows_affected == 0 {
+        return Err(TxError::Domain(DomainError::OutOfStock(format!(
+            "the prize `{}` just ran out; spin again",
+            winner.label
+        ))));
+    }
+    Ok(())
+}
+
+/// Points the spin row at the gift or voucher it paid, if any.
+async fn link_prize(
+    tx: &Tx<'_>,
+    spin_id: i64,
+    redemption: Option<&Redemption>,
+    voucher: Option<&Voucher>,
+) -> TxResult<()> {
+    if redemption.is_none() && voucher.is_none() {
+        return Ok(());
+    }
+    spins::Entity::update_many()
+        .col_expr(
+            spins::Column::RedemptionId,
+            Expr::value(redemption.map(|r| r.id)),
+        )
+        .col_expr(spins::Column::VoucherId, Expr::value(voucher.map(|v| v.id)))
+        .filter(spins::Column::Id.eq(spin_id))
+        .exec(tx.txn)
+        .await?;
+    Ok(())
+}
+
+/// Replaces the member's server seed (the revealed one is never used again) and returns the new
+/// one.
+async fn rotate_seed(tx: &Tx<'_>, seed_id: i64) -> TxResult<String> {
+    let next_seed = new_seed()?;
+    wheel_seeds::Entity::update_many()
+        .col_expr(
+            wheel_seeds::Column::ServerSeed,
+            Expr::value(next_seed.clone()),
+        )
+        .col_expr(
+            wheel_seeds::Column::Nonce,
+            Expr::col(wheel_seeds::Column::Nonce).add(1),
+        )
+        .filter(wheel_seeds::Column::Id.eq(seed_id))
+        .exec(tx.txn)
+        .await?;
+    Ok(next_seed)
 }
 
 impl Loyalty {
@@ -548,7 +640,7 @@ impl Loyalty {
                 position: Set(i32::try_from(i).unwrap_or(0)),
                 label: Set(s.label.trim().to_owned()),
                 weight: Set(i64::try_from(s.weight).unwrap_or(1)),
-                prize_kind: Set(s.prize.kind().to_owned()),
+                prize_kind: Set(s.prize.kind().as_str().to_owned()),
                 prize_points_minor: Set(points),
                 prize_gift_id: Set(gift),
                 prize_stock: Set(s.stock),
@@ -572,7 +664,7 @@ impl Loyalty {
     ) -> DomainResult<WheelView> {
         let wheel = find_wheel(self.db(), program.id, wheel_id).await?;
         let rows = segments(self.db(), program.id, wheel.id).await?;
-        let (segments, total_weight) = views(&rows);
+        let (segments, total_weight) = views(&rows)?;
         let (spins_left_today, commitment) = match member_id {
             Some(member_id) => {
                 let used = spins_today(self.db(), program, member_id, wheel.id, self.now()).await?;
@@ -657,5 +749,65 @@ impl Loyalty {
             key,
         };
         self.execute(&program, &op).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(kind: &str, gift: Option<i64>) -> wheel_segments::Model {
+        wheel_segments::Model {
+            id: 7,
+            wheel_id: 1,
+            position: 0,
+            label: "x".into(),
+            weight: 1,
+            prize_kind: kind.into(),
+            prize_points_minor: Some(1_000),
+            prize_gift_id: gift,
+            prize_stock: None,
+            archived_at: None,
+        }
+    }
+
+    #[test]
+    fn a_segment_row_reads_as_its_prize_or_an_internal_error() {
+        let points = Points::from_minor(1_000);
+        assert_eq!(
+            Prize::from_row(&row("POINTS", None)),
+            Ok(Prize::Points { points })
+        );
+        assert_eq!(
+            Prize::from_row(&row("GIFT", Some(3))),
+            Ok(Prize::Gift { gift_id: 3 })
+        );
+        assert_eq!(
+            Prize::from_row(&row("VOUCHER", None)),
+            Ok(Prize::Voucher { points })
+        );
+        assert_eq!(Prize::from_row(&row("NOTHING", None)), Ok(Prize::Nothing));
+        for prize in [
+            Prize::Points { points },
+            Prize::Gift { gift_id: 3 },
+            Prize::Voucher { points },
+            Prize::Nothing,
+        ] {
+            let stored = row(prize.kind().as_str(), Some(3));
+            assert_eq!(Prize::from_row(&stored), Ok(prize));
+        }
+        // Neither an unknown kind nor a gift prize without its gift becomes NOTHING.
+        assert_eq!(
+            Prize::from_row(&row("JACKPOT", None)),
+            Err(DomainError::Internal(
+                "wheel_segments.prize_kind: unknown value \"JACKPOT\"".into()
+            ))
+        );
+        assert_eq!(
+            Prize::from_row(&row("GIFT", None)),
+            Err(DomainError::Internal(
+                "wheel_segments.prize_gift_id: missing on the GIFT segment 7".into()
+            ))
+        );
     }
 }
