@@ -14,6 +14,28 @@ pub(crate) fn every<T, Fut>(
     name: &'static str,
     interval: Duration,
     shutdown: CancellationToken,
+    pass: impl FnMut() -> Fut + Send + 'static,
+    report: fn(&T),
+) where
+    T: Send + 'static,
+    Fut: Future<Output = DomainResult<T>> + Send + 'static,
+{
+    every_from(
+        name,
+        tokio::time::Instant::now(),
+        interval,
+        shutdown,
+        pass,
+        report,
+    );
+}
+
+/// [`every`] with the first tick at `start` (a job whose first pass its caller already ran).
+pub(crate) fn every_from<T, Fut>(
+    name: &'static str,
+    start: tokio::time::Instant,
+    interval: Duration,
+    shutdown: CancellationToken,
     mut pass: impl FnMut() -> Fut + Send + 'static,
     report: fn(&T),
 ) where
@@ -21,7 +43,7 @@ pub(crate) fn every<T, Fut>(
     Fut: Future<Output = DomainResult<T>> + Send + 'static,
 {
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(interval);
+        let mut every = tokio::time::interval_at(start, interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -133,10 +133,14 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         );
     }
     if config.leaderboard_catch_up_interval_secs > 0 {
-        loyalty.spawn_leaderboard_catch_up(
-            Duration::from_secs(config.leaderboard_catch_up_interval_secs),
-            shutdown.clone(),
-        );
+        // Awaits the first pass: a server restarted after a crash opens its listener only once
+        // its boards hold what the crash lost.
+        loyalty
+            .start_leaderboard_catch_up(
+                Duration::from_secs(config.leaderboard_catch_up_interval_secs),
+                shutdown.clone(),
+            )
+            .await;
     }
     let schema = build_schema(
         loyalty.clone(),

@@ -1,12 +1,13 @@
 //! Catching up after a crash. The boards move after a transaction commits; a server killed
 //! between the commit and that update (or an update that failed and whose retry died with the
 //! process) leaves members behind the ledger until they post again. So the boards keep a
-//! watermark, the ledger id up to which every row is on them, and a pass (at start, then every
-//! `LEADERBOARD_CATCH_UP_INTERVAL_SECS`) reads the members with rows past it, compares each one's
-//! newest posting counter with the one the boards hold, and refreshes the lagging ones from the
-//! ledger. Refreshes merge by counter, so a pass racing live updates, rebuilds or another
-//! instance's pass writes nothing wrong; the watermark only moves up to an id below which every
-//! row is committed ([`crate::ledger::settled`]), so a row that commits late is never skipped.
+//! watermark, the ledger id up to which every row is on them, and a pass (at start, awaited
+//! before the server listens, then every `LEADERBOARD_CATCH_UP_INTERVAL_SECS`) reads the members
+//! with rows past it, compares each one's newest posting counter with the one the boards hold,
+//! and refreshes the lagging ones from the ledger. Refreshes merge by counter, so a pass racing
+//! live updates, rebuilds or another instance's pass writes nothing wrong; the watermark only
+//! moves up to an id below which every row is committed ([`crate::ledger::settled`]), so a row that
+//! commits late is never skipped.
 //!
 //! Without a watermark (a new process with in-process boards, a fresh or flushed Redis) nothing
 //! is known about the boards: the pass rebuilds every program.
@@ -165,11 +166,22 @@ impl Loyalty {
         Ok(refreshed)
     }
 
-    /// Runs [`Loyalty::catch_up_leaderboards`] now and then every `interval` until shutdown.
-    pub fn spawn_leaderboard_catch_up(&self, interval: Duration, shutdown: CancellationToken) {
+    /// Runs [`Loyalty::catch_up_leaderboards`] once and waits for it, then every `interval`
+    /// until shutdown. Awaited at start (before the server listens): a server restarted after a
+    /// crash must not answer with the boards the crash left behind the ledger, not even for the
+    /// moment a background pass would take. A failed first pass is logged and left to the next.
+    pub async fn start_leaderboard_catch_up(
+        &self,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) {
+        if let Err(err) = self.catch_up_leaderboards().await {
+            tracing::warn!(error = %err, "leaderboard catch-up at start failed; next pass retries");
+        }
         let loyalty = self.clone();
-        crate::jobs::every(
+        crate::jobs::every_from(
             "leaderboard catch-up",
+            tokio::time::Instant::now() + interval,
             interval,
             shutdown,
             move || {
