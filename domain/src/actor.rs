@@ -92,7 +92,12 @@ pub struct Principal {
 }
 
 /// A capability: built from an [`Actor`] only through [`Capability::authorize`], the one checked
-/// conversion.
+/// conversion. Nothing outside this module can make one by hand:
+///
+/// ```compile_fail
+/// use loyalty_domain::actor::{AdminActor, Principal};
+/// let forged = AdminActor(Principal { program: "p".into(), subject: "s".into() });
+/// ```
 pub trait Capability: Sized {
     /// The roles that convert, in the order a refusal names them.
     const ROLES: &'static [Role];
