@@ -21,7 +21,9 @@ pub mod spending;
 pub mod store;
 mod stored;
 
-pub use actor::{Actor, Role};
+pub use actor::{
+    ActionCaller, Actor, AdminActor, Capability, MemberActor, Role, ServiceActor, Viewer,
+};
 pub use error::{DomainError, DomainResult};
 pub use money::{Money, Points};
 pub use service::Loyalty;

@@ -6,11 +6,11 @@ use chrono::{DateTime, Utc};
 use loyalty_domain::earning::rulebook::RuleInput as DRuleInput;
 use loyalty_domain::earning::rules::{Limit as DLimit, Reward, Rule as DRule, Streak};
 use loyalty_domain::earning::RulesTarget;
-use loyalty_domain::{DomainError, Loyalty, Points, Role};
+use loyalty_domain::{AdminActor, DomainError, Loyalty, Points};
 use rust_decimal::Decimal;
 
 use crate::earning::{reason, ActionReason, ActionResult, Limit, Period};
-use crate::error::{parse_id, require, scope, to_gql, IntoGql};
+use crate::error::{authorize, parse_id, scope, to_gql, IntoGql};
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 pub enum RewardKind {
@@ -203,7 +203,7 @@ pub struct AdminQuery;
 impl AdminQuery {
     /// The rules draft (what `publishRules` would freeze).
     async fn rules(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Rule>> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         Ok(loyalty
             .draft_rules(&program)
             .await
@@ -215,7 +215,7 @@ impl AdminQuery {
 
     /// The published ruleset members earn by.
     async fn live_rules(&self, ctx: &Context<'_>) -> async_graphql::Result<Ruleset> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let ruleset = loyalty.live_ruleset(&program).await.gql(ctx)?;
         Ok(Ruleset {
             version: ruleset.version,
@@ -234,7 +234,7 @@ impl AdminMutation {
         ctx: &Context<'_>,
         input: RuleInput,
     ) -> async_graphql::Result<Rule> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let input = input.into_domain().map_err(|e| to_gql(e, ctx))?;
         loyalty
             .create_rule(&program, input)
@@ -249,7 +249,7 @@ impl AdminMutation {
         id: ID,
         input: RuleInput,
     ) -> async_graphql::Result<Rule> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let id = parse_id(&id, ctx)?;
         let input = input.into_domain().map_err(|e| to_gql(e, ctx))?;
         loyalty
@@ -260,7 +260,7 @@ impl AdminMutation {
     }
 
     async fn delete_rule(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Rule> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let id = parse_id(&id, ctx)?;
         loyalty
             .delete_rule(&program, id)
@@ -272,7 +272,7 @@ impl AdminMutation {
     /// "Apply changes": freezes the draft into a new immutable version; every instance
     /// switches to it.
     async fn publish_rules(&self, ctx: &Context<'_>) -> async_graphql::Result<Ruleset> {
-        let (actor, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (actor, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let ruleset = loyalty
             .publish_rules(&program, &actor.subject)
             .await
@@ -289,7 +289,7 @@ impl AdminMutation {
         ctx: &Context<'_>,
         input: TestRulesInput,
     ) -> async_graphql::Result<TestRulesResult> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let member_id = parse_id(&input.member_id, ctx)?;
         let target = match input.target {
             RulesTargetInput::Draft => RulesTarget::Draft,
@@ -334,7 +334,7 @@ impl AdminMutation {
         reason: String,
         idempotency_key: String,
     ) -> async_graphql::Result<ActionResult> {
-        let actor = require(ctx, &[Role::Admin])?;
+        let actor = &authorize::<AdminActor>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
         let member_id = parse_id(&member_id, ctx)?;
         loyalty

@@ -3,10 +3,10 @@
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use loyalty_domain::earning::actions::ActionOutcome;
 use loyalty_domain::earning::rules::{Period as DPeriod, Refusal, Reward};
-use loyalty_domain::{Loyalty, Role};
+use loyalty_domain::{ActionCaller, Loyalty, MemberActor};
 use rust_decimal::Decimal;
 
-use crate::error::{require, IntoGql};
+use crate::error::{authorize, IntoGql};
 use crate::types::{transactions, Transaction};
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +137,7 @@ impl EarningQuery {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<EarnOpportunity>> {
-        let actor = require(ctx, &[Role::Member])?;
+        let actor = &authorize::<MemberActor>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
         let list = loyalty.earn_opportunities(actor).await.gql(ctx)?;
         Ok(list
@@ -175,7 +175,7 @@ impl EarningMutation {
         ctx: &Context<'_>,
         input: RecordActionInput,
     ) -> async_graphql::Result<ActionResult> {
-        let actor = require(ctx, &[Role::Member, Role::Service])?;
+        let actor = &authorize::<ActionCaller>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
         loyalty
             .record_action(

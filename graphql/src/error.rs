@@ -5,7 +5,7 @@ use async_graphql::{Context, ErrorExtensions};
 use std::sync::Arc;
 
 use loyalty_domain::program::Program;
-use loyalty_domain::{Actor, DomainError, Loyalty, Role};
+use loyalty_domain::{Actor, Capability, DomainError, Loyalty};
 
 /// The request id the server assigned (also in its logs).
 #[derive(Clone, Debug)]
@@ -63,34 +63,21 @@ pub fn actor<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Actor> {
     })
 }
 
-/// The caller if it has one of `roles`, else `FORBIDDEN`.
-pub fn require<'a>(ctx: &Context<'a>, roles: &[Role]) -> async_graphql::Result<&'a Actor> {
-    let actor = actor(ctx)?;
-    if roles.contains(&actor.role) {
-        Ok(actor)
-    } else {
-        let allowed: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
-        Err(to_gql(
-            DomainError::Forbidden(format!(
-                "a {} token cannot do this (needs {})",
-                actor.role.as_str(),
-                allowed.join(" or ")
-            )),
-            ctx,
-        ))
-    }
+/// The verified caller as capability `C`, else `UNAUTHENTICATED` or `FORBIDDEN`: the one role
+/// check. Domain methods take the capability, so a resolver cannot reach them without it.
+pub fn authorize<C: Capability>(ctx: &Context<'_>) -> async_graphql::Result<C> {
+    actor(ctx)?.authorize::<C>().gql(ctx)
 }
 
-/// The caller (with one of `roles`), the service and the caller's program: the first line of
+/// The caller (as capability `C`), the service and the caller's program: the first line of
 /// almost every resolver.
-pub(crate) async fn scope<'a>(
+pub(crate) async fn scope<'a, C: Capability>(
     ctx: &Context<'a>,
-    roles: &[Role],
-) -> async_graphql::Result<(&'a Actor, &'a Loyalty, Arc<Program>)> {
-    let actor = require(ctx, roles)?;
+) -> async_graphql::Result<(C, &'a Loyalty, Arc<Program>)> {
+    let caller = authorize::<C>(ctx)?;
     let loyalty = ctx.data::<Loyalty>()?;
-    let program = loyalty.program(&actor.program).await.gql(ctx)?;
-    Ok((actor, loyalty, program))
+    let program = loyalty.program(&actor(ctx)?.program).await.gql(ctx)?;
+    Ok((caller, loyalty, program))
 }
 
 pub(crate) fn parse_id(id: &async_graphql::ID, ctx: &Context<'_>) -> async_graphql::Result<i64> {

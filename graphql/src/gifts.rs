@@ -8,10 +8,10 @@ use loyalty_domain::spending::gifts::{
     CancelOutcome, Gift as DGift, GiftInput as DGiftInput, RedeemOutcome,
     Redemption as DRedemption, RedemptionOrigin as DOrigin, RedemptionStatus as DStatus,
 };
-use loyalty_domain::{DomainError, Loyalty, Role};
+use loyalty_domain::{AdminActor, DomainError, Loyalty, MemberActor, Viewer};
 use rust_decimal::Decimal;
 
-use crate::error::{parse_id, require, scope, to_gql, IntoGql};
+use crate::error::{authorize, parse_id, scope, to_gql, IntoGql};
 use crate::members::page_size;
 use crate::types::Transaction;
 
@@ -228,13 +228,10 @@ impl GiftQuery {
         ctx: &Context<'_>,
         #[graphql(default)] include_archived: bool,
     ) -> async_graphql::Result<Vec<Gift>> {
-        let actor = if include_archived {
-            require(ctx, &[Role::Admin])?
-        } else {
-            require(ctx, &[Role::Member, Role::Admin])?
-        };
-        let loyalty = ctx.data::<Loyalty>()?;
-        let program = loyalty.program(&actor.program).await.gql(ctx)?;
+        if include_archived {
+            authorize::<AdminActor>(ctx)?;
+        }
+        let (_, loyalty, program) = scope::<Viewer>(ctx).await?;
         let gifts = loyalty.gifts(&program, include_archived).await.gql(ctx)?;
         Ok(gifts.into_iter().map(Gift::from).collect())
     }
@@ -247,7 +244,7 @@ impl GiftQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Redemptions> {
-        let actor = require(ctx, &[Role::Member])?;
+        let actor = &authorize::<MemberActor>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
         let first = page_size(first, ctx)?;
         let before = cursor(after, ctx)?;
@@ -267,7 +264,7 @@ impl GiftQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Redemptions> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let first = page_size(first, ctx)?;
         let before = cursor(after, ctx)?;
         let (rows, has_next) = loyalty
@@ -288,7 +285,7 @@ impl GiftMutation {
         ctx: &Context<'_>,
         input: GiftInput,
     ) -> async_graphql::Result<Gift> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         loyalty
             .create_gift(&program, input.into())
             .await
@@ -303,7 +300,7 @@ impl GiftMutation {
         id: ID,
         input: GiftInput,
     ) -> async_graphql::Result<Gift> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let id = parse_id(&id, ctx)?;
         loyalty
             .update_gift(&program, id, input.into())
@@ -314,7 +311,7 @@ impl GiftMutation {
 
     /// Takes a gift out of the catalogue; pending redemptions stay valid.
     async fn archive_gift(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Gift> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let id = parse_id(&id, ctx)?;
         loyalty
             .archive_gift(&program, id)
@@ -330,7 +327,7 @@ impl GiftMutation {
         gift_id: ID,
         idempotency_key: String,
     ) -> async_graphql::Result<RedeemGiftResult> {
-        let actor = require(ctx, &[Role::Member])?;
+        let actor = &authorize::<MemberActor>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
         let gift_id = parse_id(&gift_id, ctx)?;
         loyalty
@@ -346,7 +343,7 @@ impl GiftMutation {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<Redemption> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let id = parse_id(&id, ctx)?;
         loyalty
             .fulfill_redemption(&program, id)
@@ -361,7 +358,7 @@ impl GiftMutation {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<CancelRedemptionResult> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let id = parse_id(&id, ctx)?;
         loyalty
             .cancel_redemption(&program, id)

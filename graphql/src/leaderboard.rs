@@ -4,10 +4,10 @@
 use async_graphql::{Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use loyalty_domain::live::leaderboard::{Period, RankedMember};
-use loyalty_domain::Role;
+use loyalty_domain::{Loyalty, Viewer};
 use rust_decimal::Decimal;
 
-use crate::error::{scope, IntoGql};
+use crate::error::{authorize, IntoGql};
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 pub enum LeaderboardPeriod {
@@ -90,9 +90,10 @@ impl LeaderboardQuery {
         #[graphql(default_with = "LeaderboardPeriod::AllTime")] period: LeaderboardPeriod,
         #[graphql(default = 10)] first: i32,
     ) -> async_graphql::Result<Leaderboard> {
-        let (actor, loyalty, program) = scope(ctx, &[Role::Member, Role::Admin]).await?;
+        let actor = &authorize::<Viewer>(ctx)?;
+        let loyalty = ctx.data::<Loyalty>()?;
         let view = loyalty
-            .leaderboard(actor, &program, period.into(), i64::from(first))
+            .leaderboard(actor, period.into(), i64::from(first))
             .await
             .gql(ctx)?;
         Ok(Leaderboard {

@@ -21,7 +21,7 @@ mod wheel;
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 use loyalty_domain::Loyalty;
 
-pub use error::{actor, require, RequestId};
+pub use error::{actor, authorize, RequestId};
 pub use limits::root_mutation_fields;
 
 #[derive(MergedObject, Default)]

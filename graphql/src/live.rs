@@ -9,11 +9,11 @@ use futures::StreamExt;
 use loyalty_domain::ledger::Account as DAccount;
 use loyalty_domain::live::events::{EventReceiver, PostingEvent};
 use loyalty_domain::program::Program;
-use loyalty_domain::{DomainError, Loyalty, Role};
+use loyalty_domain::{AdminActor, DomainError, Loyalty, MemberActor};
 use rust_decimal::Decimal;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::error::{scope, IntoGql};
+use crate::error::{authorize, scope, IntoGql};
 use crate::types::{Account, Transaction};
 
 /// Who a balance event is about.
@@ -86,7 +86,8 @@ impl LiveSubscription {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<impl Stream<Item = BalanceEvent>> {
-        let (actor, loyalty, _) = scope(ctx, &[Role::Member]).await?;
+        let actor = &authorize::<MemberActor>(ctx)?;
+        let loyalty = ctx.data::<Loyalty>()?;
         let member_id = loyalty
             .member_id(actor)
             .await
@@ -138,7 +139,7 @@ impl LiveSubscription {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<impl Stream<Item = BalanceEvent>> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let rx = loyalty.events().program(program.id);
         let state = (
             rx,

@@ -3,10 +3,10 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, NaiveDate, Utc};
-use loyalty_domain::{DomainError, Loyalty, Role};
+use loyalty_domain::{Actor, AdminActor, DomainError, Loyalty, MemberActor};
 use rust_decimal::Decimal;
 
-use crate::error::{parse_id, require, scope, to_gql, IntoGql};
+use crate::error::{authorize, parse_id, scope, to_gql, IntoGql};
 use crate::types::{transactions, MemberData, Transaction};
 
 const DEFAULT_PAGE: i32 = 20;
@@ -31,7 +31,7 @@ impl Member {
     }
     /// The program's referral link template with this member's code (null without a template).
     async fn referral_link(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
-        let (_, _, program) = scope(ctx, &[Role::Member, Role::Admin, Role::Service]).await?;
+        let (_, _, program) = scope::<Actor>(ctx).await?;
         Ok(program
             .referral_link_template
             .as_ref()
@@ -73,7 +73,7 @@ impl Member {
         let Some(tier_id) = self.0 .0.tier_id else {
             return Ok(None);
         };
-        let (_, loyalty, program) = scope(ctx, &[Role::Member, Role::Admin, Role::Service]).await?;
+        let (_, loyalty, program) = scope::<Actor>(ctx).await?;
         Ok(loyalty
             .tier(&program, tier_id)
             .await
@@ -87,7 +87,7 @@ impl Member {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<ExpiringSoon>> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Member, Role::Admin, Role::Service]).await?;
+        let (_, loyalty, program) = scope::<Actor>(ctx).await?;
         let next = loyalty
             .expiring_soon(&program, self.0 .0.id)
             .await
@@ -106,7 +106,7 @@ impl Member {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Transaction, EmptyFields, EmptyFields>> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Member, Role::Admin, Role::Service]).await?;
+        let (_, loyalty, program) = scope::<Actor>(ctx).await?;
         let first = page_size(first, ctx)?;
         let before = after
             .map(|c| {
@@ -220,7 +220,7 @@ pub struct MemberQuery;
 impl MemberQuery {
     /// The calling member; null before `register`.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Member>> {
-        let actor = require(ctx, &[Role::Member])?;
+        let actor = &authorize::<MemberActor>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
         Ok(loyalty
             .me(actor)
@@ -238,7 +238,7 @@ impl MemberQuery {
         after: Option<String>,
         search: Option<String>,
     ) -> async_graphql::Result<Connection<String, Member, EmptyFields, EmptyFields>> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let first = page_size(first, ctx)?;
         let after = after
             .map(|c| {
@@ -260,7 +260,7 @@ impl MemberQuery {
 
     /// Admin: one member of the program (`NOT_FOUND` for other programs' members).
     async fn member(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Member> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let id = parse_id(&id, ctx)?;
         Ok(Member(MemberData(
             loyalty.member(&program, id).await.gql(ctx)?,
@@ -279,7 +279,7 @@ impl MemberMutation {
         ctx: &Context<'_>,
         input: Option<RegisterInput>,
     ) -> async_graphql::Result<RegisterPayload> {
-        let actor = require(ctx, &[Role::Member])?;
+        let actor = &authorize::<MemberActor>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
         let display_name = input.as_ref().and_then(|i| i.display_name.as_deref());
         let referral_code = input.as_ref().and_then(|i| i.referral_code.as_deref());

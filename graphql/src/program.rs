@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use loyalty_domain::program::{Program as DProgram, ProgramSettings, ReferralPolicy};
-use loyalty_domain::Role;
+use loyalty_domain::{Actor, AdminActor};
 use rust_decimal::Decimal;
 
 use crate::error::{scope, IntoGql};
@@ -74,13 +74,13 @@ pub struct ProgramQuery;
 impl ProgramQuery {
     /// The caller's program.
     async fn program(&self, ctx: &Context<'_>) -> async_graphql::Result<Program> {
-        let (_, _, program) = scope(ctx, &[Role::Member, Role::Service, Role::Admin]).await?;
+        let (_, _, program) = scope::<Actor>(ctx).await?;
         Ok(Program::from(program.as_ref()))
     }
 
     /// Whether members can sign in through `POST /auth/telegram` (a bot token is set). Admin.
     async fn telegram_sign_in(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         loyalty.has_launch_secret(&program, TELEGRAM).await.gql(ctx)
     }
 }
@@ -96,7 +96,7 @@ impl ProgramMutation {
         ctx: &Context<'_>,
         input: ProgramInput,
     ) -> async_graphql::Result<Program> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let settings = ProgramSettings {
             name: input.name,
             timezone: input.timezone,
@@ -120,7 +120,7 @@ impl ProgramMutation {
         ctx: &Context<'_>,
         bot_token: Option<String>,
     ) -> async_graphql::Result<bool> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         loyalty
             .set_launch_secret(&program, TELEGRAM, bot_token.as_deref())
             .await

@@ -1,10 +1,10 @@
 //! Service operations: `recordPurchase`, `refundPurchase`.
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
-use loyalty_domain::{Loyalty, Role};
+use loyalty_domain::{Loyalty, ServiceActor};
 use rust_decimal::Decimal;
 
-use crate::error::{require, IntoGql};
+use crate::error::{authorize, IntoGql};
 use crate::types::{transactions, Transaction};
 
 #[derive(InputObject)]
@@ -50,7 +50,7 @@ impl PurchaseMutation {
         ctx: &Context<'_>,
         input: RecordPurchaseInput,
     ) -> async_graphql::Result<PurchaseResult> {
-        let actor = require(ctx, &[Role::Service])?;
+        let actor = &authorize::<ServiceActor>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
         let o = loyalty
             .record_purchase(
@@ -82,7 +82,7 @@ impl PurchaseMutation {
         amount: Decimal,
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<RefundResult> {
-        let actor = require(ctx, &[Role::Service])?;
+        let actor = &authorize::<ServiceActor>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
         let o = loyalty
             .refund_purchase(actor, &order_id, amount, idempotency_key.as_deref())

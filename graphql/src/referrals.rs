@@ -3,7 +3,7 @@
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Object, SimpleObject};
-use loyalty_domain::{DomainError, Loyalty, Role};
+use loyalty_domain::{AdminActor, DomainError, Loyalty};
 
 use crate::error::{scope, to_gql, IntoGql};
 
@@ -83,7 +83,7 @@ impl ReferralQuery {
     ) -> async_graphql::Result<
         Connection<String, ReferralReportRow, ReferralReportFields, EmptyFields>,
     > {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let first = crate::members::page_size(first, ctx)?;
         let offset = match after {
             Some(cursor) => cursor

@@ -6,7 +6,7 @@ use async_graphql::{
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use loyalty_domain::report::{self, Figures, Part, ReportRequest};
-use loyalty_domain::Role;
+use loyalty_domain::AdminActor;
 use rust_decimal::Decimal;
 
 use crate::error::{scope, IntoGql};
@@ -256,7 +256,7 @@ impl ReportQuery {
         compare_from: Option<Date>,
         compare_to: Option<Date>,
     ) -> async_graphql::Result<LoyaltyReport> {
-        let (actor, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let compare = match (compare_from, compare_to) {
             (Some(a), Some(b)) => Some((a.0, b.0)),
             (None, None) => None,
@@ -271,7 +271,6 @@ impl ReportQuery {
         };
         let report = loyalty
             .loyalty_report(
-                actor,
                 &program,
                 ReportRequest {
                     from: from.0,

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use loyalty_domain::program::tiers::{Tier as DTier, TierInput as DTierInput};
-use loyalty_domain::Role;
+use loyalty_domain::AdminActor;
 use rust_decimal::Decimal;
 
 use crate::error::{parse_id, scope, IntoGql};
@@ -45,7 +45,7 @@ pub struct TierQuery;
 impl TierQuery {
     /// Admin: the program's tiers, lowest first.
     async fn tiers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Tier>> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         Ok(loyalty
             .tiers(&program)
             .await
@@ -67,7 +67,7 @@ impl TierMutation {
         ctx: &Context<'_>,
         input: TierInput,
     ) -> async_graphql::Result<Tier> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let id = input.id.as_ref().map(|id| parse_id(id, ctx)).transpose()?;
         let tier = DTierInput {
             name: input.name,
@@ -83,7 +83,7 @@ impl TierMutation {
 
     /// Removes a tier; its members move to the tier they now reach.
     async fn delete_tier(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Tier> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let id = parse_id(&id, ctx)?;
         loyalty
             .delete_tier(&program, id)

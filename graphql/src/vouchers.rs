@@ -6,10 +6,10 @@ use chrono::{DateTime, Utc};
 use loyalty_domain::spending::vouchers::{
     DiscountOutcome, Voucher as DVoucher, VoucherOrigin as DOrigin, VoucherStatus as DStatus,
 };
-use loyalty_domain::{Loyalty, Role};
+use loyalty_domain::{Loyalty, MemberActor, ServiceActor};
 use rust_decimal::Decimal;
 
-use crate::error::{require, IntoGql};
+use crate::error::{authorize, IntoGql};
 use crate::gifts::cursor;
 use crate::members::page_size;
 use crate::types::Transaction;
@@ -105,7 +105,7 @@ impl VoucherQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Voucher, EmptyFields, EmptyFields>> {
-        let actor = require(ctx, &[Role::Member])?;
+        let actor = &authorize::<MemberActor>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
         let first = page_size(first, ctx)?;
         let before = cursor(after, ctx)?;
@@ -131,7 +131,7 @@ impl VoucherMutation {
         points: Decimal,
         idempotency_key: String,
     ) -> async_graphql::Result<RedeemDiscountResult> {
-        let actor = require(ctx, &[Role::Member])?;
+        let actor = &authorize::<MemberActor>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
         loyalty
             .redeem_discount(actor, points, &idempotency_key)
@@ -148,7 +148,7 @@ impl VoucherMutation {
         code: String,
         order_id: String,
     ) -> async_graphql::Result<Voucher> {
-        let actor = require(ctx, &[Role::Service])?;
+        let actor = &authorize::<ServiceActor>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
         loyalty
             .consume_voucher(actor, &code, &order_id)

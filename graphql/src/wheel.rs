@@ -6,10 +6,10 @@ use loyalty_domain::spending::wheel::{
     Prize as DPrize, SegmentInput as DSegmentInput, SegmentView, SpinOutcome,
     WheelInput as DWheelInput, WheelView,
 };
-use loyalty_domain::{DomainError, Loyalty, Points, Role};
+use loyalty_domain::{AdminActor, DomainError, Loyalty, MemberActor, Points, Viewer};
 use rust_decimal::Decimal;
 
-use crate::error::{parse_id, require, scope, to_gql, IntoGql};
+use crate::error::{authorize, parse_id, scope, to_gql, IntoGql};
 use crate::types::{transactions, Transaction};
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +239,7 @@ impl WheelQuery {
     /// The program's wheels with their exact odds; members also get spins left today and the
     /// commitment of their next spin.
     async fn wheels(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Wheel>> {
-        let actor = require(ctx, &[Role::Member, Role::Admin])?;
+        let actor = &authorize::<Viewer>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
         Ok(loyalty
             .wheels(actor)
@@ -262,7 +262,7 @@ impl WheelMutation {
         ctx: &Context<'_>,
         input: WheelInput,
     ) -> async_graphql::Result<Wheel> {
-        let (_, loyalty, program) = scope(ctx, &[Role::Admin]).await?;
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let id = input.id.as_ref().map(|id| parse_id(id, ctx)).transpose()?;
         let segments = input
             .segments
@@ -291,7 +291,7 @@ impl WheelMutation {
         client_seed: String,
         idempotency_key: String,
     ) -> async_graphql::Result<SpinResult> {
-        let actor = require(ctx, &[Role::Member])?;
+        let actor = &authorize::<MemberActor>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
         let wheel_id = parse_id(&wheel_id, ctx)?;
         loyalty

@@ -111,3 +111,125 @@ async fn a_thousand_aliases_are_refused_before_any_resolver() {
         response.errors[0].message
     );
 }
+
+fn caller(program: &str, role: Role) -> Actor {
+    Actor {
+        program: program.into(),
+        role,
+        subject: "someone".into(),
+    }
+}
+
+fn message(response: &async_graphql::Response) -> &str {
+    &response.errors[0].message
+}
+
+/// The guard converts the token into the capability a field needs before any domain call. The
+/// callers here belong to a program that does not exist: the domain, once reached, answers
+/// `NOT_FOUND`, so a `FORBIDDEN` shows the refusal came first, and the allowed roles' `NOT_FOUND`
+/// shows the same field does reach the domain.
+#[tokio::test]
+async fn the_guard_refuses_the_wrong_role_before_the_domain_is_reached() {
+    let schema = schema(true).await;
+    use Role::{Admin, Member, Service};
+    let fields: &[(&str, &[Role])] = &[
+        (
+            r#"mutation { adjustPoints(memberId: "1", amount: 10, reason: "r", idempotencyKey: "k") { __typename } }"#,
+            &[Admin],
+        ),
+        ("mutation { publishRules { __typename } }", &[Admin]),
+        (
+            r#"mutation { recordPurchase(input: {memberExternalId: "m", orderId: "o", amount: 10, idempotencyKey: "k"}) { __typename } }"#,
+            &[Service],
+        ),
+        (
+            r#"mutation { refundPurchase(orderId: "o", amount: 1) { __typename } }"#,
+            &[Service],
+        ),
+        (
+            r#"mutation { consumeVoucher(code: "ABCD", orderId: "o") { __typename } }"#,
+            &[Service],
+        ),
+        (
+            r#"mutation { redeemGift(giftId: "1", idempotencyKey: "k") { __typename } }"#,
+            &[Member],
+        ),
+        (
+            r#"mutation { spinWheel(wheelId: "1", clientSeed: "s", idempotencyKey: "k") { __typename } }"#,
+            &[Member],
+        ),
+        (
+            r#"mutation { redeemDiscount(points: 10, idempotencyKey: "k") { __typename } }"#,
+            &[Member],
+        ),
+        ("mutation { register { __typename } }", &[Member]),
+        (
+            r#"mutation { recordAction(input: {action: "news_read", objectId: "n1"}) { __typename } }"#,
+            &[Member, Service],
+        ),
+        ("{ me { __typename } }", &[Member]),
+        ("{ wheels { __typename } }", &[Member, Admin]),
+        ("{ leaderboard { __typename } }", &[Member, Admin]),
+        ("{ members { __typename } }", &[Admin]),
+    ];
+    for (query, allowed) in fields {
+        let needs: Vec<_> = allowed.iter().map(|r| r.as_str()).collect();
+        for role in [Member, Service, Admin] {
+            let response = schema
+                .execute(Request::new(*query).data(caller("no-such-program", role)))
+                .await;
+            if allowed.contains(&role) {
+                assert_eq!(code(&response), "\"NOT_FOUND\"", "{role:?} {query}");
+            } else {
+                assert_eq!(code(&response), "\"FORBIDDEN\"", "{role:?} {query}");
+                assert_eq!(
+                    message(&response),
+                    format!(
+                        "a {} token cannot do this (needs {})",
+                        role.as_str(),
+                        needs.join(" or ")
+                    ),
+                    "{query}"
+                );
+            }
+        }
+    }
+}
+
+/// A member token on a real program asking for an admin adjustment changes nothing.
+#[tokio::test]
+async fn a_member_cannot_adjust_points_and_nothing_is_posted() {
+    let schema = schema(true).await;
+    let member = caller("demo", Role::Member);
+    let registered = schema
+        .execute(
+            Request::new("mutation { register { member { id balance } } }").data(member.clone()),
+        )
+        .await;
+    assert!(registered.errors.is_empty(), "{:?}", registered.errors);
+    let data = registered.data.into_json().unwrap();
+    let id = data["register"]["member"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = data["register"]["member"]["balance"].clone();
+    let adjust = format!(
+        r#"mutation {{ adjustPoints(memberId: "{id}", amount: 1000, reason: "gift", idempotencyKey: "k1") {{ balance }} }}"#
+    );
+    let refused = schema
+        .execute(Request::new(adjust.as_str()).data(member.clone()))
+        .await;
+    assert_eq!(code(&refused), "\"FORBIDDEN\"");
+    assert_eq!(
+        message(&refused),
+        "a member token cannot do this (needs admin)"
+    );
+    let me = schema
+        .execute(Request::new("{ me { balance } }").data(member))
+        .await;
+    assert_eq!(me.data.into_json().unwrap()["me"]["balance"], before);
+    let admin = schema
+        .execute(Request::new(adjust.as_str()).data(caller("demo", Role::Admin)))
+        .await;
+    assert!(admin.errors.is_empty(), "{:?}", admin.errors);
+}

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use rust_decimal::Decimal;
 
-use crate::actor::{Actor, Role};
+use crate::actor::{ActionCaller, Actor, Role, ServiceActor};
 use crate::clock::ManualClock;
 use crate::error::{DomainError, DomainResult};
 use crate::money::Points;
@@ -105,8 +105,13 @@ impl Loyalty {
         let past = self.with_clock(Arc::new(clock.clone()));
         let gifts = past.gifts(program, false).await?;
         let admin = actor(program, Role::Admin, "demo-admin");
-        let service = actor(program, Role::Service, "demo-pos");
-        let wheel = past.wheels(&admin).await?.first().map(|w| w.id);
+        let service = actor(program, Role::Service, "demo-pos").as_service()?;
+        let wheel = past
+            .wheels(&admin.authorize()?)
+            .await?
+            .first()
+            .map(|w| w.id);
+        let admin = admin.as_admin()?;
         let mut rng = StdRng::seed_from_u64(SEED.wrapping_add(1));
         let mut orders: Vec<(String, i64)> = Vec::new();
         let mut redemptions: Vec<i64> = Vec::new();
@@ -187,7 +192,7 @@ impl Loyalty {
     async fn run_step(
         &self,
         program: &Program,
-        service: &Actor,
+        service: &ServiceActor,
         sims: &mut [Sim],
         member: usize,
         step: &Step,
@@ -195,7 +200,8 @@ impl Loyalty {
         wheel: Option<i64>,
     ) -> DomainResult<Option<i64>> {
         let key = |kind: &str| format!("demo-{kind}-{member}-{}", self.now().timestamp());
-        let actor = sims[member].actor.clone();
+        let actor = sims[member].actor.as_member()?;
+        let caller = ActionCaller::Member(actor.clone());
         let inviter = sims[member].inviter;
         let inviter_code = inviter.and_then(|i| sims[i].code.clone());
         let balance = match step {
@@ -223,17 +229,20 @@ impl Loyalty {
                 view.balance
             }
             Step::Login => {
-                self.record_action(&actor, "daily_login", None, None, None)
+                self.record_action(&caller, "daily_login", None, None, None)
                     .await?
                     .balance
             }
             Step::View(id) => {
-                self.object_action(&actor, "product_view", "sku", *id)
+                self.object_action(&caller, "product_view", "sku", *id)
                     .await?
             }
-            Step::Read(id) => self.object_action(&actor, "news_read", "news", *id).await?,
+            Step::Read(id) => {
+                self.object_action(&caller, "news_read", "news", *id)
+                    .await?
+            }
             Step::Share(id) => {
-                self.object_action(&actor, "product_share", "sku", *id)
+                self.object_action(&caller, "product_share", "sku", *id)
                     .await?
             }
             Step::Purchase { order, cents } => {
@@ -270,7 +279,7 @@ impl Loyalty {
 
     async fn object_action(
         &self,
-        actor: &Actor,
+        actor: &ActionCaller,
         action: &str,
         prefix: &str,
         id: u32,

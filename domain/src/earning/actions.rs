@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::actor::Actor;
+use crate::actor::ActionCaller;
 use crate::earning::rules::{evaluate, ActionRequest, EvalContext, Refusal};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::{MemberRef, TxError, TxResult};
@@ -94,7 +94,7 @@ impl Loyalty {
     /// `member_external_id`) and pays what the live rules say.
     pub async fn record_action(
         &self,
-        actor: &Actor,
+        actor: &ActionCaller,
         action: &str,
         object_id: Option<&str>,
         member_external_id: Option<&str>,

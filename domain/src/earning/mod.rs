@@ -9,7 +9,7 @@ use loyalty_entities::members;
 use rust_decimal::Decimal;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use crate::actor::Actor;
+use crate::actor::MemberActor;
 use crate::earning::rules::{
     evaluate, opportunities, ActionRequest, EvalContext, Evaluation, Opportunity,
 };
@@ -36,7 +36,7 @@ impl Loyalty {
     }
 
     /// Every live rule with what it pays and what is left for the calling member.
-    pub async fn earn_opportunities(&self, actor: &Actor) -> DomainResult<Vec<Opportunity>> {
+    pub async fn earn_opportunities(&self, actor: &MemberActor) -> DomainResult<Vec<Opportunity>> {
         let program = self.program(&actor.program).await?;
         let member = self
             .find_member(&program, &actor.subject)

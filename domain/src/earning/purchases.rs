@@ -8,7 +8,7 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 
-use crate::actor::{Actor, Role};
+use crate::actor::ServiceActor;
 use crate::earning::actions::outcome;
 use crate::earning::rules::ActionRequest;
 use crate::error::{DomainError, DomainResult};
@@ -42,15 +42,6 @@ pub struct RefundOutcome {
     pub points_unrecovered: Points,
     pub balance: Points,
     pub transaction: Option<Posting>,
-}
-
-fn require_service(actor: &Actor) -> DomainResult<()> {
-    match actor.role {
-        Role::Service => Ok(()),
-        Role::Member | Role::Admin => Err(DomainError::Forbidden(
-            "purchases are reported by a service token".into(),
-        )),
-    }
 }
 
 fn validate_order_id(order_id: &str) -> DomainResult<&str> {
@@ -278,13 +269,12 @@ impl Operation for RefundOp {
 impl Loyalty {
     pub async fn record_purchase(
         &self,
-        actor: &Actor,
+        actor: &ServiceActor,
         member_external_id: &str,
         order_id: &str,
         amount: Decimal,
         idempotency_key: &str,
     ) -> DomainResult<PurchaseOutcome> {
-        require_service(actor)?;
         let order_id = validate_order_id(order_id)?;
         let amount = Money::parse(amount, "amount")?;
         if amount.minor() <= 0 {
@@ -309,12 +299,11 @@ impl Loyalty {
     /// (bounded by the order's amount); send one so retries are safe.
     pub async fn refund_purchase(
         &self,
-        actor: &Actor,
+        actor: &ServiceActor,
         order_id: &str,
         amount: Decimal,
         idempotency_key: Option<&str>,
     ) -> DomainResult<RefundOutcome> {
-        require_service(actor)?;
         let order_id = validate_order_id(order_id)?;
         let amount = Money::parse(amount, "amount")?;
         if amount.minor() <= 0 {

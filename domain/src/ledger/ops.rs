@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::actor::Actor;
+use crate::actor::Caller;
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::{lock_member, retry, run_detached, MemberRef, TxError, TxResult};
 use crate::ledger::{Posting, Tx};
@@ -33,7 +33,7 @@ pub struct IdempotencyKey {
 }
 
 impl IdempotencyKey {
-    pub fn new(actor: &Actor, key: &str) -> DomainResult<Self> {
+    pub fn new(actor: &impl Caller, key: &str) -> DomainResult<Self> {
         let key = key.trim();
         if key.is_empty() || key.len() > MAX_KEY_LEN {
             return Err(DomainError::validation(format!(
@@ -46,7 +46,7 @@ impl IdempotencyKey {
         })
     }
 
-    pub fn optional(actor: &Actor, key: Option<&str>) -> DomainResult<Option<Self>> {
+    pub fn optional(actor: &impl Caller, key: Option<&str>) -> DomainResult<Option<Self>> {
         key.map(|k| Self::new(actor, k)).transpose()
     }
 

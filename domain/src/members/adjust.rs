@@ -3,7 +3,7 @@
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::actor::{Actor, Role};
+use crate::actor::AdminActor;
 use crate::earning::actions::ActionOutcome;
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::{MemberRef, TxResult};
@@ -62,17 +62,12 @@ impl Loyalty {
     /// Adds (positive) or removes (negative) points; refuses to overdraw.
     pub async fn adjust_points(
         &self,
-        actor: &Actor,
+        actor: &AdminActor,
         member_id: i64,
         amount: Decimal,
         reason: &str,
         idempotency_key: &str,
     ) -> DomainResult<ActionOutcome> {
-        if actor.role != Role::Admin {
-            return Err(DomainError::Forbidden(
-                "adjustPoints needs an admin token".into(),
-            ));
-        }
         let amount = Points::parse(amount, "amount")?;
         if amount.is_zero() {
             return Err(DomainError::validation("amount must not be zero"));

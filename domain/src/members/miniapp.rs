@@ -302,15 +302,16 @@ impl Loyalty {
             role: Role::Member,
             subject: format!("{platform}-{}", user.platform_user_id),
         };
+        let member_actor = actor.as_member()?;
         let referral_code = user
             .start_param
             .as_deref()
             .filter(|p| p.starts_with("ref_"));
         let registration = self
-            .register(&actor, user.display_name.as_deref(), referral_code)
+            .register(&member_actor, user.display_name.as_deref(), referral_code)
             .await?;
         let member = self
-            .me(&actor)
+            .me(&member_actor)
             .await?
             .ok_or_else(|| DomainError::internal("a registered member was not found"))?;
         Ok(Launch {

@@ -15,7 +15,7 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::actor::{Actor, Role};
+use crate::actor::{ActionCaller, MemberActor};
 use crate::earning::rules::ActionRequest;
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::{classify, run_detached, DbErrorKind, Locked, MemberRef, TxResult};
@@ -182,15 +182,10 @@ impl Loyalty {
     /// joins (first contact) and `new_account_registration` once.
     pub async fn register(
         &self,
-        actor: &Actor,
+        actor: &MemberActor,
         display_name: Option<&str>,
         referral_code: Option<&str>,
     ) -> DomainResult<Registration> {
-        if actor.role != Role::Member {
-            return Err(DomainError::Forbidden(
-                "only a member token can register".into(),
-            ));
-        }
         let program = self.program(&actor.program).await?;
         let display_name = validate_display_name(display_name)?;
         let referral_code = referral_code
@@ -376,7 +371,7 @@ impl Loyalty {
 
     /// The id of the member behind a member token (`None` before it joined): one indexed
     /// read, without balances.
-    pub async fn member_id(&self, actor: &Actor) -> DomainResult<Option<i64>> {
+    pub async fn member_id(&self, actor: &MemberActor) -> DomainResult<Option<i64>> {
         let program = self.program(&actor.program).await?;
         Ok(self
             .find_member(&program, &actor.subject)
@@ -385,7 +380,7 @@ impl Loyalty {
     }
 
     /// The member behind a member token (`None` before it joined).
-    pub async fn me(&self, actor: &Actor) -> DomainResult<Option<MemberView>> {
+    pub async fn me(&self, actor: &MemberActor) -> DomainResult<Option<MemberView>> {
         let program = self.program(&actor.program).await?;
         match self.find_member(&program, &actor.subject).await? {
             Some(member) => self.view(member).await.map(Some),
@@ -489,24 +484,23 @@ impl Loyalty {
     pub(crate) async fn member_ref(
         &self,
         program: &Program,
-        actor: &Actor,
+        actor: &ActionCaller,
         external_id: Option<&str>,
     ) -> DomainResult<MemberRef> {
-        match (actor.role, external_id) {
-            (Role::Member, None) => Ok(MemberRef::External(actor.subject.clone())),
-            (Role::Member, Some(_)) => Err(DomainError::Forbidden(
+        match (actor, external_id) {
+            (ActionCaller::Member(member), None) => Ok(MemberRef::External(member.subject.clone())),
+            (ActionCaller::Member(_), Some(_)) => Err(DomainError::Forbidden(
                 "members act for themselves: leave memberExternalId out".into(),
             )),
-            (Role::Service, Some(external_id)) => Ok(MemberRef::Id(
+            (ActionCaller::Service(_), Some(external_id)) => Ok(MemberRef::Id(
                 self.find_or_join(program, external_id, None, false, None)
                     .await?
                     .0
                     .id,
             )),
-            (Role::Service, None) => Err(DomainError::validation("memberExternalId is required")),
-            (Role::Admin, _) => Err(DomainError::Forbidden(
-                "admins cannot record actions".into(),
-            )),
+            (ActionCaller::Service(_), None) => {
+                Err(DomainError::validation("memberExternalId is required"))
+            }
         }
     }
 

@@ -19,7 +19,7 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::actor::{Actor, Role};
+use crate::actor::{MemberActor, ServiceActor};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::{MemberRef, TxError, TxResult};
 use crate::ledger::ops::{IdempotencyKey, Operation};
@@ -308,18 +308,10 @@ impl Loyalty {
     /// debiting them (purpose `discount`) in the same transaction, once per idempotency key.
     pub async fn redeem_discount(
         &self,
-        actor: &Actor,
+        actor: &MemberActor,
         points: Decimal,
         idempotency_key: &str,
     ) -> DomainResult<DiscountOutcome> {
-        match actor.role {
-            Role::Member => {}
-            Role::Service | Role::Admin => {
-                return Err(DomainError::Forbidden(
-                    "redeemDiscount needs a member token".into(),
-                ))
-            }
-        }
         let points = Points::parse(points, "points")?;
         if !points.is_positive() {
             return Err(DomainError::validation("points must be positive"));
@@ -338,18 +330,10 @@ impl Loyalty {
     /// The calling member's vouchers, newest first (`before_id`: the cursor).
     pub async fn my_vouchers(
         &self,
-        actor: &Actor,
+        actor: &MemberActor,
         first: u64,
         before_id: Option<i64>,
     ) -> DomainResult<(Vec<Voucher>, bool)> {
-        match actor.role {
-            Role::Member => {}
-            Role::Service | Role::Admin => {
-                return Err(DomainError::Forbidden(
-                    "myVouchers needs a member token".into(),
-                ))
-            }
-        }
         let program = self.program(&actor.program).await?;
         let Some(member) = self.find_member(&program, &actor.subject).await? else {
             return Ok((Vec::new(), false));
@@ -379,18 +363,10 @@ impl Loyalty {
     /// get `ALREADY_CLAIMED`. Expired → `VALIDATION`; unknown (or another program's) → `NOT_FOUND`.
     pub async fn consume_voucher(
         &self,
-        actor: &Actor,
+        actor: &ServiceActor,
         code: &str,
         order_id: &str,
     ) -> DomainResult<Voucher> {
-        match actor.role {
-            Role::Service => {}
-            Role::Member | Role::Admin => {
-                return Err(DomainError::Forbidden(
-                    "consumeVoucher needs a service token".into(),
-                ))
-            }
-        }
         let code = normalize_code(code)?;
         let order_id = order_id.trim();
         if order_id.is_empty() || order_id.len() > MAX_ORDER_ID_LEN {

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use loyalty_domain::report::export::ExportRange;
 use loyalty_domain::report::{Granularity, LoyaltyReport, PointsFigure, ReportRequest};
-use loyalty_domain::{Actor, DomainError, Points, Role};
+use loyalty_domain::{AdminActor, DomainError, Points};
 use serde::Deserialize;
 
 use super::errors::{domain_refusal, request_id_of};
@@ -32,7 +32,7 @@ pub struct Period {
 }
 
 /// The admin behind the request, or the response refusing it.
-fn admin(state: &AppState, headers: &HeaderMap) -> Result<Actor, DomainError> {
+fn admin(state: &AppState, headers: &HeaderMap) -> Result<AdminActor, DomainError> {
     let actor = match state.auth.actor_from_headers(headers) {
         Ok(Some(actor)) => actor,
         Ok(None) => {
@@ -42,12 +42,9 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<Actor, DomainError> {
         }
         Err(err) => return Err(DomainError::Unauthenticated(err.to_string())),
     };
-    match actor.role {
-        Role::Admin => Ok(actor),
-        Role::Member | Role::Service => {
-            Err(DomainError::Forbidden("exports need an admin token".into()))
-        }
-    }
+    actor
+        .as_admin()
+        .map_err(|_| DomainError::Forbidden("exports need an admin token".into()))
 }
 
 fn dates(period: &Period) -> Result<(NaiveDate, NaiveDate), DomainError> {
@@ -203,7 +200,6 @@ pub async fn report_csv(
         let program = loyalty.program(&actor.program).await?;
         let report = loyalty
             .loyalty_report(
-                &actor,
                 &program,
                 ReportRequest {
                     from,
@@ -283,9 +279,7 @@ pub async fn ledger_csv(
     let loyalty = state.loyalty.clone();
     let range = async {
         let program = loyalty.program(&actor.program).await?;
-        let range = loyalty
-            .ledger_export_range(&actor, &program, from, to)
-            .await?;
+        let range = loyalty.ledger_export_range(&program, from, to).await?;
         Ok::<_, DomainError>((program, range))
     };
     let (program, range) = match range.await {

@@ -28,7 +28,7 @@ use loyalty_entities::{members, programs};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 
-use crate::actor::{Actor, Role};
+use crate::actor::Viewer;
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::{Account, Kind, Posting};
 use crate::money::Points;
@@ -575,28 +575,24 @@ impl Loyalty {
     /// rank and the entries around them. Admins read it too (`me` is then `None`).
     pub async fn leaderboard(
         &self,
-        actor: &Actor,
-        program: &Program,
+        actor: &Viewer,
         period: Period,
         first: i64,
     ) -> DomainResult<LeaderboardView> {
+        let program = self.program(&actor.program).await?;
+        let program = &*program;
         if !(1..=MAX_FIRST).contains(&first) {
             return Err(DomainError::validation(format!(
                 "first must be between 1 and {MAX_FIRST}"
             )));
         }
         let first = usize::try_from(first).unwrap_or(1);
-        let member_id = match actor.role {
-            Role::Member => self
-                .find_member(program, &actor.subject)
+        let member_id = match actor {
+            Viewer::Member(member) => self
+                .find_member(program, &member.subject)
                 .await?
                 .map(|m| m.id),
-            Role::Admin => None,
-            Role::Service => {
-                return Err(DomainError::Forbidden(
-                    "leaderboard is for members and admins".into(),
-                ))
-            }
+            Viewer::Admin(_) => None,
         };
         let now = self.now();
         let bucket = Bucket::at(period, program.tz, now);
@@ -625,7 +621,7 @@ impl Loyalty {
                 .zip(1u64..)
                 .map(|((id, points), rank)| ranked(rank, *id, *points))
                 .collect(),
-            me: (actor.role == Role::Member).then(|| match snapshot.me {
+            me: actor.member().is_some().then(|| match snapshot.me {
                 Some((rank, points)) => MyRank {
                     rank: Some(rank),
                     points: Points::from_minor(points),

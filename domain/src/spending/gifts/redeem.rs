@@ -13,7 +13,7 @@ use super::{
     find_gift, gift_not_found, CancelOutcome, RedeemOutcome, Redemption, RedemptionOrigin,
     RedemptionStatus, PURPOSE,
 };
-use crate::actor::{Actor, Role};
+use crate::actor::MemberActor;
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::{MemberRef, TxError, TxResult};
 use crate::ledger::ops::{IdempotencyKey, Operation};
@@ -317,26 +317,16 @@ async fn with_names<C: ConnectionTrait>(
         .collect()
 }
 
-fn require_member(actor: &Actor, what: &str) -> DomainResult<()> {
-    match actor.role {
-        Role::Member => Ok(()),
-        Role::Service | Role::Admin => Err(DomainError::Forbidden(format!(
-            "{what} needs a member token"
-        ))),
-    }
-}
-
 impl Loyalty {
     /// Buys a gift for the calling member: checks the per-member limit, takes stock, debits the
     /// cost (purpose `gift_redemption`) and records a `PENDING` redemption, all in one
     /// transaction, exactly once per idempotency key.
     pub async fn redeem_gift(
         &self,
-        actor: &Actor,
+        actor: &MemberActor,
         gift_id: i64,
         idempotency_key: &str,
     ) -> DomainResult<RedeemOutcome> {
-        require_member(actor, "redeemGift")?;
         let key = IdempotencyKey::new(actor, idempotency_key)?;
         let program = self.program(&actor.program).await?;
         let op = RedeemGiftOp {
@@ -350,11 +340,10 @@ impl Loyalty {
     /// The calling member's redemptions, newest first (`before_id`: the cursor).
     pub async fn my_redemptions(
         &self,
-        actor: &Actor,
+        actor: &MemberActor,
         first: u64,
         before_id: Option<i64>,
     ) -> DomainResult<(Vec<Redemption>, bool)> {
-        require_member(actor, "myRedemptions")?;
         let program = self.program(&actor.program).await?;
         let Some(member) = self.find_member(&program, &actor.subject).await? else {
             return Ok((Vec::new(), false));

@@ -40,7 +40,7 @@ pub(crate) async fn demo() -> (Loyalty, Arc<Program>, i64) {
         subject: "m1".into(),
     };
     let member_id = loyalty
-        .register(&actor, None, None)
+        .register(&actor.as_member().unwrap(), None, None)
         .await
         .unwrap()
         .member_id;

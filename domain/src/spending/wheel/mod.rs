@@ -17,7 +17,7 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::actor::{Actor, Role};
+use crate::actor::{MemberActor, Viewer};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::{run_detached, MemberRef, TxError, TxResult};
 use crate::ledger::ops::{IdempotencyKey, Operation};
@@ -691,18 +691,18 @@ impl Loyalty {
     }
 
     /// The program's wheels (for a member token: with their spins left and commitments).
-    pub async fn wheels(&self, actor: &Actor) -> DomainResult<Vec<WheelView>> {
+    pub async fn wheels(&self, actor: &Viewer) -> DomainResult<Vec<WheelView>> {
         let program = self.program(&actor.program).await?;
-        let member_id = match actor.role {
-            Role::Member => Some(
-                self.find_member(&program, &actor.subject)
+        let member_id = match actor {
+            Viewer::Member(member) => Some(
+                self.find_member(&program, &member.subject)
                     .await?
                     .ok_or_else(|| {
                         DomainError::not_found("member is not registered: call register first")
                     })?
                     .id,
             ),
-            Role::Admin | Role::Service => None,
+            Viewer::Admin(_) => None,
         };
         let ids: Vec<i64> = wheels::Entity::find()
             .filter(wheels::Column::ProgramId.eq(program.id))
@@ -723,14 +723,11 @@ impl Loyalty {
     /// Spins for the calling member: pays the cost, draws, pays the prize, reveals the seed.
     pub async fn spin_wheel(
         &self,
-        actor: &Actor,
+        actor: &MemberActor,
         wheel_id: i64,
         client_seed: &str,
         idempotency_key: &str,
     ) -> DomainResult<SpinOutcome> {
-        if actor.role != Role::Member {
-            return Err(DomainError::Forbidden("only members spin the wheel".into()));
-        }
         let client_seed = client_seed.trim();
         if client_seed.is_empty()
             || client_seed.len() > 64
