@@ -19,6 +19,7 @@ pub mod report;
 pub mod service;
 pub mod spending;
 pub mod store;
+pub mod tenant;
 
 pub use actor::{Actor, Role};
 pub use error::{DomainError, DomainResult};

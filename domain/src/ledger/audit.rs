@@ -8,11 +8,11 @@ use loyalty_entities::{balances, ledger_entries};
 use sea_orm::sea_query::Expr;
 
 use crate::ledger::db::sum_of;
-use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+};
 
 use crate::error::DomainResult;
-use crate::program::Program;
-use crate::service::Loyalty;
 
 #[derive(FromQueryResult)]
 struct Sums {
@@ -31,11 +31,12 @@ pub struct AuditReport {
     pub violations: Vec<String>,
 }
 
-impl Loyalty {
-    pub async fn audit(&self, program: &Program) -> DomainResult<AuditReport> {
+/// Checks a program's ledger against its balances (`Loyalty::audit`).
+pub async fn audit<C: ConnectionTrait>(conn: &C, program_id: i64) -> DomainResult<AuditReport> {
+    {
         let rows = balances::Entity::find()
-            .filter(balances::Column::ProgramId.eq(program.id))
-            .all(self.db())
+            .filter(balances::Column::ProgramId.eq(program_id))
+            .all(conn)
             .await?;
         let sums = ledger_entries::Entity::find()
             .select_only()
@@ -62,11 +63,11 @@ impl Loyalty {
                 ),
                 "bad_lots",
             )
-            .filter(ledger_entries::Column::ProgramId.eq(program.id))
+            .filter(ledger_entries::Column::ProgramId.eq(program_id))
             .group_by(ledger_entries::Column::MemberId)
             .group_by(ledger_entries::Column::Account)
             .into_model::<Sums>()
-            .all(self.db())
+            .all(conn)
             .await?;
         let sums: HashMap<(i64, String), &Sums> = sums
             .iter()
