@@ -1,6 +1,6 @@
 //! The ledger stands on its own: it posts, and runs the whole idempotent skeleton, with no
 //! service above it (a test [`Host`] on an in-memory SQLite database), and its sources import
-//! nothing above it.
+//! nothing above it; nothing outside it writes a balance or a ledger row.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -107,6 +107,41 @@ fn the_ledger_imports_nothing_above_it() {
         reaching_up.is_empty(),
         "the ledger must not import what stands on it:\n{}",
         reaching_up.join("\n")
+    );
+}
+
+#[test]
+fn only_the_ledger_writes_balances_and_ledger_rows() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let ledger = src.join("ledger").display().to_string();
+    let writes = [
+        "balances::Entity::insert",
+        "balances::Entity::update",
+        "balances::Entity::delete",
+        "ledger_entries::Entity::insert",
+        "ledger_entries::Entity::update",
+        "ledger_entries::Entity::delete",
+        "UPDATE balances",
+        "INSERT INTO balances",
+        "INSERT INTO ledger_entries",
+        "UPDATE ledger_entries",
+    ];
+    let outside: Vec<String> = files
+        .iter()
+        .filter(|(path, _)| !path.starts_with(&ledger))
+        .flat_map(|(path, text)| {
+            writes
+                .iter()
+                .filter(|write| text.contains(*write))
+                .map(move |write| format!("{path}: {write}"))
+        })
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "balances and ledger rows change only through the ledger's Tx:\n{}",
+        outside.join("\n")
     );
 }
 
