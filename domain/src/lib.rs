@@ -20,6 +20,7 @@ pub mod service;
 pub mod spending;
 pub mod store;
 mod stored;
+pub mod tenant;
 
 pub use actor::{
     ActionCaller, Actor, AdminActor, Capability, MemberActor, Role, ServiceActor, Viewer,

@@ -1,5 +1,8 @@
 //! [`Loyalty`]: the one service object the transport layers call. Cheap to clone.
 
+mod posting;
+mod upkeep;
+
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

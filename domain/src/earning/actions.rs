@@ -45,6 +45,9 @@ struct RecordActionOp {
     object_id: Option<String>,
     #[serde(skip)]
     key: Option<IdempotencyKey>,
+    /// The rules and member facts come from the service, never through the transaction.
+    #[serde(skip)]
+    loyalty: Loyalty,
 }
 
 #[async_trait::async_trait]
@@ -66,8 +69,10 @@ impl Operation for RecordActionOp {
             object_id: self.object_id.clone(),
             amount: None,
         };
-        let loyalty = tx.loyalty.clone();
-        let award = loyalty.award(tx, &request, self.key.as_ref(), None).await?;
+        let award = self
+            .loyalty
+            .award(tx, &request, self.key.as_ref(), None)
+            .await?;
         outcome(tx, award).await
     }
 }
@@ -130,6 +135,7 @@ impl Loyalty {
             action: action.to_owned(),
             object_id: object_id.map(str::to_owned),
             key,
+            loyalty: self.clone(),
         };
         self.execute(&program, &op).await
     }

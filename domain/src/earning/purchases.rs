@@ -61,6 +61,9 @@ struct PurchaseOp {
     amount: Money,
     #[serde(skip)]
     key: IdempotencyKey,
+    /// The rules and member facts come from the service, never through the transaction.
+    #[serde(skip)]
+    loyalty: Loyalty,
 }
 
 #[async_trait::async_trait]
@@ -82,8 +85,8 @@ impl Operation for PurchaseOp {
             object_id: None,
             amount: Some(self.amount),
         };
-        let loyalty = tx.loyalty.clone();
-        let award = loyalty
+        let award = self
+            .loyalty
             .award(
                 tx,
                 &request,
@@ -91,7 +94,7 @@ impl Operation for PurchaseOp {
                 Some(("order", &self.order_id)),
             )
             .await?;
-        crate::referrals::qualify_on_purchase(tx).await?;
+        crate::referrals::qualify_on_purchase(&self.loyalty, tx).await?;
         let outcome = outcome(tx, award).await?;
         // One purchase per order id: a second report (any key, any member) inserts nothing and
         // the accrual above is rolled back with the refusal.
@@ -154,7 +157,97 @@ impl Operation for RefundOp {
     }
 
     async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<RefundOutcome> {
-        // Purchases change only under their member's lock, so this read is current.
+        let purchase = self.purchase(tx).await?;
+        let refunded_after = purchase.refunded_minor + self.amount.minor();
+        let share = |total: i64| pro_rata(total, refunded_after, purchase.amount_minor);
+        let target = share(purchase.points_minor)?;
+        let due = Points::from_minor((target - purchase.reversed_minor).max(0));
+        let order = OrderRows::read(tx, &purchase.order_id).await?;
+        let posting = self.reverse_points(tx, &purchase, due, &order).await?;
+        let reversed = posting.as_ref().map(|p| p.amount.abs()).unwrap_or_default();
+        let unrecovered = Points::from_minor(due.minor() - reversed.minor());
+        // Qualification credited for the order goes back in the same proportion (it is never
+        // spent, so it is always there to take).
+        let qualification_due = share(order.qualified)? - order.disqualified;
+        self.reverse_qualification(tx, &purchase, qualification_due)
+            .await?;
+        let refund = Refunded {
+            refunded_after,
+            target,
+            reversed,
+            unrecovered,
+        };
+        self.record(tx, &purchase, &refund).await?;
+        Ok(RefundOutcome {
+            order_id: purchase.order_id,
+            member_id: purchase.member_id,
+            refunded_amount: self.amount,
+            total_refunded: Money::from_minor(refunded_after),
+            points_reversed: reversed,
+            points_unrecovered: unrecovered,
+            balance: tx.balance(Account::Points).await?,
+            transaction: posting,
+        })
+    }
+}
+
+/// `total` in the proportion of the order refunded so far: a cumulative target, so partial
+/// refunds add up to exactly `total` on a full refund.
+fn pro_rata(total: i64, refunded_minor: i64, amount_minor: i64) -> TxResult<i64> {
+    if refunded_minor == amount_minor {
+        return Ok(total);
+    }
+    let share = Points::from_minor(total).decimal() * Decimal::from(refunded_minor)
+        / Decimal::from(amount_minor);
+    Ok(Points::round_from(share)?.minor())
+}
+
+/// What one refund moved, recorded on the purchase and the refund row.
+struct Refunded {
+    refunded_after: i64,
+    /// Points the refunds so far should have taken back in total.
+    target: i64,
+    reversed: Points,
+    unrecovered: Points,
+}
+
+/// The ledger rows of an order: its accrual lots and the qualification it credited and
+/// already took back.
+struct OrderRows {
+    accrual_lots: Vec<i64>,
+    qualified: i64,
+    disqualified: i64,
+}
+
+impl OrderRows {
+    async fn read(tx: &Tx<'_>, order_id: &str) -> TxResult<OrderRows> {
+        use loyalty_entities::ledger_entries as le;
+        let rows = le::Entity::find()
+            .filter(le::Column::MemberId.eq(tx.member.id))
+            .filter(le::Column::RefType.eq("order"))
+            .filter(le::Column::RefId.eq(order_id))
+            .all(tx.txn)
+            .await?;
+        let of = |account: Account, kind: Kind| {
+            rows.iter()
+                .filter(move |r| r.account == account.as_str() && r.kind == kind.as_str())
+        };
+        Ok(OrderRows {
+            accrual_lots: of(Account::Points, Kind::Earn).map(|r| r.id).collect(),
+            qualified: of(Account::Qualification, Kind::Earn)
+                .map(|r| r.amount_minor)
+                .sum(),
+            disqualified: -of(Account::Qualification, Kind::Reversal)
+                .map(|r| r.amount_minor)
+                .sum::<i64>(),
+        })
+    }
+}
+
+impl RefundOp {
+    /// The purchase, checked to still hold `amount` to refund. Purchases change only under
+    /// their member's lock, so this read is current.
+    async fn purchase(&self, tx: &Tx<'_>) -> TxResult<purchases::Model> {
         let purchase = purchases::Entity::find_by_id(self.purchase_id)
             .one(tx.txn)
             .await?
@@ -167,77 +260,69 @@ impl Operation for RefundOp {
                 Money::from_minor(refundable).decimal()
             ))));
         }
-        let refunded_after = purchase.refunded_minor + self.amount.minor();
-        // Cumulative target, so partial refunds add up to exactly the accrual on a full refund.
-        let target = if refunded_after == purchase.amount_minor {
-            Points::from_minor(purchase.points_minor)
-        } else {
-            Points::round_from(
-                Points::from_minor(purchase.points_minor).decimal() * Decimal::from(refunded_after)
-                    / Decimal::from(purchase.amount_minor),
-            )?
-        };
-        let due = Points::from_minor((target.minor() - purchase.reversed_minor).max(0));
-        let rows = tx.loyalty.order_rows(tx, &purchase.order_id).await?;
-        let of = |account: Account, kind: Kind| {
-            rows.iter()
-                .filter(move |r| r.account == account.as_str() && r.kind == kind.as_str())
-        };
-        let accrual_lots: Vec<i64> = of(Account::Points, Kind::Earn).map(|r| r.id).collect();
-        let qualified: i64 = of(Account::Qualification, Kind::Earn)
-            .map(|r| r.amount_minor)
-            .sum();
-        let disqualified: i64 = -of(Account::Qualification, Kind::Reversal)
-            .map(|r| r.amount_minor)
-            .sum::<i64>();
+        Ok(purchase)
+    }
+
+    /// Takes back `due` points from the order's own lots first, as far as the balance allows.
+    async fn reverse_points(
+        &self,
+        tx: &mut Tx<'_>,
+        purchase: &purchases::Model,
+        due: Points,
+        order: &OrderRows,
+    ) -> TxResult<Option<Posting>> {
+        if !due.is_positive() {
+            return Ok(None);
+        }
         let mut entry = Entry::new(Account::Points, Kind::Reversal, due)
             .label("purchase")
             .reference("order", purchase.order_id.clone())
             .note(format!("refund of {}", self.amount.decimal()))
             .key(self.key.as_ref().map(|k| k.ledger_key(0)));
-        entry.reverses = accrual_lots.first().copied();
-        let posting = if due.is_positive() {
-            tx.debit(entry, true, &accrual_lots).await?
-        } else {
-            None
-        };
-        let reversed = posting.as_ref().map(|p| p.amount.abs()).unwrap_or_default();
-        let unrecovered = Points::from_minor(due.minor() - reversed.minor());
-        // Qualification credited for the order goes back in the same proportion (it is never
-        // spent, so it is always there to take).
-        let qualification_target = if refunded_after == purchase.amount_minor {
-            qualified
-        } else {
-            Points::round_from(
-                Points::from_minor(qualified).decimal() * Decimal::from(refunded_after)
-                    / Decimal::from(purchase.amount_minor),
-            )?
-            .minor()
-        };
-        let qualification_due = qualification_target - disqualified;
-        if qualification_due > 0 {
-            let entry = Entry::new(
-                Account::Qualification,
-                Kind::Reversal,
-                Points::from_minor(qualification_due),
-            )
-            .label("purchase")
-            .reference("order", purchase.order_id.clone())
-            .key(self.key.as_ref().map(|k| format!("{}:q", k.ledger_key(0))));
-            tx.debit(entry, true, &[]).await?;
+        entry.reverses = order.accrual_lots.first().copied();
+        tx.debit(entry, true, &order.accrual_lots).await
+    }
+
+    async fn reverse_qualification(
+        &self,
+        tx: &mut Tx<'_>,
+        purchase: &purchases::Model,
+        due_minor: i64,
+    ) -> TxResult<()> {
+        if due_minor <= 0 {
+            return Ok(());
         }
+        let entry = Entry::new(
+            Account::Qualification,
+            Kind::Reversal,
+            Points::from_minor(due_minor),
+        )
+        .label("purchase")
+        .reference("order", purchase.order_id.clone())
+        .key(self.key.as_ref().map(|k| format!("{}:q", k.ledger_key(0))));
+        tx.debit(entry, true, &[]).await?;
+        Ok(())
+    }
+
+    /// Records the refund on the purchase and as a refund row.
+    async fn record(
+        &self,
+        tx: &Tx<'_>,
+        purchase: &purchases::Model,
+        refund: &Refunded,
+    ) -> TxResult<()> {
         purchases::Entity::update_many()
             .col_expr(
                 purchases::Column::RefundedMinor,
-                Expr::value(refunded_after),
+                Expr::value(refund.refunded_after),
             )
             .col_expr(
                 purchases::Column::ReversedMinor,
-                Expr::value(target.minor().max(purchase.reversed_minor)),
+                Expr::value(refund.target.max(purchase.reversed_minor)),
             )
             .col_expr(
                 purchases::Column::UnrecoveredMinor,
-                Expr::col(purchases::Column::UnrecoveredMinor).add(unrecovered.minor()),
+                Expr::col(purchases::Column::UnrecoveredMinor).add(refund.unrecovered.minor()),
             )
             .filter(purchases::Column::Id.eq(purchase.id))
             .exec(tx.txn)
@@ -246,23 +331,14 @@ impl Operation for RefundOp {
             program_id: Set(tx.program.id),
             purchase_id: Set(purchase.id),
             amount_minor: Set(self.amount.minor()),
-            points_reversed_minor: Set(reversed.minor()),
-            points_unrecovered_minor: Set(unrecovered.minor()),
+            points_reversed_minor: Set(refund.reversed.minor()),
+            points_unrecovered_minor: Set(refund.unrecovered.minor()),
             created_at: Set(tx.now),
             ..Default::default()
         })
         .exec_without_returning(tx.txn)
         .await?;
-        Ok(RefundOutcome {
-            order_id: purchase.order_id,
-            member_id: purchase.member_id,
-            refunded_amount: self.amount,
-            total_refunded: Money::from_minor(refunded_after),
-            points_reversed: reversed,
-            points_unrecovered: unrecovered,
-            balance: tx.balance(Account::Points).await?,
-            transaction: posting,
-        })
+        Ok(())
     }
 }
 
@@ -282,15 +358,16 @@ impl Loyalty {
         }
         let key = IdempotencyKey::new(actor, idempotency_key)?;
         let program = self.program(&actor.program).await?;
-        let member = self
+        let member_id = self
             .find_or_join(&program, member_external_id, None, false, None)
             .await?
             .0;
         let op = PurchaseOp {
-            member_id: member.id,
+            member_id,
             order_id: order_id.to_owned(),
             amount,
             key,
+            loyalty: self.clone(),
         };
         self.execute(&program, &op).await
     }
@@ -325,19 +402,21 @@ impl Loyalty {
         };
         self.execute(&program, &op).await
     }
+}
 
-    /// The ledger rows of an order (its accrual lots, qualification credits and reversals).
-    async fn order_rows(
-        &self,
-        tx: &Tx<'_>,
-        order_id: &str,
-    ) -> TxResult<Vec<loyalty_entities::ledger_entries::Model>> {
-        use loyalty_entities::ledger_entries as le;
-        Ok(le::Entity::find()
-            .filter(le::Column::MemberId.eq(tx.member.id))
-            .filter(le::Column::RefType.eq("order"))
-            .filter(le::Column::RefId.eq(order_id))
-            .all(tx.txn)
-            .await?)
+#[cfg(test)]
+mod tests {
+    use super::pro_rata;
+
+    #[test]
+    fn partial_refunds_add_up_to_the_whole() {
+        // 10.00 points on a 3.00 order refunded a third at a time.
+        let steps: Vec<i64> = [100, 200, 300]
+            .iter()
+            .map(|refunded| pro_rata(1000, *refunded, 300).unwrap())
+            .collect();
+        assert_eq!(steps, [333, 667, 1000]);
+        assert_eq!(pro_rata(7, 300, 300).unwrap(), 7);
+        assert_eq!(pro_rata(0, 100, 300).unwrap(), 0);
     }
 }

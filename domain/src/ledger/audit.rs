@@ -8,12 +8,12 @@ use loyalty_entities::{balances, ledger_entries};
 use sea_orm::sea_query::Expr;
 
 use crate::ledger::db::sum_of;
-use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+};
 
 use crate::error::DomainResult;
 use crate::ledger::Account;
-use crate::program::Program;
-use crate::service::Loyalty;
 use crate::stored::Stored;
 
 #[derive(FromQueryResult)]
@@ -33,91 +33,90 @@ pub struct AuditReport {
     pub violations: Vec<String>,
 }
 
-impl Loyalty {
-    pub async fn audit(&self, program: &Program) -> DomainResult<AuditReport> {
-        let rows = balances::Entity::find()
-            .filter(balances::Column::ProgramId.eq(program.id))
-            .all(self.db())
-            .await?;
-        let sums = ledger_entries::Entity::find()
-            .select_only()
-            .column(ledger_entries::Column::MemberId)
-            .column(ledger_entries::Column::Account)
-            .column_as(
-                sum_of(Expr::col(ledger_entries::Column::AmountMinor)),
-                "total",
-            )
-            .column_as(
-                sum_of(Expr::col(ledger_entries::Column::RemainingMinor)),
-                "remaining",
-            )
-            .column_as(
-                sum_of(
-                    Expr::case(
-                        Expr::col(ledger_entries::Column::RemainingMinor)
-                            .lt(0)
-                            .or(Expr::col(ledger_entries::Column::RemainingMinor)
-                                .gt(Expr::col(ledger_entries::Column::AmountMinor))),
-                        1,
-                    )
-                    .finally(0),
-                ),
-                "bad_lots",
-            )
-            .filter(ledger_entries::Column::ProgramId.eq(program.id))
-            .group_by(ledger_entries::Column::MemberId)
-            .group_by(ledger_entries::Column::Account)
-            .into_model::<Sums>()
-            .all(self.db())
-            .await?;
-        let sums: HashMap<(i64, String), &Sums> = sums
-            .iter()
-            .map(|s| ((s.member_id, s.account.clone()), s))
-            .collect();
-        let mut report = AuditReport::default();
-        for balance in &rows {
-            let sum = sums.get(&(balance.member_id, balance.account.clone()));
-            let total = sum.and_then(|s| s.total).unwrap_or_default();
-            if Account::read("balances.account", &balance.account)? == Account::Points {
-                report.members += 1;
-                report.outstanding_minor += balance.balance_minor;
-                let remaining = sum.and_then(|s| s.remaining).unwrap_or_default();
-                if remaining != balance.balance_minor {
-                    report.violations.push(format!(
-                        "member {}: lots hold {remaining} but balance is {}",
-                        balance.member_id, balance.balance_minor
-                    ));
-                }
-            }
-            if total != balance.balance_minor {
+/// Checks a program's ledger against its balances (`Loyalty::audit`).
+pub async fn audit<C: ConnectionTrait>(conn: &C, program_id: i64) -> DomainResult<AuditReport> {
+    let rows = balances::Entity::find()
+        .filter(balances::Column::ProgramId.eq(program_id))
+        .all(conn)
+        .await?;
+    let sums = ledger_entries::Entity::find()
+        .select_only()
+        .column(ledger_entries::Column::MemberId)
+        .column(ledger_entries::Column::Account)
+        .column_as(
+            sum_of(Expr::col(ledger_entries::Column::AmountMinor)),
+            "total",
+        )
+        .column_as(
+            sum_of(Expr::col(ledger_entries::Column::RemainingMinor)),
+            "remaining",
+        )
+        .column_as(
+            sum_of(
+                Expr::case(
+                    Expr::col(ledger_entries::Column::RemainingMinor)
+                        .lt(0)
+                        .or(Expr::col(ledger_entries::Column::RemainingMinor)
+                            .gt(Expr::col(ledger_entries::Column::AmountMinor))),
+                    1,
+                )
+                .finally(0),
+            ),
+            "bad_lots",
+        )
+        .filter(ledger_entries::Column::ProgramId.eq(program_id))
+        .group_by(ledger_entries::Column::MemberId)
+        .group_by(ledger_entries::Column::Account)
+        .into_model::<Sums>()
+        .all(conn)
+        .await?;
+    let sums: HashMap<(i64, String), &Sums> = sums
+        .iter()
+        .map(|s| ((s.member_id, s.account.clone()), s))
+        .collect();
+    let mut report = AuditReport::default();
+    for balance in &rows {
+        let sum = sums.get(&(balance.member_id, balance.account.clone()));
+        let total = sum.and_then(|s| s.total).unwrap_or_default();
+        if Account::read("balances.account", &balance.account)? == Account::Points {
+            report.members += 1;
+            report.outstanding_minor += balance.balance_minor;
+            let remaining = sum.and_then(|s| s.remaining).unwrap_or_default();
+            if remaining != balance.balance_minor {
                 report.violations.push(format!(
-                    "member {} {}: balance {} != ledger sum {total}",
-                    balance.member_id, balance.account, balance.balance_minor
-                ));
-            }
-            if balance.balance_minor < 0 {
-                report.violations.push(format!(
-                    "member {} has a negative balance",
-                    balance.member_id
-                ));
-            }
-            if sum.and_then(|s| s.bad_lots).unwrap_or_default() > 0 {
-                report.violations.push(format!(
-                    "member {} has lots with remaining outside [0, amount]",
-                    balance.member_id
+                    "member {}: lots hold {remaining} but balance is {}",
+                    balance.member_id, balance.balance_minor
                 ));
             }
         }
-        for (member_id, account) in sums.keys() {
-            if !rows
-                .iter()
-                .any(|b| b.member_id == *member_id && &b.account == account)
-            {
-                report.violations.push(format!(
-                    "member {member_id} {account}: ledger rows without a balance"
-                ));
-            }
+        if total != balance.balance_minor {
+            report.violations.push(format!(
+                "member {} {}: balance {} != ledger sum {total}",
+                balance.member_id, balance.account, balance.balance_minor
+            ));
         }
-        Ok(report)
+        if balance.balance_minor < 0 {
+            report.violations.push(format!(
+                "member {} has a negative balance",
+                balance.member_id
+            ));
+        }
+        if sum.and_then(|s| s.bad_lots).unwrap_or_default() > 0 {
+            report.violations.push(format!(
+                "member {} has lots with remaining outside [0, amount]",
+                balance.member_id
+            ));
+        }
     }
+    for (member_id, account) in sums.keys() {
+        if !rows
+            .iter()
+            .any(|b| b.member_id == *member_id && &b.account == account)
+        {
+            report.violations.push(format!(
+                "member {member_id} {account}: ledger rows without a balance"
+            ));
+        }
+    }
+    Ok(report)
 }

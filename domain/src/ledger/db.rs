@@ -10,13 +10,13 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use loyalty_entities::members;
+use loyalty_entities::{balances, members};
 use loyalty_migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Alias, Func, SimpleExpr};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
-    FromQueryResult, RuntimeErr, SqlErr, Statement,
+    ActiveValue::Set, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
+    DatabaseConnection, DbErr, EntityTrait, FromQueryResult, RuntimeErr, SqlErr, Statement,
 };
 
 use tracing::Instrument;
@@ -181,12 +181,26 @@ pub(crate) fn sum_of(expr: impl Into<SimpleExpr>) -> SimpleExpr {
 }
 
 /// Which member an operation changes: by id, or by the mini-app user id (member tokens), so the
-/// lookup and the lock are one statement.
+/// lookup and the lock are one statement; or a member the program has not seen yet, created
+/// (with its zero balances) as the transaction's first statement, which locks it like any other.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum MemberRef {
     Id(i64),
     External(String),
+    New(NewMember),
 }
+
+/// A member to create: the caller chose every value (the referral code too).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NewMember {
+    pub external_id: String,
+    pub display_name: Option<String>,
+    pub referral_code: String,
+}
+
+/// The refusal when a [`MemberRef::New`] collides with an existing member (its external id, or
+/// by chance its referral code): the caller looks the member up, or tries another code.
+pub const MEMBER_TAKEN: &str = "this member already exists";
 
 /// A locked member with what every posting needs, read in the same statement.
 #[derive(Clone, Debug)]
@@ -236,16 +250,22 @@ const LOCKED_COLUMNS: &str = "SELECT m.id, m.program_id, m.external_id, m.displa
 /// ruleset version, the balance and the posting counter. Two statements on purpose: at READ
 /// COMMITTED a statement that waited for a row lock still reads every other table with the
 /// snapshot it started with, so the read must come after the lock, in a statement of its own.
-/// `NOT_FOUND` when the member does not exist in this program.
+/// `NOT_FOUND` when the member does not exist in this program. A [`MemberRef::New`] is created
+/// at `now` instead (the insert is its lock).
 pub async fn lock_member<C: ConnectionTrait>(
     txn: &C,
     program_id: i64,
     member: &MemberRef,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> TxResult<Locked> {
     let backend = txn.get_database_backend();
     let (column, value): (&str, sea_orm::Value) = match member {
         MemberRef::Id(id) => ("id", (*id).into()),
         MemberRef::External(external_id) => ("external_id", external_id.clone().into()),
+        MemberRef::New(new) => {
+            let member_id = insert_member(txn, program_id, new, now).await?;
+            return read_locked(txn, member_id).await;
+        }
     };
     let lock = match backend {
         // A no-op write takes SQLite's write lock before anything is read.
@@ -268,12 +288,68 @@ pub async fn lock_member<C: ConnectionTrait>(
         .transpose()?;
     let Some(member_id) = locked_id else {
         return Err(TxError::Domain(match member {
-            MemberRef::Id(_) => DomainError::not_found("member not found"),
+            MemberRef::Id(_) | MemberRef::New(_) => DomainError::not_found("member not found"),
             MemberRef::External(_) => {
                 DomainError::not_found("member is not registered: call register first")
             }
         }));
     };
+    read_locked(txn, member_id).await
+}
+
+/// Creates a member with zero balances (both accounts); `MEMBER_TAKEN` on a collision.
+async fn insert_member<C: ConnectionTrait>(
+    txn: &C,
+    program_id: i64,
+    new: &NewMember,
+    now: chrono::DateTime<chrono::Utc>,
+) -> TxResult<i64> {
+    let inserted = members::Entity::insert(members::ActiveModel {
+        program_id: Set(program_id),
+        external_id: Set(new.external_id.clone()),
+        display_name: Set(new.display_name.clone()),
+        referral_code: Set(new.referral_code.clone()),
+        referrer_id: Set(None),
+        registered_at: Set(None),
+        joined_at: Set(now),
+        login_streak: Set(0),
+        last_login_date: Set(None),
+        ..Default::default()
+    })
+    .exec_with_returning(txn)
+    .await;
+    let member = match inserted {
+        Ok(member) => member,
+        Err(err) if classify(&err) == DbErrorKind::UniqueViolation => {
+            return Err(TxError::Domain(DomainError::Conflict(MEMBER_TAKEN.into())))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    balances::Entity::insert_many(
+        [
+            crate::ledger::Account::Points,
+            crate::ledger::Account::Qualification,
+        ]
+        .map(|account| balances::ActiveModel {
+            program_id: Set(program_id),
+            member_id: Set(member.id),
+            account: Set(account.as_str().to_owned()),
+            balance_minor: Set(0),
+            earned_minor: Set(0),
+            spent_minor: Set(0),
+            updated_at: Set(now),
+            ..Default::default()
+        }),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(member.id)
+}
+
+/// Reads a member locked in this transaction with the program's live ruleset version, the
+/// balance, the posting counter and the tier multiplier: one statement.
+async fn read_locked<C: ConnectionTrait>(txn: &C, member_id: i64) -> TxResult<Locked> {
+    let backend = txn.get_database_backend();
     let read = match backend {
         DatabaseBackend::Sqlite => LOCKED_COLUMNS.replace("$1", "?"),
         DatabaseBackend::Postgres | DatabaseBackend::MySql => LOCKED_COLUMNS.to_owned(),

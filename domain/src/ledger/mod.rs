@@ -2,12 +2,20 @@
 //! the same transaction, under the member's lock. Positive POINTS postings are lots that expire
 //! after the program's validity period; negative postings consume lots first-expiring-first, so
 //! for every member `SUM(remaining of lots) == balance` holds alongside `balance == SUM(amount)`.
+//!
+//! The ledger is the bottom of the domain crate: it imports nothing above it (no service, no
+//! program tiers, no rules, no live events). Operations decide what to post and hand it down;
+//! what the layer above adds to every transaction (tier placement, after-commit work, the fast
+//! path) comes in through [`ops::Host`]. A [`Tx`] is opened only here, by [`ops::execute`].
+//! `tests.rs` pins both.
 
 pub mod audit;
 pub mod db;
 pub mod expiry;
 pub mod ops;
 pub(crate) mod settled;
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, Duration, Utc};
 use loyalty_entities::{balances, ledger_entries, members};
@@ -20,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::DomainError;
 use crate::ledger::db::{classify, DbErrorKind, TxError, TxResult};
 use crate::money::Points;
-use crate::program::Program;
 use crate::stored::{stored_enum, Stored};
+use crate::tenant::Program;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -166,7 +174,6 @@ pub struct Tx<'a> {
     /// Other members' postings made in this transaction (a referral's inviter): published
     /// after commit, never part of this member's answer.
     pub side_postings: Vec<Posting>,
-    pub loyalty: crate::service::Loyalty,
     /// The program's live ruleset version, read with the member's lock.
     pub live_version: i64,
     /// The member's posting counter: every ledger row takes the next value.
@@ -180,12 +187,13 @@ pub struct Tx<'a> {
 }
 
 impl<'a> Tx<'a> {
-    pub fn new(
+    /// Private to the ledger: a transaction is opened by [`ops::execute`] (or, for a second
+    /// member locked inside it, by [`Tx::beside`]), so every balance change runs the one skeleton.
+    fn new(
         txn: &'a DatabaseTransaction,
         program: &'a Program,
         locked: crate::ledger::db::Locked,
         now: DateTime<Utc>,
-        loyalty: crate::service::Loyalty,
     ) -> Self {
         Tx {
             txn,
@@ -194,7 +202,6 @@ impl<'a> Tx<'a> {
             now,
             posted: Vec::new(),
             side_postings: Vec::new(),
-            loyalty,
             live_version: locked.live_version,
             version: locked.version,
             multiplier_minor: locked.multiplier_minor,
@@ -204,24 +211,39 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// The same transaction for another member, locked inside it with [`db::lock_member`] (a
+    /// referral's inviter). Its postings go to this member's `side_postings` after
+    /// [`Tx::flush_member`].
+    pub fn beside(&self, locked: crate::ledger::db::Locked) -> Tx<'a> {
+        Tx::new(self.txn, self.program, locked, self.now)
+    }
+
     /// Marks the member row as changed (streak, registration) so it is written at the end.
     pub fn touch_member(&mut self) {
         self.member_dirty = true;
     }
 
-    /// Writes the member row if it changed (one statement, only when needed). A change of the
-    /// qualification balance first moves the member to the tier it now reaches.
-    pub async fn flush_member(&mut self) -> TxResult<()> {
-        if self.qualification_changed {
-            let qualification = self.balance(Account::Qualification).await?;
-            let tier =
-                crate::program::tiers::tier_for(self.txn, self.program.id, qualification).await?;
-            if tier != self.member.tier_id {
-                self.member.tier_id = tier;
-                self.member_dirty = true;
-            }
-            self.qualification_changed = false;
+    /// Whether the QUALIFICATION balance moved since the member was last placed in a tier:
+    /// the layer above then calls [`Tx::place_in_tier`] before the member row is written.
+    pub fn qualification_changed(&self) -> bool {
+        self.qualification_changed
+    }
+
+    /// Puts the member in `tier` (decided above the ledger, from the qualification balance).
+    pub fn place_in_tier(&mut self, tier: Option<i64>) {
+        if tier != self.member.tier_id {
+            self.member.tier_id = tier;
+            self.member_dirty = true;
         }
+        self.qualification_changed = false;
+    }
+
+    /// Writes the member row if it changed (one statement, only when needed).
+    pub async fn flush_member(&mut self) -> TxResult<()> {
+        debug_assert!(
+            !self.qualification_changed,
+            "qualification moved but the member was not placed in a tier"
+        );
         if !self.member_dirty {
             return Ok(());
         }
@@ -308,6 +330,18 @@ impl<'a> Tx<'a> {
             self.consume_lots(amount, prefer_lots).await?;
         }
         self.insert(entry, -amount, None, None).await.map(Some)
+    }
+
+    /// Debits the whole amount or refuses (`INSUFFICIENT_POINTS`): a spend, a reversal or a
+    /// negative adjustment that must post exactly what it says.
+    pub async fn debit_in_full(&mut self, entry: Entry) -> TxResult<Posting> {
+        let kind = entry.kind;
+        self.debit(entry, false, &[]).await?.ok_or_else(|| {
+            TxError::Domain(DomainError::internal(format!(
+                "empty {} debit",
+                kind.as_str()
+            )))
+        })
     }
 
     async fn move_balance(

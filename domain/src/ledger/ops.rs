@@ -4,13 +4,20 @@
 //! Exactly-once rests on the database: the idempotency record is written in the same
 //! transaction as the postings under a unique (program, caller, key) index. Redis only answers
 //! retries faster; flushing it changes nothing.
+//!
+//! The skeleton knows nothing above the ledger: the service lends it the database, the clock,
+//! the fast path and its two hooks through [`Host`] (`service/posting.rs`).
+
+use std::future::Future;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use loyalty_entities::idempotency_records;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, TransactionTrait,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -20,8 +27,8 @@ use crate::actor::Caller;
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::{lock_member, retry, run_detached, MemberRef, TxError, TxResult};
 use crate::ledger::{Posting, Tx};
-use crate::program::Program;
-use crate::service::{Loyalty, IDEMPOTENCY_FAST_TTL};
+use crate::store::FastStore;
+use crate::tenant::Program;
 
 pub const MAX_KEY_LEN: usize = 200;
 
@@ -74,6 +81,27 @@ pub(crate) trait Operation: Serialize + Clone + Send + Sync + 'static {
     async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<Self::Output>;
 }
 
+/// What the layer above lends the skeleton. The ledger calls these and knows nothing of what
+/// they do; `Loyalty` implements it (`service/posting.rs`). Static dispatch, so the posting
+/// path pays nothing for the seam.
+pub(crate) trait Host: Clone + Send + Sync + 'static {
+    fn db(&self) -> &DatabaseConnection;
+    fn now(&self) -> DateTime<Utc>;
+    /// The idempotency fast path (a hint: the database record decides).
+    fn fast_path(&self) -> &Arc<dyn FastStore>;
+    /// How long a stored answer stays on the fast path.
+    fn fast_path_ttl(&self) -> std::time::Duration;
+    /// Called after the operation, before the member row is written, when the QUALIFICATION
+    /// balance moved: must call [`Tx::place_in_tier`].
+    fn place_in_tier(&self, tx: &mut Tx<'_>) -> impl Future<Output = TxResult<()>> + Send;
+    /// Called once after every commit that posted something (live events, leaderboards).
+    fn after_commit(
+        &self,
+        program: &Program,
+        posted: Vec<Posting>,
+    ) -> impl Future<Output = ()> + Send;
+}
+
 #[derive(Serialize, Deserialize)]
 struct StoredRecord {
     hash: String,
@@ -102,181 +130,177 @@ enum Attempt<T> {
     Refused(DomainError),
 }
 
-impl Loyalty {
-    /// Runs `op` exactly once per idempotency key, to its commit or rollback even when the
-    /// caller stops waiting ([`run_detached`]).
-    pub(crate) async fn execute<O: Operation>(
-        &self,
-        program: &Program,
-        op: &O,
-    ) -> DomainResult<O::Output> {
-        let (loyalty, program, op) = (self.clone(), program.clone(), op.clone());
-        run_detached(async move { loyalty.execute_attached(&program, &op).await }).await
-    }
+/// Runs `op` exactly once per idempotency key, to its commit or rollback even when the caller
+/// stops waiting ([`run_detached`]).
+pub(crate) async fn execute<H: Host, O: Operation>(
+    host: &H,
+    program: &Program,
+    op: &O,
+) -> DomainResult<O::Output> {
+    let (host, program, op) = (host.clone(), program.clone(), op.clone());
+    run_detached(async move { execute_attached(&host, &program, &op).await }).await
+}
 
-    async fn execute_attached<O: Operation>(
-        &self,
-        program: &Program,
-        op: &O,
-    ) -> DomainResult<O::Output> {
-        let key = op.idempotency_key();
-        let hash = match key {
-            Some(_) => Some(request_hash(op)?),
-            None => None,
-        };
-        if let (Some(key), Some(hash)) = (key, hash.as_deref()) {
-            if let Some(raw) = self.store().get(&key.fast_key(program.id)).await {
-                if let Ok(stored) = serde_json::from_str::<StoredRecord>(&raw) {
-                    metrics::counter!("loyalty_idempotency_fast_hits_total").increment(1);
-                    return replay(&stored.hash, &stored.response.to_string(), hash);
-                }
-            }
-        }
-        let attempt = retry(O::NAME, || self.attempt(program, op, hash.as_deref())).await?;
-        match attempt {
-            Attempt::Done(result) => result,
-            Attempt::Refused(err) => {
-                let (Some(key), Some(hash)) = (key, hash.as_deref()) else {
-                    return Err(err);
-                };
-                retry(O::NAME, || {
-                    self.store_refusal::<O>(program, op, key, hash, &err)
-                })
-                .await
+async fn execute_attached<H: Host, O: Operation>(
+    host: &H,
+    program: &Program,
+    op: &O,
+) -> DomainResult<O::Output> {
+    let key = op.idempotency_key();
+    let hash = match key {
+        Some(_) => Some(request_hash(op)?),
+        None => None,
+    };
+    if let (Some(key), Some(hash)) = (key, hash.as_deref()) {
+        if let Some(raw) = host.fast_path().get(&key.fast_key(program.id)).await {
+            if let Ok(stored) = serde_json::from_str::<StoredRecord>(&raw) {
+                metrics::counter!("loyalty_idempotency_fast_hits_total").increment(1);
+                return replay(&stored.hash, &stored.response.to_string(), hash);
             }
         }
     }
-
-    async fn attempt<O: Operation>(
-        &self,
-        program: &Program,
-        op: &O,
-        hash: Option<&str>,
-    ) -> TxResult<Attempt<O::Output>> {
-        let txn = self.db().begin().await?;
-        let locked = lock_member(&txn, program.id, &op.member()).await?;
-        let key = op.idempotency_key();
-        let mut tx = Tx::new(&txn, program, locked, self.now(), self.clone());
-        let output = match op.apply(&mut tx).await {
-            Ok(output) => output,
-            Err(TxError::Domain(err)) if key.is_some() && err.is_replayable() => {
-                drop(tx);
-                txn.rollback().await?;
-                return Ok(Attempt::Refused(err));
-            }
-            Err(err) => return Err(err),
-        };
-        tx.flush_member().await?;
-        let mut posted = std::mem::take(&mut tx.posted);
-        posted.append(&mut tx.side_postings);
-        drop(tx);
-        let mut stored = None;
-        if let (Some(key), Some(hash)) = (key, hash) {
-            let ok: Result<&O::Output, DomainError> = Ok(&output);
-            let response = serde_json::to_string(&ok).map_err(DomainError::internal)?;
-            // The record is claimed last: a repeated key is rare, so the common case pays one
-            // statement. On a repeat the work above is rolled back and the first answer wins.
-            if !claim_record(&txn, program.id, key, hash, &response, self).await? {
-                txn.rollback().await?;
-                return self.replay_committed(program, key, hash).await;
-            }
-            stored = Some((key, hash.to_owned(), response));
-        }
-        txn.commit().await?;
-        self.after_commit(program, posted).await;
-        if let Some((key, hash, response)) = stored {
-            self.remember(program, key, hash, &response).await;
-        }
-        Ok(Attempt::Done(Ok(output)))
-    }
-
-    async fn store_refusal<O: Operation>(
-        &self,
-        program: &Program,
-        op: &O,
-        key: &IdempotencyKey,
-        hash: &str,
-        err: &DomainError,
-    ) -> TxResult<O::Output> {
-        let txn = self.db().begin().await?;
-        lock_member(&txn, program.id, &op.member()).await?;
-        if let Some(record) = find_record(&txn, program.id, key).await? {
-            txn.rollback().await?;
-            return replay(&record.request_hash, &record.response, hash).map_err(TxError::Domain);
-        }
-        let refused: Result<(), &DomainError> = Err(err);
-        let response = serde_json::to_string(&refused).map_err(DomainError::internal)?;
-        if !claim_record(&txn, program.id, key, hash, &response, self).await? {
-            txn.rollback().await?;
-            return match self
-                .replay_committed::<O::Output>(program, key, hash)
-                .await?
-            {
-                Attempt::Done(result) => result.map_err(TxError::Domain),
-                Attempt::Refused(err) => Err(TxError::Domain(err)),
+    let attempt = retry(O::NAME, || attempt(host, program, op, hash.as_deref())).await?;
+    match attempt {
+        Attempt::Done(result) => result,
+        Attempt::Refused(err) => {
+            let (Some(key), Some(hash)) = (key, hash.as_deref()) else {
+                return Err(err);
             };
+            retry(O::NAME, || {
+                store_refusal::<H, O>(host, program, op, key, hash, &err)
+            })
+            .await
         }
-        txn.commit().await?;
-        self.remember(program, key, hash.to_owned(), &response)
-            .await;
-        Err(TxError::Domain(err.clone()))
     }
+}
 
-    async fn replay_committed<T: DeserializeOwned>(
-        &self,
-        program: &Program,
-        key: &IdempotencyKey,
-        hash: &str,
-    ) -> TxResult<Attempt<T>> {
-        let record = find_record(self.db(), program.id, key)
-            .await?
-            .ok_or_else(|| DomainError::Conflict("request with this key is in flight".into()))?;
-        Ok(Attempt::Done(replay(
-            &record.request_hash,
-            &record.response,
-            hash,
-        )))
+async fn attempt<H: Host, O: Operation>(
+    host: &H,
+    program: &Program,
+    op: &O,
+    hash: Option<&str>,
+) -> TxResult<Attempt<O::Output>> {
+    let txn = host.db().begin().await?;
+    let member = op.member();
+    let locked = lock_member(&txn, program.id, &member, host.now()).await?;
+    // A member created by this transaction runs it at the instant it joined.
+    let now = match member {
+        MemberRef::New(_) => locked.member.joined_at,
+        MemberRef::Id(_) | MemberRef::External(_) => host.now(),
+    };
+    let key = op.idempotency_key();
+    let mut tx = Tx::new(&txn, program, locked, now);
+    let output = match op.apply(&mut tx).await {
+        Ok(output) => output,
+        Err(TxError::Domain(err)) if key.is_some() && err.is_replayable() => {
+            drop(tx);
+            txn.rollback().await?;
+            return Ok(Attempt::Refused(err));
+        }
+        Err(err) => return Err(err),
+    };
+    if tx.qualification_changed() {
+        host.place_in_tier(&mut tx).await?;
     }
+    tx.flush_member().await?;
+    let mut posted = std::mem::take(&mut tx.posted);
+    posted.append(&mut tx.side_postings);
+    drop(tx);
+    let mut stored = None;
+    if let (Some(key), Some(hash)) = (key, hash) {
+        let ok: Result<&O::Output, DomainError> = Ok(&output);
+        let response = serde_json::to_string(&ok).map_err(DomainError::internal)?;
+        // The record is claimed last: a repeated key is rare, so the common case pays one
+        // statement. On a repeat the work above is rolled back and the first answer wins.
+        if !claim_record(&txn, program.id, key, hash, &response, host.now()).await? {
+            txn.rollback().await?;
+            return replay_committed(host, program, key, hash).await;
+        }
+        stored = Some((key, hash.to_owned(), response));
+    }
+    txn.commit().await?;
+    if !posted.is_empty() {
+        host.after_commit(program, posted).await;
+    }
+    if let Some((key, hash, response)) = stored {
+        remember(host, program, key, hash, &response).await;
+    }
+    Ok(Attempt::Done(Ok(output)))
+}
 
-    async fn remember(
-        &self,
-        program: &Program,
-        key: &IdempotencyKey,
-        hash: String,
-        response: &str,
-    ) {
-        let Ok(response) = serde_json::from_str::<serde_json::Value>(response) else {
-            return;
+async fn store_refusal<H: Host, O: Operation>(
+    host: &H,
+    program: &Program,
+    op: &O,
+    key: &IdempotencyKey,
+    hash: &str,
+    err: &DomainError,
+) -> TxResult<O::Output> {
+    let txn = host.db().begin().await?;
+    lock_member(&txn, program.id, &op.member(), host.now()).await?;
+    if let Some(record) = find_record(&txn, program.id, key).await? {
+        txn.rollback().await?;
+        return replay(&record.request_hash, &record.response, hash).map_err(TxError::Domain);
+    }
+    let refused: Result<(), &DomainError> = Err(err);
+    let response = serde_json::to_string(&refused).map_err(DomainError::internal)?;
+    if !claim_record(&txn, program.id, key, hash, &response, host.now()).await? {
+        txn.rollback().await?;
+        return match replay_committed::<H, O::Output>(host, program, key, hash).await? {
+            Attempt::Done(result) => result.map_err(TxError::Domain),
+            Attempt::Refused(err) => Err(TxError::Domain(err)),
         };
-        if let Ok(raw) = serde_json::to_string(&StoredRecord { hash, response }) {
-            self.store()
-                .set(&key.fast_key(program.id), &raw, IDEMPOTENCY_FAST_TTL)
-                .await;
-        }
     }
+    txn.commit().await?;
+    remember(host, program, key, hash.to_owned(), &response).await;
+    Err(TxError::Domain(err.clone()))
+}
 
-    /// Deletes client idempotency records older than `retention`; returns how many.
-    pub async fn purge_idempotency(&self, retention: std::time::Duration) -> DomainResult<u64> {
-        let cutoff =
-            self.now() - chrono::Duration::from_std(retention).map_err(DomainError::internal)?;
-        let result = idempotency_records::Entity::delete_many()
-            .filter(idempotency_records::Column::CreatedAt.lt(cutoff))
-            .exec(self.db())
-            .await?;
-        Ok(result.rows_affected)
-    }
+async fn replay_committed<H: Host, T: DeserializeOwned>(
+    host: &H,
+    program: &Program,
+    key: &IdempotencyKey,
+    hash: &str,
+) -> TxResult<Attempt<T>> {
+    let record = find_record(host.db(), program.id, key)
+        .await?
+        .ok_or_else(|| DomainError::Conflict("request with this key is in flight".into()))?;
+    Ok(Attempt::Done(replay(
+        &record.request_hash,
+        &record.response,
+        hash,
+    )))
+}
 
-    /// Runs after every commit that posted something (live events hook in here).
-    /// Runs once after every committed transaction that posted something: leaderboards, then
-    /// live events.
-    pub(crate) async fn after_commit(&self, program: &Program, posted: Vec<Posting>) {
-        if posted.is_empty() {
-            return;
-        }
-        // Events first: they never wait on Redis; the leaderboard update may.
-        self.publish_postings(program, &posted);
-        self.leaderboards_after_commit(program, &posted).await;
+async fn remember<H: Host>(
+    host: &H,
+    program: &Program,
+    key: &IdempotencyKey,
+    hash: String,
+    response: &str,
+) {
+    let Ok(response) = serde_json::from_str::<serde_json::Value>(response) else {
+        return;
+    };
+    if let Ok(raw) = serde_json::to_string(&StoredRecord { hash, response }) {
+        host.fast_path()
+            .set(&key.fast_key(program.id), &raw, host.fast_path_ttl())
+            .await;
     }
+}
+
+/// Deletes client idempotency records older than `retention`; returns how many.
+pub(crate) async fn purge_records<C: ConnectionTrait>(
+    conn: &C,
+    now: DateTime<Utc>,
+    retention: std::time::Duration,
+) -> DomainResult<u64> {
+    let cutoff = now - chrono::Duration::from_std(retention).map_err(DomainError::internal)?;
+    let result = idempotency_records::Entity::delete_many()
+        .filter(idempotency_records::Column::CreatedAt.lt(cutoff))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected)
 }
 
 async fn find_record<C: ConnectionTrait>(
@@ -299,7 +323,7 @@ async fn claim_record(
     key: &IdempotencyKey,
     hash: &str,
     response: &str,
-    loyalty: &Loyalty,
+    now: DateTime<Utc>,
 ) -> TxResult<bool> {
     let inserted = idempotency_records::Entity::insert(idempotency_records::ActiveModel {
         program_id: Set(program_id),
@@ -307,7 +331,7 @@ async fn claim_record(
         key: Set(key.key.clone()),
         request_hash: Set(hash.to_owned()),
         response: Set(response.to_owned()),
-        created_at: Set(loyalty.now()),
+        created_at: Set(now),
         ..Default::default()
     })
     .on_conflict(

@@ -44,9 +44,7 @@ impl Operation for AdjustOp {
         let posting = if self.amount.is_positive() {
             tx.credit(entry).await?
         } else {
-            tx.debit(entry, false, &[])
-                .await?
-                .ok_or_else(|| DomainError::internal("empty adjustment"))?
+            tx.debit_in_full(entry).await?
         };
         Ok(ActionOutcome {
             awarded: true,

@@ -10,18 +10,18 @@ use chrono::{DateTime, NaiveDate, Utc};
 use loyalty_entities::{balances, ledger_entries, members};
 use rand::Rng;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, Condition, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{ActionCaller, MemberActor};
 use crate::earning::rules::ActionRequest;
 use crate::error::{DomainError, DomainResult};
-use crate::ledger::db::{classify, run_detached, DbErrorKind, Locked, MemberRef, TxResult};
+use crate::ledger::db::{MemberRef, NewMember, TxResult, MEMBER_TAKEN};
 use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{Account, Posting, Tx};
 use crate::money::Points;
+use crate::program::tiers::tier_for;
 use crate::program::{validate_external_id, Program};
 use crate::referrals::ReferralOutcome;
 use crate::service::Loyalty;
@@ -104,6 +104,8 @@ struct RegisterOp {
     member_id: i64,
     display_name: Option<String>,
     referral_code: Option<String>,
+    #[serde(skip)]
+    loyalty: Loyalty,
 }
 
 #[async_trait::async_trait]
@@ -122,7 +124,7 @@ impl Operation for RegisterOp {
     async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<Registration> {
         let created = tx.member.registered_at.is_none();
         let referral = match (created, self.referral_code.as_deref()) {
-            (true, code) => register_in(tx, self.display_name.clone(), code).await?,
+            (true, code) => register_in(&self.loyalty, tx, self.display_name.clone(), code).await?,
             (false, Some(code)) => Some(crate::referrals::existing(tx, code).await?),
             (false, None) => None,
         };
@@ -135,9 +137,60 @@ impl Operation for RegisterOp {
     }
 }
 
+/// A member the program has not seen yet: created, placed in the tier that needs no
+/// qualification, paid the join reward and, when asked, registered — in one transaction.
+#[derive(Clone, Serialize)]
+struct JoinOp {
+    member: NewMember,
+    register: bool,
+    referral_code: Option<String>,
+    #[serde(skip)]
+    loyalty: Loyalty,
+}
+
+#[async_trait::async_trait]
+impl Operation for JoinOp {
+    type Output = Registration;
+    const NAME: &'static str = "join";
+
+    fn member(&self) -> MemberRef {
+        MemberRef::New(self.member.clone())
+    }
+
+    fn idempotency_key(&self) -> Option<&IdempotencyKey> {
+        None
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<Registration> {
+        // A new member starts in the tier that needs no qualification, if there is one.
+        tx.member.tier_id = tier_for(tx.txn, tx.program.id, Points::ZERO).await?;
+        tx.touch_member();
+        self.loyalty.award_builtin(tx, "join").await?;
+        let referral = if self.register {
+            let display_name = self.member.display_name.clone();
+            register_in(
+                &self.loyalty,
+                tx,
+                display_name,
+                self.referral_code.as_deref(),
+            )
+            .await?
+        } else {
+            None
+        };
+        Ok(Registration {
+            member_id: tx.member.id,
+            created: true,
+            transactions: tx.posted.clone(),
+            referral,
+        })
+    }
+}
+
 /// Registers the locked member, pays the registration reward and attributes a referral code.
 /// The registration stands even when the referral is refused.
 async fn register_in(
+    loyalty: &Loyalty,
     tx: &mut Tx<'_>,
     display_name: Option<String>,
     referral_code: Option<&str>,
@@ -147,23 +200,24 @@ async fn register_in(
         tx.member.display_name = display_name;
     }
     tx.touch_member();
-    tx.loyalty_award("registration").await?;
+    loyalty.award_builtin(tx, "registration").await?;
     match referral_code {
-        Some(code) => crate::referrals::attribute(tx, code).await.map(Some),
+        Some(code) => crate::referrals::attribute(loyalty, tx, code)
+            .await
+            .map(Some),
         None => Ok(None),
     }
 }
 
-impl Tx<'_> {
+impl Loyalty {
     /// Pays a built-in one-off action (join, registration) if a live rule says so.
-    async fn loyalty_award(&mut self, action: &str) -> TxResult<()> {
-        let loyalty = self.loyalty.clone();
+    async fn award_builtin(&self, tx: &mut Tx<'_>, action: &str) -> TxResult<()> {
         let request = ActionRequest {
             action: action.to_owned(),
             object_id: None,
             amount: None,
         };
-        loyalty.award(self, &request, None, None).await.map(|_| ())
+        self.award(tx, &request, None, None).await.map(|_| ())
     }
 }
 
@@ -192,7 +246,7 @@ impl Loyalty {
             .map(str::trim)
             .filter(|c| !c.is_empty())
             .map(|c| c.chars().take(64).collect::<String>());
-        let (member, joined) = self
+        let (member_id, joined) = self
             .find_or_join(
                 &program,
                 &actor.subject,
@@ -207,16 +261,17 @@ impl Loyalty {
         self.execute(
             &program,
             &RegisterOp {
-                member_id: member.id,
+                member_id,
                 display_name,
                 referral_code,
+                loyalty: self.clone(),
             },
         )
         .await
     }
 
     /// The member with this external id, creating it (joining, and registering when asked) if
-    /// the program has not seen it yet. Returns the postings of a fresh join.
+    /// the program has not seen it yet. Returns the member's id and the answer of a fresh join.
     pub(crate) async fn find_or_join(
         &self,
         program: &Program,
@@ -224,137 +279,38 @@ impl Loyalty {
         display_name: Option<String>,
         register: bool,
         referral_code: Option<&str>,
-    ) -> DomainResult<(members::Model, Option<Registration>)> {
+    ) -> DomainResult<(i64, Option<Registration>)> {
         if let Some(member) = self.find_member(program, external_id).await? {
-            return Ok((member, None));
+            return Ok((member.id, None));
         }
         validate_external_id(external_id, "member external id")?;
         for _ in 0..5 {
-            let joined = {
-                let (loyalty, program, external_id, display_name, referral_code) = (
-                    self.clone(),
-                    program.clone(),
-                    external_id.to_owned(),
-                    display_name.clone(),
-                    referral_code.map(str::to_owned),
-                );
-                run_detached(async move {
-                    loyalty
-                        .join(
-                            &program,
-                            &external_id,
-                            display_name,
-                            register,
-                            referral_code.as_deref(),
-                        )
-                        .await
-                })
-                .await
+            let join = JoinOp {
+                member: NewMember {
+                    external_id: external_id.to_owned(),
+                    display_name: display_name.clone(),
+                    referral_code: new_referral_code(),
+                },
+                register,
+                referral_code: referral_code.map(str::to_owned),
+                loyalty: self.clone(),
             };
-            match joined {
-                Ok(joined) => return Ok(joined),
-                Err(JoinError::Taken) => {
+            match self.execute(program, &join).await {
+                Ok(registration) => {
+                    return Ok((registration.member_id, Some(registration)));
+                }
+                Err(DomainError::Conflict(message)) if message == MEMBER_TAKEN => {
                     if let Some(member) = self.find_member(program, external_id).await? {
-                        return Ok((member, None));
+                        return Ok((member.id, None));
                     }
                     // A referral code collision: try another code.
                 }
-                Err(JoinError::Domain(err)) => return Err(err),
+                Err(err) => return Err(err),
             }
         }
         Err(DomainError::Conflict(
             "could not create the member, try again".into(),
         ))
-    }
-
-    async fn join(
-        &self,
-        program: &Program,
-        external_id: &str,
-        display_name: Option<String>,
-        register: bool,
-        referral_code: Option<&str>,
-    ) -> Result<(members::Model, Option<Registration>), JoinError> {
-        let now = self.now();
-        let txn = self.db().begin().await.map_err(JoinError::db)?;
-        let inserted = members::Entity::insert(members::ActiveModel {
-            program_id: Set(program.id),
-            external_id: Set(external_id.to_owned()),
-            display_name: Set(display_name.clone()),
-            referral_code: Set(new_referral_code()),
-            referrer_id: Set(None),
-            registered_at: Set(None),
-            joined_at: Set(now),
-            login_streak: Set(0),
-            last_login_date: Set(None),
-            ..Default::default()
-        })
-        .exec_with_returning(&txn)
-        .await;
-        let member = match inserted {
-            Ok(member) => member,
-            Err(err) if classify(&err) == DbErrorKind::UniqueViolation => {
-                return Err(JoinError::Taken)
-            }
-            Err(err) => return Err(JoinError::db(err)),
-        };
-        balances::Entity::insert_many([Account::Points, Account::Qualification].map(|account| {
-            balances::ActiveModel {
-                program_id: Set(program.id),
-                member_id: Set(member.id),
-                account: Set(account.as_str().to_owned()),
-                balance_minor: Set(0),
-                earned_minor: Set(0),
-                spent_minor: Set(0),
-                updated_at: Set(now),
-                ..Default::default()
-            }
-        }))
-        .exec_without_returning(&txn)
-        .await
-        .map_err(JoinError::db)?;
-        let live_version = self
-            .live_version(&txn, program.id)
-            .await
-            .map_err(JoinError::Domain)?;
-        let locked = Locked {
-            multiplier_minor: 100,
-            member,
-            live_version,
-            points_minor: 0,
-            version: 0,
-        };
-        let mut tx = Tx::new(&txn, program, locked, now, self.clone());
-        let mut referral = None;
-        let result = async {
-            // A new member starts in the tier that needs no qualification, if there is one.
-            tx.member.tier_id =
-                crate::program::tiers::tier_for(&txn, program.id, Points::ZERO).await?;
-            tx.touch_member();
-            tx.loyalty_award("join").await?;
-            if register {
-                referral = register_in(&mut tx, display_name, referral_code).await?;
-            }
-            tx.flush_member().await
-        }
-        .await;
-        if let Err(err) = result {
-            return Err(JoinError::Domain(err.into()));
-        }
-        let member = tx.member.clone();
-        let posted = std::mem::take(&mut tx.posted);
-        let side = std::mem::take(&mut tx.side_postings);
-        drop(tx);
-        txn.commit().await.map_err(JoinError::db)?;
-        self.after_commit(program, posted.iter().cloned().chain(side).collect())
-            .await;
-        let registration = Registration {
-            member_id: member.id,
-            created: true,
-            transactions: posted,
-            referral,
-        };
-        Ok((member, Some(registration)))
     }
 
     pub(crate) async fn find_member(
@@ -495,8 +451,7 @@ impl Loyalty {
             (ActionCaller::Service(_), Some(external_id)) => Ok(MemberRef::Id(
                 self.find_or_join(program, external_id, None, false, None)
                     .await?
-                    .0
-                    .id,
+                    .0,
             )),
             (ActionCaller::Service(_), None) => {
                 Err(DomainError::validation("memberExternalId is required"))
@@ -524,22 +479,5 @@ impl Loyalty {
             .into_iter()
             .map(|r| (r.member_id, r.version.unwrap_or_default()))
             .collect())
-    }
-}
-
-enum JoinError {
-    Taken,
-    Domain(DomainError),
-}
-
-impl JoinError {
-    fn db(err: sea_orm::DbErr) -> Self {
-        JoinError::Domain(err.into())
-    }
-}
-
-impl From<DomainError> for JoinError {
-    fn from(err: DomainError) -> Self {
-        JoinError::Domain(err)
     }
 }

@@ -13,7 +13,8 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, DomainResult};
-use crate::ledger::db::{classify, run_detached, DbErrorKind};
+use crate::ledger::db::{classify, run_detached, DbErrorKind, TxResult};
+use crate::ledger::{Account, Tx};
 use crate::money::Points;
 use crate::program::Program;
 use crate::service::Loyalty;
@@ -60,6 +61,15 @@ pub(crate) async fn tier_for<C: ConnectionTrait>(
         .one(conn)
         .await?
         .map(|t| t.id))
+}
+
+/// Moves the member of `tx` to the tier its QUALIFICATION balance now reaches (the ledger asks
+/// for this, through `Host::place_in_tier`, when that balance moved).
+pub(crate) async fn place(tx: &mut Tx<'_>) -> TxResult<()> {
+    let qualification = tx.balance(Account::Qualification).await?;
+    let tier = tier_for(tx.txn, tx.program.id, qualification).await?;
+    tx.place_in_tier(tier);
+    Ok(())
 }
 
 impl Loyalty {

@@ -14,6 +14,7 @@ use crate::earning::rules::ActionRequest;
 use crate::ledger::db::{classify, lock_member, DbErrorKind, MemberRef, TxResult};
 use crate::ledger::Tx;
 use crate::periods::Windows;
+use crate::service::Loyalty;
 use crate::stored::{stored_enum, Stored};
 
 /// Why a referral was or was not linked, for the app to explain.
@@ -66,7 +67,11 @@ pub fn normalise_code(code: &str) -> String {
 }
 
 /// Links the locked, just-registered friend in `tx` to the owner of `code`.
-pub(crate) async fn attribute(tx: &mut Tx<'_>, code: &str) -> TxResult<ReferralOutcome> {
+pub(crate) async fn attribute(
+    loyalty: &Loyalty,
+    tx: &mut Tx<'_>,
+    code: &str,
+) -> TxResult<ReferralOutcome> {
     if tx.member.referrer_id.is_some() {
         return Ok(outcome(
             ReferralStatus::AlreadyReferred,
@@ -96,7 +101,7 @@ pub(crate) async fn attribute(tx: &mut Tx<'_>, code: &str) -> TxResult<ReferralO
             "members cannot refer themselves",
         ));
     }
-    let inviter = lock_member(tx.txn, tx.program.id, &MemberRef::Id(owner.id)).await?;
+    let inviter = lock_member(tx.txn, tx.program.id, &MemberRef::Id(owner.id), tx.now).await?;
     let policy = tx.program.referrals;
     let linked = referrals::Entity::find().filter(referrals::Column::ReferrerId.eq(owner.id));
     if let Some(cap) = policy.lifetime_cap {
@@ -149,7 +154,7 @@ pub(crate) async fn attribute(tx: &mut Tx<'_>, code: &str) -> TxResult<ReferralO
             "rewards follow the first purchase",
         ));
     }
-    reward(tx, inviter, referral.id).await?;
+    reward(loyalty, tx, inviter, referral.id).await?;
     Ok(outcome(
         ReferralStatus::Rewarded,
         "both members were rewarded",
@@ -158,7 +163,7 @@ pub(crate) async fn attribute(tx: &mut Tx<'_>, code: &str) -> TxResult<ReferralO
 
 /// Pays a pending referral of the locked friend in `tx` if the program rewards on the first
 /// purchase (called inside the purchase's transaction).
-pub(crate) async fn qualify_on_purchase(tx: &mut Tx<'_>) -> TxResult<()> {
+pub(crate) async fn qualify_on_purchase(loyalty: &Loyalty, tx: &mut Tx<'_>) -> TxResult<()> {
     if !tx.program.referrals.on_first_purchase || tx.member.referrer_id.is_none() {
         return Ok(());
     }
@@ -170,16 +175,22 @@ pub(crate) async fn qualify_on_purchase(tx: &mut Tx<'_>) -> TxResult<()> {
     let Some(referral) = pending else {
         return Ok(());
     };
-    let inviter = lock_member(tx.txn, tx.program.id, &MemberRef::Id(referral.referrer_id)).await?;
-    reward(tx, inviter, referral.id).await
+    let inviter = lock_member(
+        tx.txn,
+        tx.program.id,
+        &MemberRef::Id(referral.referrer_id),
+        tx.now,
+    )
+    .await?;
+    reward(loyalty, tx, inviter, referral.id).await
 }
 
 async fn reward(
+    loyalty: &Loyalty,
     tx: &mut Tx<'_>,
     inviter: crate::ledger::db::Locked,
     referral_id: i64,
 ) -> TxResult<()> {
-    let loyalty = tx.loyalty.clone();
     let friend = ActionRequest {
         action: "referral_friend".into(),
         object_id: None,
@@ -193,7 +204,7 @@ async fn reward(
             Some(("referral", &referral_id.to_string())),
         )
         .await?;
-    let mut inviter_tx = Tx::new(tx.txn, tx.program, inviter, tx.now, loyalty.clone());
+    let mut inviter_tx = tx.beside(inviter);
     let for_inviter = ActionRequest {
         action: "referral_inviter".into(),
         object_id: Some(tx.member.id.to_string()),
@@ -207,6 +218,9 @@ async fn reward(
             Some(("referral", &referral_id.to_string())),
         )
         .await?;
+    if inviter_tx.qualification_changed() {
+        crate::program::tiers::place(&mut inviter_tx).await?;
+    }
     inviter_tx.flush_member().await?;
     tx.side_postings.append(&mut inviter_tx.posted);
     referrals::Entity::update_many()

@@ -268,10 +268,7 @@ impl Operation for RedeemDiscountOp {
             .label(PURPOSE)
             .reference("voucher", row.id.to_string())
             .key(Some(self.key.ledger_key(0)));
-        let posting = tx
-            .debit(entry, false, &[])
-            .await?
-            .ok_or_else(|| DomainError::internal("empty discount debit"))?;
+        let posting = tx.debit_in_full(entry).await?;
         vouchers::Entity::update_many()
             .col_expr(
                 vouchers::Column::SpendEntryId,

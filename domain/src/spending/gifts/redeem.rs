@@ -150,10 +150,7 @@ impl Operation for RedeemGiftOp {
             .label(PURPOSE)
             .reference("redemption", row.id.to_string())
             .key(Some(self.key.ledger_key(0)));
-        let posting = tx
-            .debit(entry, false, &[])
-            .await?
-            .ok_or_else(|| DomainError::internal("empty gift debit"))?;
+        let posting = tx.debit_in_full(entry).await?;
         redemptions::Entity::update_many()
             .col_expr(
                 redemptions::Column::SpendEntryId,

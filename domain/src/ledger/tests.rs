@@ -1,0 +1,348 @@
+//! The ledger stands on its own: it posts, and runs the whole idempotent skeleton, with no
+//! service above it (a test [`Host`] on an in-memory SQLite database), and its sources import
+//! nothing above it; nothing outside it writes a balance or a ledger row.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeZone, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
+use serde::Serialize;
+
+use crate::ledger::db::{connect, lock_member, migrate, MemberRef, NewMember, TxResult};
+use crate::ledger::ops::{execute, Host, IdempotencyKey, Operation};
+use crate::ledger::{Account, Entry, Kind, Posting, Tx};
+use crate::money::Points;
+use crate::store::{FastStore, MemoryStore};
+use crate::tenant::{Program, ReferralPolicy};
+
+/// The crate modules the ledger may use: its own, and the shared vocabulary below it.
+const BELOW_THE_LEDGER: &[&str] = &[
+    "ledger", "error", "money", "tenant", "store", "stored", "actor",
+];
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+/// `crate::x` paths in a source file, grouped imports (`use crate::{a, b::c}`) included.
+fn crate_modules(source: &str) -> Vec<String> {
+    let code: String = source
+        .lines()
+        .map(|line| line.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 0;
+            let mut item = String::new();
+            for c in group.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        found.push(std::mem::take(&mut item));
+                        continue;
+                    }
+                    _ => {}
+                }
+                item.push(c);
+            }
+            found.push(item);
+        } else {
+            found.push(rest.to_owned());
+        }
+    }
+    found
+        .iter()
+        .map(|path| {
+            path.trim()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|module| !module.is_empty())
+        .collect()
+}
+
+fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            out.push((path.display().to_string(), text));
+        }
+    }
+}
+
+#[test]
+fn the_ledger_imports_nothing_above_it() {
+    let mut files = Vec::new();
+    sources(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ledger"),
+        &mut files,
+    );
+    assert!(files.len() >= 7, "ledger sources not found");
+    let mut reaching_up = Vec::new();
+    // This file names the forbidden modules to test the scan itself.
+    for (path, text) in files
+        .iter()
+        .filter(|(path, _)| !path.ends_with("ledger/tests.rs"))
+    {
+        for module in crate_modules(text) {
+            if !BELOW_THE_LEDGER.contains(&module.as_str()) {
+                reaching_up.push(format!("{path}: crate::{module}"));
+            }
+        }
+    }
+    assert!(
+        reaching_up.is_empty(),
+        "the ledger must not import what stands on it:\n{}",
+        reaching_up.join("\n")
+    );
+}
+
+#[test]
+fn only_the_ledger_writes_balances_and_ledger_rows() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let ledger = src.join("ledger").display().to_string();
+    let writes = [
+        "balances::Entity::insert",
+        "balances::Entity::update",
+        "balances::Entity::delete",
+        "ledger_entries::Entity::insert",
+        "ledger_entries::Entity::update",
+        "ledger_entries::Entity::delete",
+        "UPDATE balances",
+        "INSERT INTO balances",
+        "INSERT INTO ledger_entries",
+        "UPDATE ledger_entries",
+    ];
+    let outside: Vec<String> = files
+        .iter()
+        .filter(|(path, _)| !path.starts_with(&ledger))
+        .flat_map(|(path, text)| {
+            writes
+                .iter()
+                .filter(|write| text.contains(*write))
+                .map(move |write| format!("{path}: {write}"))
+        })
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "balances and ledger rows change only through the ledger's Tx:\n{}",
+        outside.join("\n")
+    );
+}
+
+#[test]
+fn the_import_scan_sees_grouped_and_inline_paths() {
+    let found = crate_modules(
+        "use crate::{error::X, service::{Loyalty, Y}};\nlet a = crate::program::tiers::f();\n\
+         // crate::live is only mentioned\n",
+    );
+    assert_eq!(found, ["error", "service", "program"]);
+}
+
+async fn database() -> (DatabaseConnection, Program) {
+    let db = connect("sqlite::memory:", 1).await.unwrap();
+    migrate(&db).await.unwrap();
+    db.execute(Statement::from_string(
+        db.get_database_backend(),
+        "INSERT INTO programs (external_id, name, timezone, currency, \
+         points_per_currency_minor, validity_days, ruleset_version, created_at) \
+         VALUES ('p', 'P', 'UTC', 'USD', 100, 30, 0, '2026-03-01T00:00:00Z')",
+    ))
+    .await
+    .unwrap();
+    let program = Program {
+        id: 1,
+        external_id: "p".into(),
+        name: "P".into(),
+        tz: chrono_tz::UTC,
+        currency: "USD".into(),
+        points_per_currency: rust_decimal::Decimal::ONE,
+        validity_days: Some(30),
+        referral_link_template: None,
+        referrals: ReferralPolicy {
+            on_first_purchase: false,
+            daily_cap: None,
+            lifetime_cap: None,
+        },
+    };
+    (db, program)
+}
+
+fn new_member(external_id: &str) -> MemberRef {
+    MemberRef::New(NewMember {
+        external_id: external_id.into(),
+        display_name: None,
+        referral_code: format!("CODE{external_id}"),
+    })
+}
+
+fn points(minor: i64) -> Points {
+    Points::from_minor(minor)
+}
+
+#[tokio::test]
+async fn a_tx_posts_without_a_service() {
+    let (db, program) = database().await;
+    let txn = db.begin().await.unwrap();
+    let locked = lock_member(&txn, program.id, &new_member("m1"), now())
+        .await
+        .unwrap();
+    let mut tx = Tx::new(&txn, &program, locked, now());
+    tx.credit(Entry::new(Account::Points, Kind::Earn, points(1000)))
+        .await
+        .unwrap();
+    tx.credit(Entry::new(Account::Qualification, Kind::Earn, points(500)))
+        .await
+        .unwrap();
+    let spent = tx
+        .debit_in_full(Entry::new(Account::Points, Kind::Spend, points(400)))
+        .await
+        .unwrap();
+    assert_eq!(spent.amount, points(-400));
+    assert_eq!(spent.balance_after, Some(points(600)));
+    let refused = tx
+        .debit_in_full(Entry::new(Account::Points, Kind::Spend, points(601)))
+        .await;
+    assert!(matches!(
+        refused,
+        Err(crate::ledger::db::TxError::Domain(
+            crate::error::DomainError::InsufficientPoints(_)
+        ))
+    ));
+    // The tier is decided above the ledger; the ledger only says when to ask.
+    assert!(tx.qualification_changed());
+    tx.place_in_tier(None);
+    tx.flush_member().await.unwrap();
+    assert_eq!(tx.posted.len(), 3);
+    drop(tx);
+    txn.commit().await.unwrap();
+
+    let report = crate::ledger::audit::audit(&db, program.id).await.unwrap();
+    assert_eq!(report.violations, Vec::<String>::new());
+    assert_eq!(report.members, 1);
+    assert_eq!(report.outstanding_minor, 600);
+}
+
+/// A host with no service behind it: it records what the skeleton asks of it.
+#[derive(Clone)]
+struct TestHost {
+    db: DatabaseConnection,
+    store: Arc<dyn FastStore>,
+    placed: Arc<Mutex<u32>>,
+    committed: Arc<Mutex<Vec<Vec<Posting>>>>,
+}
+
+impl Host for TestHost {
+    fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        now()
+    }
+
+    fn fast_path(&self) -> &Arc<dyn FastStore> {
+        &self.store
+    }
+
+    fn fast_path_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(60)
+    }
+
+    async fn place_in_tier(&self, tx: &mut Tx<'_>) -> TxResult<()> {
+        *self.placed.lock().unwrap() += 1;
+        tx.place_in_tier(None);
+        Ok(())
+    }
+
+    async fn after_commit(&self, _program: &Program, posted: Vec<Posting>) {
+        self.committed.lock().unwrap().push(posted);
+    }
+}
+
+#[derive(Clone, Serialize)]
+struct EarnOp {
+    member: MemberRef,
+    minor: i64,
+    #[serde(skip)]
+    key: Option<IdempotencyKey>,
+}
+
+#[async_trait::async_trait]
+impl Operation for EarnOp {
+    type Output = Points;
+    const NAME: &'static str = "testEarn";
+
+    fn member(&self) -> MemberRef {
+        self.member.clone()
+    }
+
+    fn idempotency_key(&self) -> Option<&IdempotencyKey> {
+        self.key.as_ref()
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<Points> {
+        let entry = Entry::new(Account::Points, Kind::Earn, points(self.minor));
+        let mut qualification = entry.clone();
+        qualification.account = Account::Qualification;
+        tx.credit(entry).await?;
+        tx.credit(qualification).await?;
+        tx.balance(Account::Points).await
+    }
+}
+
+#[tokio::test]
+async fn execute_runs_the_skeleton_without_a_service() {
+    let (db, program) = database().await;
+    let host = TestHost {
+        db,
+        store: Arc::new(MemoryStore::new()),
+        placed: Arc::default(),
+        committed: Arc::default(),
+    };
+    let join = EarnOp {
+        member: new_member("m1"),
+        minor: 100,
+        key: None,
+    };
+    assert_eq!(execute(&host, &program, &join).await.unwrap(), points(100));
+    let key = IdempotencyKey {
+        scope: "service:test".into(),
+        key: "k1".into(),
+    };
+    let earn = EarnOp {
+        member: MemberRef::External("m1".into()),
+        minor: 250,
+        key: Some(key),
+    };
+    assert_eq!(execute(&host, &program, &earn).await.unwrap(), points(350));
+    // The same key answers from its record: nothing is posted twice.
+    assert_eq!(execute(&host, &program, &earn).await.unwrap(), points(350));
+
+    assert_eq!(*host.placed.lock().unwrap(), 2);
+    let committed = host.committed.lock().unwrap().clone();
+    assert_eq!(committed.len(), 2);
+    assert!(committed.iter().all(|posted| posted.len() == 2));
+    let report = crate::ledger::audit::audit(&host.db, program.id)
+        .await
+        .unwrap();
+    assert_eq!(report.violations, Vec::<String>::new());
+    assert_eq!(report.outstanding_minor, 350);
+}

@@ -1,0 +1,65 @@
+//! The service's side of the ledger's seam ([`Host`]): what every balance-changing transaction
+//! gets from above the ledger. The ledger runs the skeleton (`ledger/ops.rs`); here the service
+//! lends it the database, the clock and the fast path, places the member in a tier when the
+//! QUALIFICATION balance moved, and after the commit tells the live layer.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+
+use crate::error::DomainResult;
+use crate::ledger::db::TxResult;
+use crate::ledger::ops::{self, Host, Operation};
+use crate::ledger::{Posting, Tx};
+use crate::program::Program;
+use crate::service::{Loyalty, IDEMPOTENCY_FAST_TTL};
+use crate::store::FastStore;
+
+impl Host for Loyalty {
+    fn db(&self) -> &DatabaseConnection {
+        Loyalty::db(self)
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        Loyalty::now(self)
+    }
+
+    fn fast_path(&self) -> &Arc<dyn FastStore> {
+        self.store()
+    }
+
+    fn fast_path_ttl(&self) -> std::time::Duration {
+        IDEMPOTENCY_FAST_TTL
+    }
+
+    async fn place_in_tier(&self, tx: &mut Tx<'_>) -> TxResult<()> {
+        crate::program::tiers::place(tx).await
+    }
+
+    async fn after_commit(&self, program: &Program, posted: Vec<Posting>) {
+        Loyalty::after_commit(self, program, posted).await;
+    }
+}
+
+impl Loyalty {
+    /// Runs a balance-changing operation through the ledger's one skeleton.
+    pub(crate) async fn execute<O: Operation>(
+        &self,
+        program: &Program,
+        op: &O,
+    ) -> DomainResult<O::Output> {
+        ops::execute(self, program, op).await
+    }
+
+    /// Runs once after every committed transaction that posted something: live events, then
+    /// leaderboards.
+    pub(crate) async fn after_commit(&self, program: &Program, posted: Vec<Posting>) {
+        if posted.is_empty() {
+            return;
+        }
+        // Events first: they never wait on Redis; the leaderboard update may.
+        self.publish_postings(program, &posted);
+        self.leaderboards_after_commit(program, &posted).await;
+    }
+}
