@@ -233,7 +233,9 @@ impl<'a> Fields<'a> {
 
     fn weekdays(&mut self, field: &'static str) -> Result<BTreeSet<Weekday>, DomainError> {
         self.set(field, |item, path| {
-            let text = item.as_str().unwrap_or_default();
+            let text = item
+                .as_str()
+                .ok_or_else(|| refuse(path, "must be a day name (monday to sunday)"))?;
             Weekday::ALL
                 .into_iter()
                 .find(|day| day.name() == text)
