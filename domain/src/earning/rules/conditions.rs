@@ -191,6 +191,12 @@ fn opt_money_str<S: Serializer>(amount: &Option<Money>, serializer: S) -> Result
     }
 }
 
+/// A string as JSON writes it (quoted, escaped), so neither a refusal nor an explanation can be
+/// forged by the text it quotes.
+fn quoted(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
+}
+
 impl TryFrom<serde_json::Value> for Condition {
     type Error = crate::error::DomainError;
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 
-use super::{Condition, TimeOfDay, Weekday};
+use super::{quoted, Condition, TimeOfDay, Weekday};
 use crate::money::Money;
 
 /// One order line, as a purchase reports it.
@@ -192,10 +192,6 @@ fn pass_if(holds: bool, reason: impl FnOnce() -> String) -> Result<(), String> {
     } else {
         Err(reason())
     }
-}
-
-fn quoted(text: &str) -> String {
-    serde_json::Value::String(text.to_owned()).to_string()
 }
 
 /// `{a, b, c}`, at most five values shown (a set may hold a hundred).

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use super::{
-    Condition, TimeOfDay, Weekday, MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTE_VALUE_CHARS,
+    quoted, Condition, TimeOfDay, Weekday, MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTE_VALUE_CHARS,
     MAX_CONDITIONS, MAX_JOINED_WITHIN_DAYS, MAX_MIN_QUANTITY, MAX_NTH_PURCHASE, MAX_SET_LEN,
     MAX_VALUE_CHARS,
 };
@@ -107,11 +107,6 @@ pub(super) fn parse_one(input: &Value, path: &str) -> Result<Condition, DomainEr
 
 fn refuse(path: &str, message: &str) -> DomainError {
     DomainError::validation(format!("{path}: {message}"))
-}
-
-/// A string as JSON writes it (quoted, escaped), so a refusal cannot be forged by the input.
-fn quoted(text: &str) -> String {
-    Value::String(text.to_owned()).to_string()
 }
 
 /// The fields of one condition object, remembering which ones were read.
