@@ -2,6 +2,7 @@
 //! No database in here; the ledger service loads the facts, calls [`evaluate`] under the member's
 //! lock and posts what it returns.
 
+pub mod conditions;
 mod engine;
 mod model;
 
