@@ -58,6 +58,10 @@ pub fn depth(doc: &ExecutableDocument) -> usize {
         .unwrap_or(0)
 }
 
+/// Fragments expanded inside one another before the walk stops counting: twice async-graphql's
+/// `limit_recursive_depth` (32), which refuses deeper documents before they run anyway.
+const MAX_FRAGMENT_NESTING: usize = 64;
+
 struct Walk<'a> {
     doc: &'a ExecutableDocument,
     depths: HashMap<(&'a Name, bool), usize>,
@@ -142,7 +146,9 @@ impl<'a> Walk<'a> {
         if let Some(known) = remembered(self) {
             return Some(known);
         }
-        if self.open.contains(&name) {
+        // A chain of fragments nests without nesting the text: past `MAX_FRAGMENT_NESTING`
+        // stop counting, so a long chain in a small body cannot overflow the stack here.
+        if self.open.contains(&name) || self.open.len() >= MAX_FRAGMENT_NESTING {
             return None;
         }
         let doc = self.doc;
@@ -258,5 +264,27 @@ mod tests {
         let standard =
             include_str!("../../tests/tests/e2e/fixtures/introspection-graphql-js-16.graphql");
         assert_eq!(depth_of(standard), 6);
+    }
+
+    /// A chain of fragments, each spreading the next, is flat text but deep recursion: before
+    /// the nesting guard 20,000 of them overflowed the stack (an anonymous request could abort
+    /// the process). The chain is counted up to the guard and is refused later by execution.
+    #[test]
+    fn a_long_fragment_chain_does_not_overflow_the_stack() {
+        const LINKS: usize = 20_000;
+        let mut query = String::from("mutation { a ...F0 } ");
+        for i in 0..LINKS {
+            query.push_str(&format!(
+                "fragment F{i} on Mutation {{ b{i}: a ...F{} }} ",
+                i + 1
+            ));
+        }
+        query.push_str(&format!("fragment F{LINKS} on Mutation {{ a }}"));
+        let document = parse_query(&query).unwrap();
+        assert_eq!(
+            root_mutation_fields(&document, None),
+            1 + MAX_FRAGMENT_NESTING
+        );
+        assert_eq!(depth(&document), 1);
     }
 }
