@@ -2,7 +2,7 @@
 //! `balance == SUM(amount)`, balances never negative, every lot's remaining within
 //! `[0, amount]`, and the POINTS lots together hold exactly the balance.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use loyalty_entities::{balances, ledger_entries};
 use sea_orm::sea_query::Expr;
@@ -108,11 +108,12 @@ pub async fn audit<C: ConnectionTrait>(conn: &C, program_id: i64) -> DomainResul
             ));
         }
     }
+    let with_balance: HashSet<(i64, &str)> = rows
+        .iter()
+        .map(|b| (b.member_id, b.account.as_str()))
+        .collect();
     for (member_id, account) in sums.keys() {
-        if !rows
-            .iter()
-            .any(|b| b.member_id == *member_id && &b.account == account)
-        {
+        if !with_balance.contains(&(*member_id, account.as_str())) {
             report.violations.push(format!(
                 "member {member_id} {account}: ledger rows without a balance"
             ));
