@@ -86,7 +86,7 @@ e2e!(
     an_unknown_prize_is_internal_not_nothing,
     |app: TestApp| async move {
         app.demo().await;
-        let (token, _) = app.register("m1").await;
+        let (token, member) = app.register("m1").await;
         let input = j!({"i": {"name": "Lucky", "spinCost": "0", "dailySpinLimit": 5, "segments": [
             {"label": "Ten points", "weight": 1, "prize": "POINTS", "points": "10", "stock": null},
         ]}});
@@ -107,6 +107,7 @@ e2e!(
             ),
         )
         .await;
+        let rows = app.ledger_rows(&member).await;
         let after = app.gql(Some(&token), WHEELS, j!({})).await;
         assert_eq!(after.code(), "INTERNAL", "{:?}", after.body);
         // Spinning reads the same row: no prize is paid as NOTHING.
@@ -118,5 +119,10 @@ e2e!(
             )
             .await;
         assert_eq!(spin.code(), "INTERNAL", "{:?}", spin.body);
+        assert_eq!(
+            app.ledger_rows(&member).await,
+            rows,
+            "the refused spin posted"
+        );
     }
 );
