@@ -9,6 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 use serde::Serialize;
 
+use crate::error::DomainError;
 use crate::ledger::db::{connect, lock_member, migrate, MemberRef, NewMember, TxResult};
 use crate::ledger::ops::{execute, Host, IdempotencyKey, Operation};
 use crate::ledger::{Account, Entry, Kind, Posting, Tx};
@@ -333,8 +334,24 @@ async fn execute_runs_the_skeleton_without_a_service() {
         key: Some(key),
     };
     assert_eq!(execute(&host, &program, &earn).await.unwrap(), points(350));
-    // The same key answers from its record: nothing is posted twice.
-    assert_eq!(execute(&host, &program, &earn).await.unwrap(), points(350));
+    // The same key answers from its database record (an empty fast path, as after a Redis
+    // flush): nothing is posted twice; other arguments under it are refused.
+    let cold = TestHost {
+        db: host.db.clone(),
+        store: Arc::new(MemoryStore::new()),
+        // Shared: a replay commits nothing (its work is rolled back when the claim fails).
+        committed: host.committed.clone(),
+        placed: Arc::default(),
+    };
+    assert_eq!(execute(&cold, &program, &earn).await.unwrap(), points(350));
+    let other = EarnOp {
+        minor: 1,
+        ..earn.clone()
+    };
+    assert!(matches!(
+        execute(&cold, &program, &other).await,
+        Err(DomainError::IdempotencyKeyReused(_))
+    ));
 
     assert_eq!(*host.placed.lock().unwrap(), 2);
     let committed = host.committed.lock().unwrap().clone();
