@@ -237,6 +237,38 @@ e2e!(
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         assert!(answered, "the socket never answered again");
+        // A subscribe is priced by its root mutation fields, as over HTTP: five fields cost more
+        // than the burst (4) and never pass; eleven pass the cap of ten and are VALIDATION.
+        let rows = app.ledger_rows(&id).await;
+        // Let the bucket refill whole (4 at 2 a second): a refusal below is the price, not an
+        // empty bucket (the `me` query after it still runs).
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        for (fields, code) in [(5, "RATE_LIMITED"), (11, "VALIDATION")] {
+            let aliases: String = (0..fields)
+                .map(|i| format!("a{i}: recordAction(input: {{action: \"product_view\", objectId: \"q{fields}-{i}\", idempotencyKey: \"q{fields}-{i}\"}}) {{ awarded }} "))
+                .collect();
+            let op = format!("many{fields}");
+            ws.subscribe(&op, &format!("mutation {{ {aliases} }}"))
+                .await;
+            let mut message = ws.recv().await;
+            while message["type"] == "complete" {
+                // The end of the `me` query above.
+                message = ws.recv().await;
+            }
+            assert_eq!(message["type"], "error", "{message}");
+            assert_eq!(message["id"], op.as_str());
+            assert_eq!(
+                message["payload"][0]["extensions"]["code"], code,
+                "{message}"
+            );
+        }
+        assert_eq!(
+            app.ledger_rows(&id).await,
+            rows,
+            "a refused subscribe posted"
+        );
+        ws.subscribe("after", "{ me { balance } }").await;
+        assert_eq!(ws.recv().await["type"], "next", "the bucket was not empty");
         app.assert_ledger_invariants().await;
     },
     |config: &mut loyalty_server::config::Config| config.rate_limit_subject_per_sec = 2
