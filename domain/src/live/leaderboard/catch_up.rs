@@ -10,7 +10,8 @@
 //! commits late is never skipped.
 //!
 //! Without a watermark (a new process with in-process boards, a fresh or flushed Redis) nothing
-//! is known about the boards: the pass rebuilds every program.
+//! is known about the boards: the pass rebuilds the programs whose boards are built and leaves
+//! the others to be built from the ledger at their first read or posting.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -76,7 +77,7 @@ impl Loyalty {
         let settled = settled.get("ledger_entries").copied().unwrap_or_default();
         let mut stats = CatchUp::default();
         let Some(mut mark) = mark else {
-            stats.rebuilt = self.rebuild_all_leaderboards(None).await?.len() as u64;
+            stats.rebuilt = self.rebuild_built_leaderboards().await?;
             boards
                 .advance_watermark(settled)
                 .await
@@ -164,6 +165,29 @@ impl Loyalty {
             refreshed += lagging.len() as u64;
         }
         Ok(refreshed)
+    }
+
+    /// Without a watermark nothing is known of what the boards hold: a program whose boards
+    /// are built (a Redis kept from before the watermark) is rebuilt from the ledger. A program
+    /// whose boards are not built is left alone: its first read or posting builds them from the
+    /// ledger anyway, so a new process with in-process boards, or a fresh Redis, starts without
+    /// reading every program's ledger first.
+    async fn rebuild_built_leaderboards(&self) -> DomainResult<u64> {
+        let boards = &self.leaderboards().boards;
+        let mut rebuilt = 0;
+        for model in programs::Entity::find().all(self.db()).await? {
+            let built = boards
+                .versions(model.id, &[])
+                .await
+                .map_err(DomainError::internal)?
+                .is_some();
+            if built {
+                let program = self.program(&model.external_id).await?;
+                self.rebuild_leaderboards(&program).await?;
+                rebuilt += 1;
+            }
+        }
+        Ok(rebuilt)
     }
 
     /// Runs [`Loyalty::catch_up_leaderboards`] once and waits for it, then every `interval`
