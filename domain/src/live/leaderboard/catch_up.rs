@@ -132,13 +132,8 @@ impl Loyalty {
     /// counter for; returns how many. Programs whose boards are not built are left to the
     /// rebuild their first use starts (it reads the whole ledger).
     async fn refresh_lagging(&self, program_id: i64, members: &[(i64, i64)]) -> DomainResult<u64> {
-        let Some(model) = programs::Entity::find_by_id(program_id)
-            .one(self.db())
-            .await?
-        else {
-            return Ok(0);
-        };
-        let program = self.program(&model.external_id).await?;
+        // Programs are never deleted (the ledger refers to them), so the program exists.
+        let program = self.program_by_id(program_id).await?;
         let boards = &self.leaderboards().boards;
         let mut refreshed = 0;
         for batch in members.chunks(BATCH) {
