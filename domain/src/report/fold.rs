@@ -73,14 +73,6 @@ pub struct FoldStats {
     pub rebuilt: u64,
 }
 
-fn max_ids_sql() -> String {
-    TABLES
-        .iter()
-        .map(|t| format!("(SELECT COALESCE(MAX(id), 0) FROM {t}) AS {t}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Opens a fold transaction holding the watermarks (PostgreSQL: row locks; SQLite: the write
 /// lock, taken by a first no-op write) and returns them.
 async fn lock_marks(txn: &DatabaseTransaction) -> DomainResult<BTreeMap<String, i64>> {
@@ -274,7 +266,11 @@ async fn fold_chunk(
     let marks = lock_marks(&txn).await?;
     let targets = match targets {
         Some(t) => t.clone(),
-        None => max_ids(&txn).await?,
+        // SQLite: read inside the fold transaction, which holds the write lock, so final (no
+        // writer can be in flight).
+        None => settled_max_ids(&txn, &TABLES)
+            .await?
+            .ok_or_else(|| DomainError::internal("writers in flight under the write lock"))?,
     };
     let ends = chunk_ends(&marks, &targets);
     if ends.values().all(|(from, end)| end <= from) {
@@ -301,29 +297,6 @@ async fn fold_chunk(
     .await?;
     txn.commit().await?;
     Ok(Some(rows))
-}
-
-/// The largest id of each table, read inside the fold transaction (SQLite: final, as the
-/// transaction holds the write lock).
-async fn max_ids(txn: &DatabaseTransaction) -> DomainResult<BTreeMap<String, i64>> {
-    #[derive(FromQueryResult)]
-    struct Max {
-        ledger_entries: i64,
-        members: i64,
-        purchases: i64,
-        refunds: i64,
-    }
-    let backend = txn.get_database_backend();
-    let max = Max::find_by_statement(stmt(backend, &format!("SELECT {}", max_ids_sql()), vec![]))
-        .one(txn)
-        .await?
-        .ok_or_else(|| DomainError::internal("no max ids"))?;
-    Ok(BTreeMap::from([
-        ("ledger_entries".to_owned(), max.ledger_entries),
-        ("members".to_owned(), max.members),
-        ("purchases".to_owned(), max.purchases),
-        ("refunds".to_owned(), max.refunds),
-    ]))
 }
 
 /// Each table's `(from, end]` for this chunk: at most `FOLD_CHUNK` ids past its watermark, never
