@@ -175,6 +175,16 @@ where
     }
 }
 
+/// A statement written with `$1, $2, …` placeholders, as the backend wants them (SQLite numbers
+/// its parameters `?NNN`).
+pub(crate) fn stmt(backend: DatabaseBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    let sql = match backend {
+        DatabaseBackend::Sqlite => sql.replace('$', "?"),
+        DatabaseBackend::Postgres | DatabaseBackend::MySql => sql.to_owned(),
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
 /// `CAST(SUM(expr) AS BIGINT)`: PostgreSQL sums BIGINT into NUMERIC, SQLite into INTEGER.
 pub(crate) fn sum_of(expr: impl Into<SimpleExpr>) -> SimpleExpr {
     Func::cast_as(Func::sum(expr.into()), Alias::new("BIGINT")).into()

@@ -21,9 +21,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, FromQueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseBackend, FromQueryResult};
 
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::db::stmt;
 
 /// Longest a pass waits for in-flight writers before giving up until its next pass.
 const WRITER_WAIT: Duration = Duration::from_secs(5);
@@ -36,14 +37,6 @@ struct Count {
 #[derive(FromQueryResult)]
 struct Writers {
     writers: Option<String>,
-}
-
-fn stmt(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let sql = match backend {
-        DatabaseBackend::Sqlite => sql.replace('$', "?"),
-        DatabaseBackend::Postgres | DatabaseBackend::MySql => sql.to_owned(),
-    };
-    Statement::from_sql_and_values(backend, sql, values)
 }
 
 fn max_ids_sql(tables: &[&str]) -> String {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::NaiveDate;
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
-    FromQueryResult, IsolationLevel, Statement, TransactionTrait, Value,
+    FromQueryResult, IsolationLevel, TransactionTrait, Value,
 };
 
 use super::tally::{Cat, Cell, EventRow, LedgerRow, Tally};
@@ -26,14 +26,7 @@ const TAIL_PAGE: u64 = 5_000;
 /// Member ids per `IN (…)` list.
 const IN_CHUNK: usize = 500;
 
-/// A statement written with `$1, $2, …` placeholders, as the backend wants them.
-pub(crate) fn stmt(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let sql = match backend {
-        DatabaseBackend::Sqlite => sql.replace('$', "?"),
-        DatabaseBackend::Postgres | DatabaseBackend::MySql => sql.to_owned(),
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
+pub(crate) use crate::ledger::db::stmt;
 
 pub(crate) fn parse_day(value: &str) -> DomainResult<NaiveDate> {
     NaiveDate::parse_from_str(value, "%Y-%m-%d")

@@ -17,11 +17,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use loyalty_entities::programs;
-use sea_orm::{ConnectionTrait, EntityTrait, FromQueryResult, Statement};
+use sea_orm::{ConnectionTrait, EntityTrait, FromQueryResult};
 use tokio_util::sync::CancellationToken;
 
 use super::ledger;
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::db::stmt;
 use crate::ledger::settled::settled_max_ids;
 use crate::service::Loyalty;
 
@@ -53,17 +54,11 @@ async fn touched<C: ConnectionTrait>(db: &C, after: i64, upto: i64) -> DomainRes
     let backend = db.get_database_backend();
     let sql = "SELECT program_id, member_id, CAST(MAX(member_version) AS BIGINT) AS version \
                FROM ledger_entries WHERE id > $1 AND id <= $2 GROUP BY program_id, member_id";
-    let sql = match backend {
-        sea_orm::DatabaseBackend::Sqlite => sql.replace('$', "?"),
-        sea_orm::DatabaseBackend::Postgres | sea_orm::DatabaseBackend::MySql => sql.to_owned(),
-    };
-    Ok(Touched::find_by_statement(Statement::from_sql_and_values(
-        backend,
-        sql,
-        [after.into(), upto.into()],
-    ))
-    .all(db)
-    .await?)
+    Ok(
+        Touched::find_by_statement(stmt(backend, sql, vec![after.into(), upto.into()]))
+            .all(db)
+            .await?,
+    )
 }
 
 impl Loyalty {

@@ -2,10 +2,11 @@
 //! without Redis use. One statement, so the figures and the version are one snapshot.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseBackend, FromQueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, FromQueryResult, Value};
 
 use super::{Bucket, Period};
 use crate::error::DomainResult;
+use crate::ledger::db::stmt;
 use crate::program::Program;
 
 /// A member's points earned (hundredths) in the current periods, as of their posting counter.
@@ -82,16 +83,9 @@ pub(crate) async fn totals<C: ConnectionTrait>(
     }
     sql.push_str(" GROUP BY r.member_id");
     let backend = conn.get_database_backend();
-    let sql = match backend {
-        // SQLite numbers its parameters `?NNN`.
-        DatabaseBackend::Sqlite => sql.replace('$', "?"),
-        DatabaseBackend::Postgres | DatabaseBackend::MySql => sql,
-    };
-    Ok(
-        Totals::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
-            .all(conn)
-            .await?,
-    )
+    Ok(Totals::find_by_statement(stmt(backend, &sql, values))
+        .all(conn)
+        .await?)
 }
 
 #[derive(FromQueryResult)]
@@ -107,16 +101,10 @@ pub(crate) async fn reversed_at<C: ConnectionTrait>(
     let backend = conn.get_database_backend();
     let sql = "SELECT o.created_at AS created_at FROM ledger_entries r \
                JOIN ledger_entries o ON o.id = r.reverses_id WHERE r.id = $1";
-    let sql = match backend {
-        DatabaseBackend::Sqlite => sql.replace('$', "?"),
-        DatabaseBackend::Postgres | DatabaseBackend::MySql => sql.to_owned(),
-    };
-    Ok(EarnedAt::find_by_statement(Statement::from_sql_and_values(
-        backend,
-        sql,
-        [posting_id.into()],
-    ))
-    .one(conn)
-    .await?
-    .map(|row| row.created_at))
+    Ok(
+        EarnedAt::find_by_statement(stmt(backend, sql, vec![posting_id.into()]))
+            .one(conn)
+            .await?
+            .map(|row| row.created_at),
+    )
 }
