@@ -22,7 +22,7 @@ use async_graphql::{MergedObject, MergedSubscription, Schema};
 use loyalty_domain::Loyalty;
 
 pub use error::{actor, authorize, RequestId};
-pub use limits::root_mutation_fields;
+pub use limits::{root_mutation_fields, selected_operation};
 
 #[derive(MergedObject, Default)]
 pub struct Query(

@@ -25,15 +25,7 @@ pub fn root_mutation_fields(doc: &ExecutableDocument, operation_name: Option<&st
         OperationType::Mutation => Walk::new(doc).root_fields(&op.selection_set.node),
         OperationType::Query | OperationType::Subscription => 0,
     };
-    let selected = match (&doc.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => Some(&op.node),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| &op.node),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| &op.node)
-        }
-        (DocumentOperations::Multiple(_), None) => None,
-    };
-    match selected {
+    match selected_operation(doc, operation_name) {
         Some(op) => count(op),
         None => doc
             .operations
@@ -41,6 +33,22 @@ pub fn root_mutation_fields(doc: &ExecutableDocument, operation_name: Option<&st
             .map(|(_, op)| count(&op.node))
             .max()
             .unwrap_or(0),
+    }
+}
+
+/// The operation a request names, or the only one; `None` when the name matches nothing or a
+/// document of several operations names none (execution then reports it).
+pub fn selected_operation<'a>(
+    doc: &'a ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'a OperationDefinition> {
+    match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(&op.node),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| &op.node),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| &op.node)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
     }
 }
 

@@ -2,7 +2,7 @@
 //! is a CSRF vector); GET runs queries only, so a link or an `<img>` can never mutate. Every
 //! refusal here happens before anything executes.
 
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{BatchRequest, BatchResponse, Request as GqlRequest, Variables};
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest as _, Query, Request, State};
@@ -152,29 +152,20 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     respond(BatchResponse::Single(response), &request_id)
 }
 
-/// The operation a request would run. `None` when the name matches nothing or a multi-operation
-/// document has no name; then it is treated as not-a-query unless every operation is a query
-/// (execution reports the ambiguity).
+/// The type of operation a request would run. `None` when no operation is selected (see
+/// [`loyalty_graphql::selected_operation`]) and not every operation is a query; execution
+/// reports the ambiguity.
 fn selected_operation(document: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
-    match &document.operations {
-        DocumentOperations::Single(operation) => Some(operation.node.ty),
-        DocumentOperations::Multiple(operations) => {
-            let selected = match name {
-                Some(name) => operations.iter().find(|(n, _)| n.as_str() == name),
-                None if operations.len() == 1 => operations.iter().next(),
-                None => None,
-            };
-            match selected {
-                Some((_, operation)) => Some(operation.node.ty),
-                None if operations
-                    .values()
-                    .all(|op| op.node.ty == OperationType::Query) =>
-                {
-                    Some(OperationType::Query)
-                }
-                None => None,
-            }
+    match loyalty_graphql::selected_operation(document, name) {
+        Some(operation) => Some(operation.ty),
+        None if document
+            .operations
+            .iter()
+            .all(|(_, op)| op.node.ty == OperationType::Query) =>
+        {
+            Some(OperationType::Query)
         }
+        None => None,
     }
 }
 
