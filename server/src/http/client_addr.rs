@@ -50,6 +50,7 @@ impl TrustedProxies {
             .map(TrustedProxies)
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -73,9 +74,8 @@ impl TrustedProxies {
             .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .collect::<Vec<_>>();
-        for entry in entries.into_iter().rev() {
+            .flat_map(|value| value.split(','));
+        for entry in entries.rev() {
             let Some(hop) = parse_hop(entry) else {
                 break;
             };

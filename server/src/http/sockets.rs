@@ -43,6 +43,7 @@ impl SocketsPerIp {
     }
 
     /// Sockets open for `ip` now.
+    #[cfg(test)]
     pub fn open_for(&self, ip: IpAddr) -> usize {
         let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         open.get(&ip_key(ip)).copied().unwrap_or(0)
