@@ -15,6 +15,7 @@ pub mod redemptions;
 pub mod referral_clicks;
 pub mod referrals;
 pub mod refunds;
+pub mod rule_budgets;
 pub mod rulesets;
 pub mod spins;
 pub mod tiers;

@@ -129,6 +129,8 @@ impl From<DRule> for Rule {
         let (reward_kind, points, percent) = match r.reward {
             Reward::Fixed(p) => (RewardKind::Fixed, Some(p.decimal()), None),
             Reward::Percent(p) => (RewardKind::Percent, None, Some(p)),
+            // Shown in full once the admin API speaks the campaign effects.
+            _ => (RewardKind::Fixed, None, None),
         };
         Rule {
             id: ID(r.id.to_string()),

@@ -21,6 +21,14 @@ pub enum ActionReason {
     NoRule,
     /// A rule matched but computed zero points.
     NothingToAward,
+    /// A condition of the rule does not hold for this event.
+    ConditionsNotMet,
+    /// The campaign's total points budget cannot take this award.
+    BudgetExhausted,
+    /// The campaign's per-member cap cannot take this award.
+    MemberCapReached,
+    /// A higher-priority exclusive rule paid for the event.
+    Excluded,
 }
 
 pub(crate) fn reason(refusal: Refusal) -> ActionReason {
@@ -30,6 +38,10 @@ pub(crate) fn reason(refusal: Refusal) -> ActionReason {
         Refusal::RuleInactive => ActionReason::RuleInactive,
         Refusal::NoRule => ActionReason::NoRule,
         Refusal::NothingToAward => ActionReason::NothingToAward,
+        Refusal::ConditionsNotMet => ActionReason::ConditionsNotMet,
+        Refusal::BudgetExhausted => ActionReason::BudgetExhausted,
+        Refusal::MemberCapReached => ActionReason::MemberCapReached,
+        Refusal::Excluded => ActionReason::Excluded,
     }
 }
 
@@ -146,8 +158,8 @@ impl EarningQuery {
                 rule_id: ID(o.rule.id.to_string()),
                 points: o.next_points.map(|p| p.decimal()),
                 percent: match o.rule.reward {
-                    Reward::Percent(p) => Some(p),
-                    Reward::Fixed(_) => None,
+                    Reward::Percent(p) | Reward::PercentOfLines(p) => Some(p),
+                    _ => None,
                 },
                 per_object: o.rule.per_object,
                 limit: o.rule.limit.map(|l| Limit {

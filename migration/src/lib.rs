@@ -14,6 +14,7 @@ mod m20261125_000006_launch_secrets;
 mod m20261125_000007_report_aggregates;
 mod m20261125_000008_report_member_blocks;
 mod m20261201_000009_deployment;
+mod m20261201_000010_rule_budgets;
 mod util;
 
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000007_report_aggregates::Migration),
             Box::new(m20261125_000008_report_member_blocks::Migration),
             Box::new(m20261201_000009_deployment::Migration),
+            Box::new(m20261201_000010_rule_budgets::Migration),
         ]
     }
 }

@@ -3,7 +3,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::actor::ActionCaller;
-use crate::earning::rules::{evaluate, ActionRequest, EvalContext, Refusal};
+use loyalty_entities::{members, purchases, tiers};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter};
+
+use crate::earning::budgets;
+use crate::earning::rules::conditions::{Condition, TierFact};
+use crate::earning::rules::{
+    evaluate, ActionRequest, EvalContext, MemberFacts, Refusal, Rule, Verdict,
+};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::{MemberRef, TxError, TxResult};
 use crate::ledger::ops::{IdempotencyKey, Operation};
@@ -30,12 +37,23 @@ pub struct ActionOutcome {
     pub transactions: Vec<Posting>,
     /// Why nothing was paid (`None` when awarded).
     pub reason: Option<Refusal>,
+    /// Every rule that paid (points or free spins), in the order applied.
+    #[serde(default)]
+    pub rules: Vec<Earned>,
+    /// When nothing was paid: the explanation of the most telling refusal, if a rule gave one
+    /// ("conditions[0]: order total 42.00 < 50.00").
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 /// The postings of one award step.
 pub(crate) struct Award {
     pub posted: Vec<Posting>,
+    /// Every rule that paid, in order.
+    pub earned: Vec<Earned>,
     pub refusal: Option<Refusal>,
+    /// Every rule considered, paid or not, and why not.
+    pub verdicts: Vec<Verdict>,
 }
 
 #[derive(Clone, Serialize)]
@@ -68,6 +86,7 @@ impl Operation for RecordActionOp {
             action: self.action.clone(),
             object_id: self.object_id.clone(),
             amount: None,
+            ..Default::default()
         };
         let award = self
             .loyalty
@@ -85,12 +104,21 @@ pub(crate) async fn outcome(tx: &mut Tx<'_>, award: Award) -> TxResult<ActionOut
         .fold(Points::ZERO, |sum, p| {
             sum.checked_add(p.amount).unwrap_or(sum)
         });
+    let detail = award.refusal.and_then(|refusal| {
+        award
+            .verdicts
+            .iter()
+            .find(|v| v.refusal == Some(refusal))
+            .and_then(|v| v.detail.clone())
+    });
     Ok(ActionOutcome {
-        awarded: !award.posted.is_empty(),
+        awarded: !award.earned.is_empty(),
         points,
         balance: tx.balance(Account::Points).await?,
         transactions: award.posted,
         reason: award.refusal,
+        rules: award.earned,
+        detail,
     })
 }
 
@@ -141,6 +169,11 @@ impl Loyalty {
     }
 
     /// Evaluates the live rules for `request` under the member's lock and posts the earns.
+    ///
+    /// A rule with a total budget reserves its award first (a conditional `UPDATE` whose row lock
+    /// lasts until commit, so concurrent members never overspend it); when the award does not
+    /// fit, the rule is marked exhausted and the event is evaluated again, so an exclusive rule
+    /// that cannot pay leaves the rules after it free to.
     pub(crate) async fn award(
         &self,
         tx: &mut Tx<'_>,
@@ -151,7 +184,7 @@ impl Loyalty {
         let version = tx.live_version;
         let ruleset = self.ruleset(tx.txn, tx.program.id, version).await?;
         let rules: Vec<_> = ruleset.rules_for(&request.action).collect();
-        let facts = self
+        let mut facts = self
             .member_facts(
                 tx.txn,
                 tx.program,
@@ -161,14 +194,25 @@ impl Loyalty {
                 tx.now,
             )
             .await?;
+        self.event_facts(tx.txn, &tx.member, &rules, request, &mut facts)
+            .await?;
         let ctx = EvalContext {
             tz: tx.program.tz,
             now: tx.now,
             points_per_currency: tx.program.points_per_currency,
             multiplier: rust_decimal::Decimal::new(tx.multiplier_minor, 2),
         };
-        let evaluation = evaluate(&ruleset, &facts, request, &ctx)?;
+        let evaluation = loop {
+            let evaluation = evaluate(&ruleset, &facts, request, &ctx)?;
+            match budgets::reserve_all(tx, &evaluation.earns).await? {
+                None => break evaluation,
+                Some(exhausted) => {
+                    facts.exhausted.insert(exhausted);
+                }
+            }
+        };
         let mut posted = Vec::with_capacity(evaluation.earns.len());
+        let mut earned = Vec::with_capacity(evaluation.earns.len());
         for (n, earn) in evaluation.earns.into_iter().enumerate() {
             let key = match (earn.natural_key, client_key) {
                 (Some(natural), _) => natural,
@@ -180,6 +224,21 @@ impl Loyalty {
                     ))))
                 }
             };
+            let mut done = Earned {
+                rule_id: earn.rule_id,
+                rule_name: earn.rule_name.clone(),
+                source: earn.source.clone(),
+                points: earn.points,
+                spins: earn.spins,
+                qualifying: earn.qualifying,
+                lines: earn.lines,
+                entry_id: None,
+            };
+            if !earn.points.is_positive() {
+                // A spin credit (free spins are not points).
+                earned.push(done);
+                continue;
+            }
             let mut entry = Entry::new(Account::Points, Kind::Earn, earn.points)
                 .label(earn.source)
                 .key(Some(key.clone()));
@@ -189,15 +248,19 @@ impl Loyalty {
                 (None, Some(object)) => entry.reference("object", object),
                 (None, None) => entry,
             };
-            if earn.qualifying {
+            let qualification = earn.qualifying.then(|| {
                 let mut qualification = entry.clone();
                 qualification.account = Account::Qualification;
                 qualification.key = Some(format!("{key}:q"));
-                posted.push(tx.credit(entry).await?);
+                qualification
+            });
+            let posting = tx.credit(entry).await?;
+            done.entry_id = Some(posting.id);
+            posted.push(posting);
+            if let Some(qualification) = qualification {
                 posted.push(tx.credit(qualification).await?);
-            } else {
-                posted.push(tx.credit(entry).await?);
             }
+            earned.push(done);
         }
         if let Some((date, streak)) = evaluation.streak {
             tx.member.last_login_date = Some(date.to_string());
@@ -206,7 +269,62 @@ impl Loyalty {
         }
         Ok(Award {
             posted,
+            earned,
             refusal: evaluation.refusal,
+            verdicts: evaluation.verdicts,
         })
     }
+
+    /// The facts only some conditions need, loaded only when a rule for the action has one.
+    async fn event_facts(
+        &self,
+        txn: &DatabaseTransaction,
+        member: &members::Model,
+        rules: &[&Rule],
+        request: &ActionRequest,
+        facts: &mut MemberFacts,
+    ) -> TxResult<()> {
+        let needs = |wanted: fn(&Condition) -> bool| {
+            rules.iter().any(|rule| rule.conditions.iter().any(wanted))
+        };
+        facts.joined_at = Some(member.joined_at);
+        if let Some(tier_id) = member.tier_id {
+            let name = if needs(|c| matches!(c, Condition::TierIn { .. })) {
+                tiers::Entity::find_by_id(tier_id)
+                    .one(txn)
+                    .await?
+                    .map(|tier| tier.name)
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            facts.tier = Some(TierFact { id: tier_id, name });
+        }
+        let counts_purchases =
+            |c: &Condition| matches!(c, Condition::FirstPurchase | Condition::NthPurchase { .. });
+        if request.action == "purchase" && needs(counts_purchases) {
+            // Under the member's lock: purchases of this member change only here.
+            let before = purchases::Entity::find()
+                .filter(purchases::Column::MemberId.eq(member.id))
+                .count(txn)
+                .await?;
+            facts.purchase_ordinal = Some(u32::try_from(before + 1).unwrap_or(u32::MAX));
+        }
+        Ok(())
+    }
+}
+
+/// One earn as posted, with what refunds and answers need to know about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Earned {
+    pub rule_id: i64,
+    pub rule_name: String,
+    pub source: String,
+    pub points: Points,
+    pub spins: u32,
+    pub qualifying: bool,
+    /// The order lines the points were computed on; `None` = the whole order.
+    pub lines: Option<Vec<usize>>,
+    /// The POINTS ledger row (none for a spin credit).
+    pub entry_id: Option<i64>,
 }

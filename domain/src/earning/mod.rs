@@ -1,6 +1,7 @@
 //! Read-only views of the rules: what a member can still earn, and `testRules` dry runs.
 
 pub mod actions;
+pub mod budgets;
 pub mod purchases;
 pub mod rulebook;
 pub mod rules;
@@ -81,6 +82,7 @@ impl Loyalty {
             action: action.trim().to_owned(),
             object_id: object_id.map(str::to_owned),
             amount: amount.map(|a| Money::parse(a, "amount")).transpose()?,
+            ..Default::default()
         };
         let rules: Vec<_> = ruleset.rules_for(&request.action).collect();
         let ctx = self.context(program);

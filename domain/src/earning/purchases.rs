@@ -84,6 +84,7 @@ impl Operation for PurchaseOp {
             action: "purchase".into(),
             object_id: None,
             amount: Some(self.amount),
+            ..Default::default()
         };
         let award = self
             .loyalty

@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, SimpleExpr};
 
 use crate::ledger::db::{run_detached, sum_of};
+use crate::ledger::Account;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
@@ -80,6 +81,15 @@ impl RuleInput {
                 ))
             }
             Reward::Fixed(_) | Reward::Percent(_) => {}
+            Reward::PercentOfLines(_)
+            | Reward::PerUnit { .. }
+            | Reward::Multiplier(_)
+            | Reward::CallerChosen { .. }
+            | Reward::FreeSpins(_) => {
+                return Err(DomainError::validation(
+                    "this reward kind cannot be stored yet",
+                ))
+            }
         }
         if self.limit.is_some_and(|l| l.count == 0 || l.count > 10_000) {
             return Err(DomainError::validation(
@@ -160,6 +170,10 @@ fn to_rule(m: earning_rules::Model) -> DomainResult<Rule> {
         active_to: m.active_to,
         enabled: m.enabled,
         qualifying: m.qualifying,
+        conditions: Vec::new(),
+        priority: 0,
+        exclusive: false,
+        budget: Default::default(),
     })
 }
 
@@ -171,6 +185,11 @@ fn fill(
     let (kind, points, percent) = match input.reward {
         Reward::Fixed(points) => (RewardKind::Fixed, points.minor(), 0),
         Reward::Percent(p) => (RewardKind::Percent, 0, Points::parse(p, "percent")?.minor()),
+        _ => {
+            return Err(DomainError::validation(
+                "this reward kind cannot be stored yet",
+            ))
+        }
     };
     model.name = Set(input.name.trim().to_owned());
     model.action = Set(input.action.clone());
@@ -199,6 +218,7 @@ struct FactRow {
     in_week: Option<i64>,
     in_month: Option<i64>,
     on_object: Option<i64>,
+    lifetime_points: Option<i64>,
 }
 
 fn count(value: Option<i64>) -> u32 {
@@ -386,6 +406,7 @@ impl Loyalty {
                 .as_deref()
                 .and_then(|d| d.parse::<NaiveDate>().ok()),
             rules: HashMap::new(),
+            ..Default::default()
         };
         if rules.is_empty() {
             return Ok(facts);
@@ -408,8 +429,20 @@ impl Loyalty {
             .column_as(since(w.week_start), "in_week")
             .column_as(since(w.month_start), "in_month")
             .column_as(sum_of(on_object), "on_object")
+            .column_as(
+                sum_of(
+                    Expr::case(
+                        ledger_entries::Column::Account.eq(Account::Points.as_str()),
+                        Expr::col(ledger_entries::Column::AmountMinor),
+                    )
+                    .finally(0),
+                ),
+                "lifetime_points",
+            )
             .filter(ledger_entries::Column::MemberId.eq(member.id))
             .filter(ledger_entries::Column::Kind.eq("EARN"))
+            // A qualifying award also credits QUALIFICATION under the same rule: one award.
+            .filter(ledger_entries::Column::Account.ne(Account::Qualification.as_str()))
             .filter(ledger_entries::Column::RuleId.is_in(rules.iter().map(|r| r.id)))
             .group_by(ledger_entries::Column::RuleId)
             .into_model::<FactRow>()
@@ -425,6 +458,7 @@ impl Loyalty {
                     in_week: count(row.in_week),
                     in_month: count(row.in_month),
                     object_claimed: row.on_object.unwrap_or_default() > 0,
+                    lifetime_points: Points::from_minor(row.lifetime_points.unwrap_or_default()),
                 },
             );
         }

@@ -52,6 +52,8 @@ impl Operation for AdjustOp {
             balance: tx.balance(Account::Points).await?,
             transactions: vec![posting],
             reason: None,
+            rules: Vec::new(),
+            detail: None,
         })
     }
 }

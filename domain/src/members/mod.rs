@@ -216,6 +216,7 @@ impl Loyalty {
             action: action.to_owned(),
             object_id: None,
             amount: None,
+            ..Default::default()
         };
         self.award(tx, &request, None, None).await.map(|_| ())
     }

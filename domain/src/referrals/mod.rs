@@ -195,6 +195,7 @@ async fn reward(
         action: "referral_friend".into(),
         object_id: None,
         amount: None,
+        ..Default::default()
     };
     loyalty
         .award(
@@ -209,6 +210,7 @@ async fn reward(
         action: "referral_inviter".into(),
         object_id: Some(tx.member.id.to_string()),
         amount: None,
+        ..Default::default()
     };
     loyalty
         .award(

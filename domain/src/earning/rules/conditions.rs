@@ -1,7 +1,7 @@
 //! Rule conditions (issue 11, item 2): typed, validated values that must all hold for a rule to
 //! pay, and the explanation of the first one that does not (item 6, test mode).
 //!
-//! Pure and not wired yet: no rule carries conditions so far. The admin API sends each condition
+//! The admin API sends each condition
 //! as an internally tagged JSON object (`{"kind": "orderTotalAtLeast", "amount": "50.00"}`);
 //! [`validate`] turns a list of them into [`Condition`]s or refuses the first bad field with its
 //! path, and [`evaluate`] checks them against the [`Facts`] of one event.
@@ -17,7 +17,9 @@ use serde::{Serialize, Serializer};
 
 use crate::money::Money;
 
-pub use evaluate::{evaluate, matching_lines_value, Facts, Line, Outcome, TierFact};
+pub use evaluate::{
+    evaluate, is_line_condition, line_matches, matching_lines_value, Facts, Line, Outcome, TierFact,
+};
 pub use parse::validate;
 
 /// At most this many conditions on one rule.

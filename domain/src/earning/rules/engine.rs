@@ -2,8 +2,10 @@ use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::conditions::{self, Facts, Outcome};
 use super::model::{
-    ActionRequest, EvalContext, Limit, MemberFacts, Period, Reward, Rule, RuleFacts, Ruleset,
+    ActionRequest, EvalContext, Limit, MemberFacts, Period, Reward, Rounding, Rule, RuleFacts,
+    Ruleset,
 };
 use crate::error::DomainError;
 use crate::money::{round2, Points};
@@ -22,6 +24,28 @@ pub struct PlannedEarn {
     pub object_id: Option<String>,
     /// Credit the same points to QUALIFICATION too.
     pub qualifying: bool,
+    /// Free wheel spins this earn credits (`FreeSpins` rules; `points` is then zero).
+    pub spins: u32,
+    /// The order lines the points were computed on (indices into the request's lines), so a
+    /// refund of other lines leaves them be; `None` = the whole order.
+    pub lines: Option<Vec<usize>>,
+    /// The rule's total budget: the poster reserves `points` against it before posting and, when
+    /// it does not fit, marks the rule exhausted in the facts and evaluates again.
+    pub budget_total: Option<Points>,
+}
+
+/// What one rule did with an event, in the order rules were considered (test mode explains
+/// itself with these).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub rule_id: i64,
+    pub rule_name: String,
+    pub points: Points,
+    pub spins: u32,
+    /// `None` when the rule paid.
+    pub refusal: Option<Refusal>,
+    /// Why it did not pay, with the value seen ("order total 42.00 < 50.00").
+    pub detail: Option<String>,
 }
 
 /// Why nothing was paid.
@@ -38,6 +62,14 @@ pub enum Refusal {
     NoRule,
     /// The rule matched but computed zero points (e.g. a tiny purchase).
     NothingToAward,
+    /// A condition of the rule does not hold for this event.
+    ConditionsNotMet,
+    /// The campaign's total budget cannot take this award.
+    BudgetExhausted,
+    /// The campaign's per-member cap cannot take this award.
+    MemberCapReached,
+    /// A higher-priority exclusive rule paid for the event (only in verdicts: something paid).
+    Excluded,
 }
 
 impl Refusal {
@@ -48,17 +80,24 @@ impl Refusal {
             Refusal::RuleInactive => "RULE_INACTIVE",
             Refusal::NoRule => "NO_RULE",
             Refusal::NothingToAward => "NOTHING_TO_AWARD",
+            Refusal::ConditionsNotMet => "CONDITIONS_NOT_MET",
+            Refusal::BudgetExhausted => "BUDGET_EXHAUSTED",
+            Refusal::MemberCapReached => "MEMBER_CAP_REACHED",
+            Refusal::Excluded => "EXCLUDED",
         }
     }
 
     /// When several rules refuse, the most informative reason wins.
     fn rank(self) -> u8 {
         match self {
-            Refusal::NoRule => 0,
+            Refusal::NoRule | Refusal::Excluded => 0,
             Refusal::RuleInactive => 1,
-            Refusal::NothingToAward => 2,
-            Refusal::LimitReached => 3,
-            Refusal::AlreadyClaimed => 4,
+            Refusal::ConditionsNotMet => 2,
+            Refusal::NothingToAward => 3,
+            Refusal::LimitReached => 4,
+            Refusal::MemberCapReached => 5,
+            Refusal::BudgetExhausted => 6,
+            Refusal::AlreadyClaimed => 7,
         }
     }
 }
@@ -70,9 +109,18 @@ pub struct Evaluation {
     pub refusal: Option<Refusal>,
     /// The member's login streak after this action (daily logins only).
     pub streak: Option<(NaiveDate, u32)>,
+    /// Every rule for the action, in the order considered.
+    pub verdicts: Vec<Verdict>,
 }
 
-/// Evaluates one action. Validation errors (missing object id or amount) are returned as `Err`.
+/// Evaluates one action. Validation errors (missing object id, amount or caller-chosen points)
+/// are returned as `Err`.
+///
+/// Rules for the action apply in descending `priority`, then ascending id. Point-paying rules
+/// first compute their base (fixed, % of the amount, % of the matching lines, per unit) and the
+/// tier multiplier scales it; then `Multiplier` rules each pay `(factor − 1) ×` the sum those
+/// paid, so two ×2 campaigns make ×3, not ×4, and a multiplier never multiplies another one.
+/// A paying `exclusive` rule stops every rule after it (multipliers included).
 pub fn evaluate(
     ruleset: &Ruleset,
     facts: &MemberFacts,
@@ -81,19 +129,36 @@ pub fn evaluate(
 ) -> Result<Evaluation, DomainError> {
     let windows = Windows::at(ctx.tz, ctx.now);
     let streak_day = next_streak_day(facts, windows.today);
-    let mut earns = Vec::new();
-    let mut refusal: Option<Refusal> = None;
-    let mut refuse = |reason: Refusal| {
-        if refusal.is_none_or(|current| reason.rank() > current.rank()) {
-            refusal = Some(reason);
-        }
-    };
+    let event = event_facts(facts, request, ctx);
+    let mut rules: Vec<&Rule> = ruleset.rules_for(&request.action).collect();
+    rules.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
 
-    let mut matched = false;
-    for rule in ruleset.rules_for(&request.action) {
-        matched = true;
+    let mut earns = Vec::new();
+    let mut verdicts: Vec<Verdict> = Vec::with_capacity(rules.len());
+    // Multipliers wait for the sum of the point-paying rules: (verdict index, rule, its facts).
+    let mut multipliers: Vec<(usize, &Rule, RuleFacts)> = Vec::new();
+    let mut excluded_by: Option<&str> = None;
+    for rule in rules.iter().copied() {
+        let mut verdict = Verdict {
+            rule_id: rule.id,
+            rule_name: rule.name.clone(),
+            points: Points::ZERO,
+            spins: 0,
+            refusal: None,
+            detail: None,
+        };
+        let refused = |mut verdict: Verdict, refusal: Refusal, detail: Option<String>| {
+            verdict.refusal = Some(refusal);
+            verdict.detail = detail;
+            verdict
+        };
+        if let Some(name) = excluded_by {
+            let detail = format!("the exclusive rule {} paid first", quoted(name));
+            verdicts.push(refused(verdict, Refusal::Excluded, Some(detail)));
+            continue;
+        }
         if !rule.is_live(ctx.now) {
-            refuse(Refusal::RuleInactive);
+            verdicts.push(refused(verdict, Refusal::RuleInactive, None));
             continue;
         }
         if rule.per_object && request.object_id.is_none() {
@@ -102,35 +167,175 @@ pub fn evaluate(
                 request.action
             )));
         }
+        if let Outcome::Fail { index, reason } = conditions::evaluate(&rule.conditions, &event) {
+            let detail = format!("conditions[{index}]: {reason}");
+            verdicts.push(refused(verdict, Refusal::ConditionsNotMet, Some(detail)));
+            continue;
+        }
         let rule_facts = facts.rules.get(&rule.id).copied().unwrap_or_default();
         if let Some(reason) = limit_refusal(rule, &rule_facts) {
-            refuse(reason);
+            verdicts.push(refused(verdict, reason, None));
             continue;
         }
-        let points = payout(rule, request, ctx, streak_day)?;
-        if !points.is_positive() {
-            refuse(Refusal::NothingToAward);
+        if facts.exhausted.contains(&rule.id) {
+            let detail = "the campaign's budget is spent".to_owned();
+            verdicts.push(refused(verdict, Refusal::BudgetExhausted, Some(detail)));
             continue;
         }
-        earns.push(PlannedEarn {
-            rule_id: rule.id,
-            rule_name: rule.name.clone(),
-            source: rule.source.clone(),
+        if let Reward::Multiplier(_) = rule.reward {
+            multipliers.push((verdicts.len(), rule, rule_facts));
+            verdicts.push(verdict);
+            continue;
+        }
+        let (points, spins, lines) = match rule.reward {
+            Reward::FreeSpins(spins) => (Points::ZERO, spins, None),
+            _ => {
+                let (points, lines) = payout(rule, request, &event, ctx, streak_day)?;
+                (points, 0, lines)
+            }
+        };
+        if !points.is_positive() && spins == 0 {
+            verdicts.push(refused(verdict, Refusal::NothingToAward, None));
+            continue;
+        }
+        if let Some(detail) = over_member_cap(rule, &rule_facts, points) {
+            verdicts.push(refused(verdict, Refusal::MemberCapReached, Some(detail)));
+            continue;
+        }
+        earns.push(planned(
+            rule,
+            facts,
+            request,
+            windows.today,
+            &rule_facts,
             points,
-            natural_key: natural_key(rule, facts, request, windows.today, &rule_facts),
-            object_id: request.object_id.clone(),
-            qualifying: rule.qualifying,
-        });
+            spins,
+            lines,
+        ));
+        verdict.points = points;
+        verdict.spins = spins;
+        verdicts.push(verdict);
+        if rule.exclusive {
+            excluded_by = Some(&rule.name);
+        }
     }
-    if !matched {
-        refuse(Refusal::NoRule);
+
+    let base = earns
+        .iter()
+        .fold(Decimal::ZERO, |sum, e| sum + e.points.decimal());
+    let mut cut = false;
+    for (slot, rule, rule_facts) in multipliers {
+        // A paying exclusive rule before the multiplier's own place already stopped it above;
+        // one among the multipliers stops the multipliers after it.
+        let verdict = &mut verdicts[slot];
+        if cut {
+            verdict.refusal = Some(Refusal::Excluded);
+            verdict.detail = Some("an exclusive multiplier paid first".to_owned());
+            continue;
+        }
+        let Reward::Multiplier(factor) = rule.reward else {
+            continue;
+        };
+        let extra = base
+            .checked_mul(factor - Decimal::ONE)
+            .ok_or_else(|| DomainError::validation("the computed reward is out of range"))?;
+        let points = Points::round_from(extra)?;
+        if !points.is_positive() {
+            verdict.refusal = Some(Refusal::NothingToAward);
+            verdict.detail = Some("no other rule paid for this event".to_owned());
+            continue;
+        }
+        if let Some(detail) = over_member_cap(rule, &rule_facts, points) {
+            verdict.refusal = Some(Refusal::MemberCapReached);
+            verdict.detail = Some(detail);
+            continue;
+        }
+        verdict.points = points;
+        earns.push(planned(
+            rule,
+            facts,
+            request,
+            windows.today,
+            &rule_facts,
+            points,
+            0,
+            None,
+        ));
+        cut = rule.exclusive;
     }
+
+    let refusal = if earns.is_empty() {
+        Some(
+            verdicts
+                .iter()
+                .filter_map(|v| v.refusal)
+                .max_by_key(|r| r.rank())
+                .unwrap_or(Refusal::NoRule),
+        )
+    } else {
+        None
+    };
     let streak = (request.action == "daily_login" && !earns.is_empty())
         .then_some((windows.today, streak_day));
     Ok(Evaluation {
-        refusal: if earns.is_empty() { refusal } else { None },
+        refusal,
         earns,
         streak,
+        verdicts,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn planned(
+    rule: &Rule,
+    facts: &MemberFacts,
+    request: &ActionRequest,
+    today: NaiveDate,
+    rule_facts: &RuleFacts,
+    points: Points,
+    spins: u32,
+    lines: Option<Vec<usize>>,
+) -> PlannedEarn {
+    PlannedEarn {
+        rule_id: rule.id,
+        rule_name: rule.name.clone(),
+        source: rule.source.clone(),
+        points,
+        natural_key: natural_key(rule, facts, request, today, rule_facts),
+        object_id: request.object_id.clone(),
+        qualifying: rule.qualifying,
+        spins,
+        lines,
+        budget_total: rule.budget.total,
+    }
+}
+
+/// The facts conditions see for this event.
+fn event_facts(facts: &MemberFacts, request: &ActionRequest, ctx: &EvalContext) -> Facts {
+    Facts {
+        order_total: request.amount,
+        lines: request.lines.clone(),
+        tier: facts.tier.clone(),
+        at: ctx.now,
+        tz: ctx.tz,
+        purchase_ordinal: facts.purchase_ordinal,
+        joined_at: facts.joined_at,
+        object_id: request.object_id.clone(),
+        attributes: facts.attributes.clone(),
+    }
+}
+
+/// `Some(explanation)` when `points` would take the member past the rule's per-member cap.
+fn over_member_cap(rule: &Rule, facts: &RuleFacts, points: Points) -> Option<String> {
+    let cap = rule.budget.per_member?;
+    let after = facts.lifetime_points.checked_add(points)?;
+    (after > cap).then(|| {
+        format!(
+            "member already has {} of the cap {}, this award is {}",
+            facts.lifetime_points.decimal(),
+            cap.decimal(),
+            points.decimal()
+        )
     })
 }
 
@@ -157,13 +362,51 @@ fn next_streak_day(facts: &MemberFacts, today: NaiveDate) -> u32 {
     }
 }
 
+/// The lines a rule's line conditions match (any of them); `None` when it has no line
+/// condition or the event has no lines (the whole order).
+fn matched_lines(rule: &Rule, event: &Facts) -> Option<Vec<usize>> {
+    let filters: Vec<_> = rule
+        .conditions
+        .iter()
+        .filter(|c| conditions::is_line_condition(c))
+        .collect();
+    if filters.is_empty() || event.lines.is_empty() {
+        return None;
+    }
+    Some(
+        event
+            .lines
+            .iter()
+            .enumerate()
+            .filter(|(_, line)| filters.iter().any(|c| conditions::line_matches(c, line)))
+            .map(|(index, _)| index)
+            .collect(),
+    )
+}
+
+/// Points a point-paying rule computes (tier multiplier applied where it applies) and the lines
+/// they were computed on.
 fn payout(
     rule: &Rule,
     request: &ActionRequest,
+    event: &Facts,
     ctx: &EvalContext,
     streak_day: u32,
-) -> Result<Points, DomainError> {
+) -> Result<(Points, Option<Vec<usize>>), DomainError> {
     let overflow = || DomainError::validation("the computed reward is out of range");
+    let amount = || {
+        request.amount.ok_or_else(|| {
+            DomainError::validation(format!("action `{}` needs an amount", request.action))
+        })
+    };
+    let percent_of = |value: Decimal, percent: Decimal| {
+        value
+            .checked_mul(percent)
+            .and_then(|v| v.checked_div(Decimal::ONE_HUNDRED))
+            .and_then(|v| v.checked_mul(ctx.points_per_currency))
+            .ok_or_else(overflow)
+    };
+    let lines = matched_lines(rule, event);
     let base = match rule.reward {
         Reward::Fixed(points) => match rule.streak {
             Some(streak) => {
@@ -177,22 +420,67 @@ fn payout(
             }
             None => points.decimal(),
         },
-        Reward::Percent(percent) => {
-            let amount = request.amount.ok_or_else(|| {
-                DomainError::validation(format!("action `{}` needs an amount", request.action))
-            })?;
-            amount
-                .decimal()
-                .checked_mul(percent)
-                .and_then(|v| v.checked_div(Decimal::ONE_HUNDRED))
-                .and_then(|v| v.checked_mul(ctx.points_per_currency))
-                .ok_or_else(overflow)?
+        Reward::Percent(percent) => percent_of(amount()?.decimal(), percent)?,
+        Reward::PercentOfLines(percent) => {
+            let value = match &lines {
+                Some(indices) => indices
+                    .iter()
+                    .map(|&i| event.lines[i].value().decimal())
+                    .sum(),
+                None => amount()?.decimal(),
+            };
+            percent_of(value, percent)?
         }
+        Reward::PerUnit {
+            points,
+            per,
+            rounding,
+        } => {
+            let units = amount()?
+                .decimal()
+                .checked_div(per.decimal())
+                .ok_or_else(overflow)?;
+            let units = match rounding {
+                Rounding::Down => units.floor(),
+                Rounding::Nearest => units.round_dp_with_strategy(
+                    0,
+                    rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+                ),
+                Rounding::Up => units.ceil(),
+            };
+            points.decimal().checked_mul(units).ok_or_else(overflow)?
+        }
+        Reward::CallerChosen { min, max } => {
+            let chosen = request.points.ok_or_else(|| {
+                DomainError::validation(format!(
+                    "rule {} lets the caller choose the points: send `points` ({}–{})",
+                    quoted(&rule.name),
+                    min.decimal(),
+                    max.decimal()
+                ))
+            })?;
+            if chosen < min || chosen > max {
+                return Err(DomainError::validation(format!(
+                    "points: {} is outside the range {}–{} of rule {}",
+                    chosen.decimal(),
+                    min.decimal(),
+                    max.decimal(),
+                    quoted(&rule.name)
+                )));
+            }
+            // The caller named the exact points: no tier multiplier.
+            return Ok((chosen, lines));
+        }
+        Reward::Multiplier(_) | Reward::FreeSpins(_) => return Ok((Points::ZERO, None)),
     };
     let scaled = round2(base)
         .checked_mul(ctx.multiplier)
         .ok_or_else(overflow)?;
-    Points::round_from(scaled)
+    Ok((Points::round_from(scaled)?, lines))
+}
+
+fn quoted(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
 }
 
 fn natural_key(
@@ -252,10 +540,21 @@ pub fn opportunities(
                 action: rule.action.clone(),
                 object_id: None,
                 amount: None,
+                ..Default::default()
             };
             let next_points = match rule.reward {
-                Reward::Fixed(_) => payout(rule, &request, ctx, streak_day).ok(),
-                Reward::Percent(_) => None,
+                Reward::Fixed(_) => {
+                    let event = event_facts(facts, &request, ctx);
+                    payout(rule, &request, &event, ctx, streak_day)
+                        .ok()
+                        .map(|(points, _)| points)
+                }
+                Reward::CallerChosen { max, .. } => Some(max),
+                Reward::Percent(_)
+                | Reward::PercentOfLines(_)
+                | Reward::PerUnit { .. }
+                | Reward::Multiplier(_)
+                | Reward::FreeSpins(_) => None,
             };
             Opportunity {
                 claimed: remaining == Some(0) && !rule.per_object,

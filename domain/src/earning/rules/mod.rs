@@ -6,8 +6,8 @@ pub mod conditions;
 mod engine;
 mod model;
 
-pub use engine::{evaluate, opportunities, Evaluation, Opportunity, PlannedEarn, Refusal};
+pub use engine::{evaluate, opportunities, Evaluation, Opportunity, PlannedEarn, Refusal, Verdict};
 pub use model::{
-    ActionRequest, EvalContext, Limit, MemberFacts, Period, Reward, Rule, RuleFacts, Ruleset,
-    Streak, BUILTIN_ACTIONS,
+    ActionRequest, Budget, EvalContext, Limit, MemberFacts, Period, Reward, Rounding, Rule,
+    RuleFacts, Ruleset, Streak, BUILTIN_ACTIONS,
 };

@@ -7,6 +7,7 @@ use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::conditions::{Condition, Line, TierFact};
 use crate::money::{Money, Points};
 use crate::stored::stored_enum;
 
@@ -46,14 +47,61 @@ pub struct Limit {
     pub period: Period,
 }
 
+/// What a rule pays when it applies (its effect).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Reward {
     /// A fixed number of points.
     Fixed(Points),
-    /// A percentage of the action's money amount, converted with the program's
-    /// points-per-currency ratio: `amount × percent / 100 × ratio`.
+    /// A percentage of the action's money amount (a purchase: the order total), converted with
+    /// the program's points-per-currency ratio: `amount × percent / 100 × ratio`.
     Percent(Decimal),
+    /// A percentage of the value of the lines the rule's line conditions match (all lines when it
+    /// has none), converted like `Percent`: product-level accrual.
+    PercentOfLines(Decimal),
+    /// `points` for every whole `per` of the amount, the count of units rounded as `rounding`
+    /// says (Square's "1 point per $10": 99.99 pays 9 rounded down).
+    PerUnit {
+        points: Points,
+        per: Money,
+        rounding: Rounding,
+    },
+    /// Pays `(factor − 1) ×` what the point-paying rules paid for the same event (after the tier
+    /// multiplier): ×2 at weekends doubles the event's points.
+    Multiplier(Decimal),
+    /// The caller names the points (`recordAction(points:)`, service role) within `[min, max]`.
+    CallerChosen { min: Points, max: Points },
+    /// Free wheel spins, spent before points by `spinWheel`.
+    FreeSpins(u32),
+}
+
+/// How `PerUnit` rounds the number of units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Rounding {
+    /// Whole units only: 99.99 per 10.00 is 9 units.
+    #[default]
+    Down,
+    /// Half up: 95.00 per 10.00 is 10 units.
+    Nearest,
+    /// Any started unit counts: 90.01 per 10.00 is 10 units.
+    Up,
+}
+
+stored_enum!(Rounding {
+    Down => "DOWN",
+    Nearest => "NEAREST",
+    Up => "UP",
+});
+
+/// A campaign's caps over its whole life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    /// Points the rule may issue in total, over all members (never exceeded; an award that does
+    /// not fit whole is refused).
+    pub total: Option<Points>,
+    /// Points the rule may issue to one member over its life.
+    pub per_member: Option<Points>,
 }
 
 /// Daily-login streak: day `n` of an unbroken streak pays `min(base + step × (n − 1), cap)`.
@@ -79,6 +127,17 @@ pub struct Rule {
     /// Also credits the QUALIFICATION account (what tiers count).
     #[serde(default)]
     pub qualifying: bool,
+    /// All must hold for the rule to pay.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Rules apply in descending priority, then ascending id.
+    #[serde(default)]
+    pub priority: i32,
+    /// When this rule pays, no lower-priority rule pays for the same event.
+    #[serde(default)]
+    pub exclusive: bool,
+    #[serde(default)]
+    pub budget: Budget,
 }
 
 impl Rule {
@@ -103,11 +162,15 @@ impl Ruleset {
 }
 
 /// What the member did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ActionRequest {
     pub action: String,
     pub object_id: Option<String>,
     pub amount: Option<Money>,
+    /// A purchase's lines (empty: none were sent).
+    pub lines: Vec<Line>,
+    /// Points the caller chose (`CallerChosen` rules; service role only).
+    pub points: Option<Points>,
 }
 
 /// How often a member was already paid by one rule.
@@ -119,6 +182,8 @@ pub struct RuleFacts {
     pub in_month: u32,
     /// Paid for this action's object already (per-object rules).
     pub object_claimed: bool,
+    /// Points this rule paid the member over its life (per-member budget caps).
+    pub lifetime_points: Points,
 }
 
 impl RuleFacts {
@@ -139,6 +204,15 @@ pub struct MemberFacts {
     pub login_streak: u32,
     pub last_login_date: Option<NaiveDate>,
     pub rules: HashMap<i64, RuleFacts>,
+    /// The member's tier, for `tierIn` conditions.
+    pub tier: Option<TierFact>,
+    pub joined_at: Option<DateTime<Utc>>,
+    /// This purchase's place among the member's purchases (1 = first); `None` for an action.
+    pub purchase_ordinal: Option<u32>,
+    /// Attributes set by the service role (`setMemberAttributes`).
+    pub attributes: HashMap<String, String>,
+    /// Rules whose total budget cannot take their award (found while reserving it).
+    pub exhausted: std::collections::HashSet<i64>,
 }
 
 /// Program settings and the clock reading the engine evaluates against.

@@ -82,6 +82,17 @@ pub fn matching_lines_value(condition: &Condition, facts: &Facts) -> Option<Mone
     Some(filter.matching(facts).1)
 }
 
+/// Whether `condition` is one of the two line conditions.
+pub fn is_line_condition(condition: &Condition) -> bool {
+    LineFilter::of(condition).is_some()
+}
+
+/// Whether a line condition matches `line` by SKU or category (minimums aside); `false` for any
+/// other condition.
+pub fn line_matches(condition: &Condition, line: &Line) -> bool {
+    LineFilter::of(condition).is_some_and(|filter| filter.matches(line))
+}
+
 fn check(condition: &Condition, facts: &Facts) -> Result<(), String> {
     match condition {
         Condition::OrderTotalAtLeast { amount } => {

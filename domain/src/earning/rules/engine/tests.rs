@@ -37,6 +37,10 @@ fn rule(id: i64, action: &str, reward: Reward) -> Rule {
         active_to: None,
         enabled: true,
         qualifying: false,
+        conditions: Vec::new(),
+        priority: 0,
+        exclusive: false,
+        budget: Default::default(),
     }
 }
 
@@ -61,8 +65,7 @@ fn ruleset(rules: Vec<Rule>) -> Ruleset {
 fn action(name: &str) -> ActionRequest {
     ActionRequest {
         action: name.into(),
-        object_id: None,
-        amount: None,
+        ..Default::default()
     }
 }
 
@@ -385,7 +388,7 @@ proptest! {
         };
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::hours(hour);
         let today = crate::periods::local_date(tz(), now);
-        let mut facts = facts_with(1, RuleFacts { lifetime: used, in_day: used, in_week: used, in_month: used, object_claimed: false });
+        let mut facts = facts_with(1, RuleFacts { lifetime: used, in_day: used, in_week: used, in_month: used, object_claimed: false, ..Default::default() });
         facts.login_streak = streak;
         facts.last_login_date = today.pred_opt();
         let eval = evaluate(&ruleset(vec![r]), &facts, &action("daily_login"), &ctx(now)).unwrap();
