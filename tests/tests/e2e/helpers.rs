@@ -435,6 +435,21 @@ impl TestApp {
         row.try_get::<i64>("", "n").unwrap()
     }
 
+    /// One integer a query returns as column `n` (both backends).
+    pub async fn sql_i64(&self, query: &str) -> i64 {
+        let row = self
+            .loyalty
+            .db()
+            .query_one(sea_orm::Statement::from_string(
+                self.loyalty.db().get_database_backend(),
+                query.to_owned(),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    }
+
     /// Deletes this test's Redis keys (the "Redis flushed" fault).
     pub async fn flush_redis(&self) {
         let Some(prefix) = &self.redis_prefix else {
