@@ -7,6 +7,7 @@ mod helpers;
 
 mod auth;
 mod bank;
+mod campaign_rules;
 mod cancellation;
 mod catch_up;
 mod csv_injection;
