@@ -21,6 +21,14 @@ pub struct Model {
     pub active_to: Option<DateTimeUtc>,
     pub enabled: bool,
     pub qualifying: bool,
+    /// JSON array of conditions (the admin API's shape).
+    pub conditions: String,
+    pub priority: i32,
+    pub exclusive: bool,
+    pub budget_total_minor: Option<i64>,
+    pub member_cap_minor: Option<i64>,
+    /// JSON of the effect for kinds beyond FIXED/PERCENT; NULL for those.
+    pub effect: Option<String>,
     pub deleted_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

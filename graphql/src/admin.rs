@@ -1,12 +1,18 @@
 //! Admin: the rules draft, "apply changes" (`publishRules`), test mode (`testRules`) and
 //! `adjustPoints`.
 
-use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
+use std::collections::HashMap;
+
+use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
+use loyalty_domain::earning::budgets::BudgetUsage;
 use loyalty_domain::earning::rulebook::RuleInput as DRuleInput;
-use loyalty_domain::earning::rules::{Limit as DLimit, Reward, Rule as DRule, Streak};
+use loyalty_domain::earning::rules::{
+    Budget as DBudget, Limit as DLimit, Reward, Rounding as DRounding, Rule as DRule, Streak,
+};
 use loyalty_domain::earning::RulesTarget;
-use loyalty_domain::{AdminActor, DomainError, Loyalty, Points};
+use loyalty_domain::program::Program;
+use loyalty_domain::{AdminActor, DomainError, Loyalty, Money, Points};
 use rust_decimal::Decimal;
 
 use crate::earning::{reason, ActionReason, ActionResult, Limit, Period};
@@ -18,6 +24,171 @@ pub enum RewardKind {
     Fixed,
     /// Percent of the amount × the program's points-per-currency ratio.
     Percent,
+}
+
+/// What a rule pays (its effect).
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EffectKind {
+    /// `points`.
+    Fixed,
+    /// `percent` of the order amount × the program's points-per-currency ratio.
+    Percent,
+    /// `percent` of the value of the lines the rule's line conditions match (all lines without
+    /// one), converted like PERCENT.
+    PercentOfLines,
+    /// `points` for every `per` of the amount, the number of units rounded as `rounding` says
+    /// (DOWN unless given).
+    PerUnit,
+    /// Pays `(factor − 1) ×` what the other rules paid for the same event.
+    Multiplier,
+    /// The service names the points in `recordAction(points:)`, within `[min, max]`.
+    CallerChosen,
+    /// `spins` free wheel spins.
+    FreeSpins,
+}
+
+impl EffectKind {
+    fn name(self) -> &'static str {
+        match self {
+            EffectKind::Fixed => "FIXED",
+            EffectKind::Percent => "PERCENT",
+            EffectKind::PercentOfLines => "PERCENT_OF_LINES",
+            EffectKind::PerUnit => "PER_UNIT",
+            EffectKind::Multiplier => "MULTIPLIER",
+            EffectKind::CallerChosen => "CALLER_CHOSEN",
+            EffectKind::FreeSpins => "FREE_SPINS",
+        }
+    }
+}
+
+/// How a PER_UNIT effect rounds the number of units.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum Rounding {
+    /// Whole units only: 99.99 per 10.00 is 9.
+    Down,
+    /// Half up: 95.00 per 10.00 is 10.
+    Nearest,
+    /// Any started unit counts: 90.01 per 10.00 is 10.
+    Up,
+}
+
+impl From<Rounding> for DRounding {
+    fn from(r: Rounding) -> Self {
+        match r {
+            Rounding::Down => DRounding::Down,
+            Rounding::Nearest => DRounding::Nearest,
+            Rounding::Up => DRounding::Up,
+        }
+    }
+}
+
+impl From<DRounding> for Rounding {
+    fn from(r: DRounding) -> Self {
+        match r {
+            DRounding::Down => Rounding::Down,
+            DRounding::Nearest => Rounding::Nearest,
+            DRounding::Up => Rounding::Up,
+        }
+    }
+}
+
+/// A rule's effect: `kind` and only the fields that kind has (any other field is refused with
+/// `VALIDATION`).
+#[derive(InputObject)]
+pub struct EffectInput {
+    pub kind: EffectKind,
+    /// FIXED, PER_UNIT.
+    pub points: Option<Decimal>,
+    /// PERCENT, PERCENT_OF_LINES: in (0, 1000].
+    pub percent: Option<Decimal>,
+    /// PER_UNIT: the money amount one unit is.
+    pub per: Option<Decimal>,
+    /// PER_UNIT (default DOWN).
+    pub rounding: Option<Rounding>,
+    /// MULTIPLIER: in (1, 100].
+    pub factor: Option<Decimal>,
+    /// CALLER_CHOSEN.
+    pub min: Option<Decimal>,
+    /// CALLER_CHOSEN.
+    pub max: Option<Decimal>,
+    /// FREE_SPINS: 1 to 100.
+    pub spins: Option<i64>,
+}
+
+impl EffectInput {
+    fn into_reward(self) -> Result<Reward, DomainError> {
+        let kind = self.kind;
+        let allowed: &[&str] = match kind {
+            EffectKind::Fixed => &["points"],
+            EffectKind::Percent | EffectKind::PercentOfLines => &["percent"],
+            EffectKind::PerUnit => &["points", "per", "rounding"],
+            EffectKind::Multiplier => &["factor"],
+            EffectKind::CallerChosen => &["min", "max"],
+            EffectKind::FreeSpins => &["spins"],
+        };
+        let given = [
+            ("points", self.points.is_some()),
+            ("percent", self.percent.is_some()),
+            ("per", self.per.is_some()),
+            ("rounding", self.rounding.is_some()),
+            ("factor", self.factor.is_some()),
+            ("min", self.min.is_some()),
+            ("max", self.max.is_some()),
+            ("spins", self.spins.is_some()),
+        ];
+        if let Some((field, _)) = given
+            .iter()
+            .find(|(field, set)| *set && !allowed.contains(field))
+        {
+            return Err(DomainError::validation(format!(
+                "effect.{field} does not belong to a {} effect",
+                kind.name()
+            )));
+        }
+        let need = |value: Option<Decimal>, field: &str| {
+            value.ok_or_else(|| {
+                DomainError::validation(format!(
+                    "effect.{field} is required for a {} effect",
+                    kind.name()
+                ))
+            })
+        };
+        let points = |value: Option<Decimal>, field: &str| {
+            Points::parse(need(value, field)?, &format!("effect.{field}"))
+        };
+        Ok(match kind {
+            EffectKind::Fixed => Reward::Fixed(points(self.points, "points")?),
+            EffectKind::Percent => Reward::Percent(need(self.percent, "percent")?),
+            EffectKind::PercentOfLines => Reward::PercentOfLines(need(self.percent, "percent")?),
+            EffectKind::PerUnit => Reward::PerUnit {
+                points: points(self.points, "points")?,
+                per: Money::parse(need(self.per, "per")?, "effect.per")?,
+                rounding: self.rounding.map(DRounding::from).unwrap_or_default(),
+            },
+            EffectKind::Multiplier => Reward::Multiplier(need(self.factor, "factor")?),
+            EffectKind::CallerChosen => Reward::CallerChosen {
+                min: points(self.min, "min")?,
+                max: points(self.max, "max")?,
+            },
+            EffectKind::FreeSpins => {
+                let spins = self.spins.ok_or_else(|| {
+                    DomainError::validation("effect.spins is required for a FREE_SPINS effect")
+                })?;
+                Reward::FreeSpins(u32::try_from(spins).map_err(|_| {
+                    DomainError::validation("effect.spins must be between 1 and 100")
+                })?)
+            }
+        })
+    }
+}
+
+/// A campaign's caps over its whole life.
+#[derive(InputObject)]
+pub struct BudgetInput {
+    /// Points the rule may issue in total, over all members (at least 0.01).
+    pub total: Option<Decimal>,
+    /// Points the rule may issue to one member (greater than 0).
+    pub per_member: Option<Decimal>,
 }
 
 #[derive(InputObject)]
@@ -39,7 +210,10 @@ pub struct RuleInput {
     pub name: String,
     pub action: String,
     pub source: Option<String>,
-    pub reward_kind: RewardKind,
+    /// What the rule pays; give this or the older `rewardKind` (+ `points`/`percent`).
+    pub effect: Option<EffectInput>,
+    /// The pre-campaign way to say FIXED `points` or PERCENT `percent` (still accepted).
+    pub reward_kind: Option<RewardKind>,
     pub points: Option<Decimal>,
     pub percent: Option<Decimal>,
     pub limit: Option<LimitInput>,
@@ -53,25 +227,58 @@ pub struct RuleInput {
     /// Also credit the QUALIFICATION account (what tiers count).
     #[graphql(default)]
     pub qualifying: bool,
+    /// All must hold for the rule to pay: objects like `{"kind": "orderTotalAtLeast",
+    /// "amount": "50.00"}` (README, "Rule conditions").
+    #[graphql(default)]
+    pub conditions: Vec<Json<serde_json::Value>>,
+    /// Rules apply in descending priority (−1000 to 1000), then in creation order.
+    #[graphql(default)]
+    pub priority: i32,
+    /// When this rule pays, no lower-priority rule pays for the same event.
+    #[graphql(default)]
+    pub exclusive: bool,
+    pub budget: Option<BudgetInput>,
 }
 
 impl RuleInput {
     fn into_domain(self) -> Result<DRuleInput, DomainError> {
-        let reward = match (self.reward_kind, self.points, self.percent) {
-            (RewardKind::Fixed, Some(points), None) => {
+        let reward = match (self.effect, self.reward_kind, self.points, self.percent) {
+            (Some(effect), None, None, None) => effect.into_reward()?,
+            (Some(_), _, _, _) => {
+                return Err(DomainError::validation(
+                    "give either `effect` or `rewardKind` (with `points`/`percent`), not both",
+                ))
+            }
+            (None, None, _, _) => {
+                return Err(DomainError::validation("`effect` is required"));
+            }
+            (None, Some(RewardKind::Fixed), Some(points), None) => {
                 Reward::Fixed(Points::parse(points, "points")?)
             }
-            (RewardKind::Percent, None, Some(percent)) => Reward::Percent(percent),
-            (RewardKind::Fixed, _, _) => {
+            (None, Some(RewardKind::Percent), None, Some(percent)) => Reward::Percent(percent),
+            (None, Some(RewardKind::Fixed), _, _) => {
                 return Err(DomainError::validation(
                     "a FIXED rule needs `points` and no `percent`",
                 ))
             }
-            (RewardKind::Percent, _, _) => {
+            (None, Some(RewardKind::Percent), _, _) => {
                 return Err(DomainError::validation(
                     "a PERCENT rule needs `percent` and no `points`",
                 ))
             }
+        };
+        let budget = match self.budget {
+            Some(b) => DBudget {
+                total: b
+                    .total
+                    .map(|t| Points::parse(t, "budget.total"))
+                    .transpose()?,
+                per_member: b
+                    .per_member
+                    .map(|c| Points::parse(c, "budget.perMember"))
+                    .transpose()?,
+            },
+            None => DBudget::default(),
         };
         let streak = match self.streak {
             Some(s) => Some(Streak {
@@ -95,6 +302,10 @@ impl RuleInput {
             active_to: self.active_to,
             enabled: self.enabled,
             qualifying: self.qualifying,
+            conditions: self.conditions.into_iter().map(|c| c.0).collect(),
+            priority: self.priority,
+            exclusive: self.exclusive,
+            budget,
         })
     }
 }
@@ -105,6 +316,99 @@ pub struct StreakBonus {
     pub cap: Decimal,
 }
 
+/// What a rule pays: `kind` and the fields that kind has (the others are null).
+#[derive(SimpleObject)]
+pub struct Effect {
+    pub kind: EffectKind,
+    pub points: Option<Decimal>,
+    pub percent: Option<Decimal>,
+    pub per: Option<Decimal>,
+    pub rounding: Option<Rounding>,
+    pub factor: Option<Decimal>,
+    pub min: Option<Decimal>,
+    pub max: Option<Decimal>,
+    pub spins: Option<u32>,
+}
+
+impl Effect {
+    fn of(kind: EffectKind) -> Self {
+        Effect {
+            kind,
+            points: None,
+            percent: None,
+            per: None,
+            rounding: None,
+            factor: None,
+            min: None,
+            max: None,
+            spins: None,
+        }
+    }
+}
+
+/// A percent or factor as the API shows it: two fraction digits (`7.5` → `7.50`).
+fn two_places(mut value: Decimal) -> Decimal {
+    value.rescale(2);
+    value
+}
+
+impl From<Reward> for Effect {
+    fn from(reward: Reward) -> Self {
+        match reward {
+            Reward::Fixed(p) => Effect {
+                points: Some(p.decimal()),
+                ..Effect::of(EffectKind::Fixed)
+            },
+            Reward::Percent(p) => Effect {
+                percent: Some(two_places(p)),
+                ..Effect::of(EffectKind::Percent)
+            },
+            Reward::PercentOfLines(p) => Effect {
+                percent: Some(two_places(p)),
+                ..Effect::of(EffectKind::PercentOfLines)
+            },
+            Reward::PerUnit {
+                points,
+                per,
+                rounding,
+            } => Effect {
+                points: Some(points.decimal()),
+                per: Some(per.decimal()),
+                rounding: Some(rounding.into()),
+                ..Effect::of(EffectKind::PerUnit)
+            },
+            Reward::Multiplier(factor) => Effect {
+                factor: Some(two_places(factor)),
+                ..Effect::of(EffectKind::Multiplier)
+            },
+            Reward::CallerChosen { min, max } => Effect {
+                min: Some(min.decimal()),
+                max: Some(max.decimal()),
+                ..Effect::of(EffectKind::CallerChosen)
+            },
+            Reward::FreeSpins(spins) => Effect {
+                spins: Some(spins),
+                ..Effect::of(EffectKind::FreeSpins)
+            },
+        }
+    }
+}
+
+/// A campaign's caps and what it has used.
+#[derive(SimpleObject)]
+pub struct RuleBudget {
+    /// Points the rule may issue over all members; null = no total budget.
+    pub total: Option<Decimal>,
+    /// Points the rule may issue to one member; null = no cap.
+    pub per_member: Option<Decimal>,
+    /// Points issued against the total budget (0 before the first award).
+    pub spent: Decimal,
+    /// `total − spent`; null without a total budget.
+    pub remaining: Option<Decimal>,
+    /// Awards counted against the total budget.
+    pub awards: i64,
+}
+
 /// An earning rule (draft or published copy).
 #[derive(SimpleObject)]
 pub struct Rule {
@@ -112,7 +416,9 @@ pub struct Rule {
     pub name: String,
     pub action: String,
     pub source: String,
-    pub reward_kind: RewardKind,
+    pub effect: Effect,
+    /// FIXED or PERCENT rules as before campaigns (null for the other effects; see `effect`).
+    pub reward_kind: Option<RewardKind>,
     pub points: Option<Decimal>,
     pub percent: Option<Decimal>,
     pub limit: Option<Limit>,
@@ -122,21 +428,47 @@ pub struct Rule {
     pub active_to: Option<DateTime<Utc>>,
     pub enabled: bool,
     pub qualifying: bool,
+    /// All must hold for the rule to pay, in the shape `createRule` takes.
+    pub conditions: Vec<Json<serde_json::Value>>,
+    pub priority: i32,
+    pub exclusive: bool,
+    /// Null when the rule has neither a total budget nor a per-member cap.
+    pub budget: Option<RuleBudget>,
 }
 
-impl From<DRule> for Rule {
-    fn from(r: DRule) -> Self {
+/// Budget usage by (draft) rule id, for [`Rule::new`].
+type Usage = HashMap<i64, BudgetUsage>;
+
+async fn usage(loyalty: &Loyalty, program: &Program) -> Result<Usage, DomainError> {
+    loyalty.budget_usage(program).await
+}
+
+impl Rule {
+    fn new(r: DRule, usage: &Usage) -> Self {
         let (reward_kind, points, percent) = match r.reward {
-            Reward::Fixed(p) => (RewardKind::Fixed, Some(p.decimal()), None),
-            Reward::Percent(p) => (RewardKind::Percent, None, Some(p)),
-            // Shown in full once the admin API speaks the campaign effects.
-            _ => (RewardKind::Fixed, None, None),
+            Reward::Fixed(p) => (Some(RewardKind::Fixed), Some(p.decimal()), None),
+            Reward::Percent(p) => (Some(RewardKind::Percent), None, Some(p)),
+            _ => (None, None, None),
         };
+        let budget = (r.budget.total.is_some() || r.budget.per_member.is_some()).then(|| {
+            let used = usage.get(&r.id).copied().unwrap_or_default();
+            RuleBudget {
+                total: r.budget.total.map(Points::decimal),
+                per_member: r.budget.per_member.map(Points::decimal),
+                spent: used.spent.decimal(),
+                remaining: r
+                    .budget
+                    .total
+                    .map(|t| (t.decimal() - used.spent.decimal()).max(Decimal::ZERO)),
+                awards: used.awards,
+            }
+        });
         Rule {
             id: ID(r.id.to_string()),
             name: r.name,
             action: r.action,
             source: r.source,
+            effect: r.reward.into(),
             reward_kind,
             points,
             percent,
@@ -153,7 +485,20 @@ impl From<DRule> for Rule {
             active_to: r.active_to,
             enabled: r.enabled,
             qualifying: r.qualifying,
+            conditions: r
+                .conditions
+                .iter()
+                .map(|c| serde_json::to_value(c).map(Json))
+                .collect::<Result<_, _>>()
+                .unwrap_or_default(),
+            priority: r.priority,
+            exclusive: r.exclusive,
+            budget,
         }
+    }
+
+    fn list(rules: impl IntoIterator<Item = DRule>, usage: &Usage) -> Vec<Rule> {
+        rules.into_iter().map(|r| Rule::new(r, usage)).collect()
     }
 }
 
@@ -206,22 +551,19 @@ impl AdminQuery {
     /// The rules draft (what `publishRules` would freeze).
     async fn rules(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Rule>> {
         let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
-        Ok(loyalty
-            .draft_rules(&program)
-            .await
-            .gql(ctx)?
-            .into_iter()
-            .map(Rule::from)
-            .collect())
+        let rules = loyalty.draft_rules(&program).await.gql(ctx)?;
+        let usage = usage(loyalty, &program).await.gql(ctx)?;
+        Ok(Rule::list(rules, &usage))
     }
 
     /// The published ruleset members earn by.
     async fn live_rules(&self, ctx: &Context<'_>) -> async_graphql::Result<Ruleset> {
         let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let ruleset = loyalty.live_ruleset(&program).await.gql(ctx)?;
+        let usage = usage(loyalty, &program).await.gql(ctx)?;
         Ok(Ruleset {
             version: ruleset.version,
-            rules: ruleset.rules.iter().cloned().map(Rule::from).collect(),
+            rules: Rule::list(ruleset.rules.iter().cloned(), &usage),
         })
     }
 }
@@ -238,11 +580,9 @@ impl AdminMutation {
     ) -> async_graphql::Result<Rule> {
         let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let input = input.into_domain().map_err(|e| to_gql(e, ctx))?;
-        loyalty
-            .create_rule(&program, input)
-            .await
-            .gql(ctx)
-            .map(Rule::from)
+        let rule = loyalty.create_rule(&program, input).await.gql(ctx)?;
+        let usage = usage(loyalty, &program).await.gql(ctx)?;
+        Ok(Rule::new(rule, &usage))
     }
 
     async fn update_rule(
@@ -254,21 +594,17 @@ impl AdminMutation {
         let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let id = parse_id(&id, ctx)?;
         let input = input.into_domain().map_err(|e| to_gql(e, ctx))?;
-        loyalty
-            .update_rule(&program, id, input)
-            .await
-            .gql(ctx)
-            .map(Rule::from)
+        let rule = loyalty.update_rule(&program, id, input).await.gql(ctx)?;
+        let usage = usage(loyalty, &program).await.gql(ctx)?;
+        Ok(Rule::new(rule, &usage))
     }
 
     async fn delete_rule(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Rule> {
         let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let id = parse_id(&id, ctx)?;
-        loyalty
-            .delete_rule(&program, id)
-            .await
-            .gql(ctx)
-            .map(Rule::from)
+        let rule = loyalty.delete_rule(&program, id).await.gql(ctx)?;
+        let usage = usage(loyalty, &program).await.gql(ctx)?;
+        Ok(Rule::new(rule, &usage))
     }
 
     /// "Apply changes": freezes the draft into a new immutable version; every instance
@@ -279,9 +615,10 @@ impl AdminMutation {
             .publish_rules(&program, &actor.subject)
             .await
             .gql(ctx)?;
+        let usage = usage(loyalty, &program).await.gql(ctx)?;
         Ok(Ruleset {
             version: ruleset.version,
-            rules: ruleset.rules.iter().cloned().map(Rule::from).collect(),
+            rules: Rule::list(ruleset.rules.iter().cloned(), &usage),
         })
     }
 

@@ -24,17 +24,13 @@ fn fixed(
     per_object: bool,
 ) -> RuleInput {
     RuleInput {
-        name: name.to_owned(),
-        action: action.to_owned(),
-        source: None,
-        reward: Reward::Fixed(Points::from_minor(points * 100)),
         limit,
         per_object,
-        streak: None,
-        active_from: None,
-        active_to: None,
-        enabled: true,
-        qualifying: false,
+        ..RuleInput::new(
+            name,
+            action,
+            Reward::Fixed(Points::from_minor(points * 100)),
+        )
     }
 }
 

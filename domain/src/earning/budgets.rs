@@ -6,14 +6,47 @@
 //! against the committed value, so the budget is never exceeded. An award that does not fit whole
 //! is refused (never paid in part). Refunds do not give budget back: a budget counts points issued.
 
+use std::collections::HashMap;
+
 use loyalty_entities::rule_budgets;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+
+use crate::error::DomainResult;
+use crate::program::Program;
+use crate::service::Loyalty;
 
 use crate::earning::rules::PlannedEarn;
 use crate::ledger::db::TxResult;
 use crate::ledger::Tx;
 use crate::money::Points;
+
+/// What a rule with a total budget has issued against it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetUsage {
+    pub spent: Points,
+    pub awards: i64,
+}
+
+impl Loyalty {
+    /// Every rule's budget usage in the program, by (draft) rule id; a rule without a row has
+    /// spent nothing.
+    pub async fn budget_usage(&self, program: &Program) -> DomainResult<HashMap<i64, BudgetUsage>> {
+        Ok(rule_budgets::Entity::find()
+            .filter(rule_budgets::Column::ProgramId.eq(program.id))
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(|row| {
+                let usage = BudgetUsage {
+                    spent: Points::from_minor(row.spent_minor),
+                    awards: row.awards,
+                };
+                (row.rule_id, usage)
+            })
+            .collect())
+    }
+}
 
 /// Reserves every budgeted earn of one evaluation. `Some(rule id)` names the first whose award
 /// no longer fits; the reservations made before it are given back, so the caller can evaluate

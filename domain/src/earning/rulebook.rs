@@ -16,7 +16,10 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
-use crate::earning::rules::{Limit, MemberFacts, Period, Reward, Rule, RuleFacts, Ruleset, Streak};
+use crate::earning::rules::conditions::{self, Condition};
+use crate::earning::rules::{
+    Budget, Limit, MemberFacts, Period, Reward, Rule, RuleFacts, Ruleset, Streak,
+};
 use crate::error::{DomainError, DomainResult};
 use crate::money::Points;
 use crate::periods::Windows;
@@ -43,7 +46,21 @@ pub struct RuleInput {
     pub enabled: bool,
     /// Also credit QUALIFICATION (tiers).
     pub qualifying: bool,
+    /// The admin API's JSON conditions, validated by [`conditions::validate`] on save.
+    pub conditions: Vec<serde_json::Value>,
+    /// Rules apply in descending priority (−1000..=1000), then ascending id.
+    pub priority: i32,
+    /// When this rule pays, no lower-priority rule pays for the same event.
+    pub exclusive: bool,
+    pub budget: Budget,
 }
+
+/// Most a rule's priority may be, in absolute value.
+pub const MAX_PRIORITY: i32 = 1_000;
+/// Most a `Multiplier` effect's factor may be.
+pub const MAX_FACTOR: Decimal = Decimal::ONE_HUNDRED;
+/// Most free spins one award may credit.
+pub const MAX_FREE_SPINS: u32 = 100;
 
 fn valid_key(value: &str) -> bool {
     !value.is_empty()
@@ -54,7 +71,31 @@ fn valid_key(value: &str) -> bool {
 }
 
 impl RuleInput {
-    fn validate(&self) -> DomainResult<()> {
+    /// A rule with everything but its name, action and effect at its default: no source
+    /// override, no limit, enabled, no conditions, priority 0, not exclusive, no budget.
+    pub fn new(name: &str, action: &str, reward: Reward) -> Self {
+        RuleInput {
+            name: name.to_owned(),
+            action: action.to_owned(),
+            source: None,
+            reward,
+            limit: None,
+            per_object: false,
+            streak: None,
+            active_from: None,
+            active_to: None,
+            enabled: true,
+            qualifying: false,
+            conditions: Vec::new(),
+            priority: 0,
+            exclusive: false,
+            budget: Budget::default(),
+        }
+    }
+
+    /// Checks every field and returns the typed conditions. Tier ids named by `tierIn` are
+    /// checked against the program by the caller (it needs the database).
+    fn validate(&self) -> DomainResult<Vec<Condition>> {
         if self.name.trim().is_empty() || self.name.len() > 200 {
             return Err(DomainError::validation("name must be 1–200 characters"));
         }
@@ -68,29 +109,7 @@ impl RuleInput {
                 "source must be 1–64 characters of a–z, 0–9 and `_`",
             ));
         }
-        match self.reward {
-            Reward::Fixed(points) if !points.is_positive() => {
-                return Err(DomainError::validation("points must be positive"))
-            }
-            Reward::Percent(p) if p <= Decimal::ZERO || p > Decimal::ONE_THOUSAND => {
-                return Err(DomainError::validation("percent must be in (0, 1000]"))
-            }
-            Reward::Percent(p) if p.scale() > 2 => {
-                return Err(DomainError::validation(
-                    "percent has at most two fraction digits",
-                ))
-            }
-            Reward::Fixed(_) | Reward::Percent(_) => {}
-            Reward::PercentOfLines(_)
-            | Reward::PerUnit { .. }
-            | Reward::Multiplier(_)
-            | Reward::CallerChosen { .. }
-            | Reward::FreeSpins(_) => {
-                return Err(DomainError::validation(
-                    "this reward kind cannot be stored yet",
-                ))
-            }
-        }
+        validate_reward(&self.reward)?;
         if self.limit.is_some_and(|l| l.count == 0 || l.count > 10_000) {
             return Err(DomainError::validation(
                 "limit count must be between 1 and 10000",
@@ -110,7 +129,22 @@ impl RuleInput {
                 ));
             }
         }
-        Ok(())
+        if !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&self.priority) {
+            return Err(DomainError::validation(format!(
+                "priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}"
+            )));
+        }
+        if self.budget.total.is_some_and(|t| t.minor() < 1) {
+            return Err(DomainError::validation(
+                "budget.total must be at least 0.01",
+            ));
+        }
+        if self.budget.per_member.is_some_and(|c| !c.is_positive()) {
+            return Err(DomainError::validation(
+                "budget.perMember must be greater than 0",
+            ));
+        }
+        conditions::validate(&self.conditions)
     }
 
     fn source(&self) -> String {
@@ -124,23 +158,140 @@ impl RuleInput {
     }
 }
 
-/// What `earning_rules.reward_kind` holds.
+/// A percent (`field` names it): in (0, 1000], at most two fraction digits.
+fn validate_percent(p: Decimal, field: &str) -> DomainResult<()> {
+    if p <= Decimal::ZERO || p > Decimal::ONE_THOUSAND {
+        return Err(DomainError::validation(format!(
+            "{field} must be in (0, 1000]"
+        )));
+    }
+    if p.normalize().scale() > 2 {
+        return Err(DomainError::validation(format!(
+            "{field} has at most two fraction digits"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_reward(reward: &Reward) -> DomainResult<()> {
+    match *reward {
+        Reward::Fixed(points) if !points.is_positive() => {
+            Err(DomainError::validation("points must be positive"))
+        }
+        Reward::Fixed(_) => Ok(()),
+        Reward::Percent(p) | Reward::PercentOfLines(p) => validate_percent(p, "percent"),
+        Reward::PerUnit { points, per, .. } => {
+            if !points.is_positive() {
+                return Err(DomainError::validation("effect.points must be positive"));
+            }
+            if per.minor() < 1 {
+                return Err(DomainError::validation("effect.per must be positive"));
+            }
+            Ok(())
+        }
+        Reward::Multiplier(factor) => {
+            if factor <= Decimal::ONE || factor > MAX_FACTOR {
+                return Err(DomainError::validation(format!(
+                    "effect.factor must be in (1, {MAX_FACTOR}]"
+                )));
+            }
+            if factor.normalize().scale() > 2 {
+                return Err(DomainError::validation(
+                    "effect.factor has at most two fraction digits",
+                ));
+            }
+            Ok(())
+        }
+        Reward::CallerChosen { min, max } => {
+            if !min.is_positive() {
+                return Err(DomainError::validation("effect.min must be positive"));
+            }
+            if max < min || max > Points::MAX {
+                return Err(DomainError::validation(format!(
+                    "effect.max must be between effect.min and {}",
+                    Points::MAX
+                )));
+            }
+            Ok(())
+        }
+        Reward::FreeSpins(spins) => {
+            if !(1..=MAX_FREE_SPINS).contains(&spins) {
+                return Err(DomainError::validation(format!(
+                    "effect.spins must be between 1 and {MAX_FREE_SPINS}"
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// What `earning_rules.reward_kind` holds. FIXED and PERCENT keep their value in `points_minor`
+/// / `percent_minor` (as before campaigns); the other kinds keep the whole effect as JSON in
+/// `effect`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RewardKind {
     Fixed,
     Percent,
+    PercentOfLines,
+    PerUnit,
+    Multiplier,
+    CallerChosen,
+    FreeSpins,
 }
 
 stored_enum!(RewardKind {
     Fixed => "FIXED",
     Percent => "PERCENT",
+    PercentOfLines => "PERCENT_OF_LINES",
+    PerUnit => "PER_UNIT",
+    Multiplier => "MULTIPLIER",
+    CallerChosen => "CALLER_CHOSEN",
+    FreeSpins => "FREE_SPINS",
 });
+
+impl RewardKind {
+    fn of(reward: &Reward) -> Self {
+        match reward {
+            Reward::Fixed(_) => RewardKind::Fixed,
+            Reward::Percent(_) => RewardKind::Percent,
+            Reward::PercentOfLines(_) => RewardKind::PercentOfLines,
+            Reward::PerUnit { .. } => RewardKind::PerUnit,
+            Reward::Multiplier(_) => RewardKind::Multiplier,
+            Reward::CallerChosen { .. } => RewardKind::CallerChosen,
+            Reward::FreeSpins(_) => RewardKind::FreeSpins,
+        }
+    }
+}
 
 fn to_rule(m: earning_rules::Model) -> DomainResult<Rule> {
     let reward = match RewardKind::read("earning_rules.reward_kind", &m.reward_kind)? {
         RewardKind::Percent => Reward::Percent(Points::from_minor(m.percent_minor).decimal()),
         RewardKind::Fixed => Reward::Fixed(Points::from_minor(m.points_minor)),
+        kind => {
+            let reward: Reward = m
+                .effect
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| {
+                    DomainError::internal(format!("earning_rules.effect of rule {}: {e}", m.id))
+                })?
+                .ok_or_else(|| {
+                    DomainError::internal(format!("earning_rules.effect of rule {} is NULL", m.id))
+                })?;
+            if RewardKind::of(&reward) != kind {
+                return Err(DomainError::internal(format!(
+                    "earning_rules.effect of rule {} is not a {}",
+                    m.id,
+                    kind.as_str()
+                )));
+            }
+            reward
+        }
     };
+    let conditions: Vec<Condition> = serde_json::from_str(&m.conditions).map_err(|e| {
+        DomainError::internal(format!("earning_rules.conditions of rule {}: {e}", m.id))
+    })?;
     let limit_period = m
         .limit_period
         .as_deref()
@@ -170,27 +321,32 @@ fn to_rule(m: earning_rules::Model) -> DomainResult<Rule> {
         active_to: m.active_to,
         enabled: m.enabled,
         qualifying: m.qualifying,
-        conditions: Vec::new(),
-        priority: 0,
-        exclusive: false,
-        budget: Default::default(),
+        conditions,
+        priority: m.priority,
+        exclusive: m.exclusive,
+        budget: Budget {
+            total: m.budget_total_minor.map(Points::from_minor),
+            per_member: m.member_cap_minor.map(Points::from_minor),
+        },
     })
 }
 
 fn fill(
     model: &mut earning_rules::ActiveModel,
     input: &RuleInput,
+    conditions: &[Condition],
     now: DateTime<Utc>,
 ) -> DomainResult<()> {
-    let (kind, points, percent) = match input.reward {
-        Reward::Fixed(points) => (RewardKind::Fixed, points.minor(), 0),
-        Reward::Percent(p) => (RewardKind::Percent, 0, Points::parse(p, "percent")?.minor()),
-        _ => {
-            return Err(DomainError::validation(
-                "this reward kind cannot be stored yet",
-            ))
-        }
+    let (points, percent, effect) = match input.reward {
+        Reward::Fixed(points) => (points.minor(), 0, None),
+        Reward::Percent(p) => (0, Points::parse(p, "percent")?.minor(), None),
+        ref other => (
+            0,
+            0,
+            Some(serde_json::to_string(other).map_err(DomainError::internal)?),
+        ),
     };
+    let kind = RewardKind::of(&input.reward);
     model.name = Set(input.name.trim().to_owned());
     model.action = Set(input.action.clone());
     model.source = Set(input.source());
@@ -206,6 +362,12 @@ fn fill(
     model.active_to = Set(input.active_to);
     model.enabled = Set(input.enabled);
     model.qualifying = Set(input.qualifying);
+    model.conditions = Set(serde_json::to_string(conditions).map_err(DomainError::internal)?);
+    model.priority = Set(input.priority);
+    model.exclusive = Set(input.exclusive);
+    model.budget_total_minor = Set(input.budget.total.map(Points::minor));
+    model.member_cap_minor = Set(input.budget.per_member.map(Points::minor));
+    model.effect = Set(effect);
     model.updated_at = Set(now);
     Ok(())
 }
@@ -238,8 +400,34 @@ impl Loyalty {
             .collect()
     }
 
+    /// Validates an edit: its fields, its conditions, and that every tier a `tierIn` names
+    /// exists in the program.
+    async fn checked(&self, program: &Program, input: &RuleInput) -> DomainResult<Vec<Condition>> {
+        let conditions = input.validate()?;
+        let named: Vec<(usize, i64)> = conditions
+            .iter()
+            .enumerate()
+            .flat_map(|(index, c)| match c {
+                Condition::TierIn { tier_ids } => tier_ids.iter().map(|id| (index, *id)).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        if !named.is_empty() {
+            let tiers = self.tiers(program).await?;
+            if let Some((index, id)) = named
+                .iter()
+                .find(|(_, id)| !tiers.iter().any(|t| t.id == *id))
+            {
+                return Err(DomainError::validation(format!(
+                    "conditions[{index}].tierIds: no tier {id} in this program"
+                )));
+            }
+        }
+        Ok(conditions)
+    }
+
     pub async fn create_rule(&self, program: &Program, input: RuleInput) -> DomainResult<Rule> {
-        input.validate()?;
+        let conditions = self.checked(program, &input).await?;
         let existing = earning_rules::Entity::find()
             .filter(earning_rules::Column::ProgramId.eq(program.id))
             .filter(earning_rules::Column::DeletedAt.is_null())
@@ -257,7 +445,7 @@ impl Loyalty {
             deleted_at: Set(None),
             ..Default::default()
         };
-        fill(&mut model, &input, now)?;
+        fill(&mut model, &input, &conditions, now)?;
         let row = earning_rules::Entity::insert(model)
             .exec_with_returning(self.db())
             .await?;
@@ -270,10 +458,10 @@ impl Loyalty {
         id: i64,
         input: RuleInput,
     ) -> DomainResult<Rule> {
-        input.validate()?;
+        let conditions = self.checked(program, &input).await?;
         let row = self.draft_row(program, id).await?;
         let mut model: earning_rules::ActiveModel = row.into();
-        fill(&mut model, &input, self.now())?;
+        fill(&mut model, &input, &conditions, self.now())?;
         let row = earning_rules::Entity::update(model).exec(self.db()).await?;
         to_rule(row)
     }
@@ -463,5 +651,175 @@ impl Loyalty {
             );
         }
         Ok(facts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+    use serde_json::json;
+
+    #[test]
+    fn a_ruleset_published_before_campaigns_still_reads() {
+        // The JSON a version published before issue 11 holds: no conditions, priority,
+        // exclusive or budget keys.
+        let old = r#"[{"id":3,"name":"Quiz","action":"quiz_done","source":"quiz_done",
+            "reward":{"kind":"FIXED","value":750},"limit":{"count":2,"period":"DAY"},
+            "per_object":false,"streak":null,"active_from":null,"active_to":null,
+            "enabled":true,"qualifying":false}]"#;
+        let rules: Vec<Rule> = serde_json::from_str(old).unwrap();
+        assert_eq!(rules[0].reward, Reward::Fixed(Points::from_minor(750)));
+        assert!(rules[0].conditions.is_empty());
+        assert_eq!(rules[0].priority, 0);
+        assert!(!rules[0].exclusive);
+        assert_eq!(rules[0].budget, Budget::default());
+    }
+
+    #[test]
+    fn a_campaign_rule_survives_the_published_json() {
+        let rule = Rule {
+            id: 1,
+            name: "Weekend".into(),
+            action: "purchase".into(),
+            source: "weekend".into(),
+            reward: Reward::PerUnit {
+                points: Points::from_minor(100),
+                per: crate::money::Money::from_minor(1000),
+                rounding: crate::earning::rules::Rounding::Up,
+            },
+            limit: None,
+            per_object: false,
+            streak: None,
+            active_from: None,
+            active_to: None,
+            enabled: true,
+            qualifying: false,
+            conditions: conditions::validate(&[
+                json!({"kind": "dayOfWeekIn", "days": ["saturday", "sunday"]}),
+                json!({"kind": "localTimeBetween", "from": "18:00", "to": "24:00"}),
+            ])
+            .unwrap(),
+            priority: -3,
+            exclusive: true,
+            budget: Budget {
+                total: Some(Points::from_minor(100_000)),
+                per_member: None,
+            },
+        };
+        let text = serde_json::to_string(&vec![rule.clone()]).unwrap();
+        let back: Vec<Rule> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, vec![rule]);
+    }
+
+    fn input(reward: Reward) -> RuleInput {
+        RuleInput::new("Campaign", "purchase", reward)
+    }
+
+    fn refusal(input: RuleInput) -> String {
+        match input.validate() {
+            Err(DomainError::Validation(message)) => message,
+            other => panic!("expected VALIDATION, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_effects_budgets_and_priorities_are_refused_naming_the_field() {
+        let p = Points::from_minor;
+        let cases: Vec<(RuleInput, &str)> = vec![
+            (input(Reward::Percent(dec!(-5))), "percent"),
+            (input(Reward::PercentOfLines(dec!(10.001))), "percent"),
+            (input(Reward::Multiplier(dec!(1))), "effect.factor"),
+            (input(Reward::Multiplier(dec!(100.01))), "effect.factor"),
+            (
+                input(Reward::CallerChosen {
+                    min: p(2000),
+                    max: p(1000),
+                }),
+                "effect.max",
+            ),
+            (
+                input(Reward::CallerChosen {
+                    min: p(0),
+                    max: p(1000),
+                }),
+                "effect.min",
+            ),
+            (input(Reward::FreeSpins(0)), "effect.spins"),
+            (input(Reward::FreeSpins(101)), "effect.spins"),
+            (
+                input(Reward::PerUnit {
+                    points: p(100),
+                    per: crate::money::Money::from_minor(0),
+                    rounding: Default::default(),
+                }),
+                "effect.per",
+            ),
+            (
+                RuleInput {
+                    budget: Budget {
+                        total: Some(p(-100)),
+                        per_member: None,
+                    },
+                    ..input(Reward::Fixed(p(100)))
+                },
+                "budget.total",
+            ),
+            (
+                RuleInput {
+                    budget: Budget {
+                        total: None,
+                        per_member: Some(p(0)),
+                    },
+                    ..input(Reward::Fixed(p(100)))
+                },
+                "budget.perMember",
+            ),
+            (
+                RuleInput {
+                    priority: 1001,
+                    ..input(Reward::Fixed(p(100)))
+                },
+                "priority",
+            ),
+            (
+                RuleInput {
+                    conditions: vec![
+                        json!({"kind": "localTimeBetween", "from": "25:00", "to": "26:00"}),
+                    ],
+                    ..input(Reward::Fixed(p(100)))
+                },
+                "conditions[0].from",
+            ),
+        ];
+        for (input, field) in cases {
+            let message = refusal(input);
+            assert!(message.starts_with(field), "{message} should name {field}");
+        }
+    }
+
+    #[test]
+    fn every_effect_kind_is_accepted_in_range() {
+        let p = Points::from_minor;
+        for reward in [
+            Reward::Fixed(p(1)),
+            Reward::Percent(dec!(1000)),
+            Reward::PercentOfLines(dec!(0.01)),
+            Reward::PerUnit {
+                points: p(100),
+                per: crate::money::Money::from_minor(1000),
+                rounding: Default::default(),
+            },
+            Reward::Multiplier(dec!(1.01)),
+            Reward::Multiplier(dec!(100)),
+            Reward::CallerChosen {
+                min: p(1000),
+                max: p(1000),
+            },
+            Reward::FreeSpins(1),
+            Reward::FreeSpins(100),
+        ] {
+            assert!(input(reward).validate().is_ok(), "{reward:?}");
+        }
     }
 }

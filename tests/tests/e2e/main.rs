@@ -7,6 +7,7 @@ mod helpers;
 
 mod auth;
 mod bank;
+mod campaign_rules;
 mod campaigns;
 mod cancellation;
 mod catch_up;
