@@ -14,6 +14,10 @@
 #                                                  # server memory per connection
 #   target/release/loyalty-ws-bench --help         # its flags
 #
+#   bench/run.sh rules                             # rule engine alone: `evaluate` over 200 live
+#   bench/run.sh rules --rules 500 --iterations 50000   rules, µs per event (no database, no
+#                                                  # server: builds and runs loyalty-rules-bench)
+#
 # What it does:
 #   1. cargo build --release -p loyalty-server -p loyalty-bench
 #   2. drops and recreates the PostgreSQL database $BENCH_DB (default loyalty_bench)
@@ -38,6 +42,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 MODE=http
+if [[ "${1:-}" == "rules" ]]; then
+    # Pure CPU: only this binary, nothing to prepare.
+    shift
+    printf '==> %s\n' "building loyalty-rules-bench (release)" >&2
+    cargo build --release -p loyalty-bench --bin loyalty-rules-bench
+    exec "${CARGO_TARGET_DIR:-target}/release/loyalty-rules-bench" "$@"
+fi
 if [[ "${1:-}" == "ws" ]]; then
     MODE=ws
     shift

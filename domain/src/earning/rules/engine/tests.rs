@@ -421,3 +421,6 @@ proptest! {
         }
     }
 }
+
+mod campaigns;
+mod props;
