@@ -266,6 +266,70 @@ e2e!(
         );
         assert_eq!(scalar(&app, "SELECT COUNT(*) AS n FROM purchases").await, 0);
         assert_eq!(app.balance(&token).await, "70.00");
+        // 200 lines are fine, all stored.
+        let most = serde_json::Value::Array(vec![good.clone(); 200]);
+        let r = app
+            .gql(
+                Some(&service),
+                PURCHASE,
+                purchase("m1", "most", "200.00", most),
+            )
+            .await;
+        assert_eq!(r.data()["recordPurchase"]["pointsAwarded"], "100.00");
+        assert_eq!(
+            scalar(&app, "SELECT COUNT(*) AS n FROM purchase_lines").await,
+            200
+        );
+        app.assert_ledger_invariants().await;
+    }
+);
+
+e2e!(
+    lines_are_part_of_the_idempotent_request,
+    |app: TestApp| async move {
+        app.demo().await;
+        let (token, _) = app.register("m1").await;
+        let service = app.service();
+        let first = app
+            .gql(
+                Some(&service),
+                PURCHASE,
+                purchase("m1", "o-1", "30.00", coffee_and_tea()),
+            )
+            .await;
+        assert_eq!(first.data()["recordPurchase"]["pointsAwarded"], "15.00");
+        let again = app
+            .gql(
+                Some(&service),
+                PURCHASE,
+                purchase("m1", "o-1", "30.00", coffee_and_tea()),
+            )
+            .await;
+        assert_eq!(again.data(), first.data());
+        // The same key with other lines, or without them: a different request.
+        let other =
+            j!([{"sku": "espresso", "category": "coffee", "quantity": 3, "unitPrice": "10.00"}]);
+        let r = app
+            .gql(
+                Some(&service),
+                PURCHASE,
+                purchase("m1", "o-1", "30.00", other),
+            )
+            .await;
+        assert_eq!(r.code(), "IDEMPOTENCY_KEY_REUSED");
+        let r = app
+        .gql(
+            Some(&service),
+            PURCHASE,
+            j!({"i": {"memberExternalId": "m1", "orderId": "o-1", "amount": "30.00", "idempotencyKey": "key-o-1"}}),
+        )
+        .await;
+        assert_eq!(r.code(), "IDEMPOTENCY_KEY_REUSED");
+        assert_eq!(app.balance(&token).await, "85.00");
+        assert_eq!(
+            scalar(&app, "SELECT COUNT(*) AS n FROM purchase_lines").await,
+            2
+        );
         app.assert_ledger_invariants().await;
     }
 );
