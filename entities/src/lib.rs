@@ -10,6 +10,7 @@ pub mod launch_secrets;
 pub mod ledger_entries;
 pub mod members;
 pub mod programs;
+pub mod purchase_lines;
 pub mod purchases;
 pub mod redemptions;
 pub mod referral_clicks;

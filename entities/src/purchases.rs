@@ -13,6 +13,8 @@ pub struct Model {
     pub points_minor: i64,
     pub reversed_minor: i64,
     pub unrecovered_minor: i64,
+    /// JSON: what each paid rule accrued and what refunds reversed of it (NULL before lines).
+    pub accruals: Option<String>,
     pub created_at: DateTimeUtc,
 }
 

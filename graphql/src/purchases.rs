@@ -1,6 +1,8 @@
 //! Service operations: `recordPurchase`, `refundPurchase`.
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
+use loyalty_domain::earning::purchases::RefundLineInput as DomainRefundLine;
+use loyalty_domain::earning::purchases::{PurchaseLineInput as DomainLine, RefundBy};
 use loyalty_domain::{Loyalty, ServiceActor};
 use rust_decimal::Decimal;
 
@@ -14,6 +16,30 @@ pub struct RecordPurchaseInput {
     /// Money, two fraction digits at most.
     pub amount: Decimal,
     pub idempotency_key: String,
+    /// The order's lines (at most 200). When given, Σ quantity × unitPrice must equal `amount`.
+    /// A line refund names them by their 1-based position in this list.
+    pub lines: Option<Vec<PurchaseLineInput>>,
+}
+
+/// One order line.
+#[derive(InputObject)]
+pub struct PurchaseLineInput {
+    /// 1–64 characters.
+    pub sku: String,
+    /// 1–64 characters.
+    pub category: Option<String>,
+    /// 1 to 1,000,000.
+    pub quantity: i32,
+    /// Money, two fraction digits at most, not negative.
+    pub unit_price: Decimal,
+}
+
+/// Units of one line of the order to refund.
+#[derive(InputObject)]
+pub struct RefundLineInput {
+    /// The line's 1-based position in `recordPurchase`'s `lines`.
+    pub line_number: i32,
+    pub quantity: i32,
 }
 
 #[derive(SimpleObject)]
@@ -36,7 +62,10 @@ pub struct RefundResult {
     /// Points due back that the balance no longer held (already spent).
     pub points_unrecovered: Decimal,
     pub balance: Decimal,
+    /// The first reversal.
     pub transaction: Option<Transaction>,
+    /// One reversal per paid rule this refund took points back from (with its source).
+    pub transactions: Vec<Transaction>,
 }
 
 #[derive(Default)]
@@ -52,12 +81,24 @@ impl PurchaseMutation {
     ) -> async_graphql::Result<PurchaseResult> {
         let actor = &authorize::<ServiceActor>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
+        let lines: Option<Vec<DomainLine>> = input.lines.map(|lines| {
+            lines
+                .into_iter()
+                .map(|line| DomainLine {
+                    sku: line.sku,
+                    category: line.category,
+                    quantity: i64::from(line.quantity),
+                    unit_price: line.unit_price,
+                })
+                .collect()
+        });
         let o = loyalty
-            .record_purchase(
+            .record_purchase_with_lines(
                 actor,
                 &input.member_external_id,
                 &input.order_id,
                 input.amount,
+                lines.as_deref(),
                 &input.idempotency_key,
             )
             .await
@@ -73,21 +114,39 @@ impl PurchaseMutation {
         })
     }
 
-    /// Refunds part or all of an order and reverses its accrual proportionally. Send an
+    /// Refunds part or all of an order, by `amount` or by `lines` (exactly one of them), and
+    /// reverses the accrual: a paid rule computed on some lines in proportion of what is
+    /// refunded of those lines, the others in proportion of the order. Send an
     /// `idempotencyKey` so a retried refund is not applied twice.
     async fn refund_purchase(
         &self,
         ctx: &Context<'_>,
         order_id: String,
-        amount: Decimal,
+        amount: Option<Decimal>,
+        lines: Option<Vec<RefundLineInput>>,
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<RefundResult> {
         let actor = &authorize::<ServiceActor>(ctx)?;
         let loyalty = ctx.data::<Loyalty>()?;
+        let lines = lines.map(|lines| {
+            lines
+                .into_iter()
+                .map(|line| DomainRefundLine {
+                    line_number: i64::from(line.line_number),
+                    quantity: i64::from(line.quantity),
+                })
+                .collect()
+        });
+        let refund = RefundBy::one_of(amount, lines).gql(ctx)?;
         let o = loyalty
-            .refund_purchase(actor, &order_id, amount, idempotency_key.as_deref())
+            .refund_purchase_with(actor, &order_id, refund, idempotency_key.as_deref())
             .await
             .gql(ctx)?;
+        // A refund answered from before `transactions` existed has only `transaction`.
+        let mut postings = o.transactions;
+        if postings.is_empty() {
+            postings.extend(o.transaction.clone());
+        }
         Ok(RefundResult {
             order_id: o.order_id,
             refunded_amount: o.refunded_amount.decimal(),
@@ -96,6 +155,7 @@ impl PurchaseMutation {
             points_unrecovered: o.points_unrecovered.decimal(),
             balance: o.balance.decimal(),
             transaction: o.transaction.map(Transaction::from),
+            transactions: transactions(postings),
         })
     }
 }

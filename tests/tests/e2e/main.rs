@@ -23,6 +23,7 @@ mod leaderboard;
 mod limits;
 pub mod live;
 mod program;
+mod purchase_lines;
 mod purchases;
 mod redis_faults;
 mod redis_namespaces;
