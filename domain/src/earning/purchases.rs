@@ -9,7 +9,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 
 use crate::actor::ServiceActor;
-use crate::earning::actions::outcome;
+use crate::earning::actions::{outcome, Earned};
 use crate::earning::rules::ActionRequest;
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::{MemberRef, TxError, TxResult};
@@ -28,6 +28,9 @@ pub struct PurchaseOutcome {
     pub points_awarded: Points,
     pub balance: Points,
     pub transactions: Vec<Posting>,
+    /// Every rule that paid, in the order applied (absent from answers stored before it).
+    #[serde(default)]
+    pub rules: Vec<Earned>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +134,7 @@ impl Operation for PurchaseOp {
             points_awarded: outcome.points,
             balance: outcome.balance,
             transactions: outcome.transactions,
+            rules: outcome.rules,
         })
     }
 }
