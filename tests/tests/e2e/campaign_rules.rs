@@ -428,7 +428,8 @@ e2e!(
         let survey = rule(
             &app,
             j!({"name": "Survey", "action": "survey", "source": "survey",
-                "effect": {"kind": "CALLER_CHOSEN", "min": "10", "max": "20"}}),
+                "effect": {"kind": "CALLER_CHOSEN", "min": "10", "max": "20"},
+                "budget": {"total": "100"}}),
         )
         .await;
         app.gql(Some(&admin), PUBLISH, j!({})).await.data();
@@ -452,6 +453,25 @@ e2e!(
         let own = "mutation { recordAction(input: {action: \"survey\", points: \"15\", idempotencyKey: \"s4\"}) { awarded } }";
         assert_eq!(app.gql(Some(&token), own, j!({})).await.code(), "FORBIDDEN");
         assert_eq!(app.balance(&token).await, "85.00");
+        // The admin sees what the campaign's budget has issued, in the draft and the live rules.
+        let spent = j!({"total": "100.00", "perMember": null, "spent": "15.00", "remaining": "85.00", "awards": 1});
+        let draft = app.gql(Some(&admin), &list(), j!({})).await;
+        let draft = draft.data()["rules"].as_array().unwrap().clone();
+        let mine = draft.iter().find(|r| r["id"] == survey).unwrap();
+        assert_eq!(mine["budget"], spent);
+        let live = app
+            .gql(
+                Some(&admin),
+                &format!("{{ liveRules {{ rules {{ {FIELDS} }} }} }}"),
+                j!({}),
+            )
+            .await;
+        let live = live.data()["liveRules"]["rules"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let mine = live.iter().find(|r| r["id"] == survey).unwrap();
+        assert_eq!(mine["budget"], spent);
         app.assert_ledger_invariants().await;
     }
 );
