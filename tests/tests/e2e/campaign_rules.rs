@@ -560,3 +560,61 @@ e2e!(
         app.assert_ledger_invariants().await;
     }
 );
+
+e2e!(
+    a_rule_row_written_before_campaigns_reads_as_before,
+    |app: TestApp| async move {
+        use sea_orm::{ConnectionTrait, DbBackend, Statement};
+        let program = app.demo().await;
+        let db = app.loyalty.db();
+        let backend = db.get_database_backend();
+        // Only the columns that existed before migration 013: the new ones take their defaults.
+        let columns = "program_id, action, source, name, reward_kind, points_minor, percent_minor, per_object, enabled, created_at, updated_at";
+        let placeholders = match backend {
+            DbBackend::Postgres => "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11",
+            _ => "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?",
+        };
+        let now = chrono::Utc::now();
+        db.execute(Statement::from_sql_and_values(
+            backend,
+            format!("INSERT INTO earning_rules ({columns}) VALUES ({placeholders})"),
+            [
+                program.id.into(),
+                "old_quiz".into(),
+                "old_quiz".into(),
+                "Old quiz".into(),
+                "FIXED".into(),
+                750i64.into(),
+                0i64.into(),
+                false.into(),
+                true.into(),
+                now.into(),
+                now.into(),
+            ],
+        ))
+        .await
+        .unwrap();
+        let rules = app.gql(Some(&app.admin()), &list(), j!({})).await;
+        let old = rules.data()["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["action"] == "old_quiz")
+            .unwrap()
+            .clone();
+        assert_eq!(old["effect"], effect("FIXED", j!({"points": "7.50"})));
+        assert_eq!(old["rewardKind"], "FIXED");
+        assert_eq!(old["points"], "7.50");
+        assert_eq!(old["conditions"], j!([]));
+        assert_eq!(old["priority"], 0);
+        assert_eq!(old["exclusive"], false);
+        assert_eq!(old["budget"], Value::Null);
+        // And it pays as before once published.
+        app.gql(Some(&app.admin()), PUBLISH, j!({})).await.data();
+        let (token, _) = app.register("m1").await;
+        let act = "mutation { recordAction(input: {action: \"old_quiz\", idempotencyKey: \"q1\"}) { points } }";
+        let paid = app.gql(Some(&token), act, j!({})).await;
+        assert_eq!(paid.data()["recordAction"]["points"], "7.50");
+        app.assert_ledger_invariants().await;
+    }
+);
