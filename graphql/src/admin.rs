@@ -7,10 +7,12 @@ use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use loyalty_domain::earning::budgets::BudgetUsage;
 use loyalty_domain::earning::rulebook::RuleInput as DRuleInput;
+use loyalty_domain::earning::rules::conditions::Line;
+use loyalty_domain::earning::rules::Verdict;
 use loyalty_domain::earning::rules::{
     Budget as DBudget, Limit as DLimit, Reward, Rounding as DRounding, Rule as DRule, Streak,
 };
-use loyalty_domain::earning::RulesTarget;
+use loyalty_domain::earning::{RulesTarget, TestEvent};
 use loyalty_domain::program::Program;
 use loyalty_domain::{AdminActor, DomainError, Loyalty, Money, Points};
 use rust_decimal::Decimal;
@@ -515,14 +517,73 @@ pub enum RulesTargetInput {
     Live,
 }
 
+/// One order line of a dry run (as `recordPurchase` takes them).
+#[derive(InputObject)]
+pub struct TestLineInput {
+    pub sku: String,
+    pub category: Option<String>,
+    pub quantity: u32,
+    pub unit_price: Decimal,
+}
+
 #[derive(InputObject)]
 pub struct TestRulesInput {
     pub member_id: ID,
     pub action: String,
     pub object_id: Option<String>,
+    /// The order amount; defaults to the lines' total when lines are given.
     pub amount: Option<Decimal>,
+    /// A purchase's lines, for line conditions and PERCENT_OF_LINES.
+    #[graphql(default)]
+    pub lines: Vec<TestLineInput>,
+    /// What a service would send for a CALLER_CHOSEN rule.
+    pub points: Option<Decimal>,
+    /// Evaluate as of this instant (default: now), e.g. a weekend rule on a Tuesday.
+    pub at: Option<DateTime<Utc>>,
     #[graphql(default_with = "RulesTargetInput::Draft")]
     pub target: RulesTargetInput,
+}
+
+impl TestRulesInput {
+    fn event(self) -> Result<TestEvent, DomainError> {
+        let lines = self
+            .lines
+            .into_iter()
+            .enumerate()
+            .map(|(n, line)| {
+                if line.sku.trim().is_empty() {
+                    return Err(DomainError::validation(format!(
+                        "lines[{n}].sku must not be empty"
+                    )));
+                }
+                if line.quantity == 0 {
+                    return Err(DomainError::validation(format!(
+                        "lines[{n}].quantity must be at least 1"
+                    )));
+                }
+                let unit_price = Money::parse(line.unit_price, &format!("lines[{n}].unitPrice"))?;
+                if unit_price.minor() < 0 {
+                    return Err(DomainError::validation(format!(
+                        "lines[{n}].unitPrice must not be negative"
+                    )));
+                }
+                Ok(Line {
+                    sku: line.sku,
+                    category: line.category,
+                    quantity: line.quantity,
+                    unit_price,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(TestEvent {
+            action: self.action,
+            object_id: self.object_id,
+            amount: self.amount,
+            lines,
+            points: self.points,
+            at: self.at,
+        })
+    }
 }
 
 #[derive(SimpleObject)]
@@ -533,6 +594,34 @@ pub struct PlannedPosting {
     pub points: Decimal,
 }
 
+/// What one rule would do with the event.
+#[derive(SimpleObject)]
+pub struct RuleVerdict {
+    pub rule_id: ID,
+    pub rule_name: String,
+    pub would_pay: bool,
+    pub points: Decimal,
+    pub spins: u32,
+    /// Why it would not pay; null when it would.
+    pub reason: Option<ActionReason>,
+    /// The explanation, with the value seen ("conditions[0]: order total 42.00 < 50.00").
+    pub detail: Option<String>,
+}
+
+impl From<Verdict> for RuleVerdict {
+    fn from(v: Verdict) -> Self {
+        RuleVerdict {
+            rule_id: ID(v.rule_id.to_string()),
+            rule_name: v.rule_name,
+            would_pay: v.refusal.is_none(),
+            points: v.points.decimal(),
+            spins: v.spins,
+            reason: v.refusal.map(reason),
+            detail: v.detail,
+        }
+    }
+}
+
 #[derive(SimpleObject)]
 pub struct TestRulesResult {
     /// The ruleset evaluated (0 = the draft).
@@ -541,6 +630,8 @@ pub struct TestRulesResult {
     pub points: Decimal,
     pub postings: Vec<PlannedPosting>,
     pub reason: Option<ActionReason>,
+    /// Every rule for the action, in the order they apply, and what each would do.
+    pub verdicts: Vec<RuleVerdict>,
 }
 
 #[derive(Default)]
@@ -634,15 +725,9 @@ impl AdminMutation {
             RulesTargetInput::Draft => RulesTarget::Draft,
             RulesTargetInput::Live => RulesTarget::Live,
         };
+        let event = input.event().map_err(|e| to_gql(e, ctx))?;
         let (version, evaluation) = loyalty
-            .test_rules(
-                &program,
-                member_id,
-                target,
-                &input.action,
-                input.object_id.as_deref(),
-                input.amount,
-            )
+            .test_rules(&program, member_id, target, event)
             .await
             .gql(ctx)?;
         let points = evaluation.earns.iter().map(|e| e.points.decimal()).sum();
@@ -661,6 +746,11 @@ impl AdminMutation {
                 })
                 .collect(),
             reason: evaluation.refusal.map(reason),
+            verdicts: evaluation
+                .verdicts
+                .into_iter()
+                .map(RuleVerdict::from)
+                .collect(),
         })
     }
 

@@ -1,7 +1,7 @@
 //! `recordAction` and `earnOpportunities`.
 
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
-use loyalty_domain::earning::actions::ActionOutcome;
+use loyalty_domain::earning::actions::{ActionOutcome, Earned};
 use loyalty_domain::earning::rules::{Period as DPeriod, Refusal, Reward};
 use loyalty_domain::{ActionCaller, Loyalty, MemberActor};
 use rust_decimal::Decimal;
@@ -87,6 +87,36 @@ pub struct ActionResult {
     pub transactions: Vec<Transaction>,
     /// Why nothing was paid; null when awarded.
     pub reason: Option<ActionReason>,
+    /// Every rule that paid (points or free spins), in the order applied.
+    pub rules: Vec<PaidRule>,
+    /// When nothing was paid: the explanation of the reason, when a rule gave one
+    /// ("conditions[0]: order total 42.00 < 50.00").
+    pub detail: Option<String>,
+}
+
+/// One rule that paid for an event.
+#[derive(SimpleObject)]
+pub struct PaidRule {
+    pub rule_id: ID,
+    pub name: String,
+    /// The report source its points are issued under.
+    pub source: String,
+    pub points: Decimal,
+    /// Free wheel spins it credited.
+    pub spins: u32,
+}
+
+pub(crate) fn paid_rules(earned: Vec<Earned>) -> Vec<PaidRule> {
+    earned
+        .into_iter()
+        .map(|e| PaidRule {
+            rule_id: ID(e.rule_id.to_string()),
+            name: e.rule_name,
+            source: e.source,
+            points: e.points.decimal(),
+            spins: e.spins,
+        })
+        .collect()
 }
 
 impl From<ActionOutcome> for ActionResult {
@@ -99,6 +129,8 @@ impl From<ActionOutcome> for ActionResult {
             transaction: transactions.first().cloned(),
             transactions,
             reason: o.reason.map(reason),
+            rules: paid_rules(o.rules),
+            detail: o.detail,
         }
     }
 }
@@ -113,6 +145,9 @@ pub struct RecordActionInput {
     pub idempotency_key: Option<String>,
     /// Service tokens only: the member acted for.
     pub member_external_id: Option<String>,
+    /// Service tokens only: the points a CALLER_CHOSEN rule pays, within its range
+    /// (`VALIDATION` outside it; `FORBIDDEN` from a member token).
+    pub points: Option<Decimal>,
 }
 
 #[derive(SimpleObject)]
@@ -196,6 +231,7 @@ impl EarningMutation {
                 input.object_id.as_deref(),
                 input.member_external_id.as_deref(),
                 input.idempotency_key.as_deref(),
+                input.points,
             )
             .await
             .gql(ctx)

@@ -6,6 +6,7 @@ use loyalty_domain::earning::purchases::{PurchaseLineInput as DomainLine, Refund
 use loyalty_domain::{Loyalty, ServiceActor};
 use rust_decimal::Decimal;
 
+use crate::earning::{paid_rules, PaidRule};
 use crate::error::{authorize, IntoGql};
 use crate::types::{transactions, Transaction};
 
@@ -50,6 +51,8 @@ pub struct PurchaseResult {
     pub balance: Decimal,
     pub transaction: Option<Transaction>,
     pub transactions: Vec<Transaction>,
+    /// Every rule that paid (points or free spins), in the order applied.
+    pub rules: Vec<PaidRule>,
 }
 
 #[derive(SimpleObject)]
@@ -111,6 +114,7 @@ impl PurchaseMutation {
             balance: o.balance.decimal(),
             transaction: transactions.first().cloned(),
             transactions,
+            rules: paid_rules(o.rules),
         })
     }
 

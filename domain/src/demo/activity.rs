@@ -229,7 +229,7 @@ impl Loyalty {
                 view.balance
             }
             Step::Login => {
-                self.record_action(&caller, "daily_login", None, None, None)
+                self.record_action(&caller, "daily_login", None, None, None, None)
                     .await?
                     .balance
             }
@@ -286,7 +286,7 @@ impl Loyalty {
     ) -> DomainResult<Points> {
         let object = format!("{prefix}-{id:03}");
         let outcome = self
-            .record_action(actor, action, Some(&object), None, None)
+            .record_action(actor, action, Some(&object), None, None, None)
             .await?;
         Ok(outcome.balance)
     }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actor::ActionCaller;
 use loyalty_entities::{members, purchases, tiers};
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::earning::budgets;
 use crate::earning::rules::conditions::{Condition, TierFact};
@@ -61,6 +61,10 @@ struct RecordActionOp {
     member: MemberRef,
     action: String,
     object_id: Option<String>,
+    /// Caller-chosen points (service only); left out of the request hash when absent, so keys
+    /// stored before it existed still match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    points: Option<Points>,
     #[serde(skip)]
     key: Option<IdempotencyKey>,
     /// The rules and member facts come from the service, never through the transaction.
@@ -86,6 +90,7 @@ impl Operation for RecordActionOp {
             action: self.action.clone(),
             object_id: self.object_id.clone(),
             amount: None,
+            points: self.points,
             ..Default::default()
         };
         let award = self
@@ -124,7 +129,9 @@ pub(crate) async fn outcome(tx: &mut Tx<'_>, award: Award) -> TxResult<ActionOut
 
 impl Loyalty {
     /// Records a mini-app action for the calling member (or, for a service token, for
-    /// `member_external_id`) and pays what the live rules say.
+    /// `member_external_id`) and pays what the live rules say. `points` is what a service names
+    /// for `CallerChosen` rules (a member may not send it: `FORBIDDEN`); the engine refuses a
+    /// value outside the rule's range with `VALIDATION`.
     pub async fn record_action(
         &self,
         actor: &ActionCaller,
@@ -132,7 +139,14 @@ impl Loyalty {
         object_id: Option<&str>,
         member_external_id: Option<&str>,
         idempotency_key: Option<&str>,
+        points: Option<rust_decimal::Decimal>,
     ) -> DomainResult<ActionOutcome> {
+        if let (ActionCaller::Member(_), Some(_)) = (actor, points) {
+            return Err(DomainError::Forbidden(
+                "only the service may choose the points of an action".into(),
+            ));
+        }
+        let points = points.map(|p| Points::parse(p, "points")).transpose()?;
         let action = action.trim();
         if RESERVED_ACTIONS.contains(&action) {
             return Err(DomainError::validation(format!(
@@ -162,6 +176,7 @@ impl Loyalty {
             member,
             action: action.to_owned(),
             object_id: object_id.map(str::to_owned),
+            points,
             key,
             loyalty: self.clone(),
         };
@@ -275,10 +290,11 @@ impl Loyalty {
         })
     }
 
-    /// The facts only some conditions need, loaded only when a rule for the action has one.
-    async fn event_facts(
+    /// The facts only some conditions need, loaded only when a rule for the action has one
+    /// (also for `testRules`, outside a transaction).
+    pub(crate) async fn event_facts<C: ConnectionTrait>(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &C,
         member: &members::Model,
         rules: &[&Rule],
         request: &ActionRequest,

@@ -6,18 +6,35 @@ pub mod purchases;
 pub mod rulebook;
 pub mod rules;
 
-use loyalty_entities::members;
+use chrono::{DateTime, Utc};
+use loyalty_entities::{members, tiers};
 use rust_decimal::Decimal;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::actor::MemberActor;
+use crate::earning::rules::conditions::Line;
 use crate::earning::rules::{
     evaluate, opportunities, ActionRequest, EvalContext, Evaluation, Opportunity,
 };
 use crate::error::{DomainError, DomainResult};
-use crate::money::Money;
+use crate::money::{Money, Points};
 use crate::program::Program;
 use crate::service::Loyalty;
+
+/// The event a `testRules` dry run evaluates.
+#[derive(Clone, Debug, Default)]
+pub struct TestEvent {
+    pub action: String,
+    pub object_id: Option<String>,
+    /// The order amount; without it, the lines' total when lines are given.
+    pub amount: Option<Decimal>,
+    /// A purchase's lines (their total must equal `amount` when both are given).
+    pub lines: Vec<Line>,
+    /// Caller-chosen points.
+    pub points: Option<Decimal>,
+    /// Evaluate as of this instant (default: now), e.g. a weekend rule on a Tuesday.
+    pub at: Option<DateTime<Utc>>,
+}
 
 /// Which rules a dry run uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,16 +75,15 @@ impl Loyalty {
         Ok(opportunities(&ruleset, &facts, &ctx))
     }
 
-    /// What `action` would post for a real member against the draft or the live rules.
-    /// Writes nothing ("test mode").
+    /// What an event would post for a real member against the draft or the live rules, with
+    /// the facts the real award loads (tier and its multiplier, joining date, purchase
+    /// ordinal) as of `event.at`. Writes nothing ("test mode").
     pub async fn test_rules(
         &self,
         program: &Program,
         member_id: i64,
         target: RulesTarget,
-        action: &str,
-        object_id: Option<&str>,
-        amount: Option<Decimal>,
+        event: TestEvent,
     ) -> DomainResult<(i64, Evaluation)> {
         let member = members::Entity::find_by_id(member_id)
             .filter(members::Column::ProgramId.eq(program.id))
@@ -79,14 +95,26 @@ impl Loyalty {
             RulesTarget::Live => self.live_ruleset(program).await?,
         };
         let request = ActionRequest {
-            action: action.trim().to_owned(),
-            object_id: object_id.map(str::to_owned),
-            amount: amount.map(|a| Money::parse(a, "amount")).transpose()?,
-            ..Default::default()
+            action: event.action.trim().to_owned(),
+            object_id: event.object_id,
+            amount: test_amount(event.amount, &event.lines)?,
+            lines: event.lines,
+            points: event
+                .points
+                .map(|p| Points::parse(p, "points"))
+                .transpose()?,
         };
         let rules: Vec<_> = ruleset.rules_for(&request.action).collect();
-        let ctx = self.context(program);
-        let facts = self
+        let mut ctx = self.context(program);
+        if let Some(at) = event.at {
+            ctx.now = at;
+        }
+        if let Some(tier_id) = member.tier_id {
+            if let Some(tier) = tiers::Entity::find_by_id(tier_id).one(self.db()).await? {
+                ctx.multiplier = Points::from_minor(tier.multiplier_minor).decimal();
+            }
+        }
+        let mut facts = self
             .member_facts(
                 self.db(),
                 program,
@@ -96,6 +124,29 @@ impl Loyalty {
                 ctx.now,
             )
             .await?;
+        self.event_facts(self.db(), &member, &rules, &request, &mut facts)
+            .await?;
         Ok((ruleset.version, evaluate(&ruleset, &facts, &request, &ctx)?))
+    }
+}
+
+/// A dry run's order amount: the one given, else the lines' total; both must agree.
+fn test_amount(amount: Option<Decimal>, lines: &[Line]) -> DomainResult<Option<Money>> {
+    let amount = amount.map(|a| Money::parse(a, "amount")).transpose()?;
+    if lines.is_empty() {
+        return Ok(amount);
+    }
+    let total = lines
+        .iter()
+        .try_fold(0i64, |sum, line| sum.checked_add(line.value().minor()))
+        .map(Money::from_minor)
+        .ok_or_else(|| DomainError::validation("lines: the total is out of range"))?;
+    match amount {
+        Some(amount) if amount != total => Err(DomainError::validation(format!(
+            "lines: their total {} does not equal the amount {}",
+            total.decimal(),
+            amount.decimal()
+        ))),
+        _ => Ok(Some(total)),
     }
 }

@@ -34,6 +34,9 @@ pub struct PurchaseOutcome {
     pub points_awarded: Points,
     pub balance: Points,
     pub transactions: Vec<Posting>,
+    /// Every rule that paid, in the order applied (absent from answers stored before it).
+    #[serde(default)]
+    pub rules: Vec<Earned>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +174,7 @@ impl Operation for PurchaseOp {
             points_awarded: outcome.points,
             balance: outcome.balance,
             transactions: outcome.transactions,
+            rules: outcome.rules,
         })
     }
 }

@@ -278,3 +278,343 @@ e2e!(
         assert_eq!(app.gql(Some(&admin), &list(), j!({})).await.data(), &before);
     }
 );
+
+const TEST: &str = "mutation($i: TestRulesInput!) { testRules(input: $i) { wouldAward points reason verdicts { ruleId ruleName wouldPay points spins reason detail } } }";
+const PUBLISH: &str = "mutation { publishRules { version } }";
+const PURCHASE: &str = "mutation($i: RecordPurchaseInput!) { recordPurchase(input: $i) { pointsAwarded rules { ruleId name source points spins } } }";
+
+async fn rule(app: &TestApp, input: Value) -> String {
+    let r = app
+        .gql(Some(&app.admin()), &create(), j!({ "i": input }))
+        .await;
+    r.data()["createRule"]["id"].as_str().unwrap().to_owned()
+}
+
+/// The verdict of one rule in a `testRules` answer.
+fn verdict<'a>(answer: &'a Gql, rule_id: &str) -> &'a Value {
+    answer.data()["testRules"]["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["ruleId"] == rule_id)
+        .unwrap_or_else(|| panic!("no verdict for rule {rule_id} in {}", answer.body))
+}
+
+e2e!(
+    test_mode_names_the_failing_condition_and_the_value_seen,
+    |app: TestApp| async move {
+        app.demo().await;
+        let admin = app.admin();
+        let (_, member) = app.register("m1").await;
+        let big_order = rule(
+            &app,
+            j!({"name": "Big order", "action": "purchase", "source": "big_order",
+                "effect": {"kind": "FIXED", "points": "100"},
+                "conditions": [{"kind": "orderTotalAtLeast", "amount": "50.00"}]}),
+        )
+        .await;
+        let dry =
+            |amount: &str| j!({"i": {"memberId": member, "action": "purchase", "amount": amount}});
+        let small = app.gql(Some(&admin), TEST, dry("42.00")).await;
+        assert_eq!(
+            verdict(&small, &big_order),
+            &j!({"ruleId": big_order, "ruleName": "Big order", "wouldPay": false, "points": "0.00", "spins": 0,
+                 "reason": "CONDITIONS_NOT_MET", "detail": "conditions[0]: order total 42.00 < 50.00"})
+        );
+        // The demo's 5 % purchase rule still pays: 42.00 × 5 % × 10 points per unit.
+        assert_eq!(small.data()["testRules"]["points"], "21.00");
+        let enough = app.gql(Some(&admin), TEST, dry("50.00")).await;
+        assert_eq!(verdict(&enough, &big_order)["wouldPay"], true);
+        assert_eq!(verdict(&enough, &big_order)["points"], "100.00");
+        assert_eq!(enough.data()["testRules"]["points"], "125.00");
+
+        // `at`: the weekend rule tested on a weekday (program time Asia/Ho_Chi_Minh).
+        let weekend = rule(
+            &app,
+            j!({"name": "Weekend", "action": "purchase", "source": "weekend",
+                "effect": {"kind": "MULTIPLIER", "factor": "2"},
+                "conditions": [{"kind": "dayOfWeekIn", "days": ["saturday", "sunday"]}]}),
+        )
+        .await;
+        let at = |when: &str| {
+            j!({"i": {"memberId": member, "action": "purchase", "amount": "20.00",
+                      "at": local("Asia/Ho_Chi_Minh", when).to_rfc3339()}})
+        };
+        let friday = app.gql(Some(&admin), TEST, at("2026-12-04 23:59:00")).await;
+        assert_eq!(
+            verdict(&friday, &weekend)["detail"],
+            "conditions[0]: local day friday is not in {saturday, sunday}"
+        );
+        assert_eq!(friday.data()["testRules"]["points"], "10.00");
+        let saturday = app.gql(Some(&admin), TEST, at("2026-12-05 00:00:00")).await;
+        assert_eq!(verdict(&saturday, &weekend)["wouldPay"], true);
+        assert_eq!(verdict(&saturday, &weekend)["points"], "10.00");
+        assert_eq!(saturday.data()["testRules"]["points"], "20.00");
+
+        // Lines: 10 % of the coffee lines only (2 × 5.00 of coffee, 10.00 of tea).
+        let coffee = rule(
+            &app,
+            j!({"name": "Coffee", "action": "purchase", "source": "coffee",
+                "effect": {"kind": "PERCENT_OF_LINES", "percent": "10"},
+                "conditions": [{"kind": "linesInCategory", "categories": ["coffee"]}]}),
+        )
+        .await;
+        let lines = app
+            .gql(
+                Some(&admin),
+                TEST,
+                j!({"i": {"memberId": member, "action": "purchase", "lines": [
+                    {"sku": "esp", "category": "coffee", "quantity": 2, "unitPrice": "5.00"},
+                    {"sku": "green", "category": "tea", "quantity": 1, "unitPrice": "10.00"}]}}),
+            )
+            .await;
+        assert_eq!(verdict(&lines, &coffee)["points"], "10.00");
+        let tea_only = app
+            .gql(
+                Some(&admin),
+                TEST,
+                j!({"i": {"memberId": member, "action": "purchase", "lines": [
+                    {"sku": "green", "category": "tea", "quantity": 1, "unitPrice": "10.00"}]}}),
+            )
+            .await;
+        assert_eq!(
+            verdict(&tea_only, &coffee)["detail"],
+            "conditions[0]: no line in category {\"coffee\"}"
+        );
+        let mismatch = app
+            .gql(
+                Some(&admin),
+                TEST,
+                j!({"i": {"memberId": member, "action": "purchase", "amount": "11.00", "lines": [
+                    {"sku": "green", "category": "tea", "quantity": 1, "unitPrice": "10.00"}]}}),
+            )
+            .await;
+        assert_eq!(mismatch.code(), "VALIDATION");
+
+        // The member's purchase count is a fact test mode loads like the real award.
+        let first = rule(
+            &app,
+            j!({"name": "First", "action": "purchase", "source": "first_purchase",
+                "effect": {"kind": "FIXED", "points": "30"}, "conditions": [{"kind": "firstPurchase"}]}),
+        )
+        .await;
+        assert_eq!(
+            verdict(&app.gql(Some(&admin), TEST, dry("10.00")).await, &first)["wouldPay"],
+            true
+        );
+        app.gql(Some(&admin), PUBLISH, j!({})).await.data();
+        let bought = app
+            .gql(
+                Some(&app.service()),
+                PURCHASE,
+                j!({"i": {"memberExternalId": "m1", "orderId": "o1", "amount": "10.00", "idempotencyKey": "p1"}}),
+            )
+            .await;
+        assert_eq!(bought.data()["recordPurchase"]["pointsAwarded"], "35.00");
+        assert_eq!(
+            verdict(&app.gql(Some(&admin), TEST, dry("10.00")).await, &first)["detail"],
+            "conditions[0]: purchase #2 is not the first"
+        );
+        app.assert_ledger_invariants().await;
+    }
+);
+
+e2e!(
+    caller_chosen_points_come_from_the_service_within_the_range,
+    |app: TestApp| async move {
+        app.demo().await;
+        let admin = app.admin();
+        let (token, _) = app.register("m1").await;
+        let survey = rule(
+            &app,
+            j!({"name": "Survey", "action": "survey", "source": "survey",
+                "effect": {"kind": "CALLER_CHOSEN", "min": "10", "max": "20"},
+                "budget": {"total": "100"}}),
+        )
+        .await;
+        app.gql(Some(&admin), PUBLISH, j!({})).await.data();
+        let act = "mutation($p: Decimal, $k: String) { recordAction(input: {action: \"survey\", memberExternalId: \"m1\", points: $p, idempotencyKey: $k}) { awarded points balance reason detail rules { ruleId name source points spins } } }";
+        let service = app.service();
+        let paid = app
+            .gql(Some(&service), act, j!({"p": "15", "k": "s1"}))
+            .await;
+        assert_eq!(
+            paid.data()["recordAction"],
+            j!({"awarded": true, "points": "15.00", "balance": "85.00", "reason": null, "detail": null,
+                "rules": [{"ruleId": survey, "name": "Survey", "source": "survey", "points": "15.00", "spins": 0}]})
+        );
+        let too_many = app
+            .gql(Some(&service), act, j!({"p": "25", "k": "s2"}))
+            .await;
+        assert_eq!(too_many.code(), "VALIDATION");
+        let missing = app.gql(Some(&service), act, j!({"k": "s3"})).await;
+        assert_eq!(missing.code(), "VALIDATION");
+        // A member may not choose their own points.
+        let own = "mutation { recordAction(input: {action: \"survey\", points: \"15\", idempotencyKey: \"s4\"}) { awarded } }";
+        assert_eq!(app.gql(Some(&token), own, j!({})).await.code(), "FORBIDDEN");
+        assert_eq!(app.balance(&token).await, "85.00");
+        // The admin sees what the campaign's budget has issued, in the draft and the live rules.
+        let spent = j!({"total": "100.00", "perMember": null, "spent": "15.00", "remaining": "85.00", "awards": 1});
+        let draft = app.gql(Some(&admin), &list(), j!({})).await;
+        let draft = draft.data()["rules"].as_array().unwrap().clone();
+        let mine = draft.iter().find(|r| r["id"] == survey).unwrap();
+        assert_eq!(mine["budget"], spent);
+        let live = app
+            .gql(
+                Some(&admin),
+                &format!("{{ liveRules {{ rules {{ {FIELDS} }} }} }}"),
+                j!({}),
+            )
+            .await;
+        let live = live.data()["liveRules"]["rules"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let mine = live.iter().find(|r| r["id"] == survey).unwrap();
+        assert_eq!(mine["budget"], spent);
+        app.assert_ledger_invariants().await;
+    }
+);
+
+e2e!(
+    the_answer_lists_every_rule_that_paid_in_priority_order,
+    |app: TestApp| async move {
+        app.demo().await;
+        let admin = app.admin();
+        let (token, member) = app.register("m1").await;
+        let fixed = |name: &str, points: &str, priority: i32, exclusive: bool| {
+            j!({"name": name, "action": "checkin", "source": name.to_lowercase(),
+                "effect": {"kind": "FIXED", "points": points}, "priority": priority, "exclusive": exclusive,
+                "limit": {"count": 1, "period": "DAY"}})
+        };
+        let double = rule(
+            &app,
+            j!({"name": "Double", "action": "checkin", "source": "double",
+                "effect": {"kind": "MULTIPLIER", "factor": "2"}, "priority": 20}),
+        )
+        .await;
+        let a = rule(&app, fixed("A", "10", 10, false)).await;
+        let b = rule(&app, fixed("B", "5", 5, true)).await;
+        let c = rule(&app, fixed("C", "3", 1, false)).await;
+        let dry = app
+            .gql(
+                Some(&admin),
+                TEST,
+                j!({"i": {"memberId": member, "action": "checkin"}}),
+            )
+            .await;
+        let order: Vec<&Value> = dry.data()["testRules"]["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| &v["ruleId"])
+            .collect();
+        assert_eq!(order, vec![&j!(double), &j!(a), &j!(b), &j!(c)]);
+        assert_eq!(verdict(&dry, &c)["reason"], "EXCLUDED");
+        assert_eq!(
+            verdict(&dry, &c)["detail"],
+            "the exclusive rule \"B\" paid first"
+        );
+        app.gql(Some(&admin), PUBLISH, j!({})).await.data();
+        let act = "mutation { recordAction(input: {action: \"checkin\", idempotencyKey: \"c1\"}) { awarded points rules { ruleId name source points spins } } }";
+        let paid = app.gql(Some(&token), act, j!({})).await;
+        // A 10 + B 5, then Double pays (2 − 1) × 15; C is excluded by B.
+        assert_eq!(
+            paid.data()["recordAction"],
+            j!({"awarded": true, "points": "30.00", "rules": [
+                {"ruleId": a, "name": "A", "source": "a", "points": "10.00", "spins": 0},
+                {"ruleId": b, "name": "B", "source": "b", "points": "5.00", "spins": 0},
+                {"ruleId": double, "name": "Double", "source": "double", "points": "15.00", "spins": 0}]})
+        );
+        assert_eq!(app.balance(&token).await, "100.00");
+
+        // recordPurchase lists its rules too (the demo's 5 % rule and a threshold bonus), and a
+        // retried request answers the same list.
+        let bonus = rule(
+            &app,
+            j!({"name": "Bonus", "action": "purchase", "source": "bonus",
+                "effect": {"kind": "FIXED", "points": "100"},
+                "conditions": [{"kind": "orderTotalAtLeast", "amount": "50.00"}]}),
+        )
+        .await;
+        app.gql(Some(&admin), PUBLISH, j!({})).await.data();
+        let order = j!({"i": {"memberExternalId": "m1", "orderId": "o1", "amount": "60.00", "idempotencyKey": "p1"}});
+        let bought = app.gql(Some(&app.service()), PURCHASE, order.clone()).await;
+        let rules = bought.data()["recordPurchase"]["rules"].clone();
+        let paid: Vec<(&Value, &Value)> = rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (&r["source"], &r["points"]))
+            .collect();
+        assert_eq!(
+            paid,
+            vec![
+                (&j!("purchase"), &j!("30.00")),
+                (&j!("bonus"), &j!("100.00"))
+            ]
+        );
+        assert_eq!(rules[1]["ruleId"], bonus);
+        let again = app.gql(Some(&app.service()), PURCHASE, order).await;
+        assert_eq!(again.data()["recordPurchase"]["rules"], rules);
+        app.assert_ledger_invariants().await;
+    }
+);
+
+e2e!(
+    a_rule_row_written_before_campaigns_reads_as_before,
+    |app: TestApp| async move {
+        use sea_orm::{ConnectionTrait, DbBackend, Statement};
+        let program = app.demo().await;
+        let db = app.loyalty.db();
+        let backend = db.get_database_backend();
+        // Only the columns that existed before migration 013: the new ones take their defaults.
+        let columns = "program_id, action, source, name, reward_kind, points_minor, percent_minor, per_object, enabled, created_at, updated_at";
+        let placeholders = match backend {
+            DbBackend::Postgres => "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11",
+            _ => "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?",
+        };
+        let now = chrono::Utc::now();
+        db.execute(Statement::from_sql_and_values(
+            backend,
+            format!("INSERT INTO earning_rules ({columns}) VALUES ({placeholders})"),
+            [
+                program.id.into(),
+                "old_quiz".into(),
+                "old_quiz".into(),
+                "Old quiz".into(),
+                "FIXED".into(),
+                750i64.into(),
+                0i64.into(),
+                false.into(),
+                true.into(),
+                now.into(),
+                now.into(),
+            ],
+        ))
+        .await
+        .unwrap();
+        let rules = app.gql(Some(&app.admin()), &list(), j!({})).await;
+        let old = rules.data()["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["action"] == "old_quiz")
+            .unwrap()
+            .clone();
+        assert_eq!(old["effect"], effect("FIXED", j!({"points": "7.50"})));
+        assert_eq!(old["rewardKind"], "FIXED");
+        assert_eq!(old["points"], "7.50");
+        assert_eq!(old["conditions"], j!([]));
+        assert_eq!(old["priority"], 0);
+        assert_eq!(old["exclusive"], false);
+        assert_eq!(old["budget"], Value::Null);
+        // And it pays as before once published.
+        app.gql(Some(&app.admin()), PUBLISH, j!({})).await.data();
+        let (token, _) = app.register("m1").await;
+        let act = "mutation { recordAction(input: {action: \"old_quiz\", idempotencyKey: \"q1\"}) { points } }";
+        let paid = app.gql(Some(&token), act, j!({})).await;
+        assert_eq!(paid.data()["recordAction"]["points"], "7.50");
+        app.assert_ledger_invariants().await;
+    }
+);
