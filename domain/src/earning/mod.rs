@@ -5,6 +5,8 @@ pub mod budgets;
 pub mod purchases;
 pub mod rulebook;
 pub mod rules;
+#[cfg(test)]
+mod spins_and_attributes_tests;
 
 use loyalty_entities::members;
 use rust_decimal::Decimal;
