@@ -224,6 +224,69 @@ async fn the_wheel_spends_a_free_spin_before_points() {
 }
 
 #[tokio::test]
+async fn a_free_wheel_keeps_the_free_spin_and_the_daily_limit_still_holds() {
+    let (loyalty, program, member_id) = demo().await;
+    let spins = json!({"kind": "FREE_SPINS", "value": 1});
+    publish_with(
+        &loyalty,
+        &program,
+        vec![rule(9004, "bonus_spin", spins, json!([]))],
+    )
+    .await;
+    loyalty
+        .record_action(&caller("m1"), "bonus_spin", None, None, Some("k1"))
+        .await
+        .unwrap();
+    let wheel = |cost: i64| WheelInput {
+        name: "Once a day".into(),
+        spin_cost: rust_decimal::Decimal::from(cost),
+        daily_spin_limit: 1,
+        segments: vec![SegmentInput {
+            label: "nothing".into(),
+            weight: 1,
+            prize: Prize::Nothing,
+            stock: None,
+        }],
+    };
+    let free_wheel = loyalty
+        .upsert_wheel(&program, None, wheel(0))
+        .await
+        .unwrap();
+    let paid_wheel = loyalty
+        .upsert_wheel(&program, None, wheel(10))
+        .await
+        .unwrap();
+    let me = spinner("m1");
+
+    let free = loyalty
+        .spin_wheel(&me, free_wheel.id, "s", "f1")
+        .await
+        .unwrap();
+    assert_eq!(
+        (free.paid_with, free.cost, free.free_spins),
+        (PaidWith::Points, Points::ZERO, 1)
+    );
+    assert!(free.transactions.is_empty());
+    let used = loyalty
+        .spin_wheel(&me, paid_wheel.id, "s", "p1")
+        .await
+        .unwrap();
+    assert_eq!((used.paid_with, used.free_spins), (PaidWith::FreeSpin, 0));
+    // The daily limit refuses before any payment, free spin or points.
+    let refused = loyalty.spin_wheel(&me, paid_wheel.id, "s", "p2").await;
+    assert!(
+        matches!(refused, Err(crate::DomainError::LimitReached(_))),
+        "{refused:?}"
+    );
+    let view = loyalty.member(&program, member_id).await.unwrap();
+    assert_eq!(
+        (view.free_spins, view.balance),
+        (0, Points::from_minor(7_000))
+    );
+    assert_audit_holds(&loyalty, &program).await;
+}
+
+#[tokio::test]
 async fn member_attributes_reach_the_rule_engine() {
     let (loyalty, program, _) = demo().await;
     let condition = json!([{"kind": "memberAttributeEquals", "key": "segment", "value": "gold"}]);
