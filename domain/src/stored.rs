@@ -122,7 +122,7 @@ pub(crate) mod tests {
         let of = |all: Vec<&'static str>| all.join(",");
         assert_eq!(
             of(Account::ALL.iter().map(|v| v.text()).collect()),
-            texts(&["POINTS", "QUALIFICATION"])
+            texts(&["POINTS", "QUALIFICATION", "SPINS"])
         );
         assert_eq!(
             of(Kind::ALL.iter().map(|v| v.text()).collect()),

@@ -16,6 +16,9 @@ pub struct Model {
     pub login_streak: i32,
     pub last_login_date: Option<String>,
     pub tier_id: Option<i64>,
+    /// JSON object of string → string set by the service role (`setMemberAttributes`), at
+    /// most 20 keys; `{}` when none.
+    pub attributes: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -80,6 +80,8 @@ pub struct ActionResult {
     pub awarded: bool,
     /// Points paid by this call.
     pub points: Decimal,
+    /// Free wheel spins credited by this call (`FREE_SPINS` rules).
+    pub spins: u32,
     /// Spendable balance after the call.
     pub balance: Decimal,
     /// The (first) posting, when something was paid.
@@ -125,6 +127,7 @@ impl From<ActionOutcome> for ActionResult {
         ActionResult {
             awarded: o.awarded,
             points: o.points.decimal(),
+            spins: o.rules.iter().map(|r| r.spins).sum(),
             balance: o.balance.decimal(),
             transaction: transactions.first().cloned(),
             transactions,

@@ -45,6 +45,7 @@ fn account(account: DAccount) -> Account {
     match account {
         DAccount::Points => Account::Points,
         DAccount::Qualification => Account::Qualification,
+        DAccount::Spins => Account::Spins,
     }
 }
 
@@ -79,7 +80,7 @@ pub struct LiveSubscription;
 
 #[Subscription]
 impl LiveSubscription {
-    /// The caller's balance: first the current snapshot (POINTS), then every posting on either
+    /// The caller's balance: first the current snapshot (POINTS), then every posting on any
     /// account as it commits, on whichever instance. Versions increase by one per posting; a
     /// jump means events were missed: re-read `me`. The member must have joined (`register`).
     async fn balance_changed(

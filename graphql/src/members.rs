@@ -3,7 +3,8 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, NaiveDate, Utc};
-use loyalty_domain::{Actor, AdminActor, DomainError, Loyalty, MemberActor};
+use loyalty_domain::members::attributes::AttributeChange;
+use loyalty_domain::{Actor, AdminActor, DomainError, Loyalty, MemberActor, ServiceActor};
 use rust_decimal::Decimal;
 
 use crate::error::{authorize, parse_id, scope, to_gql, IntoGql};
@@ -57,6 +58,10 @@ impl Member {
     /// Sum of all SPEND postings.
     async fn lifetime_spent(&self) -> Decimal {
         self.0 .0.lifetime_spent.decimal()
+    }
+    /// Free wheel spins held: `spinWheel` spends one before any points.
+    async fn free_spins(&self) -> u32 {
+        self.0 .0.free_spins
     }
     async fn login_streak(&self) -> u32 {
         self.0 .0.login_streak
@@ -299,4 +304,47 @@ impl MemberMutation {
             referral: registration.referral.map(Referral::from),
         })
     }
+
+    /// Service only: sets member attributes (a null `value` removes the key) and returns all
+    /// of the member's attributes, by key. At most 20 per member: keys 1–64 characters of
+    /// a–z, 0–9 and `_`, values 1–256 characters. An unknown member joins first, as with
+    /// `recordPurchase`. Campaign conditions `memberAttributeEquals` read them.
+    async fn set_member_attributes(
+        &self,
+        ctx: &Context<'_>,
+        member_external_id: String,
+        attributes: Vec<MemberAttributeInput>,
+    ) -> async_graphql::Result<Vec<MemberAttribute>> {
+        let (_, loyalty, program) = scope::<ServiceActor>(ctx).await?;
+        let changes = attributes
+            .into_iter()
+            .map(|a| AttributeChange {
+                key: a.key,
+                value: a.value,
+            })
+            .collect();
+        let attributes = loyalty
+            .set_member_attributes(&program, &member_external_id, changes)
+            .await
+            .gql(ctx)?;
+        Ok(attributes
+            .into_iter()
+            .map(|(key, value)| MemberAttribute { key, value })
+            .collect())
+    }
+}
+
+/// One change of `setMemberAttributes`.
+#[derive(InputObject)]
+pub struct MemberAttributeInput {
+    pub key: String,
+    /// Null removes the key.
+    pub value: Option<String>,
+}
+
+/// A member attribute.
+#[derive(SimpleObject)]
+pub struct MemberAttribute {
+    pub key: String,
+    pub value: String,
 }

@@ -19,7 +19,10 @@ pub enum TransactionKind {
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 pub enum Account {
     Points,
+    /// What tiers count.
     Qualification,
+    /// Free wheel spins: 1.00 per spin (`spinWheel` spends one before points).
+    Spins,
 }
 
 /// One ledger row.
@@ -61,6 +64,7 @@ impl From<Posting> for Transaction {
             account: match p.account {
                 DAccount::Points => Account::Points,
                 DAccount::Qualification => Account::Qualification,
+                DAccount::Spins => Account::Spins,
             },
             source: p.source,
             purpose: p.purpose,

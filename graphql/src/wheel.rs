@@ -3,7 +3,7 @@
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use loyalty_domain::spending::wheel::{
-    Prize as DPrize, SegmentInput as DSegmentInput, SegmentView, SpinOutcome,
+    PaidWith, Prize as DPrize, SegmentInput as DSegmentInput, SegmentView, SpinOutcome,
     WheelInput as DWheelInput, WheelView,
 };
 use loyalty_domain::{AdminActor, DomainError, Loyalty, MemberActor, Points, Viewer};
@@ -151,12 +151,25 @@ pub struct SpinProof {
     pub draw_weights: Vec<u64>,
 }
 
+/// What paid for a spin.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum SpinPayment {
+    /// The wheel's `spinCost` in points (`cost`; 0 on a wheel that costs nothing).
+    Points,
+    /// One of the member's free spins (`cost` is then 0).
+    FreeSpin,
+}
+
 #[derive(SimpleObject)]
 pub struct SpinResult {
     pub spin_id: ID,
     pub segment: WheelSegment,
     pub proof: SpinProof,
+    /// Points paid for this spin (0 when a free spin paid).
     pub cost: Decimal,
+    pub paid_with: SpinPayment,
+    /// Free spins left after this spin.
+    pub free_spins: u32,
     pub balance: Decimal,
     /// Gift prize: the redemption id (see myRedemptions).
     pub redemption_id: Option<ID>,
@@ -182,6 +195,11 @@ impl From<SpinOutcome> for SpinResult {
                 draw_weights: o.draw.iter().map(|(_, w)| *w).collect(),
             },
             cost: o.cost.decimal(),
+            paid_with: match o.paid_with {
+                PaidWith::Points => SpinPayment::Points,
+                PaidWith::FreeSpin => SpinPayment::FreeSpin,
+            },
+            free_spins: o.free_spins,
             balance: o.balance.decimal(),
             redemption_id: o.redemption.map(|r| ID(r.id.to_string())),
             voucher_code: o.voucher.map(|v| v.code),
@@ -282,8 +300,9 @@ impl WheelMutation {
             .map(Wheel::from)
     }
 
-    /// Spins: pays `spinCost` (purpose lucky_wheel), draws provably fairly, pays the prize and
-    /// reveals the server seed. `clientSeed` is any string you choose (no `:`).
+    /// Spins: pays with one of the member's free spins when they hold one, else `spinCost`
+    /// points (purpose lucky_wheel); draws provably fairly, pays the prize and reveals the
+    /// server seed. `clientSeed` is any string you choose (no `:`).
     async fn spin_wheel(
         &self,
         ctx: &Context<'_>,

@@ -151,6 +151,10 @@ async fn the_guard_refuses_the_wrong_role_before_the_domain_is_reached() {
             &[Service],
         ),
         (
+            r#"mutation { setMemberAttributes(memberExternalId: "m", attributes: [{key: "city", value: "hanoi"}]) { __typename } }"#,
+            &[Service],
+        ),
+        (
             r#"mutation { redeemGift(giftId: "1", idempotencyKey: "k") { __typename } }"#,
             &[Member],
         ),

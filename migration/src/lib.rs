@@ -16,6 +16,7 @@ mod m20261125_000008_report_member_blocks;
 mod m20261201_000009_deployment;
 mod m20261201_000010_rule_budgets;
 mod m20261201_000011_purchase_lines;
+mod m20261201_000012_spins_attributes;
 mod m20261201_000013_rule_campaigns;
 mod util;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_deployment::Migration),
             Box::new(m20261201_000010_rule_budgets::Migration),
             Box::new(m20261201_000011_purchase_lines::Migration),
+            Box::new(m20261201_000012_spins_attributes::Migration),
             Box::new(m20261201_000013_rule_campaigns::Migration),
         ]
     }

@@ -14,7 +14,8 @@ use crate::earning::rules::{
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::{MemberRef, TxError, TxResult};
 use crate::ledger::ops::{IdempotencyKey, Operation};
-use crate::ledger::{Account, Entry, Kind, Posting, Tx};
+use crate::ledger::{spins_amount, Account, Entry, Kind, Posting, Tx};
+use crate::members::attributes;
 use crate::money::Points;
 use crate::service::Loyalty;
 
@@ -249,12 +250,15 @@ impl Loyalty {
                 lines: earn.lines,
                 entry_id: None,
             };
-            if !earn.points.is_positive() {
-                // A spin credit (free spins are not points).
-                earned.push(done);
-                continue;
-            }
-            let mut entry = Entry::new(Account::Points, Kind::Earn, earn.points)
+            // A free-spin reward credits SPINS (one spin = 1.00) under the same key, rule and
+            // source as points would be: the rule's limits count it, a retry finds it, the
+            // ledger shows it. Spins never qualify for tiers.
+            let (account, amount) = if earn.points.is_positive() {
+                (Account::Points, earn.points)
+            } else {
+                (Account::Spins, spins_amount(earn.spins))
+            };
+            let mut entry = Entry::new(account, Kind::Earn, amount)
                 .label(earn.source)
                 .key(Some(key.clone()));
             entry.rule = Some((earn.rule_id, version));
@@ -263,6 +267,13 @@ impl Loyalty {
                 (None, Some(object)) => entry.reference("object", object),
                 (None, None) => entry,
             };
+            if account == Account::Spins {
+                if earn.spins > 0 {
+                    posted.push(tx.credit(entry).await?);
+                }
+                earned.push(done);
+                continue;
+            }
             let qualification = earn.qualifying.then(|| {
                 let mut qualification = entry.clone();
                 qualification.account = Account::Qualification;
@@ -304,6 +315,12 @@ impl Loyalty {
             rules.iter().any(|rule| rule.conditions.iter().any(wanted))
         };
         facts.joined_at = Some(member.joined_at);
+        if needs(|c| matches!(c, Condition::MemberAttributeEquals { .. })) {
+            // Read with the member's lock: `setMemberAttributes` writes under the same lock.
+            facts.attributes = attributes::stored(&member.attributes)?
+                .into_iter()
+                .collect();
+        }
         if let Some(tier_id) = member.tier_id {
             let name = if needs(|c| matches!(c, Condition::TierIn { .. })) {
                 tiers::Entity::find_by_id(tier_id)

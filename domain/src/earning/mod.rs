@@ -5,6 +5,8 @@ pub mod budgets;
 pub mod purchases;
 pub mod rulebook;
 pub mod rules;
+#[cfg(test)]
+mod spins_and_attributes_tests;
 
 use chrono::{DateTime, Utc};
 use loyalty_entities::{members, tiers};

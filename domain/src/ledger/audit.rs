@@ -1,6 +1,7 @@
 //! The ledger invariants (SPEC §4.3), checked from the database: for every member and account
 //! `balance == SUM(amount)`, balances never negative, every lot's remaining within
-//! `[0, amount]`, and the POINTS lots together hold exactly the balance.
+//! `[0, amount]`, and the POINTS lots together hold exactly the balance. SPINS (free wheel
+//! spins) is checked like any account, and holds whole spins only.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,7 +14,7 @@ use sea_orm::{
 };
 
 use crate::error::DomainResult;
-use crate::ledger::Account;
+use crate::ledger::{Account, ONE_SPIN};
 use crate::stored::Stored;
 
 #[derive(FromQueryResult)]
@@ -78,7 +79,14 @@ pub async fn audit<C: ConnectionTrait>(conn: &C, program_id: i64) -> DomainResul
     for balance in &rows {
         let sum = sums.get(&(balance.member_id, balance.account.clone()));
         let total = sum.and_then(|s| s.total).unwrap_or_default();
-        if Account::read("balances.account", &balance.account)? == Account::Points {
+        let account = Account::read("balances.account", &balance.account)?;
+        if account == Account::Spins && balance.balance_minor % ONE_SPIN.minor() != 0 {
+            report.violations.push(format!(
+                "member {} SPINS: balance {} is not a whole number of spins",
+                balance.member_id, balance.balance_minor
+            ));
+        }
+        if account == Account::Points {
             report.members += 1;
             report.outstanding_minor += balance.balance_minor;
             let remaining = sum.and_then(|s| s.remaining).unwrap_or_default();

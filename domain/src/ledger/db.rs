@@ -239,6 +239,7 @@ struct LockedRow {
     login_streak: i32,
     last_login_date: Option<String>,
     tier_id: Option<i64>,
+    attributes: String,
     multiplier_minor: i64,
     live_version: i64,
     points_minor: i64,
@@ -247,7 +248,7 @@ struct LockedRow {
 
 const LOCKED_COLUMNS: &str = "SELECT m.id, m.program_id, m.external_id, m.display_name, \
      m.referral_code, m.referrer_id, m.registered_at, m.joined_at, m.login_streak, \
-     m.last_login_date, m.tier_id, COALESCE(t.multiplier_minor, 100) AS multiplier_minor, \
+     m.last_login_date, m.tier_id, m.attributes, COALESCE(t.multiplier_minor, 100) AS multiplier_minor, \
      p.ruleset_version AS live_version, b.balance_minor AS points_minor, \
      COALESCE((SELECT MAX(l.member_version) FROM ledger_entries l WHERE l.member_id = m.id), 0) \
      AS version \
@@ -324,6 +325,7 @@ async fn insert_member<C: ConnectionTrait>(
         joined_at: Set(now),
         login_streak: Set(0),
         last_login_date: Set(None),
+        attributes: Set("{}".to_owned()),
         ..Default::default()
     })
     .exec_with_returning(txn)
@@ -385,6 +387,7 @@ async fn read_locked<C: ConnectionTrait>(txn: &C, member_id: i64) -> TxResult<Lo
             login_streak: row.login_streak,
             last_login_date: row.last_login_date,
             tier_id: row.tier_id,
+            attributes: row.attributes,
         },
         live_version: row.live_version,
         points_minor: row.points_minor,

@@ -2,6 +2,7 @@
 //! the same transaction, under the member's lock. Positive POINTS postings are lots that expire
 //! after the program's validity period; negative postings consume lots first-expiring-first, so
 //! for every member `SUM(remaining of lots) == balance` holds alongside `balance == SUM(amount)`.
+//! SPINS counts free wheel spins ([`ONE_SPIN`] each): never lots, never expiring, never points.
 //!
 //! The ledger is the bottom of the domain crate: it imports nothing above it (no service, no
 //! program tiers, no rules, no live events). Operations decide what to post and hand it down;
@@ -19,7 +20,7 @@ mod tests;
 
 use chrono::{DateTime, Duration, Utc};
 use loyalty_entities::{balances, ledger_entries, members};
-use sea_orm::sea_query::{Expr, Order};
+use sea_orm::sea_query::{Expr, OnConflict, Order};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
 };
@@ -36,12 +37,41 @@ use crate::tenant::Program;
 pub enum Account {
     Points,
     Qualification,
+    /// Free wheel spins (campaign `FreeSpins` rewards), [`ONE_SPIN`] per spin. Spent by
+    /// `spinWheel` before points; never expires and is never counted as points (report,
+    /// leaderboards, tiers).
+    Spins,
 }
 
 stored_enum!(Account {
     Points => "POINTS",
     Qualification => "QUALIFICATION",
+    Spins => "SPINS",
 });
+
+/// One free spin on the SPINS account.
+pub const ONE_SPIN: Points = Points::from_minor(100);
+
+impl Account {
+    /// Whether a balance row may be missing until the first posting (SPINS: members that
+    /// joined before the account existed, and members who never got a spin, have none).
+    fn created_on_first_credit(self) -> bool {
+        match self {
+            Account::Points | Account::Qualification => false,
+            Account::Spins => true,
+        }
+    }
+}
+
+/// A SPINS amount as a number of spins (whole spins only are ever posted).
+pub fn spins_of(amount: Points) -> u32 {
+    u32::try_from(amount.minor() / ONE_SPIN.minor()).unwrap_or(u32::MAX)
+}
+
+/// `spins` free spins as a SPINS amount.
+pub fn spins_amount(spins: u32) -> Points {
+    Points::from_minor(i64::from(spins) * ONE_SPIN.minor())
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -351,25 +381,15 @@ impl<'a> Tx<'a> {
         earned: i64,
         spent: i64,
     ) -> TxResult<()> {
-        let updated = balances::Entity::update_many()
-            .col_expr(
-                balances::Column::BalanceMinor,
-                Expr::col(balances::Column::BalanceMinor).add(delta),
-            )
-            .col_expr(
-                balances::Column::EarnedMinor,
-                Expr::col(balances::Column::EarnedMinor).add(earned),
-            )
-            .col_expr(
-                balances::Column::SpentMinor,
-                Expr::col(balances::Column::SpentMinor).add(spent),
-            )
-            .col_expr(balances::Column::UpdatedAt, Expr::value(self.now))
-            .filter(balances::Column::MemberId.eq(self.member.id))
-            .filter(balances::Column::Account.eq(account.as_str()))
-            .exec_with_returning(self.txn)
-            .await;
-        match updated.map(|rows| rows.into_iter().next()) {
+        let updated = match self.update_balance(account, delta, earned, spent).await {
+            // The member is locked: nobody else creates this row meanwhile.
+            Ok(None) if delta > 0 && account.created_on_first_credit() => {
+                self.create_balance(account).await?;
+                self.update_balance(account, delta, earned, spent).await
+            }
+            other => other,
+        };
+        match updated {
             Ok(Some(row)) => {
                 within_bound(account, &row, delta, earned, spent)?;
                 // The cached balance must follow every write, or later checks in this
@@ -389,6 +409,56 @@ impl<'a> Tx<'a> {
             )),
             Err(err) => Err(err.into()),
         }
+    }
+
+    async fn update_balance(
+        &self,
+        account: Account,
+        delta: i64,
+        earned: i64,
+        spent: i64,
+    ) -> Result<Option<balances::Model>, sea_orm::DbErr> {
+        let rows = balances::Entity::update_many()
+            .col_expr(
+                balances::Column::BalanceMinor,
+                Expr::col(balances::Column::BalanceMinor).add(delta),
+            )
+            .col_expr(
+                balances::Column::EarnedMinor,
+                Expr::col(balances::Column::EarnedMinor).add(earned),
+            )
+            .col_expr(
+                balances::Column::SpentMinor,
+                Expr::col(balances::Column::SpentMinor).add(spent),
+            )
+            .col_expr(balances::Column::UpdatedAt, Expr::value(self.now))
+            .filter(balances::Column::MemberId.eq(self.member.id))
+            .filter(balances::Column::Account.eq(account.as_str()))
+            .exec_with_returning(self.txn)
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// The zero balance row of an account created on its first credit (SPINS).
+    async fn create_balance(&self, account: Account) -> TxResult<()> {
+        balances::Entity::insert(balances::ActiveModel {
+            program_id: Set(self.program.id),
+            member_id: Set(self.member.id),
+            account: Set(account.as_str().to_owned()),
+            balance_minor: Set(0),
+            earned_minor: Set(0),
+            spent_minor: Set(0),
+            updated_at: Set(self.now),
+            ..Default::default()
+        })
+        .on_conflict(
+            OnConflict::columns([balances::Column::MemberId, balances::Column::Account])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(self.txn)
+        .await?;
+        Ok(())
     }
 
     async fn consume_lots(&self, amount: i64, prefer: &[i64]) -> TxResult<()> {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::error::DomainError;
 use crate::ledger::db::{connect, lock_member, migrate, MemberRef, NewMember, TxResult};
 use crate::ledger::ops::{execute, Host, IdempotencyKey, Operation};
-use crate::ledger::{Account, Entry, Kind, Posting, Tx};
+use crate::ledger::{spins_amount, spins_of, Account, Entry, Kind, Posting, Tx, ONE_SPIN};
 use crate::money::Points;
 use crate::store::{FastStore, MemoryStore};
 use crate::tenant::{Program, ReferralPolicy};
@@ -239,6 +239,77 @@ async fn a_tx_posts_without_a_service() {
     assert_eq!(report.violations, Vec::<String>::new());
     assert_eq!(report.members, 1);
     assert_eq!(report.outstanding_minor, 600);
+}
+
+#[tokio::test]
+async fn spins_are_an_account_of_their_own_that_the_audit_checks() {
+    let (db, program) = database().await;
+    let txn = db.begin().await.unwrap();
+    let locked = lock_member(&txn, program.id, &new_member("m1"), now())
+        .await
+        .unwrap();
+    let mut tx = Tx::new(&txn, &program, locked, now());
+    // No SPINS balance row yet: it reads as zero and refuses a debit.
+    assert_eq!(tx.balance(Account::Spins).await.unwrap(), Points::ZERO);
+    let refused = tx
+        .debit_in_full(Entry::new(Account::Spins, Kind::Spend, ONE_SPIN))
+        .await;
+    assert!(matches!(
+        refused,
+        Err(crate::ledger::db::TxError::Domain(
+            crate::error::DomainError::InsufficientPoints(_)
+        ))
+    ));
+    // The first credit creates the row; a spin is never a lot and never expires.
+    let credit = tx
+        .credit(Entry::new(Account::Spins, Kind::Earn, spins_amount(3)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (credit.amount, credit.expires_at, credit.balance_after),
+        (points(300), None, Some(points(300)))
+    );
+    let spent = tx
+        .debit_in_full(Entry::new(Account::Spins, Kind::Spend, ONE_SPIN))
+        .await
+        .unwrap();
+    assert_eq!(spent.balance_after, Some(points(200)));
+    assert_eq!(spins_of(tx.balance(Account::Spins).await.unwrap()), 2);
+    assert_eq!(tx.balance(Account::Points).await.unwrap(), Points::ZERO);
+    assert!(!tx.qualification_changed());
+    drop(tx);
+    txn.commit().await.unwrap();
+
+    let report = crate::ledger::audit::audit(&db, program.id).await.unwrap();
+    assert_eq!(report.violations, Vec::<String>::new());
+    assert_eq!(report.outstanding_minor, 0);
+    let lots: Option<i64> = db
+        .query_one(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(remaining_minor) AS n FROM ledger_entries WHERE account = 'SPINS'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .ok();
+    assert_eq!(lots, Some(0));
+
+    // A SPINS balance that is not the sum of its rows, or not whole spins, is reported.
+    db.execute(Statement::from_string(
+        db.get_database_backend(),
+        "UPDATE balances SET balance_minor = 250 WHERE account = 'SPINS'",
+    ))
+    .await
+    .unwrap();
+    let report = crate::ledger::audit::audit(&db, program.id).await.unwrap();
+    assert_eq!(
+        report.violations,
+        [
+            "member 1 SPINS: balance 250 is not a whole number of spins",
+            "member 1 SPINS: balance 250 != ledger sum 200",
+        ]
+    );
 }
 
 /// A host with no service behind it: it records what the skeleton asks of it.

@@ -2,6 +2,7 @@
 //! profiles, balances and history.
 
 pub mod adjust;
+pub mod attributes;
 pub mod miniapp;
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use crate::earning::rules::ActionRequest;
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::{MemberRef, NewMember, TxResult, MEMBER_TAKEN};
 use crate::ledger::ops::{IdempotencyKey, Operation};
-use crate::ledger::{Account, Posting, Tx};
+use crate::ledger::{spins_of, Account, Posting, Tx};
 use crate::money::Points;
 use crate::program::tiers::tier_for;
 use crate::program::{validate_external_id, Program};
@@ -55,6 +56,9 @@ pub struct MemberView {
     pub lifetime_spent: Points,
     pub version: i64,
     pub tier_id: Option<i64>,
+    /// Free wheel spins held (the SPINS balance; `spinWheel` spends them before points).
+    #[serde(default)]
+    pub free_spins: u32,
 }
 
 fn view(member: members::Model, rows: &[balances::Model], version: i64) -> MemberView {
@@ -85,6 +89,11 @@ fn view(member: members::Model, rows: &[balances::Model], version: i64) -> Membe
         lifetime_spent: Points::from_minor(points.map(|b| b.spent_minor).unwrap_or_default()),
         version,
         tier_id: member.tier_id,
+        free_spins: spins_of(Points::from_minor(
+            of(Account::Spins)
+                .map(|b| b.balance_minor)
+                .unwrap_or_default(),
+        )),
     }
 }
 

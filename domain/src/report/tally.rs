@@ -66,7 +66,8 @@ impl Cat {
     ) -> DomainResult<Option<(Cat, String)>> {
         match Account::read("ledger_entries.account", account)? {
             Account::Points => {}
-            Account::Qualification => return Ok(None),
+            // Tiers' qualification and free wheel spins are not points.
+            Account::Qualification | Account::Spins => return Ok(None),
         }
         let source = || source.unwrap_or_default().to_owned();
         let purpose = || purpose.unwrap_or_default().to_owned();
@@ -208,6 +209,8 @@ mod tests {
             Ok(Some((Cat::Expire, String::new())))
         );
         assert_eq!(cat("QUALIFICATION", "EARN", 5), Ok(None));
+        assert_eq!(cat("SPINS", "EARN", 100), Ok(None));
+        assert_eq!(cat("SPINS", "SPEND", -100), Ok(None));
         // An unknown value stops the fold instead of vanishing from the report.
         assert_eq!(
             cat("POINTS", "FOO", 5),

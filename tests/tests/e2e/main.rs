@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod attributes;
 mod auth;
 mod bank;
 mod campaign_rules;
@@ -16,6 +17,7 @@ mod dashboard;
 mod demo;
 mod earning;
 mod expiry;
+pub mod free_spins;
 mod gifts;
 mod http;
 mod idempotency;

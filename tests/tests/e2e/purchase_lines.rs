@@ -1,9 +1,6 @@
 //! Purchases with lines: the lines must add up to the amount, rules see them, and a refund of
 //! lines reverses only what was paid on those lines (issue 11, item 1).
 
-use loyalty_domain::clock::Clock;
-use loyalty_domain::earning::rulebook::RuleInput;
-use loyalty_domain::earning::rules::Reward;
 use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, Statement};
 
@@ -54,75 +51,26 @@ async fn scalar(app: &TestApp, sql: &str) -> i64 {
 }
 
 /// The demo program's live rules plus "10 % of coffee lines" (source `coffee_bonus`,
-/// qualifying): `linesInCategory ["coffee"]` with `PercentOfLines(10)`.
-///
-/// The admin API for conditions and the new effects is built in parallel, so the rule is made a
-/// draft rule (for its id) and then published as the next ruleset version directly: the engine
-/// reads the published JSON, exactly what `publishRules` will write.
+/// qualifying): `linesInCategory ["coffee"]` with `PERCENT_OF_LINES` 10, through the admin API.
 async fn publish_coffee_bonus(app: &TestApp) {
-    let program = app.loyalty.program("demo").await.unwrap();
-    let mut bonus = app
-        .loyalty
-        .create_rule(
-            &program,
-            RuleInput {
-                name: "10 % of coffee".into(),
-                action: "purchase".into(),
-                source: Some("coffee_bonus".into()),
-                reward: Reward::Percent(Decimal::from(10)),
-                limit: None,
-                per_object: false,
-                streak: None,
-                active_from: None,
-                active_to: None,
-                enabled: true,
-                qualifying: true,
-            },
-        )
-        .await
-        .unwrap();
-    bonus.reward = Reward::PercentOfLines(Decimal::from(10));
-    bonus.conditions =
-        vec![
-            serde_json::from_value(j!({"kind": "linesInCategory", "categories": ["coffee"]}))
-                .unwrap(),
-        ];
-    let live = app.loyalty.live_ruleset(&program).await.unwrap();
-    let mut rules = live.rules.clone();
-    rules.push(bonus);
-    let version = live.version + 1;
-    let db = app.loyalty.db();
-    let backend = db.get_database_backend();
-    let (insert, update) = match backend {
-        sea_orm::DatabaseBackend::Postgres => (
-            "INSERT INTO rulesets (program_id, version, rules, published_by, published_at) VALUES ($1, $2, $3, $4, $5)",
-            "UPDATE programs SET ruleset_version = $1 WHERE id = $2",
-        ),
-        _ => (
-            "INSERT INTO rulesets (program_id, version, rules, published_by, published_at) VALUES (?, ?, ?, ?, ?)",
-            "UPDATE programs SET ruleset_version = ? WHERE id = ?",
-        ),
-    };
-    db.execute(Statement::from_sql_and_values(
-        backend,
-        insert,
-        [
-            program.id.into(),
-            version.into(),
-            serde_json::to_string(&rules).unwrap().into(),
-            "test".into(),
-            app.clock.now().into(),
-        ],
-    ))
+    let admin = app.admin();
+    app.gql(
+        Some(&admin),
+        "mutation($i: RuleInput!) { createRule(input: $i) { id } }",
+        j!({"i": {"name": "10 % of coffee", "action": "purchase", "source": "coffee_bonus",
+            "qualifying": true,
+            "effect": {"kind": "PERCENT_OF_LINES", "percent": "10"},
+            "conditions": [{"kind": "linesInCategory", "categories": ["coffee"]}]}}),
+    )
     .await
-    .unwrap();
-    db.execute(Statement::from_sql_and_values(
-        backend,
-        update,
-        [version.into(), program.id.into()],
-    ))
+    .data();
+    app.gql(
+        Some(&admin),
+        "mutation { publishRules { version } }",
+        j!({}),
+    )
     .await
-    .unwrap();
+    .data();
 }
 
 e2e!(

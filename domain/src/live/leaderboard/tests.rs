@@ -163,4 +163,5 @@ fn only_points_earns_and_reversals_count() {
         assert!(!counts(&posting(Account::Points, kind)));
     }
     assert!(!counts(&posting(Account::Qualification, Kind::Earn)));
+    assert!(!counts(&posting(Account::Spins, Kind::Earn)));
 }

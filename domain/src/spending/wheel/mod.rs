@@ -21,7 +21,7 @@ use crate::actor::{MemberActor, Viewer};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::{run_detached, MemberRef, TxError, TxResult};
 use crate::ledger::ops::{IdempotencyKey, Operation};
-use crate::ledger::{Account, Entry, Kind, Posting, Tx};
+use crate::ledger::{spins_of, Account, Entry, Kind, Posting, Tx, ONE_SPIN};
 use crate::money::Points;
 use crate::periods::Windows;
 use crate::program::Program;
@@ -135,6 +135,17 @@ pub struct WheelView {
     pub commitment: Option<String>,
 }
 
+/// What paid for a spin.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaidWith {
+    /// The wheel's `spinCost` in points (nothing when it costs nothing).
+    #[default]
+    Points,
+    /// One free spin (SPINS account), instead of points.
+    FreeSpin,
+}
+
 /// What a spin revealed and paid.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpinOutcome {
@@ -147,10 +158,16 @@ pub struct SpinOutcome {
     pub nonce: i64,
     /// `[segment id, weight]` of the draw, in position order: what to recompute against.
     pub draw: Vec<(i64, u64)>,
+    /// Points paid (zero when a free spin paid).
     pub cost: Points,
+    #[serde(default)]
+    pub paid_with: PaidWith,
     pub redemption: Option<Redemption>,
     pub voucher: Option<Voucher>,
     pub balance: Points,
+    /// Free spins left after this spin.
+    #[serde(default)]
+    pub free_spins: u32,
     pub next_commitment: String,
     pub transactions: Vec<Posting>,
     pub created_at: DateTime<Utc>,
@@ -355,11 +372,29 @@ impl Operation for SpinOp {
         check_daily_limit(tx, &wheel).await?;
         let drawn = draw_segment(tx, &wheel, &self.client_seed).await?;
         let winner = &drawn.winner;
-        let cost = Points::from_minor(wheel.spin_cost_minor);
+        let price = Points::from_minor(wheel.spin_cost_minor);
+        // A free spin pays instead of points when the member holds one; a wheel that costs
+        // nothing never takes one.
+        let paid_with = if price.is_positive() && tx.balance(Account::Spins).await? >= ONE_SPIN {
+            PaidWith::FreeSpin
+        } else {
+            PaidWith::Points
+        };
+        let cost = match paid_with {
+            PaidWith::FreeSpin => Points::ZERO,
+            PaidWith::Points => price,
+        };
         let prize = Prize::from_row(winner)?;
         let spin = record_spin(tx, wheel.id, &drawn, &self.client_seed, cost, &prize).await?;
-        if cost.is_positive() {
-            let entry = Entry::new(Account::Points, Kind::Spend, cost)
+        let payment = match paid_with {
+            PaidWith::FreeSpin => Some(Entry::new(Account::Spins, Kind::Spend, ONE_SPIN)),
+            PaidWith::Points if cost.is_positive() => {
+                Some(Entry::new(Account::Points, Kind::Spend, cost))
+            }
+            PaidWith::Points => None,
+        };
+        if let Some(entry) = payment {
+            let entry = entry
                 .label("lucky_wheel")
                 .reference("spin", spin.id.to_string());
             tx.debit(entry, false, &[]).await?;
@@ -394,9 +429,11 @@ impl Operation for SpinOp {
             nonce: drawn.seed.nonce,
             draw: drawn.draw,
             cost,
+            paid_with,
             redemption,
             voucher,
             balance: tx.balance(Account::Points).await?,
+            free_spins: spins_of(tx.balance(Account::Spins).await?),
             next_commitment: draw::commitment(&seed_bytes(&next_seed)?),
             transactions: tx.posted.clone(),
             created_at: tx.now,
@@ -720,7 +757,8 @@ impl Loyalty {
         Ok(out)
     }
 
-    /// Spins for the calling member: pays the cost, draws, pays the prize, reveals the seed.
+    /// Spins for the calling member: pays with a free spin if they hold one (else the cost in
+    /// points), draws, pays the prize, reveals the seed.
     pub async fn spin_wheel(
         &self,
         actor: &MemberActor,
