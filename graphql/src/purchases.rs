@@ -6,7 +6,7 @@ use loyalty_domain::earning::purchases::{PurchaseLineInput as DomainLine, Refund
 use loyalty_domain::{Loyalty, ServiceActor};
 use rust_decimal::Decimal;
 
-use crate::earning::{paid_rules, PaidRule};
+use crate::earning::{paid_rules, reason, ActionReason, PaidRule};
 use crate::error::{authorize, IntoGql};
 use crate::types::{transactions, Transaction};
 
@@ -53,6 +53,12 @@ pub struct PurchaseResult {
     pub transactions: Vec<Transaction>,
     /// Every rule that paid (points or free spins), in the order applied.
     pub rules: Vec<PaidRule>,
+    /// Whether any rule paid (points or free spins).
+    pub awarded: bool,
+    /// Why no rule paid (the order is recorded either way); null when one did.
+    pub reason: Option<ActionReason>,
+    /// The explanation of `reason` when a rule gave one.
+    pub detail: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -114,6 +120,9 @@ impl PurchaseMutation {
             balance: o.balance.decimal(),
             transaction: transactions.first().cloned(),
             transactions,
+            awarded: !o.rules.is_empty(),
+            reason: o.reason.map(reason),
+            detail: o.detail,
             rules: paid_rules(o.rules),
         })
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actor::ServiceActor;
 use crate::earning::actions::{outcome, Earned};
-use crate::earning::rules::ActionRequest;
+use crate::earning::rules::{ActionRequest, Refusal};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::{MemberRef, TxError, TxResult};
 use crate::ledger::ops::{IdempotencyKey, Operation};
@@ -37,6 +37,11 @@ pub struct PurchaseOutcome {
     /// Every rule that paid, in the order applied (absent from answers stored before it).
     #[serde(default)]
     pub rules: Vec<Earned>,
+    /// Why no rule paid (`None` when one did; absent from answers stored before it).
+    #[serde(default)]
+    pub reason: Option<Refusal>,
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +180,8 @@ impl Operation for PurchaseOp {
             balance: outcome.balance,
             transactions: outcome.transactions,
             rules: outcome.rules,
+            reason: outcome.reason,
+            detail: outcome.detail,
         })
     }
 }

@@ -304,7 +304,8 @@ async fn member_attributes_reach_the_rule_engine() {
             value: value.map(str::to_owned),
         }]
     };
-    let visit = |key: &'static str| loyalty.record_action(&me, "vip_visit", None, None, Some(key), None);
+    let visit =
+        |key: &'static str| loyalty.record_action(&me, "vip_visit", None, None, Some(key), None);
 
     let unset = visit("v1").await.unwrap();
     assert_eq!(unset.reason, Some(Refusal::ConditionsNotMet));

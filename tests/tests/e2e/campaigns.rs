@@ -13,7 +13,9 @@ const UPSERT_TIER: &str = "mutation($i: TierInput!) { upsertTier(input: $i) { id
 
 /// Creates a draft rule and returns its id.
 async fn rule(app: &TestApp, input: serde_json::Value) -> String {
-    let created = app.gql(Some(&app.admin()), CREATE, j!({ "i": input })).await;
+    let created = app
+        .gql(Some(&app.admin()), CREATE, j!({ "i": input }))
+        .await;
     created.data()["createRule"]["id"]
         .as_str()
         .unwrap()
@@ -33,7 +35,9 @@ async fn publish(app: &TestApp) {
 /// Removes a demo rule for `action` from the draft (tests that want a campaign alone).
 async fn drop_demo_rule(app: &TestApp, action: &str) {
     let admin = app.admin();
-    let rules = app.gql(Some(&admin), "{ rules { id action } }", j!({})).await;
+    let rules = app
+        .gql(Some(&admin), "{ rules { id action } }", j!({}))
+        .await;
     for r in rules.data()["rules"].as_array().unwrap() {
         if r["action"] == action {
             app.gql(
@@ -148,30 +152,27 @@ e2e!(
     }
 );
 
-e2e!(
-    one_point_per_ten_rounds_down,
-    |app: TestApp| async move {
-        app.demo().await;
-        drop_demo_rule(&app, "purchase").await;
-        rule(
-            &app,
-            j!({"name": "1 per 10", "action": "purchase",
+e2e!(one_point_per_ten_rounds_down, |app: TestApp| async move {
+    app.demo().await;
+    drop_demo_rule(&app, "purchase").await;
+    rule(
+        &app,
+        j!({"name": "1 per 10", "action": "purchase",
                 "effect": {"kind": "PER_UNIT", "points": "1", "per": "10.00", "rounding": "DOWN"}}),
-        )
-        .await;
-        publish(&app).await;
-        app.register("m1").await;
-        let answer = purchase(&app, "m1", "o1", "99.99").await;
-        assert_eq!(answer["pointsAwarded"], "9.00");
-        let answer = purchase(&app, "m1", "o2", "100.00").await;
-        assert_eq!(answer["pointsAwarded"], "10.00");
-        let answer = purchase(&app, "m1", "o3", "9.99").await;
-        assert_eq!(answer["pointsAwarded"], "0.00");
-        assert_eq!(answer["awarded"], false);
-        assert_eq!(answer["reason"], "NOTHING_TO_AWARD");
-        app.assert_ledger_invariants().await;
-    }
-);
+    )
+    .await;
+    publish(&app).await;
+    app.register("m1").await;
+    let answer = purchase(&app, "m1", "o1", "99.99").await;
+    assert_eq!(answer["pointsAwarded"], "9.00");
+    let answer = purchase(&app, "m1", "o2", "100.00").await;
+    assert_eq!(answer["pointsAwarded"], "10.00");
+    let answer = purchase(&app, "m1", "o3", "9.99").await;
+    assert_eq!(answer["pointsAwarded"], "0.00");
+    assert_eq!(answer["awarded"], false);
+    assert_eq!(answer["reason"], "NOTHING_TO_AWARD");
+    app.assert_ledger_invariants().await;
+});
 
 e2e!(
     first_purchase_bonus_is_paid_once_under_concurrent_first_purchases,
@@ -187,12 +188,10 @@ e2e!(
         publish(&app).await;
         let (token, _) = app.register("m1").await;
         let before = app.balance(&token).await;
-        let answers = futures::future::join_all(
-            (0..10).map(|n| {
-                let app = &app;
-                async move { purchase(app, "m1", &format!("o{n}"), "10.00").await }
-            }),
-        )
+        let answers = futures::future::join_all((0..10).map(|n| {
+            let app = &app;
+            async move { purchase(app, "m1", &format!("o{n}"), "10.00").await }
+        }))
         .await;
         let bonuses: Vec<_> = answers
             .iter()
@@ -279,7 +278,11 @@ e2e!(
             let token = token.clone();
             async move {
                 let res = app
-                    .gql(Some(&token), ACT, j!({"a": "product_share", "o": object, "k": key}))
+                    .gql(
+                        Some(&token),
+                        ACT,
+                        j!({"a": "product_share", "o": object, "k": key}),
+                    )
                     .await;
                 res.data()["recordAction"].clone()
             }

@@ -223,6 +223,10 @@ pub fn evaluate(
     let base = earns
         .iter()
         .fold(Decimal::ZERO, |sum, e| sum + e.points.decimal());
+    // A multiplier without a limit of its own pays once per event: when the earns it multiplies
+    // carry a natural key (a per-object or limited rule), its key derives from theirs, so a
+    // retried news read never pays the ×3 twice and needs no client key.
+    let event_key = earns.iter().find_map(|e| e.natural_key.clone());
     let mut cut = false;
     for (slot, rule, rule_facts) in multipliers {
         // A paying exclusive rule before the multiplier's own place already stopped it above;
@@ -251,7 +255,7 @@ pub fn evaluate(
             continue;
         }
         verdict.points = points;
-        earns.push(planned(
+        let mut earn = planned(
             rule,
             facts,
             request,
@@ -260,7 +264,11 @@ pub fn evaluate(
             points,
             0,
             None,
-        ));
+        );
+        if earn.natural_key.is_none() {
+            earn.natural_key = event_key.as_ref().map(|key| format!("{key}:x{}", rule.id));
+        }
+        earns.push(earn);
         cut = rule.exclusive;
     }
 
