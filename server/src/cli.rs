@@ -208,7 +208,7 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     let member = mint(Role::Member, "demo-member-1")?;
 
     println!(
-        "Demo program ready (a published rule for every built-in action, gifts and a lucky wheel):"
+        "Demo program ready (a published rule for every built-in action, three campaigns, gifts and a lucky wheel):"
     );
     println!("{}", serde_json::to_string_pretty(&program_json(&program))?);
     if activity.created {
@@ -253,6 +253,7 @@ async fn seed_demo(
     loyalty: &loyalty_domain::Loyalty,
 ) -> loyalty_domain::DomainResult<(loyalty_domain::program::Program, bool)> {
     let program = loyalty.seed_demo().await?;
+    loyalty.seed_demo_campaigns(&program).await?;
     let token = std::env::var("TELEGRAM_BOT_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());

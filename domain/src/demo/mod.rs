@@ -9,7 +9,7 @@ pub use activity::{ActivitySummary, DEMO_DAYS, DEMO_MEMBERS};
 use rust_decimal::Decimal;
 
 use crate::earning::rulebook::RuleInput;
-use crate::earning::rules::{Limit, Period, Reward, Streak};
+use crate::earning::rules::{Budget, Limit, Period, Reward, Streak};
 use crate::error::DomainResult;
 use crate::money::Points;
 use crate::program::{NewProgram, Program};
@@ -101,7 +101,78 @@ pub fn demo_rules() -> Vec<RuleInput> {
     ]
 }
 
+/// The demo's campaigns: what the rule engine can say beyond "action pays N points". Kept out of
+/// [`demo_rules`] (and so out of the test suite's demo program, whose clock is today's date) so
+/// the plain rules pay the same on every weekday.
+pub fn demo_campaigns() -> Vec<RuleInput> {
+    vec![
+        RuleInput {
+            source: Some("weekend_double".into()),
+            conditions: vec![serde_json::json!({
+                "kind": "dayOfWeekIn", "days": ["saturday", "sunday"]
+            })],
+            ..RuleInput::new(
+                "Weekend double points",
+                "purchase",
+                Reward::Multiplier(Decimal::TWO),
+            )
+        },
+        RuleInput {
+            source: Some("coffee_bonus".into()),
+            qualifying: true,
+            conditions: vec![serde_json::json!({
+                "kind": "linesInCategory", "categories": ["coffee"]
+            })],
+            ..RuleInput::new(
+                "Coffee lovers: 10 % back on coffee",
+                "purchase",
+                Reward::PercentOfLines(Decimal::TEN),
+            )
+        },
+        RuleInput {
+            source: Some("big_basket".into()),
+            limit: Some(Limit {
+                count: 1,
+                period: Period::Week,
+            }),
+            budget: Budget {
+                total: Some(Points::from_minor(50_000 * 100)),
+                per_member: None,
+            },
+            conditions: vec![serde_json::json!({
+                "kind": "orderTotalAtLeast", "amount": "50.00"
+            })],
+            ..RuleInput::new(
+                "Big basket: 100 points on an order of 50.00 or more, once a week",
+                "purchase",
+                Reward::Fixed(Points::from_minor(100 * 100)),
+            )
+        },
+    ]
+}
+
 impl Loyalty {
+    /// Adds [`demo_campaigns`] to the demo program's rules and publishes them, once (a campaign
+    /// whose source is already in the draft is not added again).
+    pub async fn seed_demo_campaigns(&self, program: &Program) -> DomainResult<()> {
+        let existing = self.draft_rules(program).await?;
+        let mut added = false;
+        for campaign in demo_campaigns() {
+            if existing
+                .iter()
+                .any(|r| Some(&r.source) == campaign.source.as_ref())
+            {
+                continue;
+            }
+            self.create_rule(program, campaign).await?;
+            added = true;
+        }
+        if added {
+            self.publish_rules(program, "demo").await?;
+        }
+        Ok(())
+    }
+
     async fn seed_demo_wheel(&self, program: &Program) -> DomainResult<()> {
         let actor = crate::actor::Actor {
             program: program.external_id.clone(),

@@ -357,3 +357,53 @@ e2e!(
         assert_eq!(issued, 100_000);
     }
 );
+
+e2e!(
+    the_demo_campaigns_stack_on_a_saturday_coffee_order,
+    |app: TestApp| async move {
+        let program = app.demo().await;
+        app.loyalty.seed_demo_campaigns(&program).await.unwrap();
+        // Seeding again adds nothing.
+        app.loyalty.seed_demo_campaigns(&program).await.unwrap();
+        let rules = app
+            .gql(
+                Some(&app.admin()),
+                "{ liveRules { rules { source } } }",
+                j!({}),
+            )
+            .await;
+        let sources: Vec<_> = rules.data()["liveRules"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["source"].as_str())
+            .filter(|s| ["weekend_double", "coffee_bonus", "big_basket"].contains(s))
+            .collect();
+        assert_eq!(sources.len(), 3, "{sources:?}");
+        app.register("m1").await;
+        app.clock.set(local(TZ, "2026-12-05 10:00:00"));
+        let order = j!({"i": {"memberExternalId": "m1", "orderId": "o1", "amount": "60.00",
+            "idempotencyKey": "k-o1", "lines": [
+                {"sku": "latte", "category": "coffee", "quantity": 2, "unitPrice": "20.00"},
+                {"sku": "green", "category": "tea", "quantity": 1, "unitPrice": "20.00"}]}});
+        let answer = app.gql(Some(&app.service()), PURCHASE, order).await;
+        let answer = answer.data()["recordPurchase"].clone();
+        // 5 % of 60.00 × 10 = 30, 10 % of the 40.00 of coffee × 10 = 40, the big basket 100,
+        // and the weekend doubles their 170.
+        assert_eq!(paid_by(&answer, "5% back on purchases"), "30.00");
+        assert_eq!(
+            paid_by(&answer, "Coffee lovers: 10 % back on coffee"),
+            "40.00"
+        );
+        assert_eq!(
+            paid_by(
+                &answer,
+                "Big basket: 100 points on an order of 50.00 or more, once a week"
+            ),
+            "100.00"
+        );
+        assert_eq!(paid_by(&answer, "Weekend double points"), "170.00");
+        assert_eq!(answer["pointsAwarded"], "340.00");
+        app.assert_ledger_invariants().await;
+    }
+);
