@@ -15,6 +15,7 @@ mod m20261125_000007_report_aggregates;
 mod m20261125_000008_report_member_blocks;
 mod m20261201_000009_deployment;
 mod m20261201_000010_rule_budgets;
+mod m20261201_000014_earn_events;
 mod util;
 
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000008_report_member_blocks::Migration),
             Box::new(m20261201_000009_deployment::Migration),
             Box::new(m20261201_000010_rule_budgets::Migration),
+            Box::new(m20261201_000014_earn_events::Migration),
         ]
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod budgets;
+pub mod events;
 pub mod purchases;
 pub mod rulebook;
 pub mod rules;
@@ -86,7 +87,7 @@ impl Loyalty {
         };
         let rules: Vec<_> = ruleset.rules_for(&request.action).collect();
         let ctx = self.context(program);
-        let facts = self
+        let mut facts = self
             .member_facts(
                 self.db(),
                 program,
@@ -96,6 +97,18 @@ impl Loyalty {
                 ctx.now,
             )
             .await?;
+        let counts_actions = |rule: &&rules::Rule| {
+            rule.conditions
+                .iter()
+                .any(|c| matches!(c, rules::conditions::Condition::ActionCountAtLeast { .. }))
+        };
+        if rules.iter().any(counts_actions) {
+            // As if this event were recorded now: its place among the member's events.
+            facts.action_counts = Some(
+                events::action_counts(self.db(), member.id, &request.action, ctx.tz, ctx.now)
+                    .await?,
+            );
+        }
         Ok((ruleset.version, evaluate(&ruleset, &facts, &request, &ctx)?))
     }
 }
