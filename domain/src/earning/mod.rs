@@ -4,6 +4,7 @@ pub mod actions;
 pub mod budgets;
 pub mod events;
 pub mod purchases;
+pub mod replay;
 pub mod rulebook;
 pub mod rules;
 
