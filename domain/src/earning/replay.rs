@@ -472,12 +472,16 @@ impl Loyalty {
             .await
             .map_err(|_| DomainError::internal("the replay semaphore is closed"))?;
         let db = self.db();
-        let in_period = || {
+        // `[start, to)` of the program's events: the range the `(program_id, created_at)`
+        // index scans. Each page starts the range at the last instant read, so a page never
+        // walks the rows before it again.
+        let in_period_from = |start: DateTime<Utc>| {
             earn_events::Entity::find()
                 .filter(earn_events::Column::ProgramId.eq(program.id))
-                .filter(earn_events::Column::CreatedAt.gte(from))
+                .filter(earn_events::Column::CreatedAt.gte(start))
                 .filter(earn_events::Column::CreatedAt.lt(to))
         };
+        let in_period = || in_period_from(from);
         // Counted up to one past the bound only (`PaginatorTrait::count` drops a `LIMIT`).
         let capped = in_period()
             .select_only()
@@ -527,7 +531,7 @@ impl Loyalty {
         loop {
             let mut page = in_period();
             if let Some((at, id)) = after {
-                page = page.filter(
+                page = in_period_from(at).filter(
                     Where::any().add(earn_events::Column::CreatedAt.gt(at)).add(
                         Where::all()
                             .add(earn_events::Column::CreatedAt.eq(at))

@@ -401,6 +401,26 @@ e2e!(replay_refusals, |app: TestApp| async move {
         .as_str()
         .unwrap()
         .contains("more than 500000 recorded events"));
+    // Down to 4,500 copies: 4,502 events at one instant, read 2,000 a time, ties broken by id.
+    db.execute_unprepared(&format!(
+        "DELETE FROM earn_events WHERE id > {}",
+        seed + 1 + 4_500
+    ))
+    .await
+    .unwrap();
+    let r = ask(
+        admin.clone(),
+        now - Duration::hours(1),
+        now + Duration::hours(1),
+    )
+    .await;
+    let totals = &r.data()["replayRules"]["totals"];
+    assert_eq!(totals["events"], 4_502);
+    // The join and the registration pay once each (both once-per-lifetime rules).
+    assert_eq!(totals["eventsMatched"], 2);
+    assert_eq!(totals["membersReached"], 1);
+    assert_eq!(totals["pointsIssued"], "70.00");
+    assert_eq!(totals["actuallyIssued"], "70.00");
     // Admins only.
     assert_eq!(
         ask(app.member("m1"), now - Duration::days(1), now)
