@@ -3,6 +3,7 @@
 //! layer maps them to its own DTOs.
 
 pub mod balances;
+pub mod earn_events;
 pub mod earning_rules;
 pub mod gifts;
 pub mod idempotency_records;

@@ -18,6 +18,7 @@ mod m20261201_000010_rule_budgets;
 mod m20261201_000011_purchase_lines;
 mod m20261201_000012_spins_attributes;
 mod m20261201_000013_rule_campaigns;
+mod m20261201_000014_earn_events;
 mod util;
 
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000011_purchase_lines::Migration),
             Box::new(m20261201_000012_spins_attributes::Migration),
             Box::new(m20261201_000013_rule_campaigns::Migration),
+            Box::new(m20261201_000014_earn_events::Migration),
         ]
     }
 }

@@ -210,7 +210,8 @@ impl Loyalty {
                 tx.now,
             )
             .await?;
-        self.event_facts(tx.txn, &tx.member, &rules, request, &mut facts)
+        let at = (tx.program.tz, tx.now);
+        self.event_facts(tx.txn, &tx.member, &rules, request, at, &mut facts)
             .await?;
         let ctx = EvalContext {
             tz: tx.program.tz,
@@ -293,6 +294,7 @@ impl Loyalty {
             tx.member.login_streak = i32::try_from(streak).unwrap_or(i32::MAX);
             tx.touch_member();
         }
+        crate::earning::events::record(tx, request, reference, &posted).await?;
         Ok(Award {
             posted,
             earned,
@@ -309,6 +311,7 @@ impl Loyalty {
         member: &members::Model,
         rules: &[&Rule],
         request: &ActionRequest,
+        (tz, now): (chrono_tz::Tz, chrono::DateTime<chrono::Utc>),
         facts: &mut MemberFacts,
     ) -> TxResult<()> {
         let needs = |wanted: fn(&Condition) -> bool| {
@@ -342,6 +345,12 @@ impl Loyalty {
                 .count(txn)
                 .await?;
             facts.purchase_ordinal = Some(u32::try_from(before + 1).unwrap_or(u32::MAX));
+        }
+        if needs(|c| matches!(c, Condition::ActionCountAtLeast { .. })) {
+            facts.action_counts = Some(
+                crate::earning::events::action_counts(txn, member.id, &request.action, tz, now)
+                    .await?,
+            );
         }
         Ok(())
     }

@@ -2,7 +2,9 @@
 
 pub mod actions;
 pub mod budgets;
+pub mod events;
 pub mod purchases;
+pub mod replay;
 pub mod rulebook;
 pub mod rules;
 #[cfg(test)]
@@ -126,7 +128,7 @@ impl Loyalty {
                 ctx.now,
             )
             .await?;
-        self.event_facts(self.db(), &member, &rules, &request, &mut facts)
+        self.event_facts(self.db(), &member, &rules, &request, (ctx.tz, ctx.now), &mut facts)
             .await?;
         Ok((ruleset.version, evaluate(&ruleset, &facts, &request, &ctx)?))
     }

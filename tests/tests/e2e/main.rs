@@ -30,6 +30,7 @@ mod purchases;
 mod redis_faults;
 mod redis_namespaces;
 mod referrals;
+mod replay;
 mod report;
 mod rules;
 mod stored_values;

@@ -15,10 +15,12 @@ use std::collections::BTreeSet;
 
 use serde::{Serialize, Serializer};
 
+use crate::earning::rules::Period;
 use crate::money::Money;
 
 pub use evaluate::{
-    evaluate, is_line_condition, line_matches, matching_lines_value, Facts, Line, Outcome, TierFact,
+    evaluate, is_line_condition, line_matches, matching_lines_value, ActionCounts, Facts, Line,
+    Outcome, TierFact,
 };
 pub use parse::validate;
 
@@ -38,6 +40,8 @@ pub const MAX_NTH_PURCHASE: u32 = 1_000;
 pub const MAX_JOINED_WITHIN_DAYS: u32 = 3_650;
 /// `minQuantity` of a line condition: 1..=this.
 pub const MAX_MIN_QUANTITY: u32 = 1_000_000;
+/// `actionCountAtLeast`: count in 1..=this.
+pub const MAX_ACTION_COUNT: u32 = 1_000;
 
 /// One condition. Serializes to the admin API's JSON shape; deserializing goes through the same
 /// validation as [`validate`], so a `Condition` always holds a valid value.
@@ -100,6 +104,10 @@ pub enum Condition {
     ObjectIdPrefix { prefix: String },
     /// The member attribute `key` (set by the service role) equals `value` exactly.
     MemberAttributeEquals { key: String, value: String },
+    /// This event is at least the `count`-th of its action by the member in the `period`
+    /// (program timezone; `LIFETIME` = ever), this one included, paid or not: "the fifth news
+    /// read of the day" (with a rule limit of 1 per day, "five reads grant one spin").
+    ActionCountAtLeast { count: u32, period: Period },
 }
 
 /// A day of the week, as the API spells it: `"monday"` … `"sunday"`.

@@ -330,6 +330,7 @@ fn event_facts(facts: &MemberFacts, request: &ActionRequest, ctx: &EvalContext) 
         joined_at: facts.joined_at,
         object_id: request.object_id.clone(),
         attributes: facts.attributes.clone(),
+        action_counts: facts.action_counts.clone(),
     }
 }
 

@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::conditions::{Condition, Line, TierFact};
+use super::conditions::{ActionCounts, Condition, Line, TierFact};
 use crate::money::{Money, Points};
 use crate::stored::stored_enum;
 
@@ -213,6 +213,9 @@ pub struct MemberFacts {
     pub attributes: HashMap<String, String>,
     /// Rules whose total budget cannot take their award (found while reserving it).
     pub exhausted: std::collections::HashSet<i64>,
+    /// This event's place among the member's events of its action, for `actionCountAtLeast`
+    /// (loaded only when a rule for the action has one).
+    pub action_counts: Option<ActionCounts>,
 }
 
 /// Program settings and the clock reading the engine evaluates against.

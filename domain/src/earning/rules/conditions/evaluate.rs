@@ -6,6 +6,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 
 use super::{quoted, Condition, TimeOfDay, Weekday};
+use crate::earning::rules::Period;
 use crate::money::Money;
 
 /// One order line, as a purchase reports it.
@@ -35,6 +36,28 @@ pub struct TierFact {
     pub name: String,
 }
 
+/// How many events of this action the member recorded, this one included, paid or not, in the
+/// local day, ISO week and month of the event (program timezone) and ever.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ActionCounts {
+    pub action: String,
+    pub day: u32,
+    pub week: u32,
+    pub month: u32,
+    pub lifetime: u32,
+}
+
+impl ActionCounts {
+    pub fn count(&self, period: Period) -> u32 {
+        match period {
+            Period::Day => self.day,
+            Period::Week => self.week,
+            Period::Month => self.month,
+            Period::Lifetime => self.lifetime,
+        }
+    }
+}
+
 /// What an event knows. `None` where the event has no such fact (an action has no order total,
 /// a purchase may have no object id).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +73,8 @@ pub struct Facts {
     pub joined_at: Option<DateTime<Utc>>,
     pub object_id: Option<String>,
     pub attributes: HashMap<String, String>,
+    /// Loaded only when a rule for the action has an `actionCountAtLeast` condition.
+    pub action_counts: Option<ActionCounts>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -194,6 +219,19 @@ fn check(condition: &Condition, facts: &Facts) -> Result<(), String> {
                 )
             })
         }
+        Condition::ActionCountAtLeast { count, period } => {
+            let counts = facts.action_counts.as_ref().ok_or("action count unknown")?;
+            let seen = counts.count(*period);
+            let when = match period {
+                Period::Day => "today",
+                Period::Week => "this week",
+                Period::Month => "this month",
+                Period::Lifetime => "ever",
+            };
+            pass_if(seen >= *count, || {
+                format!("{} #{seen} {when} < {count}", counts.action)
+            })
+        }
     }
 }
 
@@ -256,7 +294,8 @@ impl<'a> LineFilter<'a> {
             | Condition::JoinedWithinDays { .. }
             | Condition::ObjectIdIn { .. }
             | Condition::ObjectIdPrefix { .. }
-            | Condition::MemberAttributeEquals { .. } => None,
+            | Condition::MemberAttributeEquals { .. }
+            | Condition::ActionCountAtLeast { .. } => None,
         }
     }
 

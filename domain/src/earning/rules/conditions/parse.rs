@@ -8,10 +8,11 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use super::{
-    quoted, Condition, TimeOfDay, Weekday, MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTE_VALUE_CHARS,
-    MAX_CONDITIONS, MAX_JOINED_WITHIN_DAYS, MAX_MIN_QUANTITY, MAX_NTH_PURCHASE, MAX_SET_LEN,
-    MAX_VALUE_CHARS,
+    quoted, Condition, TimeOfDay, Weekday, MAX_ACTION_COUNT, MAX_ATTRIBUTE_KEY_CHARS,
+    MAX_ATTRIBUTE_VALUE_CHARS, MAX_CONDITIONS, MAX_JOINED_WITHIN_DAYS, MAX_MIN_QUANTITY,
+    MAX_NTH_PURCHASE, MAX_SET_LEN, MAX_VALUE_CHARS,
 };
+use crate::earning::rules::Period;
 use crate::error::DomainError;
 use crate::money::{Money, Points};
 
@@ -94,6 +95,10 @@ pub(super) fn parse_one(input: &Value, path: &str) -> Result<Condition, DomainEr
             key: fields.string("key", MAX_ATTRIBUTE_KEY_CHARS)?,
             value: fields.string("value", MAX_ATTRIBUTE_VALUE_CHARS)?,
         },
+        "actionCountAtLeast" => Condition::ActionCountAtLeast {
+            count: fields.count("count", MAX_ACTION_COUNT)?,
+            period: fields.period("period")?,
+        },
         unknown => {
             return Err(refuse(
                 &fields.at("kind"),
@@ -175,6 +180,30 @@ impl<'a> Fields<'a> {
     fn string(&mut self, field: &'static str, max_chars: usize) -> Result<String, DomainError> {
         let path = self.at(field);
         parse_string(self.required(field)?, &path, max_chars)
+    }
+
+    /// `"DAY"`, `"WEEK"`, `"MONTH"` or `"LIFETIME"` (as a rule's limit spells it).
+    fn period(&mut self, field: &'static str) -> Result<Period, DomainError> {
+        const PERIODS: [(&str, Period); 4] = [
+            ("DAY", Period::Day),
+            ("WEEK", Period::Week),
+            ("MONTH", Period::Month),
+            ("LIFETIME", Period::Lifetime),
+        ];
+        let path = self.at(field);
+        let value = self.required(field)?;
+        let expected = "must be one of DAY, WEEK, MONTH, LIFETIME";
+        let text = value.as_str().ok_or_else(|| refuse(&path, expected))?;
+        PERIODS
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|(_, period)| *period)
+            .ok_or_else(|| {
+                refuse(
+                    &path,
+                    &format!("unknown period {} ({expected})", quoted(text)),
+                )
+            })
     }
 
     fn time(&mut self, field: &'static str) -> Result<TimeOfDay, DomainError> {

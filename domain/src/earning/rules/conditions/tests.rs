@@ -39,7 +39,8 @@ fn line(sku: &str, category: &str, quantity: u32, unit_minor: i64) -> Line {
 }
 
 /// A purchase on Saturday 2026-12-05 19:00 in Ho Chi Minh City: total 42.00, a coffee line and a
-/// tea line, a silver member's second purchase, joined ten days before.
+/// tea line, a silver member's second purchase, joined ten days before; its action counts are a
+/// news read's (the 3rd today, 7th this week, 12th this month, 40th ever).
 fn facts() -> Facts {
     let at = local(HCM, 2026, 12, 5, 19, 0);
     Facts {
@@ -58,6 +59,13 @@ fn facts() -> Facts {
         joined_at: Some(at - Duration::days(10)),
         object_id: Some("news/sport/42".into()),
         attributes: HashMap::from([("city".to_owned(), "hanoi".to_owned())]),
+        action_counts: Some(ActionCounts {
+            action: "news_read".into(),
+            day: 3,
+            week: 7,
+            month: 12,
+            lifetime: 40,
+        }),
     }
 }
 

@@ -309,3 +309,46 @@ fn long_sets_are_shortened_in_explanations() {
         "tier silver (id 2) is not in {10, 11, 12, 13, 14, … 3 more}"
     );
 }
+
+#[test]
+fn action_count_at_least_counts_this_event_in_its_period() {
+    let mut f = facts();
+    // The third news read today: "at least the 3rd" holds, "at least the 5th" does not.
+    let fifth_today = json!({"kind": "actionCountAtLeast", "count": 5, "period": "DAY"});
+    assert_eq!(fails(fifth_today.clone(), &f), "news_read #3 today < 5");
+    assert_eq!(
+        outcome(
+            json!({"kind": "actionCountAtLeast", "count": 3, "period": "DAY"}),
+            &f
+        ),
+        Outcome::Pass
+    );
+    assert_eq!(
+        outcome(
+            json!({"kind": "actionCountAtLeast", "count": 5, "period": "WEEK"}),
+            &f
+        ),
+        Outcome::Pass
+    );
+    assert_eq!(
+        fails(
+            json!({"kind": "actionCountAtLeast", "count": 13, "period": "MONTH"}),
+            &f
+        ),
+        "news_read #12 this month < 13"
+    );
+    assert_eq!(
+        fails(
+            json!({"kind": "actionCountAtLeast", "count": 41, "period": "LIFETIME"}),
+            &f
+        ),
+        "news_read #40 ever < 41"
+    );
+    // The fifth (and every later) read of the day passes.
+    if let Some(counts) = f.action_counts.as_mut() {
+        counts.day = 5;
+    }
+    assert_eq!(outcome(fifth_today.clone(), &f), Outcome::Pass);
+    f.action_counts = None;
+    assert_eq!(fails(fifth_today, &f), "action count unknown");
+}

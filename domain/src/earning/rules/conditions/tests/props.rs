@@ -61,6 +61,16 @@ fn condition() -> impl Strategy<Value = Condition> {
         name().prop_map(|prefix| Condition::ObjectIdPrefix { prefix }),
         (name(), "\\PC{1,20}")
             .prop_map(|(key, value)| Condition::MemberAttributeEquals { key, value }),
+        (
+            1..=MAX_ACTION_COUNT,
+            prop::sample::select(vec![
+                Period::Day,
+                Period::Week,
+                Period::Month,
+                Period::Lifetime
+            ])
+        )
+            .prop_map(|(count, period)| Condition::ActionCountAtLeast { count, period }),
     ]
 }
 
@@ -89,10 +99,19 @@ fn any_facts() -> impl Strategy<Value = Facts> {
         prop::option::of((any::<i64>(), name())),
         (instant.clone(), tz, prop::option::of(any::<u32>())),
         (prop::option::of(instant), prop::option::of(name())),
-        prop::collection::hash_map(name(), name(), 0..3),
+        (
+            prop::collection::hash_map(name(), name(), 0..3),
+            prop::option::of((name(), any::<[u32; 4]>())),
+        ),
     )
         .prop_map(
-            |((total, lines), tier, (at, tz, ordinal), (joined_at, object_id), attributes)| Facts {
+            |(
+                (total, lines),
+                tier,
+                (at, tz, ordinal),
+                (joined_at, object_id),
+                (attributes, counts),
+            )| Facts {
                 order_total: total.map(Money::from_minor),
                 lines,
                 tier: tier.map(|(id, name)| TierFact { id, name }),
@@ -102,6 +121,13 @@ fn any_facts() -> impl Strategy<Value = Facts> {
                 joined_at,
                 object_id,
                 attributes,
+                action_counts: counts.map(|(action, [day, week, month, lifetime])| ActionCounts {
+                    action,
+                    day,
+                    week,
+                    month,
+                    lifetime,
+                }),
             },
         )
 }

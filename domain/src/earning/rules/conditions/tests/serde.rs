@@ -79,6 +79,13 @@ fn every_variant() -> Vec<(Condition, Value)> {
             },
             json!({"kind": "memberAttributeEquals", "key": "city", "value": "hanoi"}),
         ),
+        (
+            Condition::ActionCountAtLeast {
+                count: 5,
+                period: Period::Day,
+            },
+            json!({"kind": "actionCountAtLeast", "count": 5, "period": "DAY"}),
+        ),
     ]
 }
 

@@ -57,6 +57,34 @@ fn refusals_name_the_path_of_the_bad_field() {
             "conditions[1].skus: must not be empty",
         ),
         (
+            json!({"kind": "actionCountAtLeast", "count": 0, "period": "DAY"}),
+            "conditions[1].count: must be an integer between 1 and 1000",
+        ),
+        (
+            json!({"kind": "actionCountAtLeast", "count": 1001, "period": "DAY"}),
+            "conditions[1].count: must be an integer between 1 and 1000",
+        ),
+        (
+            json!({"kind": "actionCountAtLeast", "period": "DAY"}),
+            "conditions[1].count: required",
+        ),
+        (
+            json!({"kind": "actionCountAtLeast", "count": 5}),
+            "conditions[1].period: required",
+        ),
+        (
+            json!({"kind": "actionCountAtLeast", "count": 5, "period": "day"}),
+            r#"conditions[1].period: unknown period "day" (must be one of DAY, WEEK, MONTH, LIFETIME)"#,
+        ),
+        (
+            json!({"kind": "actionCountAtLeast", "count": 5, "period": 1}),
+            "conditions[1].period: must be one of DAY, WEEK, MONTH, LIFETIME",
+        ),
+        (
+            json!({"kind": "actionCountAtLeast", "count": 5, "period": "DAY", "action": "x"}),
+            "conditions[1].action: unknown field",
+        ),
+        (
             json!({"kind": "linesWithSku", "skus": "COF-1"}),
             "conditions[1].skus: must be an array",
         ),
