@@ -128,8 +128,15 @@ impl Loyalty {
                 ctx.now,
             )
             .await?;
-        self.event_facts(self.db(), &member, &rules, &request, (ctx.tz, ctx.now), &mut facts)
-            .await?;
+        self.event_facts(
+            self.db(),
+            &member,
+            &rules,
+            &request,
+            (ctx.tz, ctx.now),
+            &mut facts,
+        )
+        .await?;
         Ok((ruleset.version, evaluate(&ruleset, &facts, &request, &ctx)?))
     }
 }

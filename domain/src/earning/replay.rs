@@ -415,26 +415,71 @@ fn rule_facts(
     }
 }
 
-/// Hand-off: a purchase's lines by order id. The `purchase_lines` table (issue 11, item 1) is
-/// another branch's; until it is merged this returns no lines, so line conditions and
-/// "% of the matching lines" replay as for a purchase sent without lines. The lead wires it:
-/// `SELECT order_id, sku, category, quantity, unit_price_minor FROM purchase_lines WHERE
-/// program_id = ? AND order_id IN (…)`, in line order.
+/// The lines of the period's purchases by order id (in line order); orders sent without lines
+/// have none. One query for the page's purchases, one for their lines.
 async fn purchase_lines<C: ConnectionTrait>(
-    _conn: &C,
-    _program_id: i64,
-    _order_ids: &[String],
+    conn: &C,
+    program_id: i64,
+    order_ids: &[String],
 ) -> DomainResult<HashMap<String, Vec<Line>>> {
-    Ok(HashMap::new())
+    use loyalty_entities::{purchase_lines as pl, purchases};
+    if order_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let orders: HashMap<i64, String> = purchases::Entity::find()
+        .filter(purchases::Column::ProgramId.eq(program_id))
+        .filter(purchases::Column::OrderId.is_in(order_ids.iter().cloned()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p.order_id))
+        .collect();
+    if orders.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = pl::Entity::find()
+        .filter(pl::Column::PurchaseId.is_in(orders.keys().copied()))
+        .order_by_asc(pl::Column::PurchaseId)
+        .order_by_asc(pl::Column::LineNumber)
+        .all(conn)
+        .await?;
+    let mut lines: HashMap<String, Vec<Line>> = HashMap::new();
+    for row in rows {
+        let Some(order) = orders.get(&row.purchase_id) else {
+            continue;
+        };
+        lines.entry(order.clone()).or_default().push(Line {
+            sku: row.sku,
+            category: row.category,
+            quantity: u32::try_from(row.quantity).unwrap_or(u32::MAX),
+            unit_price: crate::money::Money::from_minor(row.unit_price_minor),
+        });
+    }
+    Ok(lines)
 }
 
-/// Hand-off: members' current attributes (`setMemberAttributes`, another branch). Until they
-/// are stored, no attribute is set; the lead wires the lookup here.
+/// Members' current attributes (`setMemberAttributes`): replay compares conditions against
+/// today's values, not those of the event's day.
 async fn member_attributes<C: ConnectionTrait>(
-    _conn: &C,
-    _member_ids: &[i64],
+    conn: &C,
+    member_ids: &[i64],
 ) -> DomainResult<HashMap<i64, HashMap<String, String>>> {
-    Ok(HashMap::new())
+    use loyalty_entities::members;
+    if member_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = members::Entity::find()
+        .filter(members::Column::Id.is_in(member_ids.iter().copied()))
+        .all(conn)
+        .await?;
+    let mut attributes = HashMap::new();
+    for row in rows {
+        let stored = crate::members::attributes::stored(&row.attributes)?;
+        if !stored.is_empty() {
+            attributes.insert(row.id, stored.into_iter().collect());
+        }
+    }
+    Ok(attributes)
 }
 
 #[derive(FromQueryResult)]
