@@ -1,9 +1,8 @@
 //! Free wheel spins: a `FREE_SPINS` campaign credits the SPINS account (1.00 per spin, never
 //! points), and `spinWheel` spends one before any points, also under concurrent spins.
 //!
-//! Until the admin API stores the new reward kinds (c11-admin), the rules are published by
-//! writing a ruleset version directly ([`publish_raw_rules`]); the test through the admin API
-//! is written and ignored until then.
+//! Most tests publish their rules by writing a ruleset version directly ([`publish_raw_rules`],
+//! to pin the stored shape); the scenario goes through the admin API.
 
 use futures::future::join_all;
 use loyalty_domain::Loyalty;
@@ -361,69 +360,56 @@ e2e!(
     }
 );
 
-/// The scenario through the admin API: five news reads in a day grant one free spin,
-/// and the spin then costs no points.
-async fn news_reads_grant_a_free_spin(app: TestApp) {
-    app.demo().await;
-    let (token, _) = app.register("m1").await;
-    let admin = app.admin();
-    let created = app
-        .gql(
-            Some(&admin),
-            "mutation { createRule(input: {name: \"Reader's spin\", action: \"news_read\", effect: {kind: FREE_SPINS, spins: 1}, limit: {count: 1, period: DAY}}) { id } }",
-            j!({}),
-        )
-        .await;
-    created.data();
-    app.gql(
-        Some(&admin),
-        "mutation { publishRules { version } }",
-        j!({}),
-    )
-    .await
-    .data();
-    let mut spins = 0;
-    for n in 0..5 {
-        let read = app
+e2e!(
+    five_news_reads_in_a_day_grant_a_free_spin,
+    |app: TestApp| async move {
+        app.demo().await;
+        let (token, _) = app.register("m1").await;
+        let admin = app.admin();
+        let created = app
             .gql(
-                Some(&token),
-                ACTION,
-                j!({"a": "news_read", "o": format!("news-{n}")}),
+                Some(&admin),
+                "mutation { createRule(input: {name: \"Reader's spin\", action: \"news_read\", source: \"reader_spin\", effect: {kind: FREE_SPINS, spins: 1}, conditions: [{kind: \"actionCountAtLeast\", count: 5, period: \"DAY\"}], limit: {count: 1, period: DAY}}) { id } }",
+                j!({}),
             )
             .await;
-        spins += read.data()["recordAction"]["spins"].as_u64().unwrap();
+        created.data();
+        app.gql(
+            Some(&admin),
+            "mutation { publishRules { version } }",
+            j!({}),
+        )
+        .await
+        .data();
+        let mut spins = Vec::new();
+        for n in 0..6 {
+            let read = app
+                .gql(
+                    Some(&token),
+                    ACTION,
+                    j!({"a": "news_read", "o": format!("news-{n}")}),
+                )
+                .await;
+            spins.push(read.data()["recordAction"]["spins"].as_u64().unwrap());
+        }
+        // The fifth read of the day grants the spin; the sixth is past the once-a-day limit.
+        assert_eq!(spins, [0, 0, 0, 0, 1, 0]);
+        // 70.00 + five first reads at 3.00 (the demo pays five a day).
+        assert_eq!(
+            me(&app, &token).await,
+            j!({"balance": "85.00", "freeSpins": 1, "lifetimeEarned": "85.00"})
+        );
+        let wheel = blank_wheel(&app, "10", 5).await;
+        let spin = app
+            .gql(Some(&token), SPIN, j!({"w": wheel, "k": "after-reading"}))
+            .await;
+        let s = &spin.data()["spinWheel"];
+        assert_eq!(
+            (s["paidWith"].as_str(), s["cost"].as_str()),
+            (Some("FREE_SPIN"), Some("0.00"))
+        );
+        assert_eq!(s["balance"], "85.00");
+        assert_eq!(s["freeSpins"], 0);
+        app.assert_ledger_invariants().await;
     }
-    assert_eq!(spins, 1);
-    // 70.00 + five first reads at 3.00.
-    assert_eq!(
-        me(&app, &token).await,
-        j!({"balance": "85.00", "freeSpins": 1, "lifetimeEarned": "85.00"})
-    );
-    let wheel = blank_wheel(&app, "10", 5).await;
-    let spin = app
-        .gql(Some(&token), SPIN, j!({"w": wheel, "k": "after-reading"}))
-        .await;
-    let s = &spin.data()["spinWheel"];
-    assert_eq!(
-        (s["paidWith"].as_str(), s["cost"].as_str()),
-        (Some("FREE_SPIN"), Some("0.00"))
-    );
-    assert_eq!(s["balance"], "85.00");
-    app.assert_ledger_invariants().await;
-}
-
-mod five_news_reads_in_a_day_grant_a_free_spin {
-    use crate::helpers::{spawn_app, Backend};
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    #[ignore = "needs c11-admin"]
-    async fn postgres() {
-        super::news_reads_grant_a_free_spin(spawn_app(Backend::Postgres).await).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    #[ignore = "needs c11-admin"]
-    async fn sqlite() {
-        super::news_reads_grant_a_free_spin(spawn_app(Backend::Sqlite).await).await;
-    }
-}
+);
