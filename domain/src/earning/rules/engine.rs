@@ -187,6 +187,17 @@ pub fn evaluate(
             verdicts.push(verdict);
             continue;
         }
+        let on_amount = matches!(
+            rule.reward,
+            Reward::Percent(_) | Reward::PercentOfLines(_) | Reward::PerUnit { .. }
+        );
+        if on_amount && request.amount.is_none() {
+            // A money effect on an event without an amount (a misconfigured rule on a
+            // mini-app action) pays nothing; the event's other rules still apply.
+            let detail = "no amount: only purchases carry one".to_owned();
+            verdicts.push(refused(verdict, Refusal::NothingToAward, Some(detail)));
+            continue;
+        }
         let (points, spins, lines) = match rule.reward {
             Reward::FreeSpins(spins) => (Points::ZERO, spins, None),
             _ => {

@@ -92,7 +92,7 @@ pub(super) fn parse_one(input: &Value, path: &str) -> Result<Condition, DomainEr
             prefix: fields.string("prefix", MAX_VALUE_CHARS)?,
         },
         "memberAttributeEquals" => Condition::MemberAttributeEquals {
-            key: fields.string("key", MAX_ATTRIBUTE_KEY_CHARS)?,
+            key: fields.attribute_key("key")?,
             value: fields.string("value", MAX_ATTRIBUTE_VALUE_CHARS)?,
         },
         "actionCountAtLeast" => Condition::ActionCountAtLeast {
@@ -180,6 +180,20 @@ impl<'a> Fields<'a> {
     fn string(&mut self, field: &'static str, max_chars: usize) -> Result<String, DomainError> {
         let path = self.at(field);
         parse_string(self.required(field)?, &path, max_chars)
+    }
+
+    /// A member attribute key, spelled as `setMemberAttributes` accepts it (`[a-z0-9_]`), so a
+    /// condition can never name a key no member can hold.
+    fn attribute_key(&mut self, field: &'static str) -> Result<String, DomainError> {
+        let key = self.string(field, MAX_ATTRIBUTE_KEY_CHARS)?;
+        if key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            Ok(key)
+        } else {
+            Err(refuse(&self.at(field), "must be a–z, 0–9 and `_`"))
+        }
     }
 
     /// `"DAY"`, `"WEEK"`, `"MONTH"` or `"LIFETIME"` (as a rule's limit spells it).

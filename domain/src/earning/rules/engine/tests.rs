@@ -187,6 +187,22 @@ fn streak_grows_by_step_and_caps() {
 }
 
 #[test]
+fn a_money_effect_without_an_amount_pays_nothing_and_blocks_no_other_rule() {
+    let percent = rule(1, "quiz", Reward::Percent(Decimal::TEN));
+    let fixed = rule(2, "quiz", Reward::Fixed(Points::from_minor(300)));
+    let rs = ruleset(vec![percent, fixed]);
+    let now = ctx(at("2026-11-23 09:00:00"));
+    let eval = evaluate(&rs, &MemberFacts::default(), &action("quiz"), &now).unwrap();
+    assert_eq!(eval.earns.len(), 1);
+    assert_eq!(eval.earns[0].rule_id, 2);
+    assert_eq!(eval.verdicts[0].refusal, Some(Refusal::NothingToAward));
+    assert_eq!(
+        eval.verdicts[0].detail.as_deref(),
+        Some("no amount: only purchases carry one")
+    );
+}
+
+#[test]
 fn per_object_rule_pays_once_per_object_and_needs_an_object() {
     let view = Rule {
         per_object: true,

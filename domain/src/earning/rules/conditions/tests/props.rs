@@ -59,7 +59,7 @@ fn condition() -> impl Strategy<Value = Condition> {
         (1..=MAX_JOINED_WITHIN_DAYS).prop_map(|days| Condition::JoinedWithinDays { days }),
         names().prop_map(|ids| Condition::ObjectIdIn { ids }),
         name().prop_map(|prefix| Condition::ObjectIdPrefix { prefix }),
-        (name(), "\\PC{1,20}")
+        ("[a-z0-9_]{1,20}", "\\PC{1,20}")
             .prop_map(|(key, value)| Condition::MemberAttributeEquals { key, value }),
         (
             1..=MAX_ACTION_COUNT,

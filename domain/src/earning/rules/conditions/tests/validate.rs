@@ -10,6 +10,10 @@ fn refusals_name_the_path_of_the_bad_field() {
             json!({"kind": "foo"}),
             r#"conditions[1].kind: unknown condition "foo""#,
         ),
+        (
+            json!({"kind": "memberAttributeEquals", "key": "City", "value": "hcm"}),
+            "conditions[1].key: must be a–z, 0–9 and `_`",
+        ),
         (json!({"amount": "1"}), "conditions[1].kind: required"),
         (json!({"kind": 3}), "conditions[1].kind: must be a string"),
         (
