@@ -10,7 +10,9 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::Serialize;
 
-use crate::earning::rules::conditions::{MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTE_VALUE_CHARS};
+use crate::earning::rules::conditions::{
+    is_attribute_key, MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTE_VALUE_CHARS,
+};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::{MemberRef, TxResult};
 use crate::ledger::ops::{IdempotencyKey, Operation};
@@ -39,13 +41,6 @@ pub(crate) fn stored(text: &str) -> DomainResult<Attributes> {
         .map_err(|err| DomainError::internal(format!("members.attributes: {err}")))
 }
 
-fn valid_key(key: &str) -> bool {
-    (1..=MAX_ATTRIBUTE_KEY_CHARS).contains(&key.len())
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
 /// Refuses the first bad change with the path of its field (`attributes[2].value: ...`).
 fn validate(changes: &[AttributeChange]) -> DomainResult<()> {
     if changes.len() > MAX_ATTRIBUTE_CHANGES {
@@ -63,7 +58,7 @@ fn validate(changes: &[AttributeChange]) -> DomainResult<()> {
     let mut seen = HashSet::with_capacity(changes.len());
     for (index, change) in changes.iter().enumerate() {
         let path = format!("attributes[{index}]");
-        if !valid_key(&change.key) {
+        if !is_attribute_key(&change.key) {
             return Err(DomainError::validation(format!(
                 "{path}.key: must be 1 to {MAX_ATTRIBUTE_KEY_CHARS} characters of a-z, 0-9 and _"
             )));

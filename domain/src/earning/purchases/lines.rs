@@ -13,7 +13,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
-use crate::earning::rules::conditions::{Line, MAX_VALUE_CHARS};
+use crate::earning::rules::conditions::{quoted, Line, MAX_VALUE_CHARS};
 use crate::error::{DomainError, DomainResult};
 use crate::money::Money;
 
@@ -383,10 +383,6 @@ fn gcd(mut a: i128, mut b: i128) -> i128 {
         (a, b) = (b, a % b);
     }
     a.max(1)
-}
-
-fn quoted(text: &str) -> String {
-    serde_json::Value::String(text.to_owned()).to_string()
 }
 
 #[cfg(test)]

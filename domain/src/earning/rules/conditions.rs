@@ -203,8 +203,17 @@ fn opt_money_str<S: Serializer>(amount: &Option<Money>, serializer: S) -> Result
 
 /// A string as JSON writes it (quoted, escaped), so neither a refusal nor an explanation can be
 /// forged by the text it quotes.
-fn quoted(text: &str) -> String {
+pub(crate) fn quoted(text: &str) -> String {
     serde_json::Value::String(text.to_owned()).to_string()
+}
+
+/// A member attribute key as `setMemberAttributes` stores it and `memberAttributeEquals` names
+/// it: 1 to [`MAX_ATTRIBUTE_KEY_CHARS`] of `a–z`, `0–9` and `_`.
+pub fn is_attribute_key(key: &str) -> bool {
+    (1..=MAX_ATTRIBUTE_KEY_CHARS).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 impl TryFrom<serde_json::Value> for Condition {

@@ -2,7 +2,7 @@ use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::conditions::{self, Facts, Outcome};
+use super::conditions::{self, quoted, Facts, Outcome};
 use super::model::{
     ActionRequest, EvalContext, Limit, MemberFacts, Period, Reward, Rounding, Rule, RuleFacts,
     Ruleset,
@@ -497,10 +497,6 @@ fn payout(
         .checked_mul(ctx.multiplier)
         .ok_or_else(overflow)?;
     Ok((Points::round_from(scaled)?, lines))
-}
-
-fn quoted(text: &str) -> String {
-    serde_json::Value::String(text.to_owned()).to_string()
 }
 
 fn natural_key(

@@ -8,9 +8,9 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use super::{
-    quoted, Condition, TimeOfDay, Weekday, MAX_ACTION_COUNT, MAX_ATTRIBUTE_KEY_CHARS,
-    MAX_ATTRIBUTE_VALUE_CHARS, MAX_CONDITIONS, MAX_JOINED_WITHIN_DAYS, MAX_MIN_QUANTITY,
-    MAX_NTH_PURCHASE, MAX_SET_LEN, MAX_VALUE_CHARS,
+    is_attribute_key, quoted, Condition, TimeOfDay, Weekday, MAX_ACTION_COUNT,
+    MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTE_VALUE_CHARS, MAX_CONDITIONS, MAX_JOINED_WITHIN_DAYS,
+    MAX_MIN_QUANTITY, MAX_NTH_PURCHASE, MAX_SET_LEN, MAX_VALUE_CHARS,
 };
 use crate::earning::rules::Period;
 use crate::error::DomainError;
@@ -186,10 +186,7 @@ impl<'a> Fields<'a> {
     /// condition can never name a key no member can hold.
     fn attribute_key(&mut self, field: &'static str) -> Result<String, DomainError> {
         let key = self.string(field, MAX_ATTRIBUTE_KEY_CHARS)?;
-        if key
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
+        if is_attribute_key(&key) {
             Ok(key)
         } else {
             Err(refuse(&self.at(field), "must be a–z, 0–9 and `_`"))
