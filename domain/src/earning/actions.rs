@@ -17,6 +17,7 @@ use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{spins_amount, Account, Entry, Kind, Posting, Tx};
 use crate::members::attributes;
 use crate::money::Points;
+use crate::program::Program;
 use crate::service::Loyalty;
 
 /// Actions only the server itself records (through register, join and recordPurchase).
@@ -201,17 +202,7 @@ impl Loyalty {
         let ruleset = self.ruleset(tx.txn, tx.program.id, version).await?;
         let rules: Vec<_> = ruleset.rules_for(&request.action).collect();
         let mut facts = self
-            .member_facts(
-                tx.txn,
-                tx.program,
-                &tx.member,
-                &rules,
-                request.object_id.as_deref(),
-                tx.now,
-            )
-            .await?;
-        let at = (tx.program.tz, tx.now);
-        self.event_facts(tx.txn, &tx.member, &rules, request, at, &mut facts)
+            .facts(tx.txn, tx.program, &tx.member, &rules, request, tx.now)
             .await?;
         let ctx = EvalContext {
             tz: tx.program.tz,
@@ -303,9 +294,30 @@ impl Loyalty {
         })
     }
 
-    /// The facts only some conditions need, loaded only when a rule for the action has one
-    /// (also for `testRules`, outside a transaction).
-    pub(crate) async fn event_facts<C: ConnectionTrait>(
+    /// Everything the engine needs to know about the member for `request`, as of `now`: the
+    /// per-rule counts ([`Loyalty::member_facts`]) and the facts only some conditions need
+    /// ([`Loyalty::event_facts`]). The award (under the member's lock) and `testRules` (outside a
+    /// transaction) both load them here.
+    pub(crate) async fn facts<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        program: &Program,
+        member: &members::Model,
+        rules: &[&Rule],
+        request: &ActionRequest,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> TxResult<MemberFacts> {
+        let object_id = request.object_id.as_deref();
+        let mut facts = self
+            .member_facts(conn, program, member, rules, object_id, now)
+            .await?;
+        self.event_facts(conn, member, rules, request, (program.tz, now), &mut facts)
+            .await?;
+        Ok(facts)
+    }
+
+    /// The facts only some conditions need, loaded only when a rule for the action has one.
+    async fn event_facts<C: ConnectionTrait>(
         &self,
         txn: &C,
         member: &members::Model,

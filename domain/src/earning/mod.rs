@@ -118,25 +118,9 @@ impl Loyalty {
                 ctx.multiplier = Points::from_minor(tier.multiplier_minor).decimal();
             }
         }
-        let mut facts = self
-            .member_facts(
-                self.db(),
-                program,
-                &member,
-                &rules,
-                request.object_id.as_deref(),
-                ctx.now,
-            )
+        let facts = self
+            .facts(self.db(), program, &member, &rules, &request, ctx.now)
             .await?;
-        self.event_facts(
-            self.db(),
-            &member,
-            &rules,
-            &request,
-            (ctx.tz, ctx.now),
-            &mut facts,
-        )
-        .await?;
         Ok((ruleset.version, evaluate(&ruleset, &facts, &request, &ctx)?))
     }
 }
