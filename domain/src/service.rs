@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::earning::rules::Ruleset;
+use crate::ledger::batch::{BatchOptions, Batcher};
 use crate::program::Program;
 use crate::store::{BusMessage, FastStore};
 
@@ -42,16 +43,31 @@ struct Inner {
     events: crate::live::events::EventHub,
     publisher: crate::live::events::Publisher,
     leaderboards: crate::live::leaderboard::Leaderboards,
+    /// Group commit of postings (`ledger/batch.rs`).
+    batcher: Batcher,
 }
 
 impl Loyalty {
-    /// Wires the service and starts listening to the bus for cache invalidations.
+    /// Wires the service with the default batching ([`BatchOptions::default`]).
     pub fn new(
         db: DatabaseConnection,
         store: Arc<dyn FastStore>,
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
     ) -> Self {
+        Loyalty::with_batching(db, store, clock, shutdown, BatchOptions::default())
+    }
+
+    /// Wires the service, starts its posting lanes and listens to the bus for cache
+    /// invalidations.
+    pub fn with_batching(
+        db: DatabaseConnection,
+        store: Arc<dyn FastStore>,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+        batching: BatchOptions,
+    ) -> Self {
+        let batcher = Batcher::start(&db, batching, shutdown.clone());
         let loyalty = Loyalty {
             inner: Arc::new(Inner {
                 db,
@@ -63,6 +79,7 @@ impl Loyalty {
                 events: crate::live::events::EventHub::default(),
                 publisher: crate::live::events::Publisher::start(store.clone(), shutdown.clone()),
                 leaderboards: crate::live::leaderboard::Leaderboards::for_store(store.as_ref()),
+                batcher,
             }),
         };
         tokio::spawn(listen(loyalty.clone(), shutdown.clone()));
@@ -106,12 +123,24 @@ impl Loyalty {
                 leaderboards: crate::live::leaderboard::Leaderboards::for_store(
                     self.inner.store.as_ref(),
                 ),
+                // No lanes: its postings (backdated demo history) each run their own
+                // transaction.
+                batcher: Batcher::start(
+                    &self.inner.db,
+                    BatchOptions::off(),
+                    CancellationToken::new(),
+                ),
             }),
         }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.inner.db
+    }
+
+    /// The posting lanes (their counters: [`Batcher::stats`]).
+    pub fn batcher(&self) -> &Batcher {
+        &self.inner.batcher
     }
 
     pub fn store(&self) -> &Arc<dyn FastStore> {

@@ -11,6 +11,8 @@ use anyhow::Context as _;
 pub use crate::http::client_addr::TrustedProxies;
 
 mod areas;
+
+pub use areas::Posting;
 mod dev_secret;
 
 /// The HS256 secret [`Config::for_tests`] uses, so tests can mint their own tokens.
@@ -57,6 +59,9 @@ pub const VARIABLES: &[&str] = &[
     "METRICS_TOKEN",
     "METRICS_ADDR",
     "LEADERBOARD_CATCH_UP_INTERVAL_SECS",
+    "POSTING_LANES",
+    "POSTING_BATCH_MAX",
+    "POSTING_BATCH_WINDOW_MS",
 ];
 
 const MAX_LEEWAY_SECS: u64 = 300;
@@ -207,6 +212,8 @@ pub struct Config {
     /// How often the leaderboards catch up with ledger rows whose board update was lost (a crash
     /// between commit and update); the first pass runs at start. 0 turns it off on this instance.
     pub leaderboard_catch_up_interval_secs: u64,
+    /// Group commit of postings: lanes, batch size and gathering window.
+    pub posting: Posting,
 }
 
 impl fmt::Debug for Config {
@@ -232,6 +239,7 @@ impl fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("http", &self.http)
             .field("metrics", &self.metrics)
+            .field("posting", &self.posting)
             .finish()
     }
 }
@@ -268,6 +276,7 @@ impl Config {
         let http = env.http_limits();
         let metrics = env.metrics(embedded);
         let leaderboard_catch_up_interval_secs = env.leaderboard_catch_up_interval_secs();
+        let posting = env.posting();
 
         if !env.problems.is_empty() {
             anyhow::bail!("configuration error:\n  - {}", env.problems.join("\n  - "));
@@ -314,6 +323,7 @@ impl Config {
             http,
             metrics,
             leaderboard_catch_up_interval_secs,
+            posting,
         })
     }
 
@@ -380,6 +390,11 @@ impl Config {
             // Tests that need the catch-up turn it on; the others see boards move only through
             // the code under test.
             leaderboard_catch_up_interval_secs: 0,
+            posting: Posting {
+                lanes: None,
+                batch_max: 32,
+                batch_window_ms: 0,
+            },
         }
     }
 

@@ -119,7 +119,8 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
                 .context("cannot read the deployment id")?,
         ),
     };
-    let loyalty = Loyalty::new(db, store, clock, shutdown.clone());
+    let batching = config.posting.batching();
+    let loyalty = Loyalty::with_batching(db, store, clock, shutdown.clone(), batching);
     if config.expiry_interval_secs > 0 {
         loyalty.spawn_expiry(
             Duration::from_secs(config.expiry_interval_secs),

@@ -81,8 +81,9 @@ pub fn classify(err: &DbErr) -> DbErrorKind {
         _ => None,
     };
     match code.as_deref() {
-        // PostgreSQL: serialization_failure, deadlock_detected.
-        Some("40001" | "40P01") => DbErrorKind::Retryable,
+        // PostgreSQL: serialization_failure, deadlock_detected, lock_not_available (a batch's
+        // lock wait ran out, see `batch::LOCK_TIMEOUT`).
+        Some("40001" | "40P01" | "55P03") => DbErrorKind::Retryable,
         // SQLite extended codes: BUSY, LOCKED, BUSY_RECOVERY, LOCKED_SHAREDCACHE, BUSY_SNAPSHOT,
         // BUSY_TIMEOUT.
         Some("5" | "6" | "261" | "262" | "517" | "773") => DbErrorKind::Retryable,
@@ -99,6 +100,8 @@ pub fn classify(err: &DbErr) -> DbErrorKind {
 pub enum TxError {
     Domain(DomainError),
     Db(DbErr),
+    /// Nothing of it committed and it may simply run again (a posting a batch gave back).
+    Again,
 }
 
 impl From<DbErr> for TxError {
@@ -121,13 +124,14 @@ impl From<TxError> for DomainError {
         match err {
             TxError::Domain(err) => err,
             TxError::Db(err) => err.into(),
+            TxError::Again => DomainError::internal("transaction gave up"),
         }
     }
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or `MAX_ATTEMPTS` retryable failures
 /// happened (bounded exponential backoff with jitter). The client never sees a transient
-/// serialization failure.
+/// serialization failure, nor a batch's lock wait that ran out.
 pub async fn retry<T, F, Fut>(operation: &'static str, mut attempt: F) -> Result<T, DomainError>
 where
     F: FnMut() -> Fut,
@@ -136,22 +140,27 @@ where
     let mut tries = 0;
     loop {
         tries += 1;
-        match attempt().await {
+        let err = match attempt().await {
             Ok(value) => return Ok(value),
             Err(TxError::Domain(err)) => return Err(err),
-            Err(TxError::Db(err)) => {
-                if classify(&err) == DbErrorKind::Retryable && tries < MAX_ATTEMPTS {
-                    metrics::counter!("loyalty_tx_retries_total", "operation" => operation)
-                        .increment(1);
-                    let base_ms = 2u64 << tries.min(7);
-                    let jitter_ms = rand::random_range(0..=base_ms);
-                    tracing::debug!(operation, tries, error = %err, "retrying transaction");
-                    tokio::time::sleep(Duration::from_millis(base_ms + jitter_ms)).await;
-                    continue;
-                }
-                return Err(DomainError::internal(format!("{operation}: {err}")));
+            Err(TxError::Again) if tries < MAX_ATTEMPTS => "run again".to_owned(),
+            Err(TxError::Again) => {
+                return Err(DomainError::internal(format!(
+                    "{operation}: gave up after {tries} attempts"
+                )))
             }
-        }
+            Err(TxError::Db(err)) => {
+                if classify(&err) != DbErrorKind::Retryable || tries >= MAX_ATTEMPTS {
+                    return Err(DomainError::internal(format!("{operation}: {err}")));
+                }
+                err.to_string()
+            }
+        };
+        metrics::counter!("loyalty_tx_retries_total", "operation" => operation).increment(1);
+        let base_ms = 2u64 << tries.min(7);
+        let jitter_ms = rand::random_range(0..=base_ms);
+        tracing::debug!(operation, tries, error = %err, "retrying transaction");
+        tokio::time::sleep(Duration::from_millis(base_ms + jitter_ms)).await;
     }
 }
 

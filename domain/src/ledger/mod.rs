@@ -11,6 +11,7 @@
 //! `tests.rs` pins both.
 
 pub mod audit;
+pub mod batch;
 pub mod db;
 pub mod expiry;
 pub mod ops;

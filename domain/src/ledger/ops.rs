@@ -13,11 +13,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use loyalty_entities::idempotency_records;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, QueryFilter, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::actor::Caller;
 use crate::error::{DomainError, DomainResult};
+use crate::ledger::batch::{self, Batcher, End, Job, Step};
 use crate::ledger::db::{lock_member, retry, run_detached, MemberRef, TxError, TxResult};
 use crate::ledger::{Posting, Tx};
 use crate::store::FastStore;
@@ -86,6 +88,8 @@ pub(crate) trait Operation: Serialize + Clone + Send + Sync + 'static {
 /// path pays nothing for the seam.
 pub(crate) trait Host: Clone + Send + Sync + 'static {
     fn db(&self) -> &DatabaseConnection;
+    /// The lanes postings are grouped in ([`batch`]).
+    fn batcher(&self) -> &Batcher;
     fn now(&self) -> DateTime<Utc>;
     /// The idempotency fast path (a hint: the database record decides).
     fn fast_path(&self) -> &Arc<dyn FastStore>;
@@ -124,10 +128,25 @@ fn replay<T: DeserializeOwned>(stored_hash: &str, response: &str, hash: &str) ->
     stored
 }
 
-enum Attempt<T> {
-    Done(DomainResult<T>),
-    /// A refusal that a retry with the same key must see again: stored in a second step.
-    Refused(DomainError),
+/// What a posting's work left for its caller, handed over once its batch committed.
+enum Answer<T> {
+    /// Applied: its postings go to the live layer, its answer to the fast path.
+    Posted {
+        output: T,
+        posted: Vec<Posting>,
+        stored: Option<String>,
+    },
+    /// A refusal a retry with the same key must see again: stored by a second run in the
+    /// posting's place.
+    Refusing(DomainError),
+    /// Final, with the stored response when this run stored it.
+    Final(DomainResult<T>, Option<String>),
+}
+
+enum Reply<T> {
+    Done(Answer<T>),
+    Retry,
+    Failed(DomainError),
 }
 
 /// Runs `op` exactly once per idempotency key, to its commit or rollback even when the caller
@@ -159,117 +178,213 @@ async fn execute_attached<H: Host, O: Operation>(
             }
         }
     }
-    let attempt = retry(O::NAME, || attempt(host, program, op, hash.as_deref())).await?;
-    match attempt {
-        Attempt::Done(result) => result,
-        Attempt::Refused(err) => {
-            let (Some(key), Some(hash)) = (key, hash.as_deref()) else {
-                return Err(err);
+    // The first run goes through the member's lane (group commit); a run again (a lock wait
+    // ran out, a serialization failure, the batch's connection lost) is a transaction of its own.
+    let mut through_lane = host.batcher().enabled();
+    let answer = retry(O::NAME, || {
+        let lane = std::mem::replace(&mut through_lane, false);
+        run_once(host, program, op, hash.clone(), lane)
+    })
+    .await?;
+    hand_over(host, program, op, hash, answer).await
+}
+
+/// Runs `op` once: in a batch of its lane, or alone.
+async fn run_once<H: Host, O: Operation>(
+    host: &H,
+    program: &Program,
+    op: &O,
+    hash: Option<String>,
+    lane: bool,
+) -> TxResult<Answer<O::Output>> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job = Box::new(PostingJob {
+        host: host.clone(),
+        program: program.clone(),
+        member: op.member(),
+        op: op.clone(),
+        hash,
+        answer: None,
+        reply: Some(reply),
+    });
+    if lane {
+        host.batcher().submit(job).await;
+    } else {
+        batch::run_batch(host.db(), vec![job]).await;
+    }
+    match answer.await {
+        Ok(Reply::Done(answer)) => Ok(answer),
+        Ok(Reply::Failed(err)) => Err(TxError::Domain(err)),
+        Ok(Reply::Retry) => Err(TxError::Again),
+        Err(_) => Err(TxError::Domain(DomainError::internal(
+            "posting lost its batch",
+        ))),
+    }
+}
+
+/// After the commit: tell the live layer, remember the answer on the fast path (off the
+/// request path), answer.
+async fn hand_over<H: Host, O: Operation>(
+    host: &H,
+    program: &Program,
+    op: &O,
+    hash: Option<String>,
+    answer: Answer<O::Output>,
+) -> DomainResult<O::Output> {
+    let (result, stored) = match answer {
+        Answer::Posted {
+            output,
+            posted,
+            stored,
+        } => {
+            if !posted.is_empty() {
+                host.after_commit(program, posted).await;
+            }
+            (Ok(output), stored)
+        }
+        Answer::Final(result, stored) => (result, stored),
+        Answer::Refusing(err) => (Err(err), None),
+    };
+    if let (Some(key), Some(hash), Some(response)) = (op.idempotency_key(), hash, stored) {
+        let (host, program, key) = (host.clone(), program.clone(), key.clone());
+        tokio::spawn(async move { remember(&host, &program, &key, hash, &response).await });
+    }
+    result
+}
+
+/// One operation as a lane runs it.
+struct PostingJob<H: Host, O: Operation> {
+    host: H,
+    program: Program,
+    member: MemberRef,
+    op: O,
+    hash: Option<String>,
+    answer: Option<Answer<O::Output>>,
+    reply: Option<tokio::sync::oneshot::Sender<Reply<O::Output>>>,
+}
+
+impl<H: Host, O: Operation> Job for PostingJob<H, O> {
+    fn member(&self) -> &MemberRef {
+        &self.member
+    }
+
+    fn run<'a>(&'a mut self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, Result<Step, DbErr>> {
+        Box::pin(async move {
+            let result = match self.answer.take() {
+                Some(Answer::Refusing(err)) => self.store_refusal(txn, err).await,
+                _ => self.apply(txn).await,
             };
-            retry(O::NAME, || {
-                store_refusal::<H, O>(host, program, op, key, hash, &err)
-            })
-            .await
-        }
+            match result {
+                Ok(step) => Ok(step),
+                Err(TxError::Domain(err)) => {
+                    self.answer = Some(Answer::Final(Err(err), None));
+                    Ok(Step::Undo { again: false })
+                }
+                Err(TxError::Db(err)) => Err(err),
+                Err(TxError::Again) => Err(DbErr::Custom("run again".into())),
+            }
+        })
     }
-}
 
-async fn attempt<H: Host, O: Operation>(
-    host: &H,
-    program: &Program,
-    op: &O,
-    hash: Option<&str>,
-) -> TxResult<Attempt<O::Output>> {
-    let txn = host.db().begin().await?;
-    let member = op.member();
-    let locked = lock_member(&txn, program.id, &member, host.now()).await?;
-    // A member created by this transaction runs it at the instant it joined.
-    let now = match member {
-        MemberRef::New(_) => locked.member.joined_at,
-        MemberRef::Id(_) | MemberRef::External(_) => host.now(),
-    };
-    let key = op.idempotency_key();
-    let mut tx = Tx::new(&txn, program, locked, now);
-    let output = match op.apply(&mut tx).await {
-        Ok(output) => output,
-        Err(TxError::Domain(err)) if key.is_some() && err.is_replayable() => {
-            drop(tx);
-            txn.rollback().await?;
-            return Ok(Attempt::Refused(err));
-        }
-        Err(err) => return Err(err),
-    };
-    if tx.qualification_changed() {
-        host.place_in_tier(&mut tx).await?;
-    }
-    tx.flush_member().await?;
-    let mut posted = std::mem::take(&mut tx.posted);
-    posted.append(&mut tx.side_postings);
-    drop(tx);
-    let mut stored = None;
-    if let (Some(key), Some(hash)) = (key, hash) {
-        let ok: Result<&O::Output, DomainError> = Ok(&output);
-        let response = serde_json::to_string(&ok).map_err(DomainError::internal)?;
-        // The record is claimed last: a repeated key is rare, so the common case pays one
-        // statement. On a repeat the work above is rolled back and the first answer wins.
-        if !claim_record(&txn, program.id, key, hash, &response, host.now()).await? {
-            txn.rollback().await?;
-            return replay_committed(host, program, key, hash).await;
-        }
-        stored = Some((key, hash.to_owned(), response));
-    }
-    txn.commit().await?;
-    if !posted.is_empty() {
-        host.after_commit(program, posted).await;
-    }
-    if let Some((key, hash, response)) = stored {
-        remember(host, program, key, hash, &response).await;
-    }
-    Ok(Attempt::Done(Ok(output)))
-}
-
-async fn store_refusal<H: Host, O: Operation>(
-    host: &H,
-    program: &Program,
-    op: &O,
-    key: &IdempotencyKey,
-    hash: &str,
-    err: &DomainError,
-) -> TxResult<O::Output> {
-    let txn = host.db().begin().await?;
-    lock_member(&txn, program.id, &op.member(), host.now()).await?;
-    if let Some(record) = find_record(&txn, program.id, key).await? {
-        txn.rollback().await?;
-        return replay(&record.request_hash, &record.response, hash).map_err(TxError::Domain);
-    }
-    let refused: Result<(), &DomainError> = Err(err);
-    let response = serde_json::to_string(&refused).map_err(DomainError::internal)?;
-    if !claim_record(&txn, program.id, key, hash, &response, host.now()).await? {
-        txn.rollback().await?;
-        return match replay_committed::<H, O::Output>(host, program, key, hash).await? {
-            Attempt::Done(result) => result.map_err(TxError::Domain),
-            Attempt::Refused(err) => Err(TxError::Domain(err)),
+    fn finish(mut self: Box<Self>, end: End) {
+        let reply = match (end, self.answer.take()) {
+            (End::Done, Some(answer)) => Reply::Done(answer),
+            (End::Done, None) => Reply::Failed(DomainError::internal("posting left no answer")),
+            (End::Retry, _) => Reply::Retry,
+            (End::Failed(err), _) => Reply::Failed(err),
         };
+        if let Some(sender) = self.reply.take() {
+            // The caller may have gone (run_detached keeps the work, not the waiting).
+            let _ = sender.send(reply);
+        }
     }
-    txn.commit().await?;
-    remember(host, program, key, hash.to_owned(), &response).await;
-    Err(TxError::Domain(err.clone()))
 }
 
-async fn replay_committed<H: Host, T: DeserializeOwned>(
-    host: &H,
-    program: &Program,
+impl<H: Host, O: Operation> PostingJob<H, O> {
+    /// Locks the member, applies the operation, places the member in a tier, writes the member
+    /// row and claims the idempotency record.
+    async fn apply(&mut self, txn: &DatabaseTransaction) -> TxResult<Step> {
+        let (host, program, op) = (&self.host, &self.program, &self.op);
+        let member = &self.member;
+        let locked = lock_member(txn, program.id, member, host.now()).await?;
+        // A member created by this transaction runs it at the instant it joined.
+        let now = match member {
+            MemberRef::New(_) => locked.member.joined_at,
+            MemberRef::Id(_) | MemberRef::External(_) => host.now(),
+        };
+        let key = op.idempotency_key();
+        let mut tx = Tx::new(txn, program, locked, now);
+        let output = match op.apply(&mut tx).await {
+            Ok(output) => output,
+            Err(TxError::Domain(err)) if key.is_some() && err.is_replayable() => {
+                self.answer = Some(Answer::Refusing(err));
+                return Ok(Step::Undo { again: true });
+            }
+            Err(err) => return Err(err),
+        };
+        if tx.qualification_changed() {
+            host.place_in_tier(&mut tx).await?;
+        }
+        tx.flush_member().await?;
+        let mut posted = std::mem::take(&mut tx.posted);
+        posted.append(&mut tx.side_postings);
+        drop(tx);
+        let mut stored = None;
+        if let (Some(key), Some(hash)) = (key, self.hash.as_deref()) {
+            let ok: Result<&O::Output, DomainError> = Ok(&output);
+            let response = serde_json::to_string(&ok).map_err(DomainError::internal)?;
+            // The record is claimed last: a repeated key is rare, so the common case pays one
+            // statement. On a repeat the work above is rolled back and the first answer wins.
+            if !claim_record(txn, program.id, key, hash, &response, host.now()).await? {
+                let first = replay_recorded(txn, program.id, key, hash).await?;
+                self.answer = Some(Answer::Final(first, None));
+                return Ok(Step::Undo { again: false });
+            }
+            stored = Some(response);
+        }
+        self.answer = Some(Answer::Posted {
+            output,
+            posted,
+            stored,
+        });
+        Ok(Step::Keep)
+    }
+
+    /// Stores a refusal under its key (the refused work is already rolled back), unless the key
+    /// was claimed meanwhile: then the first answer wins.
+    async fn store_refusal(
+        &mut self,
+        txn: &DatabaseTransaction,
+        err: DomainError,
+    ) -> TxResult<Step> {
+        let (Some(key), Some(hash)) = (self.op.idempotency_key(), self.hash.as_deref()) else {
+            return Err(TxError::Domain(err));
+        };
+        let refused: Result<(), &DomainError> = Err(&err);
+        let response = serde_json::to_string(&refused).map_err(DomainError::internal)?;
+        let program_id = self.program.id;
+        if claim_record(txn, program_id, key, hash, &response, self.host.now()).await? {
+            self.answer = Some(Answer::Final(Err(err), Some(response)));
+        } else {
+            let first = replay_recorded(txn, program_id, key, hash).await?;
+            self.answer = Some(Answer::Final(first, None));
+        }
+        Ok(Step::Keep)
+    }
+}
+
+/// The answer stored under a key another run claimed, read in this transaction (a key claimed
+/// earlier in the same batch is not committed yet).
+async fn replay_recorded<T: DeserializeOwned>(
+    txn: &DatabaseTransaction,
+    program_id: i64,
     key: &IdempotencyKey,
     hash: &str,
-) -> TxResult<Attempt<T>> {
-    let record = find_record(host.db(), program.id, key)
+) -> TxResult<DomainResult<T>> {
+    let record = find_record(txn, program_id, key)
         .await?
         .ok_or_else(|| DomainError::Conflict("request with this key is in flight".into()))?;
-    Ok(Attempt::Done(replay(
-        &record.request_hash,
-        &record.response,
-        hash,
-    )))
+    Ok(replay(&record.request_hash, &record.response, hash))
 }
 
 async fn remember<H: Host>(

@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::DomainError;
+use crate::ledger::batch::{BatchOptions, Batcher};
 use crate::ledger::db::{connect, lock_member, migrate, MemberRef, NewMember, TxResult};
 use crate::ledger::ops::{execute, Host, IdempotencyKey, Operation};
 use crate::ledger::{spins_amount, spins_of, Account, Entry, Kind, Posting, Tx, ONE_SPIN};
@@ -319,11 +321,16 @@ struct TestHost {
     store: Arc<dyn FastStore>,
     placed: Arc<Mutex<u32>>,
     committed: Arc<Mutex<Vec<Vec<Posting>>>>,
+    batcher: Arc<Batcher>,
 }
 
 impl Host for TestHost {
     fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    fn batcher(&self) -> &Batcher {
+        &self.batcher
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -383,11 +390,13 @@ impl Operation for EarnOp {
 #[tokio::test]
 async fn execute_runs_the_skeleton_without_a_service() {
     let (db, program) = database().await;
+    let batcher = Batcher::start(&db, BatchOptions::default(), CancellationToken::new());
     let host = TestHost {
         db,
         store: Arc::new(MemoryStore::new()),
         placed: Arc::default(),
         committed: Arc::default(),
+        batcher: Arc::new(batcher),
     };
     let join = EarnOp {
         member: new_member("m1"),
@@ -413,6 +422,7 @@ async fn execute_runs_the_skeleton_without_a_service() {
         // Shared: a replay commits nothing (its work is rolled back when the claim fails).
         committed: host.committed.clone(),
         placed: Arc::default(),
+        batcher: host.batcher.clone(),
     };
     assert_eq!(execute(&cold, &program, &earn).await.unwrap(), points(350));
     let other = EarnOp {

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 
 use crate::error::DomainResult;
+use crate::ledger::batch::Batcher;
 use crate::ledger::db::TxResult;
 use crate::ledger::ops::{self, Host, Operation};
 use crate::ledger::{Posting, Tx};
@@ -19,6 +20,10 @@ use crate::store::FastStore;
 impl Host for Loyalty {
     fn db(&self) -> &DatabaseConnection {
         Loyalty::db(self)
+    }
+
+    fn batcher(&self) -> &Batcher {
+        Loyalty::batcher(self)
     }
 
     fn now(&self) -> DateTime<Utc> {

@@ -34,6 +34,26 @@ pub(super) struct RequestLimits {
     pub subject_per_sec: u32,
 }
 
+/// Group commit of postings (`POSTING_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Posting {
+    /// `None`: the backend's default (four lanes on PostgreSQL; SQLite always has one).
+    pub lanes: Option<usize>,
+    pub batch_max: usize,
+    pub batch_window_ms: u64,
+}
+
+impl Posting {
+    /// The batching these settings ask for.
+    pub fn batching(&self) -> loyalty_domain::ledger::batch::BatchOptions {
+        loyalty_domain::ledger::batch::BatchOptions {
+            lanes: self.lanes,
+            max: self.batch_max,
+            window: std::time::Duration::from_millis(self.batch_window_ms),
+        }
+    }
+}
+
 /// Job intervals, token lifetimes and socket timeouts.
 pub(super) struct Timings {
     pub expiry_interval_secs: u64,
@@ -233,5 +253,29 @@ impl Reader<'_> {
             |n| *n <= 86_400,
             "seconds from 0 (off) to 86400",
         )
+    }
+
+    pub(super) fn posting(&mut self) -> Posting {
+        let lanes = self.parse(
+            "POSTING_LANES",
+            usize::MAX,
+            |n| *n <= 64 || *n == usize::MAX,
+            "a whole number from 0 (no batching) to 64",
+        );
+        Posting {
+            lanes: (lanes != usize::MAX).then_some(lanes),
+            batch_max: self.parse(
+                "POSTING_BATCH_MAX",
+                32,
+                |n| (1..=loyalty_domain::ledger::batch::MAX_BATCH).contains(n),
+                "a whole number from 1 to 64",
+            ),
+            batch_window_ms: self.parse(
+                "POSTING_BATCH_WINDOW_MS",
+                0,
+                |n| *n <= 1_000,
+                "milliseconds from 0 to 1000",
+            ),
+        }
     }
 }

@@ -19,6 +19,7 @@ mod earning;
 mod expiry;
 pub mod free_spins;
 mod gifts;
+mod group_commit;
 mod http;
 mod idempotency;
 mod leaderboard;

@@ -1,0 +1,436 @@
+//! Group commit: postings that arrive together share one database transaction, each in a
+//! savepoint of its own, so a thousand postings a second cost a fraction of a thousand commits.
+//!
+//! A posting goes to one of a few *lanes*, chosen by its member, and each lane runs one batch at
+//! a time on one connection. A lane that is idle starts a posting at once (a batch of one, no
+//! savepoint: under no load nobody waits for anyone); while a batch runs, the postings that
+//! arrive meanwhile queue, and the next batch takes all of them (up to [`BatchOptions::max`],
+//! optionally waiting [`BatchOptions::window`] for more). So batches grow with the load, by
+//! themselves.
+//!
+//! Inside a batch the postings run in the order of their member key, so the member rows of a
+//! batch are locked in one global order, and a member's postings always meet in the same lane:
+//! two batches never wait for each other's members. What a posting may lock besides its member
+//! (a campaign's budget row, a gift's stock, a referral's inviter) is not known before it runs;
+//! a batch of several postings therefore waits at most [`LOCK_TIMEOUT`] for any lock, and a
+//! posting whose wait runs out is rolled back to its savepoint and run again on its own, outside
+//! any batch (the caller's retry). A cycle between batches thus breaks in milliseconds instead
+//! of at PostgreSQL's one-second deadlock check, and nobody is ever refused for it.
+//!
+//! Each posting's answer is handed back only once its batch committed. One posting's refusal or
+//! error rolls back only its own savepoint. A connection lost before the commit gives every
+//! posting of the batch back to its caller to run again on its own (nothing of it committed); a
+//! failed commit is an error for every posting that was part of it, as it is for a transaction
+//! of one (whether it committed is unknown; the idempotency key answers a retry).
+//!
+//! A batch holds at most [`MAX_BATCH`] postings: past 64 subtransactions PostgreSQL's
+//! per-backend cache of subtransaction ids overflows and every other session's snapshots get
+//! slower.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
+    TransactionTrait,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::DomainError;
+use crate::ledger::db::{classify, DbErrorKind, MemberRef};
+
+/// The most postings one batch holds (PostgreSQL caches 64 subtransaction ids per backend).
+pub const MAX_BATCH: usize = 64;
+
+/// How long a posting inside a batch of several waits for a lock before it is run again on its
+/// own. Longer than any batch takes to commit, far shorter than the deadlock check.
+pub const LOCK_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Postings waiting for a lane; beyond this callers wait to enqueue (back-pressure).
+const QUEUE: usize = 4096;
+
+const SAVEPOINT: &str = "posting";
+
+/// How postings are grouped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// Lanes (each one connection while it runs a batch); `None` is the backend's default:
+    /// four on PostgreSQL, one on SQLite (one writer: it never gets more). `Some(0)` turns
+    /// batching off: every posting runs its own transaction.
+    pub lanes: Option<usize>,
+    /// The most postings in one batch (1 to [`MAX_BATCH`]).
+    pub max: usize,
+    /// How long a lane waits for more postings after the first one of a batch arrived. Zero
+    /// (the default) takes only what is already queued.
+    pub window: Duration,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            lanes: None,
+            max: 32,
+            window: Duration::ZERO,
+        }
+    }
+}
+
+impl BatchOptions {
+    /// No lanes: every posting runs its own transaction.
+    pub fn off() -> Self {
+        BatchOptions {
+            lanes: Some(0),
+            ..BatchOptions::default()
+        }
+    }
+}
+
+/// What one posting's work did inside its batch.
+pub(crate) enum Step {
+    /// Keep what it wrote.
+    Keep,
+    /// Roll back what it wrote; with `again`, then run it once more in its place (a refusal
+    /// that must be stored under its idempotency key).
+    Undo { again: bool },
+}
+
+/// How a posting's batch ended, for the posting.
+pub(crate) enum End {
+    /// The batch committed (or the posting wrote nothing that a commit could lose): its answer
+    /// stands.
+    Done,
+    /// Nothing of it committed and it may simply run again, on its own.
+    Retry,
+    /// The commit failed; whether it happened is unknown.
+    Failed(DomainError),
+}
+
+/// One posting as a lane sees it. `run` may be called twice (see [`Step::Undo`]); `finish`
+/// exactly once.
+pub(crate) trait Job: Send + 'static {
+    fn member(&self) -> &MemberRef;
+    fn run<'a>(&'a mut self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, Result<Step, DbErr>>;
+    fn finish(self: Box<Self>, end: End);
+}
+
+/// Counters of one batcher (tests and the operator's metrics).
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    batches: AtomicU64,
+    postings: AtomicU64,
+    largest: AtomicU64,
+}
+
+/// A reading of [`BatchStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    /// Transactions committed or attempted by the lanes.
+    pub batches: u64,
+    /// Postings that ran in them.
+    pub postings: u64,
+    /// The largest batch so far.
+    pub largest: u64,
+    /// Postings waiting for a lane right now.
+    pub queued: u64,
+}
+
+impl BatchStats {
+    fn read(&self) -> BatchCounts {
+        BatchCounts {
+            batches: self.batches.load(Ordering::Relaxed),
+            postings: self.postings.load(Ordering::Relaxed),
+            largest: self.largest.load(Ordering::Relaxed),
+            queued: 0,
+        }
+    }
+
+    fn record(&self, size: usize) {
+        let size = size as u64;
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.postings.fetch_add(size, Ordering::Relaxed);
+        self.largest.fetch_max(size, Ordering::Relaxed);
+        metrics::histogram!("loyalty_posting_batch_size").record(size as f64);
+    }
+}
+
+/// The lanes of one service instance.
+pub struct Batcher {
+    lanes: Vec<mpsc::Sender<Box<dyn Job>>>,
+    stats: Arc<BatchStats>,
+}
+
+impl Batcher {
+    /// Starts the lanes' tasks; they end with `shutdown` (or when the batcher is dropped).
+    pub fn start(
+        db: &DatabaseConnection,
+        options: BatchOptions,
+        shutdown: CancellationToken,
+    ) -> Batcher {
+        let stats = Arc::new(BatchStats::default());
+        let lanes = match db.get_database_backend() {
+            DatabaseBackend::Sqlite => options.lanes.unwrap_or(1).min(1),
+            DatabaseBackend::Postgres | DatabaseBackend::MySql => options.lanes.unwrap_or(4),
+        };
+        let options = BatchOptions {
+            lanes: Some(lanes),
+            max: options.max.clamp(1, MAX_BATCH),
+            window: options.window,
+        };
+        let lanes = (0..lanes)
+            .map(|_| {
+                let (queue, pending) = mpsc::channel(QUEUE);
+                tokio::spawn(lane(
+                    db.clone(),
+                    options,
+                    pending,
+                    stats.clone(),
+                    shutdown.clone(),
+                ));
+                queue
+            })
+            .collect();
+        Batcher { lanes, stats }
+    }
+
+    /// Whether postings go through lanes at all.
+    pub fn enabled(&self) -> bool {
+        !self.lanes.is_empty()
+    }
+
+    pub fn stats(&self) -> BatchCounts {
+        let queued = self
+            .lanes
+            .iter()
+            .map(|lane| lane.max_capacity() - lane.capacity())
+            .sum::<usize>();
+        BatchCounts {
+            queued: queued as u64,
+            ..self.stats.read()
+        }
+    }
+
+    /// Queues a posting on its member's lane; a posting that cannot be queued (batching off, or
+    /// the lane gone at shutdown) is told to run on its own.
+    pub(crate) async fn submit(&self, job: Box<dyn Job>) {
+        if self.lanes.is_empty() {
+            job.finish(End::Retry);
+            return;
+        }
+        let lane = (member_key(job.member()) % self.lanes.len() as u64) as usize;
+        if let Err(mpsc::error::SendError(job)) = self.lanes[lane].send(job).await {
+            job.finish(End::Retry);
+        }
+    }
+}
+
+/// The lock-order key of a member reference: the same on every instance and every run.
+fn member_key(member: &MemberRef) -> u64 {
+    // `DefaultHasher::new` has fixed keys, so the order is the same everywhere.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match member {
+        MemberRef::Id(id) => id.hash(&mut hasher),
+        MemberRef::External(external_id) => external_id.hash(&mut hasher),
+        MemberRef::New(new) => new.external_id.hash(&mut hasher),
+    }
+    hasher.finish()
+}
+
+async fn lane(
+    db: DatabaseConnection,
+    options: BatchOptions,
+    mut pending: mpsc::Receiver<Box<dyn Job>>,
+    stats: Arc<BatchStats>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            () = shutdown.cancelled() => break,
+            job = pending.recv() => job,
+        };
+        let Some(first) = first else { return };
+        let mut jobs = vec![first];
+        let deadline = tokio::time::Instant::now() + options.window;
+        while jobs.len() < options.max {
+            match pending.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) if options.window.is_zero() => break,
+                Err(_) => match tokio::time::timeout_at(deadline, pending.recv()).await {
+                    Ok(Some(job)) => jobs.push(job),
+                    Ok(None) | Err(_) => break,
+                },
+            }
+        }
+        stats.record(jobs.len());
+        run_batch(&db, jobs).await;
+    }
+    // Shutting down: whatever still queues runs on its own (the callers' own transactions).
+    pending.close();
+    while let Some(job) = pending.recv().await {
+        job.finish(End::Retry);
+    }
+}
+
+/// Runs `jobs` in one transaction (one savepoint each when there are several) and finishes
+/// every one of them.
+pub(crate) async fn run_batch(db: &DatabaseConnection, mut jobs: Vec<Box<dyn Job>>) {
+    // A stable sort: one member's postings keep their arrival order.
+    jobs.sort_by_key(|job| member_key(job.member()));
+    let txn = match db.begin().await {
+        Ok(txn) => txn,
+        Err(err) => {
+            tracing::debug!(error = %err, "batch could not begin; postings run on their own");
+            return jobs.into_iter().for_each(|job| job.finish(End::Retry));
+        }
+    };
+    if jobs.len() == 1 {
+        if let Some(job) = jobs.pop() {
+            return run_alone(db, txn, job).await;
+        }
+    }
+    let opening = match txn.get_database_backend() {
+        DatabaseBackend::Postgres | DatabaseBackend::MySql => format!(
+            "SET LOCAL lock_timeout = '{}ms'; SAVEPOINT {SAVEPOINT}",
+            LOCK_TIMEOUT.as_millis()
+        ),
+        DatabaseBackend::Sqlite => format!("SAVEPOINT {SAVEPOINT}"),
+    };
+    if let Err(err) = txn.execute_unprepared(&opening).await {
+        tracing::debug!(error = %err, "batch could not open; postings run on their own");
+        return jobs.into_iter().for_each(|job| job.finish(End::Retry));
+    }
+    // Postings whose work stays in the transaction, and postings already answered.
+    let mut kept: Vec<Box<dyn Job>> = Vec::with_capacity(jobs.len());
+    let mut answered: Vec<(Box<dyn Job>, End)> = Vec::new();
+    // Whether the savepoint holds kept work (then the next posting releases it and opens its
+    // own) or is clean (rolled back to: the next posting reuses it).
+    let mut dirty = false;
+    let mut jobs = jobs.into_iter();
+    while let Some(mut job) = jobs.next() {
+        if dirty {
+            let fresh = format!("RELEASE SAVEPOINT {SAVEPOINT}; SAVEPOINT {SAVEPOINT}");
+            if let Err(err) = txn.execute_unprepared(&fresh).await {
+                return broken(err, kept, answered, Some(job), jobs.collect());
+            }
+            dirty = false;
+        }
+        let outcome = match job.run(&txn).await {
+            Ok(Step::Undo { again: true }) => match undo(&txn).await {
+                Ok(()) => job.run(&txn).await,
+                Err(err) => return broken(err, kept, answered, Some(job), jobs.collect()),
+            },
+            other => other,
+        };
+        match outcome {
+            Ok(Step::Keep) => {
+                kept.push(job);
+                dirty = true;
+            }
+            Ok(Step::Undo { .. }) => {
+                if let Err(err) = undo(&txn).await {
+                    return broken(err, kept, answered, Some(job), jobs.collect());
+                }
+                answered.push((job, End::Done));
+            }
+            Err(err) => {
+                if let Err(lost) = undo(&txn).await {
+                    return broken(lost, kept, answered, Some(job), jobs.collect());
+                }
+                answered.push((job, failure(err)));
+            }
+        }
+    }
+    match txn.commit().await {
+        Ok(()) => {
+            kept.into_iter().for_each(|job| job.finish(End::Done));
+            answered.into_iter().for_each(|(job, end)| job.finish(end));
+        }
+        Err(err) => {
+            let err = DomainError::internal(format!("commit of a batch failed: {err}"));
+            kept.into_iter()
+                .for_each(|job| job.finish(End::Failed(err.clone())));
+            answered
+                .into_iter()
+                .for_each(|(job, end)| job.finish(uncommitted(end)));
+        }
+    }
+}
+
+/// An answer given inside a batch that did not commit: it may rest on what another posting of
+/// the batch wrote (a replay of a key claimed earlier in it), so only failures stand.
+fn uncommitted(end: End) -> End {
+    match end {
+        End::Done | End::Retry => End::Retry,
+        End::Failed(err) => End::Failed(err),
+    }
+}
+
+/// A batch of one is a plain transaction: no savepoint, no lock timeout.
+async fn run_alone(db: &DatabaseConnection, txn: DatabaseTransaction, mut job: Box<dyn Job>) {
+    let end = match job.run(&txn).await {
+        Ok(Step::Keep) => match txn.commit().await {
+            Ok(()) => End::Done,
+            Err(err) => End::Failed(DomainError::internal(format!("commit failed: {err}"))),
+        },
+        Ok(Step::Undo { again }) => match txn.rollback().await {
+            Err(err) => failure(err),
+            Ok(()) if !again => End::Done,
+            // The refusal to store runs in a transaction of its own.
+            Ok(()) => match db.begin().await {
+                Err(err) => failure(err),
+                Ok(txn) => match job.run(&txn).await {
+                    Ok(Step::Keep) => match txn.commit().await {
+                        Ok(()) => End::Done,
+                        Err(err) => failure(err),
+                    },
+                    Ok(Step::Undo { .. }) => End::Done,
+                    Err(err) => failure(err),
+                },
+            },
+        },
+        Err(err) => failure(err),
+    };
+    job.finish(end);
+}
+
+/// What a database error inside a posting means for it: run again, or fail.
+fn failure(err: DbErr) -> End {
+    match classify(&err) {
+        DbErrorKind::Retryable => {
+            metrics::counter!("loyalty_posting_batch_retries_total").increment(1);
+            End::Retry
+        }
+        DbErrorKind::UniqueViolation | DbErrorKind::CheckViolation | DbErrorKind::Other => {
+            End::Failed(DomainError::internal(err.to_string()))
+        }
+    }
+}
+
+async fn undo(txn: &DatabaseTransaction) -> Result<(), DbErr> {
+    txn.execute_unprepared(&format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}"))
+        .await
+        .map(|_| ())
+}
+
+/// The transaction is unusable (its connection is gone): nothing of it committed, so every
+/// posting not yet answered runs again on its own.
+fn broken(
+    err: DbErr,
+    kept: Vec<Box<dyn Job>>,
+    answered: Vec<(Box<dyn Job>, End)>,
+    current: Option<Box<dyn Job>>,
+    rest: Vec<Box<dyn Job>>,
+) {
+    tracing::warn!(error = %err, "batch transaction lost; its postings run on their own");
+    metrics::counter!("loyalty_posting_batches_lost_total").increment(1);
+    kept.into_iter()
+        .chain(current)
+        .chain(rest)
+        .for_each(|job| job.finish(End::Retry));
+    answered
+        .into_iter()
+        .for_each(|(job, end)| job.finish(uncommitted(end)));
+}
