@@ -269,3 +269,67 @@ e2e!(
     },
     one_lane
 );
+
+const PURCHASE: &str = "mutation($i: RecordPurchaseInput!) { recordPurchase(input: $i) { pointsAwarded rules { source points } } }";
+
+/// A lock that is not a member's (a campaign's budget row) held elsewhere: the batch does not
+/// wait for it. The posting that needs it gives up its place after the batch's lock timeout,
+/// the rest of the batch commits, and the posting runs again alone once the lock is free.
+/// PostgreSQL only: SQLite has one writer and no row locks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_does_not_wait_for_a_lock_another_transaction_holds() {
+    let app = spawn_app_with(Backend::Postgres, one_lane).await;
+    let program = app.demo().await;
+    app.loyalty.seed_demo_campaigns(&program).await.unwrap();
+    let service = app.service();
+    let purchase = |member: &str, order: &str| {
+        let (url, client, service) = (app.url.clone(), app.client.clone(), service.clone());
+        let input = j!({"i": {"memberExternalId": member, "orderId": order, "amount": "60.00", "idempotencyKey": order}});
+        tokio::spawn(async move { post(&client, &url, &service, PURCHASE, input).await })
+    };
+    for member in ["first", "second", "logs-in"] {
+        app.register(member).await;
+    }
+    // The first big basket creates the budget row.
+    let first = purchase("first", "o-1").await.unwrap();
+    assert_eq!(
+        first.data()["recordPurchase"]["rules"][1]["source"],
+        "big_basket"
+    );
+
+    let db = app.loyalty.db();
+    let budget = db.begin().await.unwrap();
+    budget
+        .execute_unprepared("UPDATE rule_budgets SET awards = awards")
+        .await
+        .unwrap();
+    let (lock, plug, _) = hold_the_lane(&app).await;
+    let blocked = purchase("second", "o-2");
+    let login = tokio::spawn({
+        let (url, client, token) = (app.url.clone(), app.client.clone(), app.member("logs-in"));
+        async move { post(&client, &url, &token, DAILY, j!({"k": "today"})).await }
+    });
+    until(&app, "both queued", |now| now.queued == 2).await;
+    lock.commit().await.unwrap();
+    plug.await.unwrap().data();
+
+    // The daily login commits while the budget row is still locked...
+    let login = tokio::time::timeout(Duration::from_secs(60), login)
+        .await
+        .expect("the batch waited for a lock its other posting needed")
+        .unwrap();
+    assert_eq!(login.data()["recordAction"]["awarded"], true);
+    // ...and the purchase that needs it waits, alone, for the lock, then pays in full.
+    assert!(!blocked.is_finished());
+    budget.commit().await.unwrap();
+    let second = blocked.await.unwrap();
+    let rules = &second.data()["recordPurchase"]["rules"];
+    assert_eq!(rules[1]["source"], "big_basket", "{}", second.body);
+    assert_eq!(rules[1]["points"], "100.00");
+    assert_eq!(
+        app.sql_i64("SELECT awards AS n FROM rule_budgets").await,
+        2,
+        "the budget counts each award once"
+    );
+    app.assert_ledger_invariants().await;
+}
