@@ -23,7 +23,8 @@ use chrono::{DateTime, Duration, Utc};
 use loyalty_entities::{balances, ledger_entries, members};
 use sea_orm::sea_query::{Expr, OnConflict, Order};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
+    DatabaseTransaction, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
 };
 use serde::{Deserialize, Serialize};
 
@@ -318,14 +319,18 @@ impl<'a> Tx<'a> {
         debug_assert!(entry.amount.is_positive());
         let amount = entry.amount.minor();
         let earned = if entry.kind == Kind::Earn { amount } else { 0 };
-        self.move_balance(entry.account, amount, earned, 0).await?;
         let lot = entry.account == Account::Points;
         let expires_at = self
             .program
             .validity_days
             .filter(|_| lot)
             .map(|days| self.now + Duration::days(i64::from(days)));
-        self.insert(entry, amount, expires_at, lot.then_some(amount))
+        let movement = Movement {
+            delta: amount,
+            earned,
+            spent: 0,
+        };
+        self.post(entry, movement, expires_at, lot.then_some(amount))
             .await
     }
 
@@ -356,11 +361,16 @@ impl<'a> Tx<'a> {
             return Ok(None);
         }
         let spent = if entry.kind == Kind::Spend { amount } else { 0 };
-        self.move_balance(entry.account, -amount, 0, spent).await?;
+        // The balance read above is current (the member is locked), so the lots cover it.
         if entry.account == Account::Points {
             self.consume_lots(amount, prefer_lots).await?;
         }
-        self.insert(entry, -amount, None, None).await.map(Some)
+        let movement = Movement {
+            delta: -amount,
+            earned: 0,
+            spent,
+        };
+        self.post(entry, movement, None, None).await.map(Some)
     }
 
     /// Debits the whole amount or refuses (`INSUFFICIENT_POINTS`): a spend, a reversal or a
@@ -375,69 +385,199 @@ impl<'a> Tx<'a> {
         })
     }
 
-    async fn move_balance(
+    /// Writes one ledger row and moves its account's balance projection by the same amount:
+    /// one statement on PostgreSQL (a data-modifying `WITH`), two on SQLite (in process, where
+    /// a statement costs no round trip).
+    async fn post(
         &mut self,
-        account: Account,
-        delta: i64,
-        earned: i64,
-        spent: i64,
-    ) -> TxResult<()> {
-        let updated = match self.update_balance(account, delta, earned, spent).await {
-            // The member is locked: nobody else creates this row meanwhile.
-            Ok(None) if delta > 0 && account.created_on_first_credit() => {
-                self.create_balance(account).await?;
-                self.update_balance(account, delta, earned, spent).await
+        entry: Entry,
+        movement: Movement,
+        expires_at: Option<DateTime<Utc>>,
+        remaining: Option<i64>,
+    ) -> TxResult<Posting> {
+        let account = entry.account;
+        let row = self.ledger_row(entry, movement.delta, expires_at, remaining);
+        let mut written = self.write(account, movement, &row).await;
+        // The member is locked: nobody else creates this row meanwhile.
+        if matches!(written, Ok(None)) && movement.delta > 0 && account.created_on_first_credit() {
+            self.create_balance(account).await?;
+            written = self.write(account, movement, &row).await;
+        }
+        let written = match written {
+            Ok(Some(written)) => written,
+            Ok(None) => {
+                return Err(TxError::Domain(DomainError::internal(
+                    "balance row missing",
+                )))
             }
-            other => other,
+            Err(err) => {
+                return Err(match classify(&err) {
+                    DbErrorKind::CheckViolation => TxError::Domain(
+                        DomainError::InsufficientPoints("balance would go below zero".into()),
+                    ),
+                    // The ledger's unique key is the backstop of every one-off reward.
+                    DbErrorKind::UniqueViolation => TxError::Domain(DomainError::AlreadyClaimed(
+                        "this reward was already posted".into(),
+                    )),
+                    DbErrorKind::Retryable | DbErrorKind::Other => TxError::Db(err),
+                });
+            }
         };
-        match updated {
-            Ok(Some(row)) => {
-                within_bound(account, &row, delta, earned, spent)?;
-                // The cached balance must follow every write, or later checks in this
-                // transaction would read a stale figure.
-                self.balances.retain(|(a, _)| *a != account);
-                self.balances.push((account, row.balance_minor));
-                if account == Account::Qualification {
-                    self.qualification_changed = true;
-                }
-                Ok(())
-            }
-            Ok(None) => Err(TxError::Domain(DomainError::internal(
-                "balance row missing",
-            ))),
-            Err(err) if classify(&err) == DbErrorKind::CheckViolation => Err(TxError::Domain(
-                DomainError::InsufficientPoints("balance would go below zero".into()),
-            )),
-            Err(err) => Err(err.into()),
+        within_bound(account, &written.totals, movement)?;
+        self.version += 1;
+        // The cached balance must follow every write, or later checks in this transaction
+        // would read a stale figure.
+        self.balances.retain(|(a, _)| *a != account);
+        self.balances.push((account, written.totals.balance));
+        if account == Account::Qualification {
+            self.qualification_changed = true;
+        }
+        let mut posting = Posting::try_from(written.entry)?;
+        posting.balance_after = Some(Points::from_minor(written.totals.balance));
+        metrics::counter!("loyalty_postings_total", "kind" => posting.kind.as_str()).increment(1);
+        self.posted.push(posting.clone());
+        Ok(posting)
+    }
+
+    /// The ledger row of `entry` as the next posting of this member.
+    fn ledger_row(
+        &self,
+        entry: Entry,
+        amount: i64,
+        expires_at: Option<DateTime<Utc>>,
+        remaining: Option<i64>,
+    ) -> ledger_entries::ActiveModel {
+        // Earns and their reversals carry a source; spends, their refunds and expiries a
+        // purpose, so a report nets each correction out of what it corrects.
+        let is_earn_like = match entry.kind {
+            Kind::Earn | Kind::Reversal => true,
+            Kind::Adjust => amount > 0,
+            Kind::Spend | Kind::Refund | Kind::Expire => false,
+        };
+        let label = entry.label;
+        let (ref_type, ref_id) = entry.reference.unzip();
+        let (rule_id, ruleset_version) = entry.rule.unzip();
+        ledger_entries::ActiveModel {
+            program_id: Set(self.program.id),
+            member_id: Set(self.member.id),
+            account: Set(entry.account.as_str().to_owned()),
+            amount_minor: Set(amount),
+            kind: Set(entry.kind.as_str().to_owned()),
+            source: Set(if is_earn_like { label.clone() } else { None }),
+            purpose: Set(if is_earn_like { None } else { label }),
+            ref_type: Set(ref_type),
+            ref_id: Set(ref_id),
+            rule_id: Set(rule_id),
+            ruleset_version: Set(ruleset_version),
+            idempotency_key: Set(entry.key),
+            reverses_id: Set(entry.reverses),
+            expires_at: Set(expires_at),
+            remaining_minor: Set(remaining),
+            member_version: Set(self.version + 1),
+            note: Set(entry.note),
+            created_at: Set(self.now),
+            ..Default::default()
         }
     }
 
-    async fn update_balance(
+    /// The row and the balance move; `None` when the account has no balance row yet.
+    async fn write(
         &self,
         account: Account,
-        delta: i64,
-        earned: i64,
-        spent: i64,
-    ) -> Result<Option<balances::Model>, sea_orm::DbErr> {
-        let rows = balances::Entity::update_many()
+        movement: Movement,
+        row: &ledger_entries::ActiveModel,
+    ) -> Result<Option<Written>, sea_orm::DbErr> {
+        match self.txn.get_database_backend() {
+            DatabaseBackend::Postgres | DatabaseBackend::MySql => {
+                self.write_in_one(account, movement, row).await
+            }
+            DatabaseBackend::Sqlite => self.write_in_two(account, movement, row).await,
+        }
+    }
+
+    async fn write_in_one(
+        &self,
+        account: Account,
+        movement: Movement,
+        row: &ledger_entries::ActiveModel,
+    ) -> Result<Option<Written>, sea_orm::DbErr> {
+        let columns = LEDGER_COLUMNS
+            .iter()
+            .map(|c| match row.get(*c) {
+                Set(value) | sea_orm::ActiveValue::Unchanged(value) => Ok(value),
+                sea_orm::ActiveValue::NotSet => {
+                    Err(sea_orm::DbErr::Custom(format!("ledger column {c:?} unset")))
+                }
+            })
+            .collect::<Result<Vec<sea_orm::Value>, _>>()?;
+        let mut values: Vec<sea_orm::Value> = vec![
+            movement.delta.into(),
+            movement.earned.into(),
+            movement.spent.into(),
+            self.now.into(),
+            self.member.id.into(),
+            account.as_str().into(),
+        ];
+        values.extend(columns);
+        let found = self
+            .txn
+            .query_one(sea_orm::Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                write_in_one_sql(),
+                values,
+            ))
+            .await?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        Ok(Some(Written {
+            entry: ledger_entries::Model::from_query_result(&found, "")?,
+            totals: Totals {
+                balance: found.try_get("", "balance_after")?,
+                earned: found.try_get("", "earned_after")?,
+                spent: found.try_get("", "spent_after")?,
+            },
+        }))
+    }
+
+    async fn write_in_two(
+        &self,
+        account: Account,
+        movement: Movement,
+        row: &ledger_entries::ActiveModel,
+    ) -> Result<Option<Written>, sea_orm::DbErr> {
+        let updated = balances::Entity::update_many()
             .col_expr(
                 balances::Column::BalanceMinor,
-                Expr::col(balances::Column::BalanceMinor).add(delta),
+                Expr::col(balances::Column::BalanceMinor).add(movement.delta),
             )
             .col_expr(
                 balances::Column::EarnedMinor,
-                Expr::col(balances::Column::EarnedMinor).add(earned),
+                Expr::col(balances::Column::EarnedMinor).add(movement.earned),
             )
             .col_expr(
                 balances::Column::SpentMinor,
-                Expr::col(balances::Column::SpentMinor).add(spent),
+                Expr::col(balances::Column::SpentMinor).add(movement.spent),
             )
             .col_expr(balances::Column::UpdatedAt, Expr::value(self.now))
             .filter(balances::Column::MemberId.eq(self.member.id))
             .filter(balances::Column::Account.eq(account.as_str()))
             .exec_with_returning(self.txn)
             .await?;
-        Ok(rows.into_iter().next())
+        let Some(balance) = updated.into_iter().next() else {
+            return Ok(None);
+        };
+        let entry = ledger_entries::Entity::insert(row.clone())
+            .exec_with_returning(self.txn)
+            .await?;
+        Ok(Some(Written {
+            entry,
+            totals: Totals {
+                balance: balance.balance_minor,
+                earned: balance.earned_minor,
+                spent: balance.spent_minor,
+            },
+        }))
     }
 
     /// The zero balance row of an account created on its first credit (SPINS).
@@ -502,90 +642,19 @@ impl<'a> Tx<'a> {
         }
         Ok(())
     }
-
-    async fn insert(
-        &mut self,
-        entry: Entry,
-        amount: i64,
-        expires_at: Option<DateTime<Utc>>,
-        remaining: Option<i64>,
-    ) -> TxResult<Posting> {
-        self.version += 1;
-        // Earns and their reversals carry a source; spends, their refunds and expiries a
-        // purpose, so a report nets each correction out of what it corrects.
-        let is_earn_like = match entry.kind {
-            Kind::Earn | Kind::Reversal => true,
-            Kind::Adjust => amount > 0,
-            Kind::Spend | Kind::Refund | Kind::Expire => false,
-        };
-        let label = entry.label;
-        let entry_account = entry.account;
-        let (ref_type, ref_id) = entry.reference.unzip();
-        let (rule_id, ruleset_version) = entry.rule.unzip();
-        let model = ledger_entries::ActiveModel {
-            program_id: Set(self.program.id),
-            member_id: Set(self.member.id),
-            account: Set(entry.account.as_str().to_owned()),
-            amount_minor: Set(amount),
-            kind: Set(entry.kind.as_str().to_owned()),
-            source: Set(if is_earn_like { label.clone() } else { None }),
-            purpose: Set(if is_earn_like { None } else { label }),
-            ref_type: Set(ref_type),
-            ref_id: Set(ref_id),
-            rule_id: Set(rule_id),
-            ruleset_version: Set(ruleset_version),
-            idempotency_key: Set(entry.key),
-            reverses_id: Set(entry.reverses),
-            expires_at: Set(expires_at),
-            remaining_minor: Set(remaining),
-            member_version: Set(self.version),
-            note: Set(entry.note),
-            created_at: Set(self.now),
-            ..Default::default()
-        };
-        match ledger_entries::Entity::insert(model)
-            .exec_with_returning(self.txn)
-            .await
-        {
-            Ok(row) => {
-                let mut posting = Posting::try_from(row)?;
-                // `move_balance` ran first, so the cache holds the balance after this row.
-                posting.balance_after = self
-                    .balances
-                    .iter()
-                    .find(|(a, _)| *a == entry_account)
-                    .map(|(_, minor)| Points::from_minor(*minor));
-                metrics::counter!("loyalty_postings_total", "kind" => posting.kind.as_str())
-                    .increment(1);
-                self.posted.push(posting.clone());
-                Ok(posting)
-            }
-            // The ledger's unique key is the backstop of every one-off reward.
-            Err(err) if classify(&err) == DbErrorKind::UniqueViolation => Err(TxError::Domain(
-                DomainError::AlreadyClaimed("this reward was already posted".into()),
-            )),
-            Err(err) => Err(err.into()),
-        }
-    }
 }
 
 /// Refuses a posting that takes a balance or a lifetime total (earned, spent) past
 /// [`Points::MAX`]; the transaction then rolls back, so nothing is posted. Checked on the row
 /// the update returns: the total before and the amount are each within the bound, so their
 /// sum cannot overflow on either backend.
-fn within_bound(
-    account: Account,
-    row: &balances::Model,
-    delta: i64,
-    earned: i64,
-    spent: i64,
-) -> TxResult<()> {
+fn within_bound(account: Account, totals: &Totals, movement: Movement) -> TxResult<()> {
     let max = Points::MAX.minor();
-    let what = if delta > 0 && row.balance_minor > max {
+    let what = if movement.delta > 0 && totals.balance > max {
         "balance"
-    } else if earned > 0 && row.earned_minor > max {
+    } else if movement.earned > 0 && totals.earned > max {
         "lifetime earned total"
-    } else if spent > 0 && row.spent_minor > max {
+    } else if movement.spent > 0 && totals.spent > max {
         "lifetime spent total"
     } else {
         return Ok(());
@@ -595,4 +664,71 @@ fn within_bound(
         account.as_str(),
         Points::MAX
     ))))
+}
+
+/// How one posting moves its account's balance row.
+#[derive(Clone, Copy, Debug)]
+struct Movement {
+    delta: i64,
+    earned: i64,
+    spent: i64,
+}
+
+/// A balance row's figures right after a posting.
+struct Totals {
+    balance: i64,
+    earned: i64,
+    spent: i64,
+}
+
+/// A ledger row as written, with its balance row's figures after it.
+struct Written {
+    entry: ledger_entries::Model,
+    totals: Totals,
+}
+
+/// The ledger row's columns the one-statement write sets, in order.
+const LEDGER_COLUMNS: [ledger_entries::Column; 17] = [
+    ledger_entries::Column::ProgramId,
+    ledger_entries::Column::MemberId,
+    ledger_entries::Column::Account,
+    ledger_entries::Column::AmountMinor,
+    ledger_entries::Column::Kind,
+    ledger_entries::Column::Source,
+    ledger_entries::Column::Purpose,
+    ledger_entries::Column::RefType,
+    ledger_entries::Column::RefId,
+    ledger_entries::Column::RuleId,
+    ledger_entries::Column::RulesetVersion,
+    ledger_entries::Column::IdempotencyKey,
+    ledger_entries::Column::ReversesId,
+    ledger_entries::Column::ExpiresAt,
+    ledger_entries::Column::RemainingMinor,
+    ledger_entries::Column::MemberVersion,
+    ledger_entries::Column::Note,
+];
+
+/// The balance move and the ledger row in one PostgreSQL statement: `$1`–`$6` move the balance
+/// (delta, earned, spent, now, member, account), `$7`… are [`LEDGER_COLUMNS`]; the row's
+/// `created_at` is `$4`. No balance row: no ledger row, and no result.
+fn write_in_one_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        use sea_orm::Iden;
+        let names: Vec<String> = LEDGER_COLUMNS.iter().map(|c| c.to_string()).collect();
+        let params: Vec<String> = (0..LEDGER_COLUMNS.len())
+            .map(|n| format!("${}", n + 7))
+            .collect();
+        format!(
+            "WITH b AS (UPDATE balances SET balance_minor = balance_minor + $1, \
+             earned_minor = earned_minor + $2, spent_minor = spent_minor + $3, updated_at = $4 \
+             WHERE member_id = $5 AND account = $6 \
+             RETURNING balance_minor, earned_minor, spent_minor), \
+             l AS (INSERT INTO ledger_entries ({}, created_at) SELECT {}, $4 FROM b RETURNING *) \
+             SELECT l.*, b.balance_minor AS balance_after, b.earned_minor AS earned_after, \
+             b.spent_minor AS spent_after FROM l, b",
+            names.join(", "),
+            params.join(", ")
+        )
+    })
 }
