@@ -39,6 +39,8 @@ struct Inner {
     /// lost (Redis away).
     programs: RwLock<HashMap<String, (Arc<Program>, std::time::Instant)>>,
     rulesets: RwLock<HashMap<(i64, i64), Arc<Ruleset>>>,
+    /// Tier ladders by program id, dropped with the program's settings.
+    tiers: crate::program::tiers::TierCache,
     click_limiter: crate::referrals::CodeLimiter,
     events: crate::live::events::EventHub,
     publisher: crate::live::events::Publisher,
@@ -75,6 +77,7 @@ impl Loyalty {
                 store: store.clone(),
                 programs: RwLock::new(HashMap::new()),
                 rulesets: RwLock::new(HashMap::new()),
+                tiers: Default::default(),
                 click_limiter: crate::referrals::code_limiter(clock.clone()),
                 events: crate::live::events::EventHub::default(),
                 publisher: crate::live::events::Publisher::start(store.clone(), shutdown.clone()),
@@ -113,6 +116,7 @@ impl Loyalty {
                 store: self.inner.store.clone(),
                 programs: RwLock::new(HashMap::new()),
                 rulesets: RwLock::new(HashMap::new()),
+                tiers: Default::default(),
                 click_limiter: crate::referrals::code_limiter(clock),
                 events: crate::live::events::EventHub::default(),
                 // Its task ends when this service is dropped (the queue closes).
@@ -200,10 +204,15 @@ impl Loyalty {
         }
     }
 
+    pub(crate) fn tier_cache(&self) -> &crate::program::tiers::TierCache {
+        &self.inner.tiers
+    }
+
     pub(crate) fn forget_program(&self, program_id: i64) {
         if let Ok(mut programs) = self.inner.programs.write() {
             programs.retain(|_, (p, _)| p.id != program_id);
         }
+        self.inner.tiers.forget(program_id);
     }
 
     /// Tells every instance (through the bus) that a program's settings or rules changed.
@@ -250,6 +259,7 @@ async fn listen(loyalty: Loyalty, shutdown: CancellationToken) {
                 if let Ok(mut programs) = loyalty.inner.programs.write() {
                     programs.clear();
                 }
+                loyalty.inner.tiers.clear();
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::actor::ActionCaller;
-use loyalty_entities::{members, purchases, tiers};
+use loyalty_entities::{members, purchases};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::earning::budgets;
@@ -286,6 +286,9 @@ impl Loyalty {
             tx.touch_member();
         }
         crate::earning::events::record(tx, request, reference, &posted).await?;
+        // A qualifying earn moved QUALIFICATION: place the member from the cached tier ladder
+        // now, so the ledger's own placement (which reads `tiers`) has nothing left to do.
+        self.place_in_tier_cached(tx).await?;
         Ok(Award {
             posted,
             earned,
@@ -337,11 +340,14 @@ impl Loyalty {
                 .collect();
         }
         if let Some(tier_id) = member.tier_id {
+            // The id (from the locked member row) decides; the name only explains a refusal,
+            // so the cached ladder is good enough for it.
             let name = if needs(|c| matches!(c, Condition::TierIn { .. })) {
-                tiers::Entity::find_by_id(tier_id)
-                    .one(txn)
+                self.tier_ladder(txn, member.program_id)
                     .await?
-                    .map(|tier| tier.name)
+                    .iter()
+                    .find(|tier| tier.id == tier_id)
+                    .map(|tier| tier.name.clone())
                     .unwrap_or_default()
             } else {
                 String::new()

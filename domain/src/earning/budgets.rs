@@ -68,9 +68,14 @@ pub(crate) async fn reserve_all(tx: &Tx<'_>, earns: &[PlannedEarn]) -> TxResult<
     Ok(None)
 }
 
+/// The conditional `UPDATE` alone, while the rule's row exists (every award but its first);
+/// when it changes nothing, the row is created if missing and the `UPDATE` tried once more.
 async fn reserve(tx: &Tx<'_>, rule_id: i64, total: Points, points: Points) -> TxResult<bool> {
     if points > total {
         return Ok(false);
+    }
+    if take(tx, rule_id, total, points).await? {
+        return Ok(true);
     }
     rule_budgets::Entity::insert(rule_budgets::ActiveModel {
         program_id: Set(tx.program.id),
@@ -88,6 +93,12 @@ async fn reserve(tx: &Tx<'_>, rule_id: i64, total: Points, points: Points) -> Tx
     )
     .exec_without_returning(tx.txn)
     .await?;
+    take(tx, rule_id, total, points).await
+}
+
+/// Adds `points` to the rule's spent budget if they fit under `total`: `false` when they do not,
+/// or when the rule has no budget row yet.
+async fn take(tx: &Tx<'_>, rule_id: i64, total: Points, points: Points) -> TxResult<bool> {
     let updated = rule_budgets::Entity::update_many()
         .col_expr(
             rule_budgets::Column::SpentMinor,

@@ -213,6 +213,9 @@ struct RefundOp {
     lines: Vec<LineRefund>,
     #[serde(skip)]
     key: Option<IdempotencyKey>,
+    /// For the cached tier ladder, never through the transaction.
+    #[serde(skip)]
+    loyalty: Loyalty,
 }
 
 #[async_trait::async_trait]
@@ -277,6 +280,7 @@ impl Operation for RefundOp {
         // spent, so it is always there to take).
         self.reverse_qualification(tx, &purchase, qualification_target - order.disqualified)
             .await?;
+        self.loyalty.place_in_tier_cached(tx).await?;
         let refund = Refunded {
             amount,
             refunded_after,
@@ -686,6 +690,7 @@ impl Loyalty {
             amount,
             lines,
             key,
+            loyalty: self.clone(),
         };
         self.execute(&program, &op).await
     }

@@ -2,6 +2,16 @@
 //! the highest tier whose threshold their QUALIFICATION balance reaches. Qualification points
 //! are never spent, so members move down only when qualification is reversed (a refunded
 //! purchase) or when an admin raises a threshold; both re-place them at once.
+//!
+//! Each instance keeps every program's ladder (its thresholds, lowest first) in a [`TierCache`]
+//! so a posting places its member without reading `tiers`. A tier change drops the ladder
+//! like a change of program settings: at once on the instance that made it, through the bus
+//! (`program.changed`) on the others, and after `PROGRAM_CACHE_TTL` at the latest.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use loyalty_entities::{members, tiers};
 use rust_decimal::Decimal;
@@ -17,7 +27,7 @@ use crate::ledger::db::{classify, run_detached, DbErrorKind, TxResult};
 use crate::ledger::{Account, Tx};
 use crate::money::Points;
 use crate::program::Program;
-use crate::service::Loyalty;
+use crate::service::{Loyalty, PROGRAM_CACHE_TTL};
 
 pub const MAX_TIERS: u64 = 20;
 
@@ -63,8 +73,10 @@ pub(crate) async fn tier_for<C: ConnectionTrait>(
         .map(|t| t.id))
 }
 
-/// Moves the member of `tx` to the tier its QUALIFICATION balance now reaches (the ledger asks
-/// for this, through `Host::place_in_tier`, when that balance moved).
+/// Moves the member of `tx` to the tier its QUALIFICATION balance now reaches, reading the
+/// tiers in the transaction (the ledger asks for this, through `Host::place_in_tier`, when that
+/// balance moved and the operation did not already place the member with
+/// [`Loyalty::place_in_tier_cached`]).
 pub(crate) async fn place(tx: &mut Tx<'_>) -> TxResult<()> {
     let qualification = tx.balance(Account::Qualification).await?;
     let tier = tier_for(tx.txn, tx.program.id, qualification).await?;
@@ -72,7 +84,112 @@ pub(crate) async fn place(tx: &mut Tx<'_>) -> TxResult<()> {
     Ok(())
 }
 
+/// The tier a qualification balance reaches on `ladder` (lowest first): the same answer as
+/// [`tier_for`].
+fn reached(ladder: &[Tier], qualification: Points) -> Option<i64> {
+    ladder
+        .iter()
+        .rev()
+        .find(|tier| tier.min_qualification <= qualification)
+        .map(|tier| tier.id)
+}
+
+/// A program's tiers, lowest first.
+type Ladder = Arc<[Tier]>;
+
+/// One instance's tier ladders by program id, with when each was read.
+#[derive(Default)]
+pub(crate) struct TierCache {
+    ladders: RwLock<HashMap<i64, (Ladder, Instant)>>,
+    /// Moves on every forget: a ladder read before a change is never stored after it (a
+    /// posting that read the old tiers just before an admin's commit would otherwise put them
+    /// back for a whole TTL).
+    generation: AtomicU64,
+}
+
+impl TierCache {
+    fn get(&self, program_id: i64) -> Option<Ladder> {
+        let ladders = self.ladders.read().ok()?;
+        let (ladder, read_at) = ladders.get(&program_id)?;
+        (read_at.elapsed() < PROGRAM_CACHE_TTL).then(|| ladder.clone())
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Keeps `ladder`, read after [`TierCache::generation`] answered `read_in`, unless a forget
+    /// came in between.
+    fn store(&self, program_id: i64, ladder: Ladder, read_in: u64) {
+        if let Ok(mut ladders) = self.ladders.write() {
+            if self.generation.load(Ordering::SeqCst) == read_in {
+                ladders.insert(program_id, (ladder, Instant::now()));
+            }
+        }
+    }
+
+    pub(crate) fn forget(&self, program_id: i64) {
+        if let Ok(mut ladders) = self.ladders.write() {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            ladders.remove(&program_id);
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        if let Ok(mut ladders) = self.ladders.write() {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            ladders.clear();
+        }
+    }
+}
+
 impl Loyalty {
+    /// The program's tiers, lowest first, from this instance's cache (read through `conn` when
+    /// missing or older than `PROGRAM_CACHE_TTL`).
+    pub(crate) async fn tier_ladder<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        program_id: i64,
+    ) -> Result<Ladder, sea_orm::DbErr> {
+        let cache = self.tier_cache();
+        if let Some(ladder) = cache.get(program_id) {
+            return Ok(ladder);
+        }
+        let read_in = cache.generation();
+        let ladder: Ladder = tiers::Entity::find()
+            .filter(tiers::Column::ProgramId.eq(program_id))
+            .order_by_asc(tiers::Column::MinQualificationMinor)
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(Tier::from)
+            .collect();
+        cache.store(program_id, ladder.clone(), read_in);
+        Ok(ladder)
+    }
+
+    /// [`place`] from the cached ladder, for operations that carry the service: called where
+    /// they finish moving QUALIFICATION (the award step, a refund), so the ledger's hook finds
+    /// the member placed and reads nothing. The thresholds may be as old as a program setting
+    /// (see the module); the balance is the locked member's.
+    pub(crate) async fn place_in_tier_cached(&self, tx: &mut Tx<'_>) -> TxResult<()> {
+        if !tx.qualification_changed() {
+            return Ok(());
+        }
+        let qualification = tx.balance(Account::Qualification).await?;
+        let ladder = self.tier_ladder(tx.txn, tx.program.id).await?;
+        tx.place_in_tier(reached(&ladder, qualification));
+        Ok(())
+    }
+
+    /// Drops this instance's ladder of the program and tells the others (with the program
+    /// settings: tiers are part of them).
+    async fn tiers_changed(&self, program: &Program) {
+        self.forget_program(program.id);
+        self.announce("program.changed", program.id.to_string())
+            .await;
+    }
+
     pub async fn tiers(&self, program: &Program) -> DomainResult<Vec<Tier>> {
         Ok(tiers::Entity::find()
             .filter(tiers::Column::ProgramId.eq(program.id))
@@ -84,7 +201,13 @@ impl Loyalty {
             .collect())
     }
 
+    /// A tier of the program: from the cached ladder (a member's `tier` costs no read), or
+    /// read when the ladder does not know it yet (created on another instance a moment ago).
     pub async fn tier(&self, program: &Program, id: i64) -> DomainResult<Option<Tier>> {
+        let ladder = self.tier_ladder(self.db(), program.id).await?;
+        if let Some(tier) = ladder.iter().find(|tier| tier.id == id) {
+            return Ok(Some(tier.clone()));
+        }
         Ok(tiers::Entity::find_by_id(id)
             .filter(tiers::Column::ProgramId.eq(program.id))
             .one(self.db())
@@ -173,6 +296,7 @@ impl Loyalty {
         };
         replace_members(&txn, program.id).await?;
         txn.commit().await?;
+        self.tiers_changed(program).await;
         Ok(Tier::from(saved))
     }
 
@@ -196,6 +320,7 @@ impl Loyalty {
         tiers::Entity::delete_by_id(id).exec(&txn).await?;
         replace_members(&txn, program.id).await?;
         txn.commit().await?;
+        self.tiers_changed(program).await;
         Ok(Tier::from(existing))
     }
 }
@@ -219,4 +344,44 @@ async fn replace_members<C: ConnectionTrait>(conn: &C, program_id: i64) -> Domai
     ))
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tier(id: i64, min: i64) -> Tier {
+        Tier {
+            id,
+            name: format!("t{id}"),
+            min_qualification: Points::from_minor(min * 100),
+            multiplier: Decimal::ONE,
+        }
+    }
+
+    #[test]
+    fn the_highest_threshold_reached_wins() {
+        let ladder = [tier(1, 0), tier(2, 100), tier(3, 500)];
+        let at = |q: i64| reached(&ladder, Points::from_minor(q * 100));
+        assert_eq!(at(0), Some(1));
+        assert_eq!(at(99), Some(1));
+        assert_eq!(at(100), Some(2));
+        assert_eq!(at(10_000), Some(3));
+        assert_eq!(reached(&[tier(4, 10)], Points::ZERO), None);
+        assert_eq!(reached(&[], Points::ZERO), None);
+    }
+
+    #[test]
+    fn a_ladder_read_before_a_forget_is_not_kept() {
+        let cache = TierCache::default();
+        let read_in = cache.generation();
+        cache.forget(7); // an admin changed the tiers while the old ladder was being read
+        cache.store(7, Arc::from(vec![tier(1, 0)]), read_in);
+        assert!(cache.get(7).is_none());
+        let read_in = cache.generation();
+        cache.store(7, Arc::from(vec![tier(1, 0)]), read_in);
+        assert_eq!(cache.get(7).map(|l| l.len()), Some(1));
+        cache.clear();
+        assert!(cache.get(7).is_none());
+    }
 }

@@ -145,3 +145,137 @@ e2e!(tier_refusals_have_exact_codes, |app: TestApp| async move {
         "NOT_FOUND"
     );
 });
+
+/// A purchase for `m1` on `app`; its points.
+async fn purchase(app: &TestApp, order: &str, amount: &str) -> String {
+    let input = j!({"i": {"memberExternalId": "m1", "orderId": order, "amount": amount, "idempotencyKey": order}});
+    let paid = app.gql(Some(&app.service()), PURCHASE, input).await;
+    paid.data()["recordPurchase"]["pointsAwarded"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn tier_of(app: &TestApp, token: &str) -> serde_json::Value {
+    app.gql(Some(token), ME, j!({})).await.data()["me"]["tier"]["name"].clone()
+}
+
+// Postings place members from a tier ladder each instance caches; a tier change must reach the
+// very next posting on the instance that made it, and (through the bus) on the others.
+e2e!(
+    the_posting_after_a_tier_change_places_by_the_new_tiers,
+    |app: TestApp| async move {
+        app.demo().await; // purchases qualify: 5% × 10 points per unit
+        let admin = app.admin();
+        app.gql(
+            Some(&admin),
+            UPSERT,
+            j!({"i": {"name": "Silver", "minQualification": "0", "multiplier": "1"}}),
+        )
+        .await
+        .data();
+        let gold = app
+            .gql(
+                Some(&admin),
+                UPSERT,
+                j!({"i": {"name": "Gold", "minQualification": "100", "multiplier": "2"}}),
+            )
+            .await;
+        let gold_id = gold.data()["upsertTier"]["id"].clone();
+        let (token, _) = app.register("m1").await;
+        // This posting places the member, so the instance now holds the ladder 0 / 100.
+        assert_eq!(purchase(&app, "o1", "100.00").await, "50.00");
+        assert_eq!(tier_of(&app, &token).await, "Silver");
+
+        // Gold from 60: the member (50) stays Silver, the next qualifying posting (60) is Gold.
+        app.gql(
+            Some(&admin),
+            UPSERT,
+            j!({"i": {"id": gold_id, "name": "Gold", "minQualification": "60", "multiplier": "2"}}),
+        )
+        .await
+        .data();
+        assert_eq!(tier_of(&app, &token).await, "Silver");
+        assert_eq!(purchase(&app, "o2", "20.00").await, "10.00");
+        assert_eq!(tier_of(&app, &token).await, "Gold");
+        // And Gold's multiplier applies from the posting after it (5 → 10).
+        assert_eq!(
+            app.daily_login(&token, "d1").await.data()["recordAction"]["points"],
+            "10.00"
+        );
+        // A new multiplier applies to the very next posting.
+        app.gql(
+            Some(&admin),
+            UPSERT,
+            j!({"i": {"id": gold_id, "name": "Gold", "minQualification": "60", "multiplier": "3"}}),
+        )
+        .await
+        .data();
+        assert_eq!(purchase(&app, "o3", "20.00").await, "30.00"); // qualification 90
+
+        // Gold deleted and a Platinum from 100 created: the member drops to Silver at once, and
+        // the next posting (90 + 10) reaches Platinum, never the deleted Gold.
+        app.gql(
+            Some(&admin),
+            "mutation($id: ID!) { deleteTier(id: $id) { name } }",
+            j!({"id": gold_id}),
+        )
+        .await
+        .data();
+        assert_eq!(tier_of(&app, &token).await, "Silver");
+        app.gql(
+            Some(&admin),
+            UPSERT,
+            j!({"i": {"name": "Platinum", "minQualification": "100", "multiplier": "4"}}),
+        )
+        .await
+        .data();
+        assert_eq!(purchase(&app, "o4", "20.00").await, "10.00");
+        let me = app.gql(Some(&token), ME, j!({})).await;
+        assert_eq!(me.data()["me"]["qualificationBalance"], "100.00");
+        assert_eq!(me.data()["me"]["tier"]["name"], "Platinum");
+        assert_eq!(me.data()["me"]["tier"]["multiplier"], "4.00");
+
+        if app.backend == Backend::Postgres {
+            // A second instance that cached the ladder (its own posting placed the member)
+            // follows a change made on the first through the bus.
+            let other = spawn_app_at(app.backend, Some(&app), None).await;
+            assert_eq!(purchase(&other, "o5", "20.00").await, "40.00"); // 140, Platinum × 4
+            assert_eq!(tier_of(&other, &token).await, "Platinum");
+            let tiers = app.gql(Some(&admin), "{ tiers { id name } }", j!({})).await;
+            let platinum_id = tiers.data()["tiers"][1]["id"].clone();
+            assert_eq!(tiers.data()["tiers"][1]["name"], "Platinum");
+            // Platinum from 150: the member (140) drops to Silver; renamed so the other
+            // instance shows when it dropped its ladder (bounded wait, no timing claim).
+            app.gql(
+                Some(&admin),
+                UPSERT,
+                j!({"i": {"id": platinum_id, "name": "Diamond", "minQualification": "150", "multiplier": "4"}}),
+            )
+            .await
+            .data();
+            assert_eq!(tier_of(&app, &token).await, "Silver");
+            let silver_id = tiers.data()["tiers"][0]["id"].clone();
+            app.gql(
+                Some(&admin),
+                UPSERT,
+                j!({"i": {"id": silver_id, "name": "Argent", "minQualification": "0", "multiplier": "1"}}),
+            )
+            .await
+            .data();
+            let mut seen = serde_json::Value::Null;
+            for _ in 0..100 {
+                seen = tier_of(&other, &token).await;
+                if seen == "Argent" {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert_eq!(seen, "Argent");
+            // 140 + 10 reaches Diamond's 150 on the other instance too.
+            assert_eq!(purchase(&other, "o6", "20.00").await, "10.00");
+            assert_eq!(tier_of(&other, &token).await, "Diamond");
+        }
+        app.assert_ledger_invariants().await;
+    }
+);

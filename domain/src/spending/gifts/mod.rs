@@ -158,9 +158,16 @@ pub async fn gift_in_stock<C: ConnectionTrait>(
     program_id: i64,
     gift_id: i64,
 ) -> DomainResult<bool> {
-    Ok(find_gift(conn, program_id, gift_id)
-        .await?
-        .is_some_and(|g| available(g.archived_at, g.stock)))
+    Ok(prize_in_stock(
+        find_gift(conn, program_id, gift_id).await?.as_ref(),
+        program_id,
+    ))
+}
+
+/// [`gift_in_stock`] for a gift row already read (with the wheel segment it is the prize of):
+/// `None` is a gift that does not exist.
+pub(crate) fn prize_in_stock(gift: Option<&gifts::Model>, program_id: i64) -> bool {
+    gift.is_some_and(|g| g.program_id == program_id && available(g.archived_at, g.stock))
 }
 
 pub(crate) async fn find_gift<C: ConnectionTrait>(

@@ -6,14 +6,14 @@
 pub mod draw;
 
 use chrono::{DateTime, Utc};
-use loyalty_entities::{spins, wheel_seeds, wheel_segments, wheels};
+use loyalty_entities::{gifts, spins, wheel_seeds, wheel_segments, wheels};
 use rand::rngs::OsRng;
 use rand::TryRngCore;
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +26,7 @@ use crate::money::Points;
 use crate::periods::Windows;
 use crate::program::Program;
 use crate::service::Loyalty;
-use crate::spending::gifts::{gift_in_stock, grant_gift, Redemption};
+use crate::spending::gifts::{grant_gift, prize_in_stock, Redemption};
 use crate::spending::vouchers::{grant_voucher, Voucher};
 use crate::stored::{stored_enum, Stored};
 
@@ -185,26 +185,36 @@ fn seed_bytes(hex_seed: &str) -> TxResult<Vec<u8>> {
     hex::decode(hex_seed).map_err(|err| TxError::Domain(DomainError::internal(err)))
 }
 
+/// The wheel's segments and whether each is in the draw, with their prize gifts' stock read in
+/// the same statement (a join, not a read per gift segment).
 async fn segments<C: ConnectionTrait>(
     conn: &C,
     program_id: i64,
     wheel_id: i64,
 ) -> DomainResult<Vec<(wheel_segments::Model, bool)>> {
+    let prize_gift = wheel_segments::Entity::belongs_to(gifts::Entity)
+        .from(wheel_segments::Column::PrizeGiftId)
+        .to(gifts::Column::Id)
+        .into();
     let rows = wheel_segments::Entity::find()
+        .join(JoinType::LeftJoin, prize_gift)
         .filter(wheel_segments::Column::WheelId.eq(wheel_id))
         .filter(wheel_segments::Column::ArchivedAt.is_null())
         .order_by_asc(wheel_segments::Column::Position)
+        .select_also(gifts::Entity)
         .all(conn)
         .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let mut available = row.prize_stock.is_none_or(|s| s > 0);
-        if let (true, Some(gift_id)) = (available, row.prize_gift_id) {
-            available = gift_in_stock(conn, program_id, gift_id).await?;
-        }
-        out.push((row, available));
-    }
-    Ok(out)
+    Ok(rows
+        .into_iter()
+        .map(|(row, gift)| {
+            let in_stock = row.prize_stock.is_none_or(|s| s > 0);
+            let available = match row.prize_gift_id {
+                Some(_) => in_stock && prize_in_stock(gift.as_ref(), program_id),
+                None => in_stock,
+            };
+            (row, available)
+        })
+        .collect())
 }
 
 fn views(rows: &[(wheel_segments::Model, bool)]) -> DomainResult<(Vec<SegmentView>, u64)> {
@@ -266,12 +276,23 @@ async fn spins_today<C: ConnectionTrait>(
         .await
 }
 
-/// The member's current seed for a wheel, created on first use.
+/// The member's current seed for a wheel, created on first use (read first: after the first
+/// spin or view it exists, and one statement does).
 async fn seed<C: ConnectionTrait>(
     conn: &C,
     member_id: i64,
     wheel_id: i64,
 ) -> TxResult<wheel_seeds::Model> {
+    let current = || {
+        wheel_seeds::Entity::find()
+            .filter(wheel_seeds::Column::MemberId.eq(member_id))
+            .filter(wheel_seeds::Column::WheelId.eq(wheel_id))
+            .one(conn)
+    };
+    if let Some(seed) = current().await? {
+        return Ok(seed);
+    }
+    // A view (outside the member's lock) may create it at the same moment: insert-or-keep.
     wheel_seeds::Entity::insert(wheel_seeds::ActiveModel {
         member_id: Set(member_id),
         wheel_id: Set(wheel_id),
@@ -286,10 +307,7 @@ async fn seed<C: ConnectionTrait>(
     )
     .exec_without_returning(conn)
     .await?;
-    wheel_seeds::Entity::find()
-        .filter(wheel_seeds::Column::MemberId.eq(member_id))
-        .filter(wheel_seeds::Column::WheelId.eq(wheel_id))
-        .one(conn)
+    current()
         .await?
         .ok_or_else(|| TxError::Domain(DomainError::internal("wheel seed vanished")))
 }
