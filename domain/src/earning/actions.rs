@@ -286,9 +286,6 @@ impl Loyalty {
             tx.touch_member();
         }
         crate::earning::events::record(tx, request, reference, &posted).await?;
-        // A qualifying earn moved QUALIFICATION: place the member from the cached tier ladder
-        // now, so the ledger's own placement (which reads `tiers`) has nothing left to do.
-        self.place_in_tier_cached(tx).await?;
         Ok(Award {
             posted,
             earned,

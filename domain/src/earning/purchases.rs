@@ -213,9 +213,6 @@ struct RefundOp {
     lines: Vec<LineRefund>,
     #[serde(skip)]
     key: Option<IdempotencyKey>,
-    /// For the cached tier ladder, never through the transaction.
-    #[serde(skip)]
-    loyalty: Loyalty,
 }
 
 #[async_trait::async_trait]
@@ -280,7 +277,6 @@ impl Operation for RefundOp {
         // spent, so it is always there to take).
         self.reverse_qualification(tx, &purchase, qualification_target - order.disqualified)
             .await?;
-        self.loyalty.place_in_tier_cached(tx).await?;
         let refund = Refunded {
             amount,
             refunded_after,
@@ -690,7 +686,6 @@ impl Loyalty {
             amount,
             lines,
             key,
-            loyalty: self.clone(),
         };
         self.execute(&program, &op).await
     }

@@ -73,19 +73,8 @@ pub(crate) async fn tier_for<C: ConnectionTrait>(
         .map(|t| t.id))
 }
 
-/// Moves the member of `tx` to the tier its QUALIFICATION balance now reaches, reading the
-/// tiers in the transaction (the ledger asks for this, through `Host::place_in_tier`, when that
-/// balance moved and the operation did not already place the member with
-/// [`Loyalty::place_in_tier_cached`]).
-pub(crate) async fn place(tx: &mut Tx<'_>) -> TxResult<()> {
-    let qualification = tx.balance(Account::Qualification).await?;
-    let tier = tier_for(tx.txn, tx.program.id, qualification).await?;
-    tx.place_in_tier(tier);
-    Ok(())
-}
-
 /// The tier a qualification balance reaches on `ladder` (lowest first): the same answer as
-/// [`tier_for`].
+/// [`tier_for`] reads.
 fn reached(ladder: &[Tier], qualification: Points) -> Option<i64> {
     ladder
         .iter()
@@ -168,10 +157,10 @@ impl Loyalty {
         Ok(ladder)
     }
 
-    /// [`place`] from the cached ladder, for operations that carry the service: called where
-    /// they finish moving QUALIFICATION (the award step, a refund), so the ledger's hook finds
-    /// the member placed and reads nothing. The thresholds may be as old as a program setting
-    /// (see the module); the balance is the locked member's.
+    /// Places the member of `tx` in the tier its QUALIFICATION balance reaches, from the cached
+    /// ladder (the answer [`tier_for`] reads): the ledger's `Host::place_in_tier` for every operation
+    /// that moved QUALIFICATION. The thresholds may be as old as a program setting (see the
+    /// module); the balance is the locked member's.
     pub(crate) async fn place_in_tier_cached(&self, tx: &mut Tx<'_>) -> TxResult<()> {
         if !tx.qualification_changed() {
             return Ok(());

@@ -220,9 +220,7 @@ async fn reward(
             Some(("referral", &referral_id.to_string())),
         )
         .await?;
-    if inviter_tx.qualification_changed() {
-        crate::program::tiers::place(&mut inviter_tx).await?;
-    }
+    loyalty.place_in_tier_cached(&mut inviter_tx).await?;
     inviter_tx.flush_member().await?;
     tx.side_postings.append(&mut inviter_tx.posted);
     referrals::Entity::update_many()

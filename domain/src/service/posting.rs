@@ -39,7 +39,7 @@ impl Host for Loyalty {
     }
 
     async fn place_in_tier(&self, tx: &mut Tx<'_>) -> TxResult<()> {
-        crate::program::tiers::place(tx).await
+        self.place_in_tier_cached(tx).await
     }
 
     async fn after_commit(&self, program: &Program, posted: Vec<Posting>) {
