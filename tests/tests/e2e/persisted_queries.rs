@@ -242,6 +242,38 @@ e2e!(
         }
         assert_eq!(app.ledger_rows(&id).await, rows, "nothing posted");
 
+        // A whole-argument variable: good values skip validation on a hit, bad ones do not.
+        let record = "mutation R($input: RecordActionInput!) { recordAction(input: $input) { awarded balance } }";
+        let input = |sku: &str| j!({"input": {"action": "product_view", "objectId": sku, "idempotencyKey": sku}});
+        post(
+            &app,
+            &token,
+            body(Some(record), &sha256(record), input("p2")),
+        )
+        .await
+        .data();
+        for variables in [
+            j!({"input": {"action": 5}}),
+            j!({"input": {}}),
+            j!({"input": null}),
+            j!({}),
+            j!({"input": {"action": "product_view", "objectId": "p3", "nope": 1}}),
+            j!({"input": "product_view"}),
+        ] {
+            let plain = app.gql(Some(&token), record, variables.clone()).await;
+            assert_eq!(plain.code(), "VALIDATION", "{variables}: {}", plain.body);
+            let cached = post(&app, &token, body(None, &sha256(record), variables)).await;
+            assert_eq!(cached.status, plain.status);
+            assert_eq!(cached.body, plain.body);
+        }
+        assert_eq!(
+            app.ledger_rows(&id).await,
+            rows + 1,
+            "only the good one posted"
+        );
+        let r = post(&app, &token, body(None, &sha256(record), input("p4"))).await;
+        assert_eq!(r.data()["recordAction"]["balance"], "76.00");
+
         // A document without variables is validated once; an invalid one is refused every time.
         let invalid = "{ me { balance nope } }";
         let plain = app.gql(Some(&token), invalid, j!({})).await;
@@ -252,9 +284,9 @@ e2e!(
         }
         for _ in 0..2 {
             let r = post(&app, &token, body(Some(BALANCE), &sha256(BALANCE), j!({}))).await;
-            assert_eq!(r.data()["me"]["balance"], "72.00");
+            assert_eq!(r.data()["me"]["balance"], "76.00");
             let r = post(&app, &token, body(None, &sha256(BALANCE), j!({}))).await;
-            assert_eq!(r.data()["me"]["balance"], "72.00");
+            assert_eq!(r.data()["me"]["balance"], "76.00");
         }
     }
 );

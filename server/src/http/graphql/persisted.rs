@@ -1,8 +1,8 @@
 //! Automatic persisted queries, Apollo's protocol version 1: a request may carry
 //! `extensions.persistedQuery = {"version": 1, "sha256Hash": "<64 lowercase hex digits>"}`.
 //!
-//! - hash alone, known: the cached document runs (parsed once; validated once when its verdict
-//!   cannot depend on the request, see `loyalty_graphql::ValidationMemo`);
+//! - hash alone, known: the cached document runs (parsed once; validated once where the verdict
+//!   surely answers for the request's variables, see `loyalty_graphql::ValidationMemo`);
 //! - hash alone, unknown: `PersistedQueryNotFound` / `PERSISTED_QUERY_NOT_FOUND`, on which
 //!   Apollo Client and urql resend the same request with its text;
 //! - hash and text: the text must hash to it (`PERSISTED_QUERY_HASH_MISMATCH` otherwise, nothing
@@ -120,7 +120,9 @@ impl PersistedQueries {
         let name = request.operation_name.clone();
         if let Some(document) = self.resolve(&mut request)? {
             let checks = Ok(document.prechecks(name.as_deref()));
-            if let Some(memo) = &document.validation {
+            // A memo answers for the document's one operation only.
+            let selected = loyalty_graphql::selected_operation(&document.parsed, name.as_deref());
+            if let (Some(memo), Some(_)) = (&document.validation, selected) {
                 request = request.data(memo.clone());
             }
             return Ok(Prepared { request, checks });
