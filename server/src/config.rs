@@ -362,7 +362,7 @@ impl Config {
                 max_batch: 10,
                 max_root_mutations: 10,
                 persisted_query_cache_size: 1_000,
-                persisted_query_cache_bytes: 4 * 1024 * 1024,
+                persisted_query_cache_bytes: 1024 * 1024,
             },
             body_limit_bytes: 65_536,
             rate_limit_ip_per_sec: 100_000,

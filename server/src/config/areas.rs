@@ -149,7 +149,7 @@ impl Reader<'_> {
             ),
             persisted_query_cache_bytes: self.parse(
                 "PERSISTED_QUERY_CACHE_BYTES",
-                4 * 1024 * 1024,
+                1024 * 1024,
                 |n| (1024..=1024 * 1024 * 1024).contains(n),
                 "a number of bytes from 1024 to 1073741824",
             ),

@@ -45,7 +45,7 @@ fn embedded_defaults() {
     assert_eq!(config.graphql.max_batch, 10);
     assert_eq!(config.graphql.max_root_mutations, 10);
     assert_eq!(config.graphql.persisted_query_cache_size, 1_000);
-    assert_eq!(config.graphql.persisted_query_cache_bytes, 4 * 1024 * 1024);
+    assert_eq!(config.graphql.persisted_query_cache_bytes, 1024 * 1024);
     assert_eq!(config.body_limit_bytes, 65_536);
     assert_eq!(config.rate_limit_ip_per_sec, 200);
     assert_eq!(config.rate_limit_subject_per_sec, 100);
