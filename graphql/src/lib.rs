@@ -15,6 +15,7 @@ mod referrals;
 mod report;
 mod tiers;
 mod types;
+mod validation_memo;
 mod vouchers;
 mod wheel;
 
@@ -23,6 +24,7 @@ use loyalty_domain::Loyalty;
 
 pub use error::{actor, authorize, RequestId};
 pub use limits::{root_mutation_fields, selected_operation};
+pub use validation_memo::ValidationMemo;
 
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -78,6 +80,7 @@ pub fn build_schema(loyalty: Loyalty, options: SchemaOptions) -> LoyaltySchema {
     )
     .data(loyalty)
     .extension(limits::DepthLimit::new(options.max_depth))
+    .extension(validation_memo::RememberedValidation)
     .limit_complexity(options.max_complexity)
     .limit_recursive_depth(32)
     .limit_directives(16);

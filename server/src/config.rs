@@ -41,6 +41,8 @@ pub const VARIABLES: &[&str] = &[
     "GRAPHQL_MAX_COMPLEXITY",
     "GRAPHQL_MAX_BATCH",
     "GRAPHQL_MAX_ROOT_MUTATIONS",
+    "PERSISTED_QUERY_CACHE_SIZE",
+    "PERSISTED_QUERY_CACHE_BYTES",
     "BODY_LIMIT_BYTES",
     "RATE_LIMIT_IP_PER_SEC",
     "RATE_LIMIT_SUBJECT_PER_SEC",
@@ -134,6 +136,12 @@ pub struct GraphqlConfig {
     /// Root mutation fields one request (one operation of a batch, one WebSocket `subscribe`)
     /// may hold; each is charged to the caller's rate limit.
     pub max_root_mutations: usize,
+    /// Automatic persisted queries: documents kept by hash (least recently used go first); 0
+    /// turns the protocol off (`PERSISTED_QUERY_NOT_SUPPORTED`).
+    pub persisted_query_cache_size: usize,
+    /// The most query text, summed over the kept documents, so a few large documents cannot
+    /// hold much memory; a document longer than this is run but not kept.
+    pub persisted_query_cache_bytes: usize,
 }
 
 /// Which browser origins may call the API (mini-app web views are often on the merchant's
@@ -363,6 +371,8 @@ impl Config {
                 max_complexity: DEFAULT_MAX_COMPLEXITY,
                 max_batch: 10,
                 max_root_mutations: 10,
+                persisted_query_cache_size: 1_000,
+                persisted_query_cache_bytes: 1024 * 1024,
             },
             body_limit_bytes: 65_536,
             rate_limit_ip_per_sec: 100_000,

@@ -47,6 +47,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub loyalty: Loyalty,
     pub schema: LoyaltySchema,
+    /// Automatic persisted queries, by hash (HTTP and WebSocket).
+    pub persisted: Arc<graphql::PersistedQueries>,
     pub auth: Arc<JwtAuth>,
     pub limits: Arc<RateLimits>,
     /// Open WebSockets per client address.

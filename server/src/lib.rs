@@ -37,6 +37,7 @@ pub struct App {
     config: Arc<Config>,
     loyalty: Loyalty,
     schema: LoyaltySchema,
+    persisted: Arc<http::graphql::PersistedQueries>,
     auth: Arc<JwtAuth>,
     limits: Arc<http::RateLimits>,
     sockets: Arc<http::SocketsPerIp>,
@@ -72,6 +73,7 @@ impl App {
             config: self.config.clone(),
             loyalty: self.loyalty.clone(),
             schema: self.schema.clone(),
+            persisted: self.persisted.clone(),
             auth: self.auth.clone(),
             limits: self.limits.clone(),
             sockets: self.sockets.clone(),
@@ -151,6 +153,10 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
             max_complexity: config.graphql.max_complexity,
         },
     );
+    let persisted = Arc::new(http::graphql::PersistedQueries::new(
+        config.graphql.persisted_query_cache_size,
+        config.graphql.persisted_query_cache_bytes,
+    ));
     let limits = Arc::new(http::RateLimits::new(
         config.rate_limit_ip_per_sec,
         config.rate_limit_subject_per_sec,
@@ -181,6 +187,7 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         config: Arc::new(config),
         loyalty,
         schema,
+        persisted,
         auth: Arc::new(auth),
         limits,
         sockets,

@@ -161,6 +161,18 @@ impl Reader<'_> {
                 |n| (1..=100).contains(n),
                 "1 to 100",
             ),
+            persisted_query_cache_size: self.parse(
+                "PERSISTED_QUERY_CACHE_SIZE",
+                1_000,
+                |n| *n <= 1_000_000,
+                "a number of documents from 0 (off) to 1000000",
+            ),
+            persisted_query_cache_bytes: self.parse(
+                "PERSISTED_QUERY_CACHE_BYTES",
+                1024 * 1024,
+                |n| (1024..=1024 * 1024 * 1024).contains(n),
+                "a number of bytes from 1024 to 1073741824",
+            ),
         }
     }
 

@@ -44,6 +44,8 @@ fn embedded_defaults() {
     assert_eq!(config.graphql.max_complexity, 2_500);
     assert_eq!(config.graphql.max_batch, 10);
     assert_eq!(config.graphql.max_root_mutations, 10);
+    assert_eq!(config.graphql.persisted_query_cache_size, 1_000);
+    assert_eq!(config.graphql.persisted_query_cache_bytes, 1024 * 1024);
     assert_eq!(config.body_limit_bytes, 65_536);
     assert_eq!(config.rate_limit_ip_per_sec, 200);
     assert_eq!(config.rate_limit_subject_per_sec, 100);
@@ -139,6 +141,8 @@ fn invalid_values_name_their_variable() {
         ("GRAPHQL_MAX_COMPLEXITY", "lots"),
         ("GRAPHQL_MAX_BATCH", "1000"),
         ("GRAPHQL_MAX_ROOT_MUTATIONS", "0"),
+        ("PERSISTED_QUERY_CACHE_SIZE", "-1"),
+        ("PERSISTED_QUERY_CACHE_BYTES", "100"),
         ("BODY_LIMIT_BYTES", "10"),
         ("RATE_LIMIT_IP_PER_SEC", "0"),
         ("RATE_LIMIT_SUBJECT_PER_SEC", "x"),
@@ -241,6 +245,7 @@ fn overrides_and_spellings() {
         ("GRAPHQL_INTROSPECTION", "off"),
         ("GRAPHIQL", "YES"),
         ("GRAPHQL_MAX_BATCH", " 3 "),
+        ("PERSISTED_QUERY_CACHE_SIZE", "0"),
         ("LOG_FORMAT", "JSON"),
         ("JWT_LEEWAY_SECS", "0"),
         ("JWT_ISSUER", "issuer-x"),
@@ -254,6 +259,10 @@ fn overrides_and_spellings() {
     assert!(!config.graphql.introspection);
     assert!(config.graphql.graphiql);
     assert_eq!(config.graphql.max_batch, 3);
+    assert_eq!(
+        config.graphql.persisted_query_cache_size, 0,
+        "0 turns APQ off"
+    );
     assert_eq!(config.log_format, LogFormat::Json);
     assert_eq!(config.jwt.leeway_secs, 0);
     assert_eq!(config.jwt.issuer, "issuer-x");

@@ -1,9 +1,11 @@
 //! GraphQL over HTTP. POST takes `application/json` only (a form, `text/plain` or multipart POST
 //! is a CSRF vector); GET runs queries only, so a link or an `<img>` can never mutate. Every
-//! refusal here happens before anything executes.
+//! refusal here happens before anything executes. Both accept automatic persisted queries
+//! (`persisted.rs`).
 
-use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{BatchRequest, BatchResponse, Request as GqlRequest, Variables};
+use async_graphql::parser::types::OperationType;
+use async_graphql::{BatchRequest, BatchResponse, Request as GqlRequest, Response as GqlResponse};
+use async_graphql::{ServerError, Variables};
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest as _, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -18,18 +20,21 @@ use super::{request_id, AppState};
 
 mod cost;
 mod masking;
+mod persisted;
 
 pub use cost::price;
 pub use masking::mask_errors;
+pub use persisted::{PersistedQueries, Prepared};
 
 /// GET parameters per GraphQL over HTTP (`operationName`; the snake_case spelling is accepted
-/// too).
+/// too), plus `extensions` (JSON) as Apollo Client sends persisted queries over GET.
 #[derive(Debug, Deserialize)]
 struct GetParams {
     query: Option<String>,
     #[serde(rename = "operationName", alias = "operation_name")]
     operation_name: Option<String>,
     variables: Option<String>,
+    extensions: Option<String>,
 }
 
 /// `POST /graphql`: one request object or a batch (array) of them.
@@ -54,28 +59,70 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
             return bad_request("could not read the request body");
         }
     };
-    let mut batch = match parse_batch(&body, state.config.graphql.max_batch) {
-        Ok(batch) => batch,
+    let (batch, single) = match parse_batch(&body, state.config.graphql.max_batch) {
+        Ok(BatchRequest::Single(request)) => (vec![request], true),
+        Ok(BatchRequest::Batch(requests)) => (requests, false),
         Err(message) => return bad_request(&message),
     };
-    let mut cost = 0usize;
-    for request in batch.iter_mut() {
-        match cost::price(request, state.config.graphql.max_root_mutations) {
-            Ok(price) => cost = cost.saturating_add(price),
-            Err(message) => return bad_request(&message),
-        }
-    }
+    let (prepared, cost) = match prepare_all(&state, batch) {
+        Ok(prepared) => prepared,
+        Err(message) => return bad_request(&message),
+    };
     if let Some(actor) = &actor {
         if let Err(retry) = state.limits.check_subject(actor, cost) {
             ::metrics::counter!("http_rate_limited_total", "limit" => "subject").increment(1);
             return too_many_requests(retry, "too many requests for this caller");
         }
     }
-    let mut batch = batch.data(RequestId(request_id.clone()));
-    if let Some(actor) = actor {
-        batch = batch.data(actor);
+    let runs = prepared
+        .into_iter()
+        .map(|item| execute(&state, item, actor.as_ref(), &request_id));
+    let mut responses = futures::future::join_all(runs).await;
+    let response = match responses.pop() {
+        Some(response) if single => BatchResponse::Single(response),
+        last => BatchResponse::Batch(responses.into_iter().chain(last).collect()),
+    };
+    respond(response, &request_id)
+}
+
+/// Each request prepared (see [`PersistedQueries::prepare`]) and the batch's price, or why the
+/// whole batch is refused.
+fn prepare_all(
+    state: &AppState,
+    batch: Vec<GqlRequest>,
+) -> Result<(Vec<Result<Prepared, ServerError>>, usize), String> {
+    let mut cost = 0usize;
+    let mut prepared = Vec::with_capacity(batch.len());
+    for request in batch {
+        let item = state.persisted.prepare(request);
+        // A refused persisted query runs nothing; like a syntax error it costs 1.
+        let checks = item
+            .as_ref()
+            .ok()
+            .and_then(|item| item.checks.as_ref().ok());
+        let price = cost::price(checks, state.config.graphql.max_root_mutations)?;
+        cost = cost.saturating_add(price);
+        prepared.push(item);
     }
-    respond(state.schema.execute_batch(batch).await, &request_id)
+    Ok((prepared, cost))
+}
+
+/// Runs one prepared request, or answers its persisted-query refusal.
+async fn execute(
+    state: &AppState,
+    item: Result<Prepared, ServerError>,
+    actor: Option<&Actor>,
+    request_id: &str,
+) -> GqlResponse {
+    let prepared = match item {
+        Ok(prepared) => prepared,
+        Err(refusal) => return GqlResponse::from_errors(vec![refusal]),
+    };
+    let mut request = prepared.request.data(RequestId(request_id.to_owned()));
+    if let Some(actor) = actor {
+        request = request.data::<Actor>(actor.clone());
+    }
+    state.schema.execute(request).await
 }
 
 /// One request object, or a non-empty array of at most `max_batch` of them. The shape is
@@ -101,38 +148,54 @@ fn parse_batch(body: &[u8], max_batch: usize) -> Result<BatchRequest, String> {
     serde_json::from_value(value).map_err(|err| format!("{SHAPE}: {err}"))
 }
 
-/// `GET /graphql`: queries with `?query=`; GraphiQL without one (when enabled).
+/// `GET /graphql`: queries with `?query=` (or a persisted query's hash in `?extensions=`);
+/// GraphiQL without either (when enabled).
 pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     let request_id = request_id::request_id(&request);
     let params = match Query::<GetParams>::try_from_uri(request.uri()) {
         Ok(Query(params)) => params,
         Err(_) => return bad_request("invalid query string"),
     };
-    let Some(query) = params.query.filter(|query| !query.trim().is_empty()) else {
+    let query = params.query.filter(|query| !query.trim().is_empty());
+    let extensions = params.extensions.filter(|e| !e.trim().is_empty());
+    if query.is_none() && extensions.is_none() {
         return if state.config.graphql.graphiql {
             graphiql()
         } else {
             post_only("send GraphQL requests with POST")
         };
-    };
-    let mut gql = GqlRequest::new(query);
-    if let Some(name) = params.operation_name.clone() {
+    }
+    let mut gql = GqlRequest::new(query.unwrap_or_default());
+    if let Some(name) = params.operation_name {
         gql = gql.operation_name(name);
     }
     if let Some(variables) = params.variables.filter(|v| !v.trim().is_empty()) {
-        match serde_json::from_str::<serde_json::Value>(&variables) {
-            Ok(value @ serde_json::Value::Object(_)) => {
-                gql = gql.variables(Variables::from_json(value));
-            }
-            Ok(_) | Err(_) => return bad_request("variables must be a JSON object"),
+        match json_object(&variables) {
+            Some(value) => gql = gql.variables(Variables::from_json(value)),
+            None => return bad_request("variables must be a JSON object"),
         }
     }
-    let operation = match gql.parsed_query() {
-        Ok(document) => selected_operation(document, params.operation_name.as_deref()),
-        Err(err) => return bad_request(&err.message),
+    if let Some(extensions) = extensions {
+        match json_object(&extensions).map(serde_json::from_value) {
+            Some(Ok(extensions)) => gql.extensions = extensions,
+            Some(Err(_)) | None => return bad_request("extensions must be a JSON object"),
+        }
+    }
+    let prepared = match state.persisted.prepare(gql) {
+        Ok(prepared) => prepared,
+        Err(refusal) => {
+            let response = GqlResponse::from_errors(vec![refusal]);
+            return respond(BatchResponse::Single(response), &request_id);
+        }
     };
-    if operation != Some(OperationType::Query) {
-        return post_only("only queries may use GET; send mutations and subscriptions with POST");
+    match &prepared.checks {
+        Ok(checks) if checks.operation == Some(OperationType::Query) => {}
+        Ok(_) => {
+            return post_only(
+                "only queries may use GET; send mutations and subscriptions with POST",
+            )
+        }
+        Err(err) => return bad_request(&err.message),
     }
     let actor = match state.auth.actor_from_headers(request.headers()) {
         Ok(actor) => actor,
@@ -144,28 +207,14 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
             return too_many_requests(retry, "too many requests for this caller");
         }
     }
-    let mut gql = gql.data(RequestId(request_id.clone()));
-    if let Some(actor) = actor {
-        gql = gql.data::<Actor>(actor);
-    }
-    let response = state.schema.execute(gql).await;
+    let response = execute(&state, Ok(prepared), actor.as_ref(), &request_id).await;
     respond(BatchResponse::Single(response), &request_id)
 }
 
-/// The type of operation a request would run. `None` when no operation is selected (see
-/// [`loyalty_graphql::selected_operation`]) and not every operation is a query; execution
-/// reports the ambiguity.
-fn selected_operation(document: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
-    match loyalty_graphql::selected_operation(document, name) {
-        Some(operation) => Some(operation.ty),
-        None if document
-            .operations
-            .iter()
-            .all(|(_, op)| op.node.ty == OperationType::Query) =>
-        {
-            Some(OperationType::Query)
-        }
-        None => None,
+fn json_object(text: &str) -> Option<serde_json::Value> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value @ serde_json::Value::Object(_)) => Some(value),
+        Ok(_) | Err(_) => None,
     }
 }
 
@@ -247,33 +296,6 @@ fn graphiql() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn operation(query: &str, name: Option<&str>) -> Option<OperationType> {
-        let document = async_graphql::parser::parse_query(query).unwrap();
-        selected_operation(&document, name)
-    }
-
-    #[test]
-    fn selects_the_operation_that_would_run() {
-        assert_eq!(operation("{ a }", None), Some(OperationType::Query));
-        assert_eq!(
-            operation("mutation { a }", None),
-            Some(OperationType::Mutation)
-        );
-        assert_eq!(
-            operation("subscription { a }", None),
-            Some(OperationType::Subscription)
-        );
-        let both = "query Q { a } mutation M { b }";
-        assert_eq!(operation(both, Some("Q")), Some(OperationType::Query));
-        assert_eq!(operation(both, Some("M")), Some(OperationType::Mutation));
-        assert_eq!(operation(both, None), None);
-        assert_eq!(operation(both, Some("X")), None);
-        assert_eq!(
-            operation("query A { a } query B { b }", None),
-            Some(OperationType::Query)
-        );
-    }
 
     #[test]
     fn batches_are_shaped_and_capped() {

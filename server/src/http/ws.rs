@@ -156,11 +156,13 @@ enum ClientMessage {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SubscribePayload {
+    /// Empty when `extensions.persistedQuery` names a cached document.
+    #[serde(default)]
     query: String,
     operation_name: Option<String>,
     variables: Option<Value>,
-    #[allow(dead_code)]
-    extensions: Option<Value>,
+    #[serde(default)]
+    extensions: async_graphql::Extensions,
 }
 
 /// Why a session ends: a close code and reason, or the peer went away.
@@ -291,10 +293,19 @@ impl Session {
                     refuse(outbox, &id, RATE_LIMITED, &message).await;
                     return Ok(());
                 }
-                // The same price and limits as an HTTP request, checked before anything runs.
-                let mut request = request_of(payload);
+                // The same persisted queries, price and limits as an HTTP request, checked
+                // before anything runs.
+                let prepared = match self.state.persisted.prepare(request_of(payload)) {
+                    Ok(prepared) => prepared,
+                    Err(refusal) => {
+                        let errors = serde_json::to_value([refusal]).unwrap_or(Value::Null);
+                        refuse_with(outbox, &id, errors).await;
+                        return Ok(());
+                    }
+                };
                 let max_root_mutations = self.state.config.graphql.max_root_mutations;
-                let cost = match super::graphql::price(&mut request, max_root_mutations) {
+                let checks = prepared.checks.as_ref().ok();
+                let cost = match super::graphql::price(checks, max_root_mutations) {
                     Ok(cost) => cost,
                     Err(message) => {
                         refuse(outbox, &id, VALIDATION, &message).await;
@@ -313,7 +324,7 @@ impl Session {
                     actor,
                     self.request_id.clone(),
                     id.clone(),
-                    request,
+                    prepared.request,
                     outbox.clone(),
                 ));
                 self.subscriptions.insert(id, task);
@@ -336,12 +347,17 @@ fn request_of(payload: SubscribePayload) -> GqlRequest {
     if let Some(variables) = payload.variables {
         request = request.variables(Variables::from_json(variables));
     }
+    request.extensions = payload.extensions;
     request
 }
 
 /// An `error` message for one operation: refused before it runs; the socket stays open.
 async fn refuse(outbox: &mpsc::Sender<Message>, id: &str, code: &str, message: &str) {
     let errors = json!([{"message": message, "extensions": {"code": code}}]);
+    refuse_with(outbox, id, errors).await;
+}
+
+async fn refuse_with(outbox: &mpsc::Sender<Message>, id: &str, errors: Value) {
     send(
         outbox,
         json!({"type": "error", "id": id, "payload": errors}),

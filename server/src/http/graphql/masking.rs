@@ -46,12 +46,14 @@ fn classify(error: &ServerError) -> Class {
     }
 }
 
-/// async-graphql reports arguments that fail to parse (a custom scalar, an enum) from inside
-/// the resolver, so they carry a path; their wording is fixed by the library.
+/// async-graphql reports arguments that fail to parse (a custom scalar, an enum) and variables
+/// the request does not send from inside the resolver, so they carry a path; their wording is
+/// fixed by the library.
 fn is_input_value_error(message: &str) -> bool {
     message.starts_with("Failed to parse \"")
         || message.starts_with("Expected input type \"")
         || message.starts_with("Invalid value for argument")
+        || (message.starts_with("Variable ") && message.ends_with(" is not defined."))
 }
 
 fn masked_message(request_id: &str) -> String {
@@ -139,6 +141,7 @@ mod tests {
             error("not enough points", true, Some("INSUFFICIENT_POINTS")),
             error("Unknown field \"x\"", false, None),
             error("Failed to parse \"Decimal\": invalid digit", true, None),
+            error("Variable sku is not defined.", true, None),
         ];
         mask_errors(&mut response, "rid-2");
         assert_eq!(response.errors[0].message, "not enough points");
@@ -149,5 +152,6 @@ mod tests {
         assert_eq!(code_of(&response.errors[1]).as_deref(), Some(VALIDATION));
         assert_eq!(code_of(&response.errors[2]).as_deref(), Some(VALIDATION));
         assert!(response.errors[2].message.contains("Decimal"));
+        assert_eq!(code_of(&response.errors[3]).as_deref(), Some(VALIDATION));
     }
 }
