@@ -305,6 +305,13 @@ async fn run(args: Args) -> Result<()> {
         members,
         &raw,
         prepared.as_ref().map(|p| &p.register),
+        prepared.as_ref().map(|p| {
+            format!(
+                "{}; {} resends with text after PERSISTED_QUERY_NOT_FOUND",
+                p.apq_note,
+                p.apq_resends()
+            )
+        }),
         &http_rows,
     );
     verdict(&raw, http_rows.last())
@@ -336,6 +343,7 @@ fn report(
     members: usize,
     raw: &Summary,
     register: Option<&Summary>,
+    apq: Option<String>,
     http_rows: &[Summary],
 ) {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
@@ -353,6 +361,9 @@ fn report(
             reg.p50_ms.map_or_else(|| "-".into(), |v| format!("{v:.2}")),
             reg.p99_ms.map_or_else(|| "-".into(), |v| format!("{v:.2}")),
         );
+    }
+    if let Some(apq) = apq {
+        println!("requests: {apq}");
     }
     println!();
     println!("{}", table_header());
