@@ -39,6 +39,9 @@ pub struct RawConfig<'a> {
     pub database_url: &'a str,
     pub members: usize,
     pub concurrency: usize,
+    /// The pool's size: workers beyond it wait for a connection (PostgreSQL's
+    /// `max_connections`, 100 by default, is shared with the server's pool).
+    pub max_connections: usize,
     pub duration: Duration,
     pub warmup: Duration,
     pub keep_tables: bool,
@@ -47,58 +50,101 @@ pub struct RawConfig<'a> {
 /// Connect, prepare tables, warm up, measure, and (unless asked to keep
 /// them) drop the tables again — also when the measurement failed.
 pub async fn run(cfg: &RawConfig<'_>) -> Result<Summary> {
-    let pool = PgPoolOptions::new()
-        .max_connections(u32::try_from(cfg.concurrency).context("--concurrency too large")?)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(cfg.database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to PostgreSQL at {} (raw SQL ceiling phase)",
-                redact(cfg.database_url)
-            )
-        })?;
-
-    let result = measure_with_setup(&pool, cfg).await;
-
-    if !cfg.keep_tables {
-        if let Err(e) = sqlx::query(DROP).execute(&pool).await {
-            eprintln!("warning: could not drop bench_raw_* tables: {e}");
-        }
+    let bench = RawBench::setup(
+        cfg.database_url,
+        cfg.members,
+        cfg.concurrency.min(cfg.max_connections),
+        cfg.keep_tables,
+    )
+    .await?;
+    let result = async {
+        bench.warm_up(cfg.concurrency, cfg.warmup).await?;
+        bench.measure(cfg.concurrency, cfg.duration).await
     }
-    pool.close().await;
+    .await;
+    bench.finish().await;
     result
 }
 
-async fn measure_with_setup(pool: &PgPool, cfg: &RawConfig<'_>) -> Result<Summary> {
-    sqlx::query(CREATE_BALANCE)
-        .execute(pool)
-        .await
-        .context("creating bench_raw_balance")?;
-    sqlx::query(CREATE_LEDGER)
-        .execute(pool)
-        .await
-        .context("creating bench_raw_ledger")?;
-    sqlx::query(TRUNCATE)
-        .execute(pool)
-        .await
-        .context("truncating bench_raw_* tables")?;
-    let members = i64::try_from(cfg.members).context("--members too large")?;
-    sqlx::query(SEED)
-        .bind(members)
-        .execute(pool)
-        .await
-        .context("seeding bench_raw_balance")?;
-    // Planner statistics for the freshly seeded table.
-    sqlx::query("ANALYZE bench_raw_balance")
-        .execute(pool)
-        .await
-        .context("analyzing bench_raw_balance")?;
+/// The raw SQL tables, seeded, with a warm pool: measured at several concurrencies in turn.
+pub struct RawBench {
+    pool: PgPool,
+    members: i64,
+    connections: usize,
+    keep_tables: bool,
+}
 
-    warm_connections(pool, cfg.concurrency).await?;
+impl RawBench {
+    /// Connect `connections` connections, create and seed the tables.
+    pub async fn setup(
+        database_url: &str,
+        members: usize,
+        connections: usize,
+        keep_tables: bool,
+    ) -> Result<RawBench> {
+        let connections = connections.max(1);
+        let pool = PgPoolOptions::new()
+            .max_connections(u32::try_from(connections).context("too many raw SQL connections")?)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(database_url)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot connect to PostgreSQL at {} (raw SQL ceiling phase)",
+                    redact(database_url)
+                )
+            })?;
+        let bench = RawBench {
+            pool,
+            members: i64::try_from(members).context("--members too large")?,
+            connections,
+            keep_tables,
+        };
+        if let Err(e) = bench.prepare().await {
+            bench.finish().await;
+            return Err(e);
+        }
+        Ok(bench)
+    }
 
-    if !cfg.warmup.is_zero() {
-        let (warm, _) = measure(pool, members, cfg.concurrency, cfg.warmup).await?;
+    /// The pool's size (workers beyond it queue for a connection).
+    pub fn connections(&self) -> usize {
+        self.connections
+    }
+
+    async fn prepare(&self) -> Result<()> {
+        let pool = &self.pool;
+        sqlx::query(CREATE_BALANCE)
+            .execute(pool)
+            .await
+            .context("creating bench_raw_balance")?;
+        sqlx::query(CREATE_LEDGER)
+            .execute(pool)
+            .await
+            .context("creating bench_raw_ledger")?;
+        sqlx::query(TRUNCATE)
+            .execute(pool)
+            .await
+            .context("truncating bench_raw_* tables")?;
+        sqlx::query(SEED)
+            .bind(self.members)
+            .execute(pool)
+            .await
+            .context("seeding bench_raw_balance")?;
+        // Planner statistics for the freshly seeded table.
+        sqlx::query("ANALYZE bench_raw_balance")
+            .execute(pool)
+            .await
+            .context("analyzing bench_raw_balance")?;
+        warm_connections(pool, self.connections).await
+    }
+
+    /// Run for `duration` and discard the results; fails when every transaction failed.
+    pub async fn warm_up(&self, concurrency: usize, duration: Duration) -> Result<()> {
+        if duration.is_zero() {
+            return Ok(());
+        }
+        let (warm, _) = measure(&self.pool, self.members, concurrency, duration).await?;
         if warm.ops() == 0 && warm.errors > 0 {
             let first = warm
                 .messages
@@ -107,10 +153,23 @@ async fn measure_with_setup(pool: &PgPool, cfg: &RawConfig<'_>) -> Result<Summar
                 .unwrap_or("?");
             anyhow::bail!("raw SQL warm-up failed on every transaction: {first}");
         }
+        Ok(())
     }
 
-    let (rec, elapsed) = measure(pool, members, cfg.concurrency, cfg.duration).await?;
-    Ok(rec.summarize(LABEL, cfg.concurrency, elapsed))
+    pub async fn measure(&self, concurrency: usize, duration: Duration) -> Result<Summary> {
+        let (rec, elapsed) = measure(&self.pool, self.members, concurrency, duration).await?;
+        Ok(rec.summarize(LABEL, concurrency, elapsed))
+    }
+
+    /// Drop the tables (unless kept) and close the pool.
+    pub async fn finish(self) {
+        if !self.keep_tables {
+            if let Err(e) = sqlx::query(DROP).execute(&self.pool).await {
+                eprintln!("warning: could not drop bench_raw_* tables: {e}");
+            }
+        }
+        self.pool.close().await;
+    }
 }
 
 /// Open every pool connection up front so connection setup is not measured.
