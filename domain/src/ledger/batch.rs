@@ -18,7 +18,9 @@
 //! of at PostgreSQL's one-second deadlock check, and nobody is ever refused for it.
 //!
 //! Each posting's answer is handed back only once its batch committed. One posting's refusal or
-//! error rolls back only its own savepoint. A connection lost before the commit gives every
+//! error rolls back only its own savepoint; so does one that swallowed a failed statement and
+//! answered as if nothing happened (its savepoint is found aborted when released: on PostgreSQL
+//! a COMMIT would otherwise roll the whole batch back in silence). A connection lost before the commit gives every
 //! posting of the batch back to its caller to run again on its own (nothing of it committed); a
 //! failed commit is an error for every posting that was part of it, as it is for a transaction
 //! of one (whether it committed is unknown; the idempotency key answers a retry).
@@ -311,9 +313,10 @@ pub(crate) async fn run_batch(db: &DatabaseConnection, mut jobs: Vec<Box<dyn Job
     let mut jobs = jobs.into_iter();
     while let Some(mut job) = jobs.next() {
         if dirty {
-            let fresh = format!("RELEASE SAVEPOINT {SAVEPOINT}; SAVEPOINT {SAVEPOINT}");
-            if let Err(err) = txn.execute_unprepared(&fresh).await {
-                return broken(err, kept, answered, Some(job), jobs.collect());
+            match settle(&txn, true).await {
+                Ok(true) => {}
+                Ok(false) => answered.extend(kept.pop().map(|last| (last, aborted()))),
+                Err(err) => return broken(err, kept, answered, Some(job), jobs.collect()),
             }
             dirty = false;
         }
@@ -343,6 +346,15 @@ pub(crate) async fn run_batch(db: &DatabaseConnection, mut jobs: Vec<Box<dyn Job
             }
         }
     }
+    // PostgreSQL answers COMMIT in an aborted transaction with a silent rollback: the last
+    // savepoint is released first, so a posting that swallowed a failed statement is caught.
+    if dirty {
+        match settle(&txn, false).await {
+            Ok(true) => {}
+            Ok(false) => answered.extend(kept.pop().map(|last| (last, aborted()))),
+            Err(err) => return broken(err, kept, answered, None, Vec::new()),
+        }
+    }
     match txn.commit().await {
         Ok(()) => {
             kept.into_iter().for_each(|job| job.finish(End::Done));
@@ -357,6 +369,34 @@ pub(crate) async fn run_batch(db: &DatabaseConnection, mut jobs: Vec<Box<dyn Job
                 .for_each(|(job, end)| job.finish(uncommitted(end)));
         }
     }
+}
+
+/// Releases the savepoint of the last kept posting (and, with `reopen`, opens the next one, in
+/// the same round trip). `Ok(false)` when that posting left its savepoint aborted (a failed
+/// statement it swallowed and answered as if nothing happened): its work is rolled back, and
+/// the savepoint is clean for the next posting.
+async fn settle(txn: &DatabaseTransaction, reopen: bool) -> Result<bool, DbErr> {
+    let sql = if reopen {
+        format!("RELEASE SAVEPOINT {SAVEPOINT}; SAVEPOINT {SAVEPOINT}")
+    } else {
+        format!("RELEASE SAVEPOINT {SAVEPOINT}")
+    };
+    match txn.execute_unprepared(&sql).await {
+        Ok(_) => Ok(true),
+        Err(err) => {
+            tracing::warn!(error = %err, "a posting left its savepoint aborted; rolled back");
+            undo(txn).await?;
+            Ok(false)
+        }
+    }
+}
+
+/// The end of a posting whose savepoint was found aborted (what its own transaction's commit
+/// would have failed with).
+fn aborted() -> End {
+    End::Failed(DomainError::internal(
+        "a statement of this posting failed; nothing of it was committed",
+    ))
 }
 
 /// An answer given inside a batch that did not commit: it may rest on what another posting of
