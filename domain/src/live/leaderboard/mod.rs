@@ -377,7 +377,7 @@ fn current_buckets(tz: Tz, now: DateTime<Utc>) -> Vec<Bucket> {
 }
 
 impl Loyalty {
-    /// Applies one committed transaction's postings (from the update queue, in commit order):
+    /// Applies one committed transaction's postings (from the update queue, in queue order):
     /// moves the boards of every member it touched. A board that could not be updated is
     /// rebuilt later.
     async fn apply_leaderboard_update(&self, program: &Program, posted: &[Posting]) {

@@ -1,7 +1,7 @@
 //! Leaderboard updates off the request path. After a commit the postings go into a bounded
-//! queue and the request returns; one task per instance applies them in commit order (so a
-//! member's changes reach the boards in the order of their posting counters, and each
-//! `Change` finds the version it expects). With Redis away the task's calls fail at once (the
+//! queue and the request returns; one task per instance applies them in the order they were
+//! queued, so a member's changes nearly always reach the boards in the order of their posting
+//! counters (one that does not is re-read from the ledger, as before). With Redis away the task's calls fail at once (the
 //! store's breaker) and mark the program for a rebuild; when Redis answers again the task
 //! rebuilds those programs. A full queue (Redis slow rather than away) drops the update and
 //! marks the program for a rebuild too: nothing ever waits for room.
