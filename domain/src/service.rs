@@ -30,6 +30,17 @@ pub struct Loyalty {
     inner: Arc<Inner>,
 }
 
+/// The service as its own background tasks hold it: without keeping it alive, so they end
+/// when it goes.
+#[derive(Clone)]
+pub(crate) struct WeakLoyalty(std::sync::Weak<Inner>);
+
+impl WeakLoyalty {
+    pub(crate) fn upgrade(&self) -> Option<Loyalty> {
+        self.0.upgrade().map(|inner| Loyalty { inner })
+    }
+}
+
 struct Inner {
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
@@ -85,6 +96,7 @@ impl Loyalty {
                 batcher,
             }),
         };
+        loyalty.start_leaderboard_updates(shutdown.clone());
         tokio::spawn(listen(loyalty.clone(), shutdown.clone()));
         let purger = loyalty.clone();
         // Safe on several instances at once (a plain range delete).
@@ -106,10 +118,11 @@ impl Loyalty {
     }
 
     /// The same service (database, store) seen through another clock, with its own caches and
-    /// no background tasks. `demo` runs real operations "as of" past instants through it, so a
-    /// backdated posting is written by exactly the code that writes a live one.
+    /// no background jobs (only its own queues' tasks, which end with it). `demo` runs real
+    /// operations "as of" past instants through it, so a backdated posting is written by
+    /// exactly the code that writes a live one.
     pub fn with_clock(&self, clock: Arc<dyn Clock>) -> Loyalty {
-        Loyalty {
+        let past = Loyalty {
             inner: Arc::new(Inner {
                 db: self.inner.db.clone(),
                 clock: clock.clone(),
@@ -135,7 +148,14 @@ impl Loyalty {
                     CancellationToken::new(),
                 ),
             }),
-        }
+        };
+        // Its task ends when this service is dropped.
+        past.start_leaderboard_updates(CancellationToken::new());
+        past
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakLoyalty {
+        WeakLoyalty(Arc::downgrade(&self.inner))
     }
 
     pub fn db(&self) -> &DatabaseConnection {

@@ -1,6 +1,13 @@
 //! Shared, rebuildable state: the idempotency fast path and the cross-instance message bus.
 //! With `REDIS_URL` both live in Redis; without it, in process. Nothing in here decides
 //! correctness: a lost or flushed entry only costs a trip to the database.
+//!
+//! Every Redis call goes through one [`Breaker`] per instance, so a Redis that is away or hangs
+//! costs a request no waiting once it has failed once: see [`breaker`].
+
+mod breaker;
+
+pub use breaker::{Breaker, BreakerStats, CallError, CALL_TIMEOUT};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,13 +40,27 @@ pub trait FastStore: Send + Sync + 'static {
     /// Whether the backing service answers (`/readyz`).
     async fn ping(&self) -> Result<(), String>;
     fn backend(&self) -> &'static str;
-    /// The Redis connection and key prefix (`{REDIS_PREFIX}{deployment}:`, already bound to the
-    /// database), for features keeping their own Redis structures (leaderboards); `None` in
-    /// process.
-    fn redis(&self) -> Option<(ConnectionManager, String)> {
+    /// The Redis connection, key prefix and breaker, for features keeping their own Redis
+    /// structures (leaderboards); `None` in process.
+    fn redis(&self) -> Option<RedisHandle> {
         None
     }
 }
+
+/// What a feature needs to keep its own structures in the store's Redis.
+#[derive(Clone)]
+pub struct RedisHandle {
+    pub conn: ConnectionManager,
+    /// `{REDIS_PREFIX}{deployment}:`, already bound to the database.
+    pub prefix: String,
+    /// The store's breaker: every call goes through it ([`Breaker::call`]).
+    pub breaker: Breaker,
+}
+
+/// How long the idempotency fast path waits for a `GET`. It is only a hint (the database's
+/// record answers without it), so a Redis slower than this is not worth waiting for; unlike a
+/// full [`CALL_TIMEOUT`], running out of it does not open the breaker.
+pub const FAST_PATH_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// The in-process implementation (embedded default, single instance).
 pub struct MemoryStore {
@@ -112,6 +133,7 @@ impl FastStore for MemoryStore {
 /// another database, or an earlier one under the same prefix, is only a cold cache here.
 pub struct RedisStore {
     conn: ConnectionManager,
+    breaker: Breaker,
     /// `{REDIS_PREFIX}{deployment}:`
     prefix: String,
     bus: broadcast::Sender<BusMessage>,
@@ -127,13 +149,14 @@ impl RedisStore {
         let client = redis::Client::open(url)?;
         // Bounded waits: a Redis that is away must cost a request milliseconds, not seconds.
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_millis(500))
-            .set_response_timeout(Duration::from_millis(500))
+            .set_connection_timeout(CALL_TIMEOUT)
+            .set_response_timeout(CALL_TIMEOUT)
             .set_number_of_retries(1)
             .set_max_delay(1000);
         let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
         let (bus, _) = broadcast::channel(4096);
         let store = Arc::new(RedisStore {
+            breaker: Breaker::new(conn.clone(), shutdown.clone()),
             conn,
             prefix: namespace(prefix, deployment),
             bus: bus.clone(),
@@ -206,8 +229,14 @@ async fn relay(
 impl FastStore for RedisStore {
     async fn get(&self, key: &str) -> Option<String> {
         let mut conn = self.conn.clone();
-        match conn.get::<_, Option<String>>(self.key(key)).await {
+        let key = self.key(key);
+        match self
+            .breaker
+            .call(FAST_PATH_TIMEOUT, conn.get::<_, Option<String>>(key))
+            .await
+        {
             Ok(value) => value,
+            Err(CallError::Open) => None,
             Err(err) => {
                 tracing::warn!(error = %err, "redis GET failed; falling back to the database");
                 None
@@ -215,22 +244,28 @@ impl FastStore for RedisStore {
         }
     }
 
+    /// Off the request path: the answer is already in the database, this only lets a retry
+    /// skip it.
     async fn set(&self, key: &str, value: &str, ttl: Duration) {
-        let mut conn = self.conn.clone();
-        let result: redis::RedisResult<()> = conn
-            .set_ex(self.key(key), value, ttl.as_secs().max(1))
-            .await;
-        if let Err(err) = result {
-            tracing::warn!(error = %err, "redis SET failed");
-        }
+        let (mut conn, breaker) = (self.conn.clone(), self.breaker.clone());
+        let (key, value) = (self.key(key), value.to_owned());
+        tokio::spawn(async move {
+            let set = conn.set_ex::<_, _, ()>(key, value, ttl.as_secs().max(1));
+            match breaker.call(CALL_TIMEOUT, set).await {
+                Ok(()) | Err(CallError::Open) => {}
+                Err(err) => tracing::warn!(error = %err, "redis SET failed"),
+            }
+        });
     }
 
     async fn publish(&self, message: BusMessage) {
         let mut conn = self.conn.clone();
         let raw = format!("{}\n{}", message.topic, message.payload);
-        let result: redis::RedisResult<i64> = conn.publish(self.channel(), raw).await;
-        if let Err(err) = result {
-            tracing::warn!(error = %err, "redis PUBLISH failed; delivering locally only");
+        let publish = conn.publish::<_, _, i64>(self.channel(), raw);
+        if let Err(err) = self.breaker.call(CALL_TIMEOUT, publish).await {
+            if !matches!(err, CallError::Open) {
+                tracing::warn!(error = %err, "redis PUBLISH failed; delivering locally only");
+            }
             let _ = self.bus.send(message);
         }
     }
@@ -240,19 +275,18 @@ impl FastStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), String> {
-        let mut conn = self.conn.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map(|_| ())
-            .map_err(|err| err.to_string())
+        self.breaker.ping().await
     }
 
     fn backend(&self) -> &'static str {
         "redis"
     }
 
-    fn redis(&self) -> Option<(ConnectionManager, String)> {
-        Some((self.conn.clone(), self.prefix.clone()))
+    fn redis(&self) -> Option<RedisHandle> {
+        Some(RedisHandle {
+            conn: self.conn.clone(),
+            prefix: self.prefix.clone(),
+            breaker: self.breaker.clone(),
+        })
     }
 }

@@ -184,6 +184,10 @@ impl Loyalty {
                 summary.operations += 1;
             }
         }
+        // `past` applies its board updates on its own task, which ends with it: let it finish,
+        // so the boards show the history as soon as this returns.
+        past.settle_leaderboard_updates(std::time::Duration::from_secs(60))
+            .await;
         Ok(summary)
     }
 

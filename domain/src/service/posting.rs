@@ -63,8 +63,9 @@ impl Loyalty {
         if posted.is_empty() {
             return;
         }
-        // Events first: they never wait on Redis; the leaderboard update may.
+        // Neither waits on Redis: events reach this instance's subscribers at once and the bus
+        // through the publisher's queue; the boards move on their own queue's task.
         self.publish_postings(program, &posted);
-        self.leaderboards_after_commit(program, &posted).await;
+        self.queue_leaderboard_update(program, posted);
     }
 }

@@ -74,6 +74,30 @@ fn describe() {
         "graphql_internal_errors_total",
         "GraphQL errors masked as INTERNAL"
     );
+    metrics::describe_gauge!(
+        "loyalty_redis_breaker_open",
+        "1 while Redis's circuit breaker is open: its calls fail at once, nothing waits for it"
+    );
+    metrics::describe_counter!(
+        "loyalty_redis_breaker_opened_total",
+        "Times Redis failed and its circuit breaker opened"
+    );
+    metrics::describe_counter!(
+        "loyalty_redis_calls_skipped_total",
+        "Redis calls answered at once because the breaker is open (never sent, never waited for)"
+    );
+    metrics::describe_counter!(
+        "loyalty_redis_call_failures_total",
+        "Redis calls sent that failed or ran out of time"
+    );
+    metrics::describe_counter!(
+        "loyalty_redis_slow_hints_total",
+        "Idempotency fast-path reads Redis did not answer within their short budget"
+    );
+    metrics::describe_counter!(
+        "loyalty_leaderboard_updates_dropped_total",
+        "Leaderboard updates dropped because their queue was full (the boards are rebuilt)"
+    );
 }
 
 /// `GET /metrics`, for the main listener or the `METRICS_ADDR` one.

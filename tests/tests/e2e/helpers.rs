@@ -319,7 +319,7 @@ impl TestApp {
 
     /// Where this app's Redis keys live: `{REDIS_PREFIX}{deployment id}:`.
     pub fn redis_namespace(&self) -> Option<String> {
-        self.loyalty.store().redis().map(|(_, namespace)| namespace)
+        self.loyalty.store().redis().map(|redis| redis.prefix)
     }
 
     /// The configuration this app was started with (for running CLI subcommands against it).

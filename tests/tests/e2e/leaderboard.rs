@@ -403,8 +403,14 @@ async fn two_instances_rebuilding_at_once_after_flushdb_agree() {
     let (from_a, from_b) = tokio::join!(all_boards(&a), all_boards(&b));
     assert_eq!(from_a, before);
     assert_eq!(from_b, before);
-    // A posting on B shows on A.
+    // A posting on B shows on A, once B's update task has applied it (B answered right after
+    // the commit; its own reads would wait for that by themselves).
     buy(&b, "m1", "g", "200.00").await;
+    assert!(
+        b.loyalty
+            .settle_leaderboard_updates(std::time::Duration::from_secs(10))
+            .await
+    );
     let top = &all_boards(&a).await[3]["entries"][0];
     assert_eq!(top["points"], "170.00");
 }

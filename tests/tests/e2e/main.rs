@@ -31,6 +31,7 @@ mod purchase_lines;
 mod purchases;
 mod redis_faults;
 mod redis_namespaces;
+mod redis_outage;
 mod referrals;
 mod replay;
 mod report;

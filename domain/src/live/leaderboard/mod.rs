@@ -15,6 +15,7 @@
 mod catch_up;
 mod ledger;
 mod memory;
+mod queue;
 mod redis;
 
 use std::collections::{BTreeMap, HashSet};
@@ -35,10 +36,11 @@ use crate::money::Points;
 use crate::periods::{local_date, month_start, start_of_day, week_start};
 use crate::program::Program;
 use crate::service::Loyalty;
-use crate::store::FastStore;
+use crate::store::{Breaker, FastStore};
 
 pub use catch_up::CatchUp;
 pub use ledger::Totals;
+pub use queue::READ_WAIT;
 
 /// Largest `first` a caller may ask for.
 pub const MAX_FIRST: i64 = 100;
@@ -220,12 +222,20 @@ pub(crate) trait Boards: Send + Sync {
         first: usize,
         member_id: Option<i64>,
     ) -> BoardResult<Option<Snapshot>>;
+    /// `false` while every call would fail at once (Redis's breaker is open).
+    fn available(&self) -> bool {
+        true
+    }
     fn backend(&self) -> &'static str;
 }
 
-/// The service's leaderboards: a backend plus the programs this instance owes a rebuild.
+/// The service's leaderboards: a backend, the queue of updates waiting for it, and the programs
+/// this instance owes a rebuild.
 pub struct Leaderboards {
     boards: Box<dyn Boards>,
+    /// Redis's breaker (`None` in process): its recoveries start the owed rebuilds.
+    breaker: Option<Breaker>,
+    updates: queue::Updates,
     /// Programs whose update failed here (Redis away): rebuilt at the next chance.
     dirty: Mutex<HashSet<i64>>,
     /// Background rebuilds in flight on this instance, so one trigger starts one rebuild.
@@ -238,12 +248,17 @@ pub struct Leaderboards {
 impl Leaderboards {
     /// Redis sorted sets when the store is Redis, else in process.
     pub fn for_store(store: &dyn FastStore) -> Leaderboards {
-        let boards: Box<dyn Boards> = match store.redis() {
-            Some((conn, prefix)) => Box::new(redis::RedisBoards::new(conn, prefix)),
-            None => Box::new(memory::MemoryBoards::default()),
+        let (boards, breaker): (Box<dyn Boards>, _) = match store.redis() {
+            Some(handle) => {
+                let breaker = handle.breaker.clone();
+                (Box::new(redis::RedisBoards::new(handle)), Some(breaker))
+            }
+            None => (Box::new(memory::MemoryBoards::default()), None),
         };
         Leaderboards {
             boards,
+            breaker,
+            updates: queue::Updates::new(),
             dirty: Mutex::new(HashSet::new()),
             rebuilding: Arc::new(Mutex::new(HashSet::new())),
             lose_updates: AtomicBool::new(false),
@@ -283,6 +298,21 @@ impl Leaderboards {
             None => 0,
         };
         Ok(mark > max_id)
+    }
+
+    fn recoveries(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.breaker.as_ref().map(Breaker::recoveries)
+    }
+
+    fn losing_updates(&self) -> bool {
+        self.lose_updates.load(Ordering::Relaxed)
+    }
+
+    fn dirty_programs(&self) -> Vec<i64> {
+        self.dirty
+            .lock()
+            .map(|d| d.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     fn mark_dirty(&self, program_id: i64) {
@@ -347,11 +377,14 @@ fn current_buckets(tz: Tz, now: DateTime<Utc>) -> Vec<Bucket> {
 }
 
 impl Loyalty {
-    /// Called once after every committed transaction with its postings: moves the boards of
-    /// every member it touched. Never fails the posting: a board that could not be updated is
+    /// Applies one committed transaction's postings (from the update queue, in queue order):
+    /// moves the boards of every member it touched. A board that could not be updated is
     /// rebuilt later.
-    pub(crate) async fn leaderboards_after_commit(&self, program: &Program, posted: &[Posting]) {
-        if self.leaderboards().lose_updates.load(Ordering::Relaxed) {
+    async fn apply_leaderboard_update(&self, program: &Program, posted: &[Posting]) {
+        if !self.leaderboards().boards.available() {
+            // Redis failed a moment ago: rebuilt when it answers again (`queue.rs`).
+            metrics::counter!("loyalty_leaderboard_update_failures_total").increment(1);
+            self.leaderboards().mark_dirty(program.id);
             return;
         }
         let mut by_member: BTreeMap<i64, Vec<&Posting>> = BTreeMap::new();
@@ -549,6 +582,11 @@ impl Loyalty {
 
     /// Starts one background rebuild of `program` on this instance (none if one is running).
     fn spawn_rebuild(&self, program: &Program) {
+        if !self.leaderboards().boards.available() {
+            // It would read the whole ledger only to fail at once; Redis's recovery starts it.
+            self.leaderboards().mark_dirty(program.id);
+            return;
+        }
         let rebuilding = self.leaderboards().rebuilding.clone();
         match rebuilding.lock() {
             Ok(mut running) => {
@@ -587,6 +625,8 @@ impl Loyalty {
             )));
         }
         let first = usize::try_from(first).unwrap_or(1);
+        // This instance's own earlier postings first (the caller's purchase a moment ago).
+        self.settle_leaderboard_updates(READ_WAIT).await;
         let member_id = match actor {
             Viewer::Member(member) => self
                 .find_member(program, &member.subject)
@@ -651,6 +691,14 @@ impl Loyalty {
     ) -> DomainResult<Snapshot> {
         let boards = &self.leaderboards().boards;
         let cell = bucket.cell(program.tz);
+        if !boards.available() {
+            // Redis failed a moment ago: a repair would only fail at once, after reading the
+            // whole ledger for nothing.
+            metrics::counter!("loyalty_leaderboard_fallback_reads_total").increment(1);
+            return self
+                .board_from_ledger(program, now, bucket, first, member_id)
+                .await;
+        }
         if self.leaderboards().is_dirty(program.id) {
             if let Err(err) = self.rebuild_leaderboards(program).await {
                 tracing::warn!(error = %err, "leaderboard repair failed; reading the database");

@@ -8,9 +8,14 @@
 //! Score = −points in hundredths and member = the id zero-padded to 19 digits, so Redis's own
 //! order (score ascending, then member bytes ascending) is points descending, then lower id
 //! first. Every write is one Lua script, so a board and the version hash move together.
+//!
+//! Every call goes through the store's breaker: with Redis away each one fails at once (the
+//! caller marks the boards for a rebuild, or reads the database) instead of waiting.
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
+
+use crate::store::{Breaker, CallError, RedisHandle, CALL_TIMEOUT};
 
 use super::{Applied, BoardError, BoardResult, Boards, Cell, Change, Figures, Snapshot, AROUND};
 
@@ -96,13 +101,14 @@ return 0
 pub(crate) struct RedisBoards {
     conn: ConnectionManager,
     prefix: String,
+    breaker: Breaker,
 }
 
 fn member_field(id: i64) -> String {
     format!("{id:019}")
 }
 
-fn failed(err: redis::RedisError) -> BoardError {
+fn failed(err: CallError) -> BoardError {
     BoardError(err.to_string())
 }
 
@@ -141,8 +147,21 @@ fn pairs(flat: &[String]) -> BoardResult<Vec<(i64, i64)>> {
 }
 
 impl RedisBoards {
-    pub fn new(conn: ConnectionManager, prefix: String) -> Self {
-        RedisBoards { conn, prefix }
+    pub fn new(redis: RedisHandle) -> Self {
+        RedisBoards {
+            conn: redis.conn,
+            prefix: redis.prefix,
+            breaker: redis.breaker,
+        }
+    }
+
+    /// One command (or script) through the breaker.
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> BoardResult<T> {
+        let mut conn = self.conn.clone();
+        self.breaker
+            .call(CALL_TIMEOUT, cmd.query_async::<T>(&mut conn))
+            .await
+            .map_err(failed)
     }
 
     fn key(&self, program_id: i64, name: &str) -> String {
@@ -174,8 +193,7 @@ impl Boards for RedisBoards {
         for (cell, delta) in &change.deltas {
             cmd.arg((-delta).to_string()).arg(ttl(cell, change.now));
         }
-        let mut conn = self.conn.clone();
-        let outcome: i64 = cmd.query_async(&mut conn).await.map_err(failed)?;
+        let outcome: i64 = self.run(&cmd).await?;
         Ok(match outcome {
             0 => Applied::Done,
             1 => Applied::AlreadyIncluded,
@@ -211,41 +229,31 @@ impl Boards for RedisBoards {
                 });
             }
         }
-        let mut conn = self.conn.clone();
-        cmd.query_async::<i64>(&mut conn).await.map_err(failed)?;
+        self.run::<i64>(&cmd).await?;
         Ok(())
     }
 
     async fn mark_built(&self, program_id: i64) -> BoardResult<()> {
-        let mut conn = self.conn.clone();
-        redis::cmd("SET")
-            .arg(self.key(program_id, "built"))
-            .arg("1")
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(failed)
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(program_id, "built")).arg("1");
+        self.run(&cmd).await
     }
 
     async fn clear(&self, program_id: i64) -> BoardResult<()> {
-        let mut conn = self.conn.clone();
         let pattern = self.key(program_id, "*");
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
                 .arg("COUNT")
-                .arg(500)
-                .query_async(&mut conn)
-                .await
-                .map_err(failed)?;
+                .arg(500);
+            let (next, keys): (u64, Vec<String>) = self.run(&scan).await?;
             if !keys.is_empty() {
-                redis::cmd("DEL")
-                    .arg(keys)
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(failed)?;
+                let mut del = redis::cmd("DEL");
+                del.arg(keys);
+                self.run::<()>(&del).await?;
             }
             if next == 0 {
                 return Ok(());
@@ -270,29 +278,19 @@ impl Boards for RedisBoards {
         for member in members {
             cmd.arg(member_field(*member));
         }
-        let mut conn = self.conn.clone();
-        cmd.query_async(&mut conn).await.map_err(failed)
+        self.run(&cmd).await
     }
 
     async fn watermark(&self) -> BoardResult<Option<i64>> {
-        let mut conn = self.conn.clone();
-        redis::cmd("GET")
-            .arg(self.watermark_key())
-            .query_async(&mut conn)
-            .await
-            .map_err(failed)
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.watermark_key());
+        self.run(&cmd).await
     }
 
     async fn advance_watermark(&self, to: i64) -> BoardResult<()> {
-        let mut conn = self.conn.clone();
-        redis::cmd("EVAL")
-            .arg(ADVANCE)
-            .arg(1)
-            .arg(self.watermark_key())
-            .arg(to)
-            .query_async::<i64>(&mut conn)
-            .await
-            .map_err(failed)?;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(ADVANCE).arg(1).arg(self.watermark_key()).arg(to);
+        self.run::<i64>(&cmd).await?;
         Ok(())
     }
 
@@ -303,18 +301,15 @@ impl Boards for RedisBoards {
         first: usize,
         member_id: Option<i64>,
     ) -> BoardResult<Option<Snapshot>> {
-        let mut conn = self.conn.clone();
-        let read: Read = redis::cmd("EVAL")
-            .arg(READ)
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(READ)
             .arg(2)
             .arg(self.key(program_id, "built"))
             .arg(self.key(program_id, &cell.name))
             .arg(first)
             .arg(member_id.map(member_field).unwrap_or_default())
-            .arg(AROUND)
-            .query_async(&mut conn)
-            .await
-            .map_err(failed)?;
+            .arg(AROUND);
+        let read: Read = self.run(&cmd).await?;
         let Some((top, me, low, near)) = read else {
             return Ok(None);
         };
@@ -340,6 +335,10 @@ impl Boards for RedisBoards {
                 .map(|((member, points), rank)| (rank, member, points))
                 .collect(),
         }))
+    }
+
+    fn available(&self) -> bool {
+        !self.breaker.is_open()
     }
 
     fn backend(&self) -> &'static str {
