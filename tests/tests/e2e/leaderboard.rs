@@ -24,7 +24,7 @@ async fn board(app: &TestApp, token: &str, period: &str, first: i64) -> Value {
 }
 
 /// (member id, points) of the entries, in order.
-fn ranking(board: &Value) -> Vec<(String, String)> {
+pub(crate) fn ranking(board: &Value) -> Vec<(String, String)> {
     board["entries"]
         .as_array()
         .unwrap()
@@ -43,7 +43,7 @@ fn ids(ranked: &[(String, String)]) -> Vec<&str> {
 }
 
 /// A purchase of `amount` by member `sub`: the demo pays 5% × 10 = amount ÷ 2 points.
-async fn buy(app: &TestApp, sub: &str, order: &str, amount: &str) -> Value {
+pub(crate) async fn buy(app: &TestApp, sub: &str, order: &str, amount: &str) -> Value {
     let r = app
         .gql(
             Some(&app.service()),

@@ -7,13 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::helpers::*;
+use crate::leaderboard::{buy, ranking};
 use crate::redis_faults::{free_port, redis_answers, start_redis, wait_until};
 
-const PURCHASE: &str =
-    "mutation($i: RecordPurchaseInput!) { recordPurchase(input: $i) { pointsAwarded balance } }";
 const BOARD: &str = "{ leaderboard(period: ALL_TIME, first: 10) { entries { points member { id } } me { rank points } } }";
 /// Postings timed while the breaker is open.
 const POSTINGS: u32 = 10;
@@ -73,34 +70,6 @@ async fn hang_on(port: u16) -> tokio::task::JoinHandle<()> {
 }
 
 /// A purchase of `amount` (the demo pays amount ÷ 2 points); answers the new balance.
-async fn buy(app: &TestApp, sub: &str, order: &str, amount: &str) -> String {
-    let r = app
-        .gql(
-            Some(&app.service()),
-            PURCHASE,
-            j!({"i": {"memberExternalId": sub, "orderId": order, "amount": amount, "idempotencyKey": order}}),
-        )
-        .await;
-    r.data()["recordPurchase"]["balance"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-fn ranking(board: &Value) -> Vec<(String, String)> {
-    board["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["member"]["id"].as_str().unwrap().to_owned(),
-                e["points"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 /// The value of an unlabelled metric on `/metrics`.
 async fn metric(app: &TestApp, name: &str) -> f64 {
     let text = app
@@ -129,7 +98,7 @@ async fn postings_never_wait_for_redis_and_boards_catch_up(outage: Outage) {
     let program = app.demo().await;
     let (t1, m1) = app.register("m1").await; // 70
     let (_, m2) = app.register("m2").await; // 70
-    assert_eq!(buy(&app, "m1", "o0", "10.00").await, "75.00");
+    assert_eq!(buy(&app, "m1", "o0", "10.00").await["balance"], "75.00");
     let breaker = app.loyalty.store().redis().unwrap().breaker;
     assert!(!breaker.is_open());
 
@@ -147,7 +116,7 @@ async fn postings_never_wait_for_redis_and_boards_catch_up(outage: Outage) {
     // leaderboard update and the bus, off the request path), the request itself waiting at most
     // the fast path's 50 ms hint budget.
     let started = Instant::now();
-    assert_eq!(buy(&app, "m2", "o1", "10.00").await, "75.00");
+    assert_eq!(buy(&app, "m2", "o1", "10.00").await["balance"], "75.00");
     let first = started.elapsed();
     if outage == Outage::Frozen {
         // Awaiting the leaderboard update (the bug) costs this posting the whole 500 ms
@@ -249,7 +218,10 @@ async fn postings_never_wait_for_redis_and_boards_catch_up(outage: Outage) {
     let up = app.gql(Some(&t1), BOARD, j!({})).await;
     assert_eq!(ranking(&up.data()["leaderboard"]), expected);
     // Postings move the boards in Redis again.
-    assert_eq!(buy(&app, "m1", "o-back", "100.00").await, "150.00");
+    assert_eq!(
+        buy(&app, "m1", "o-back", "100.00").await["balance"],
+        "150.00"
+    );
     let up = app.gql(Some(&t1), BOARD, j!({})).await;
     assert_eq!(
         up.data()["leaderboard"]["me"],
