@@ -52,11 +52,7 @@ async fn hold_the_lane(
     .await
     .unwrap();
     let before = app.loyalty.batcher().stats();
-    let plug = tokio::spawn({
-        let (url, client) = (app.url.clone(), app.client.clone());
-        let token = app.member("plug");
-        async move { post(&client, &url, &token, DAILY, j!({"k": "plug"})).await }
-    });
+    let plug = app.spawn_gql(&app.member("plug"), DAILY, j!({"k": "plug"}));
     until(app, "the plug started", |now| {
         now.postings > before.postings && now.queued == 0
     })
@@ -65,25 +61,6 @@ async fn hold_the_lane(
 }
 
 const DAILY: &str = "mutation($k: String) { recordAction(input: {action: \"daily_login\", idempotencyKey: $k}) { awarded points balance } }";
-
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    query: &str,
-    variables: serde_json::Value,
-) -> Gql {
-    let response = client
-        .post(format!("{url}/graphql"))
-        .bearer_auth(token)
-        .json(&j!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .expect("request sent");
-    let status = response.status().as_u16();
-    let body = response.json().await.unwrap_or_default();
-    Gql { status, body }
-}
 
 /// Raises an error on any ledger row of `member_id`: the injected failure.
 async fn fail_postings_of(app: &TestApp, member_id: &str) {
@@ -122,35 +99,16 @@ e2e!(
         fail_postings_of(&app, &boom).await;
 
         let (lock, plug, held) = hold_the_lane(&app).await;
-        let mut calls = Vec::new();
-        for (token, _) in &fine {
-            let (url, client, token) = (app.url.clone(), app.client.clone(), token.clone());
-            calls.push(tokio::spawn(async move {
-                post(&client, &url, &token, DAILY, j!({"k": "today"})).await
-            }));
-        }
-        let refused = tokio::spawn({
-            let (url, client, admin, poor) = (
-                app.url.clone(),
-                app.client.clone(),
-                admin.clone(),
-                poor.clone(),
-            );
-            async move {
-                post(
-                    &client,
-                    &url,
-                    &admin,
-                    ADJUST,
-                    j!({"m": poor, "a": "-1000", "k": "too-much"}),
-                )
-                .await
-            }
-        });
-        let failed = tokio::spawn({
-            let (url, client) = (app.url.clone(), app.client.clone());
-            async move { post(&client, &url, &boom_token, DAILY, j!({"k": "today"})).await }
-        });
+        let calls: Vec<_> = fine
+            .iter()
+            .map(|(token, _)| app.spawn_gql(token, DAILY, j!({"k": "today"})))
+            .collect();
+        let refused = app.spawn_gql(
+            &admin,
+            ADJUST,
+            j!({"m": poor, "a": "-1000", "k": "too-much"}),
+        );
+        let failed = app.spawn_gql(&boom_token, DAILY, j!({"k": "today"}));
         let batch = fine.len() as u64 + 2;
         until(&app, "every posting queued", |now| now.queued == batch).await;
         lock.commit().await.unwrap();
@@ -219,24 +177,7 @@ e2e!(
         let (lock, plug, held) = hold_the_lane(&app).await;
         let copies = 12u64;
         let calls: Vec<_> = (0..copies)
-            .map(|_| {
-                let (url, client, admin, member) = (
-                    app.url.clone(),
-                    app.client.clone(),
-                    admin.clone(),
-                    member.clone(),
-                );
-                tokio::spawn(async move {
-                    post(
-                        &client,
-                        &url,
-                        &admin,
-                        ADJUST,
-                        j!({"m": member, "a": "7", "k": "same"}),
-                    )
-                    .await
-                })
-            })
+            .map(|_| app.spawn_gql(&admin, ADJUST, j!({"m": member, "a": "7", "k": "same"})))
             .collect();
         until(&app, "every copy queued", |now| now.queued == copies).await;
         lock.commit().await.unwrap();
@@ -283,9 +224,8 @@ async fn a_batch_does_not_wait_for_a_lock_another_transaction_holds() {
     app.loyalty.seed_demo_campaigns(&program).await.unwrap();
     let service = app.service();
     let purchase = |member: &str, order: &str| {
-        let (url, client, service) = (app.url.clone(), app.client.clone(), service.clone());
         let input = j!({"i": {"memberExternalId": member, "orderId": order, "amount": "60.00", "idempotencyKey": order}});
-        tokio::spawn(async move { post(&client, &url, &service, PURCHASE, input).await })
+        app.spawn_gql(&service, PURCHASE, input)
     };
     for member in ["first", "second", "logs-in"] {
         app.register(member).await;
@@ -305,10 +245,7 @@ async fn a_batch_does_not_wait_for_a_lock_another_transaction_holds() {
         .unwrap();
     let (lock, plug, _) = hold_the_lane(&app).await;
     let blocked = purchase("second", "o-2");
-    let login = tokio::spawn({
-        let (url, client, token) = (app.url.clone(), app.client.clone(), app.member("logs-in"));
-        async move { post(&client, &url, &token, DAILY, j!({"k": "today"})).await }
-    });
+    let login = app.spawn_gql(&app.member("logs-in"), DAILY, j!({"k": "today"}));
     until(&app, "both queued", |now| now.queued == 2).await;
     lock.commit().await.unwrap();
     plug.await.unwrap().data();

@@ -357,17 +357,18 @@ impl TestApp {
     }
 
     pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Gql {
-        let mut request = self
-            .client
-            .post(format!("{}/graphql", self.url))
-            .json(&json!({ "query": query, "variables": variables }));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.expect("request sent");
-        let status = response.status().as_u16();
-        let body = response.json::<Value>().await.unwrap_or(Value::Null);
-        Gql { status, body }
+        send_gql(&self.client, &self.url, token, query, variables).await
+    }
+
+    /// [`TestApp::gql`] on a task of its own (requests that must be in flight together).
+    pub fn spawn_gql(
+        &self,
+        token: &str,
+        query: &'static str,
+        variables: Value,
+    ) -> tokio::task::JoinHandle<Gql> {
+        let (client, url, token) = (self.client.clone(), self.url.clone(), token.to_owned());
+        tokio::spawn(async move { send_gql(&client, &url, Some(&token), query, variables).await })
     }
 
     pub async fn demo(&self) -> Arc<Program> {
@@ -470,6 +471,25 @@ impl TestApp {
                 .unwrap();
         }
     }
+}
+
+async fn send_gql(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> Gql {
+    let mut request = client
+        .post(format!("{url}/graphql"))
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("request sent");
+    let status = response.status().as_u16();
+    let body = response.json::<Value>().await.unwrap_or(Value::Null);
+    Gql { status, body }
 }
 
 pub fn token_with(claims: Value) -> String {
