@@ -29,6 +29,8 @@ pub enum ActionReason {
     MemberCapReached,
     /// A higher-priority exclusive rule paid for the event.
     Excluded,
+    /// A non-member's order (`recordPurchase` without a member): it never earns points.
+    NotAMember,
 }
 
 pub(crate) fn reason(refusal: Refusal) -> ActionReason {

@@ -2,7 +2,10 @@
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use loyalty_domain::earning::purchases::RefundLineInput as DomainRefundLine;
-use loyalty_domain::earning::purchases::{PurchaseLineInput as DomainLine, RefundBy};
+use loyalty_domain::earning::purchases::{
+    Buyer, OrderOutcome, PurchaseLineInput as DomainLine, RefundBy,
+};
+use loyalty_domain::money::{Money, Points};
 use loyalty_domain::{Loyalty, ServiceActor};
 use rust_decimal::Decimal;
 
@@ -12,7 +15,13 @@ use crate::types::{transactions, Transaction};
 
 #[derive(InputObject)]
 pub struct RecordPurchaseInput {
-    pub member_external_id: String,
+    /// The customer's id in the program. Null: a non-member's order (counted in the report's
+    /// totals, never earning points).
+    pub member_external_id: Option<String>,
+    /// Whether a customer the program does not know joins it with this order (the default).
+    /// `false`: a known member's order is theirs, anyone else's is a non-member's order.
+    #[graphql(default = true)]
+    pub join_program: bool,
     pub order_id: String,
     /// Money, two fraction digits at most.
     pub amount: Decimal,
@@ -46,6 +55,8 @@ pub struct RefundLineInput {
 #[derive(SimpleObject)]
 pub struct PurchaseResult {
     pub order_id: String,
+    /// False for a non-member's order: no member, no points (`reason: NOT_A_MEMBER`).
+    pub member_order: bool,
     pub amount: Decimal,
     pub points_awarded: Decimal,
     pub balance: Decimal,
@@ -64,6 +75,8 @@ pub struct PurchaseResult {
 #[derive(SimpleObject)]
 pub struct RefundResult {
     pub order_id: String,
+    /// False for a non-member's order (nothing to reverse).
+    pub member_order: bool,
     pub refunded_amount: Decimal,
     pub total_refunded: Decimal,
     /// Points taken back by this refund.
@@ -101,20 +114,44 @@ impl PurchaseMutation {
                 })
                 .collect()
         });
-        let o = loyalty
-            .record_purchase_with_lines(
+        let buyer = match (&input.member_external_id, input.join_program) {
+            (Some(id), true) => Buyer::Member(id),
+            (Some(id), false) => Buyer::Customer(id),
+            (None, _) => Buyer::Anonymous,
+        };
+        let o = match loyalty
+            .record_order(
                 actor,
-                &input.member_external_id,
+                buyer,
                 &input.order_id,
                 input.amount,
                 lines.as_deref(),
                 &input.idempotency_key,
             )
             .await
-            .gql(ctx)?;
+            .gql(ctx)?
+        {
+            OrderOutcome::Member(o) => o,
+            OrderOutcome::NonMember(order) => {
+                return Ok(PurchaseResult {
+                    order_id: order.order_id,
+                    member_order: false,
+                    amount: Money::from_minor(order.amount_minor).decimal(),
+                    points_awarded: Points::ZERO.decimal(),
+                    balance: Points::ZERO.decimal(),
+                    transaction: None,
+                    transactions: Vec::new(),
+                    awarded: false,
+                    reason: Some(ActionReason::NotAMember),
+                    detail: None,
+                    rules: Vec::new(),
+                })
+            }
+        };
         let transactions = transactions(o.transactions);
         Ok(PurchaseResult {
             order_id: o.order_id,
+            member_order: true,
             amount: o.amount.decimal(),
             points_awarded: o.points_awarded.decimal(),
             balance: o.balance.decimal(),
@@ -162,6 +199,7 @@ impl PurchaseMutation {
         }
         Ok(RefundResult {
             order_id: o.order_id,
+            member_order: !o.non_member,
             refunded_amount: o.refunded_amount.decimal(),
             total_refunded: o.total_refunded.decimal(),
             points_reversed: o.points_reversed.decimal(),

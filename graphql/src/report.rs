@@ -130,6 +130,125 @@ pub struct ReportBucket {
     pub used: Decimal,
     pub expired: Decimal,
     pub new_members: u64,
+    /// Of `newMembers`, those with an order by the period's end.
+    pub new_members_with_purchase: u64,
+    pub member_orders: i64,
+    /// Members' orders less the amounts refunded in the bucket.
+    pub member_revenue: Decimal,
+    pub non_member_orders: i64,
+    pub non_member_revenue: Decimal,
+    /// Vouchers consumed in the bucket, at their money value.
+    pub discount: Decimal,
+}
+
+/// New members of the period, split by whether they had ordered by the period's end (Altcraft's
+/// "Acquisition").
+#[derive(SimpleObject)]
+pub struct Acquisition {
+    pub new_members: u64,
+    pub with_purchase: u64,
+    pub without_purchase: u64,
+}
+
+/// Members' share of all orders and of all revenue (Maestra's "coverage"). Non-members' orders
+/// are those `recordPurchase` took without a member.
+#[derive(SimpleObject)]
+pub struct Coverage {
+    pub member_orders: i64,
+    pub non_member_orders: i64,
+    /// Members' orders ÷ all orders, 4 fraction digits, half to even.
+    pub order_share: Decimal,
+    pub member_revenue: Decimal,
+    pub non_member_revenue: Decimal,
+    /// Members' revenue ÷ all revenue, 4 fraction digits, half to even.
+    pub revenue_share: Decimal,
+}
+
+/// Discounts granted in the period: vouchers consumed at checkout, at their money value.
+#[derive(SimpleObject)]
+pub struct AverageDiscount {
+    pub total: Decimal,
+    /// Vouchers bought with points: the points redeemed, at their money value.
+    pub from_points: Decimal,
+    /// Vouchers won on the lucky wheel.
+    pub from_prizes: Decimal,
+    pub vouchers: i64,
+    /// `total` ÷ members' revenue, 4 fraction digits, half to even.
+    pub rate: Decimal,
+}
+
+/// Average order value (revenue ÷ orders, half to even) of three groups.
+#[derive(SimpleObject)]
+pub struct AverageOrderValues {
+    pub members: Decimal,
+    pub non_members: Decimal,
+    pub everyone: Decimal,
+}
+
+/// One calendar month of the period (Altcraft's "Member activity").
+#[derive(SimpleObject)]
+pub struct MonthActivity {
+    /// The month's first day (the period's first day for its first month).
+    pub month: Date,
+    pub member_orders: i64,
+    /// Members' revenue in the month (within the period).
+    pub revenue: Decimal,
+    /// Members whose last order by the period's end was in this month.
+    pub last_purchase_members: u64,
+}
+
+/// Members by how long they have been in the program at the period's end, in whole calendar
+/// months from the month they joined (Altcraft's "Membership duration").
+#[derive(SimpleObject)]
+pub struct DurationBucket {
+    pub label: String,
+    pub min_months: u32,
+    /// Null: no upper bound.
+    pub max_months: Option<u32>,
+    pub members: u64,
+    /// Their orders in the period.
+    pub orders: i64,
+    pub revenue: Decimal,
+    /// Revenue ÷ orders.
+    pub average_purchase: Decimal,
+    /// Revenue ÷ members.
+    pub revenue_per_member: Decimal,
+}
+
+/// A campaign (rule): what it issued and whom it reached in the period, and its budget now.
+#[derive(SimpleObject)]
+pub struct CampaignFigure {
+    pub rule_id: ID,
+    pub name: String,
+    pub source: String,
+    /// POINTS its earns issued in the period, less refund reversals of them.
+    pub points_issued: Decimal,
+    /// Its earn postings in the period.
+    pub awards: i64,
+    /// Members it paid (points or free spins) in the period.
+    pub members_reached: u64,
+    /// Null: no total budget.
+    pub budget_total: Option<Decimal>,
+    pub budget_spent: Decimal,
+    pub budget_remaining: Option<Decimal>,
+    /// Deleted since (listed when it issued or reached anyone in the period).
+    pub deleted: bool,
+}
+
+/// The report's sections beside the Customer Loyalty Report's own (issue 12).
+#[derive(SimpleObject)]
+pub struct ReportSections {
+    pub acquisition: Acquisition,
+    pub coverage: Coverage,
+    pub average_discount: AverageDiscount,
+    pub average_order_values: AverageOrderValues,
+    /// Members with an order in the period.
+    pub purchasers: u64,
+    /// `purchasers` ÷ members at the period's end, 4 fraction digits, half to even.
+    pub purchase_rate: Decimal,
+    pub activity_by_month: Vec<MonthActivity>,
+    pub membership_duration: Vec<DurationBucket>,
+    pub campaigns: Vec<CampaignFigure>,
 }
 
 /// The figures of one period (the comparison period's, next to the main report's).
@@ -145,6 +264,8 @@ pub struct LoyaltyReportFigures {
     pub members: MemberStats,
     pub revenue: Decimal,
     pub average_order_value: Decimal,
+    #[graphql(flatten)]
+    pub sections: ReportSections,
 }
 
 #[derive(SimpleObject)]
@@ -169,6 +290,8 @@ pub struct LoyaltyReport {
     /// Purchases in the period minus the amounts refunded in it.
     pub revenue: Decimal,
     pub average_order_value: Decimal,
+    #[graphql(flatten)]
+    pub sections: ReportSections,
     /// Every bucket of the period, zeros included.
     pub series: Vec<ReportBucket>,
     /// The same figures for `compareFrom..compareTo`; null when not asked.
@@ -231,6 +354,85 @@ fn figures(f: &Figures) -> LoyaltyReportFigures {
         members: members(f.members),
         revenue: f.revenue.decimal(),
         average_order_value: f.average_order_value.decimal(),
+        sections: sections(f),
+    }
+}
+
+fn sections(f: &Figures) -> ReportSections {
+    let (a, c, d, v) = (
+        f.acquisition,
+        f.coverage,
+        f.average_discount,
+        f.order_values,
+    );
+    ReportSections {
+        acquisition: Acquisition {
+            new_members: a.new_members,
+            with_purchase: a.with_purchase,
+            without_purchase: a.without_purchase,
+        },
+        coverage: Coverage {
+            member_orders: c.member_orders,
+            non_member_orders: c.non_member_orders,
+            order_share: c.order_share,
+            member_revenue: c.member_revenue.decimal(),
+            non_member_revenue: c.non_member_revenue.decimal(),
+            revenue_share: c.revenue_share,
+        },
+        average_discount: AverageDiscount {
+            total: d.total.decimal(),
+            from_points: d.from_points.decimal(),
+            from_prizes: d.from_prizes.decimal(),
+            vouchers: d.vouchers,
+            rate: d.rate,
+        },
+        average_order_values: AverageOrderValues {
+            members: v.members.decimal(),
+            non_members: v.non_members.decimal(),
+            everyone: v.everyone.decimal(),
+        },
+        purchasers: f.purchasers,
+        purchase_rate: f.purchase_rate,
+        activity_by_month: f
+            .activity_by_month
+            .iter()
+            .map(|m| MonthActivity {
+                month: Date(m.start),
+                member_orders: m.orders,
+                revenue: m.revenue.decimal(),
+                last_purchase_members: m.last_purchase_members,
+            })
+            .collect(),
+        membership_duration: f
+            .membership_duration
+            .iter()
+            .map(|b| DurationBucket {
+                label: b.label.clone(),
+                min_months: b.min_months,
+                max_months: b.max_months,
+                members: b.members,
+                orders: b.orders,
+                revenue: b.revenue.decimal(),
+                average_purchase: b.average_purchase.decimal(),
+                revenue_per_member: b.revenue_per_member.decimal(),
+            })
+            .collect(),
+        campaigns: f
+            .campaigns
+            .iter()
+            .map(|c| CampaignFigure {
+                rule_id: ID(c.rule_id.to_string()),
+                name: c.name.clone(),
+                source: c.source.clone(),
+                points_issued: c.points_issued.decimal(),
+                awards: c.awards,
+                members_reached: c.members_reached,
+                budget_total: c.budget_total.map(|p| p.decimal()),
+                budget_spent: c.budget_spent.decimal(),
+                budget_remaining: c.budget_remaining.map(|p| p.decimal()),
+                deleted: c.deleted,
+            })
+            .collect(),
     }
 }
 
@@ -308,6 +510,7 @@ impl ReportQuery {
                 .collect(),
             revenue: main.revenue,
             average_order_value: main.average_order_value,
+            sections: main.sections,
             series: report
                 .series
                 .into_iter()
@@ -317,6 +520,12 @@ impl ReportQuery {
                     used: b.used.decimal(),
                     expired: b.expired.decimal(),
                     new_members: b.new_members,
+                    new_members_with_purchase: b.new_members_with_purchase,
+                    member_orders: b.member_orders,
+                    member_revenue: b.member_revenue.decimal(),
+                    non_member_orders: b.non_member_orders,
+                    non_member_revenue: b.non_member_revenue.decimal(),
+                    discount: b.discount.decimal(),
                 })
                 .collect(),
             comparison: report.comparison.as_ref().map(figures),

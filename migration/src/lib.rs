@@ -19,6 +19,7 @@ mod m20261201_000011_purchase_lines;
 mod m20261201_000012_spins_attributes;
 mod m20261201_000013_rule_campaigns;
 mod m20261201_000014_earn_events;
+mod m20261202_000015_report_sections;
 mod util;
 
 pub struct Migrator;
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000012_spins_attributes::Migration),
             Box::new(m20261201_000013_rule_campaigns::Migration),
             Box::new(m20261201_000014_earn_events::Migration),
+            Box::new(m20261202_000015_report_sections::Migration),
         ]
     }
 }

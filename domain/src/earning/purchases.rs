@@ -3,6 +3,7 @@
 //! what they give back of it (`lines.rs`), and never drive a balance below zero: what could not
 //! be clawed back is recorded on the purchase and the refund row.
 
+pub mod guests;
 pub mod lines;
 
 use loyalty_entities::{purchase_lines, purchases, refunds};
@@ -60,6 +61,28 @@ pub struct RefundOutcome {
     /// One reversal per accrual this refund took points back from, with its rule's source.
     #[serde(default)]
     pub transactions: Vec<Posting>,
+    /// A non-member's order: no member, no points.
+    #[serde(default)]
+    pub non_member: bool,
+}
+
+/// Who placed an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buyer<'a> {
+    /// A member, by external id; a customer the program does not know yet joins it.
+    Member(&'a str),
+    /// A customer who joins only if already a member (`joinProgram: false`): a known member's
+    /// order is theirs, anyone else's is a non-member's order.
+    Customer(&'a str),
+    /// No customer id: a non-member's order.
+    Anonymous,
+}
+
+/// A recorded order: a member's (with what it paid) or a non-member's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrderOutcome {
+    Member(PurchaseOutcome),
+    NonMember(guests::GuestOrder),
 }
 
 fn validate_order_id(order_id: &str) -> DomainResult<&str> {
@@ -296,6 +319,7 @@ impl Operation for RefundOp {
             balance: tx.balance(Account::Points).await?,
             transaction: postings.first().cloned(),
             transactions: postings,
+            non_member: false,
         })
     }
 }
@@ -613,6 +637,33 @@ impl Loyalty {
         lines: Option<&[PurchaseLineInput]>,
         idempotency_key: &str,
     ) -> DomainResult<PurchaseOutcome> {
+        match self
+            .record_order(
+                actor,
+                Buyer::Member(member_external_id),
+                order_id,
+                amount,
+                lines,
+                idempotency_key,
+            )
+            .await?
+        {
+            OrderOutcome::Member(outcome) => Ok(outcome),
+            OrderOutcome::NonMember(_) => Err(DomainError::internal("a member's order was not")),
+        }
+    }
+
+    /// Records an order of a member or of someone else (see [`Buyer`]). A non-member's order is
+    /// kept for the report's totals only: it never posts points.
+    pub async fn record_order(
+        &self,
+        actor: &ServiceActor,
+        buyer: Buyer<'_>,
+        order_id: &str,
+        amount: Decimal,
+        lines: Option<&[PurchaseLineInput]>,
+        idempotency_key: &str,
+    ) -> DomainResult<OrderOutcome> {
         let order_id = validate_order_id(order_id)?;
         let amount = Money::parse(amount, "amount")?;
         if amount.minor() <= 0 {
@@ -624,10 +675,29 @@ impl Loyalty {
         };
         let key = IdempotencyKey::new(actor, idempotency_key)?;
         let program = self.program(&actor.program).await?;
-        let member_id = self
-            .find_or_join(&program, member_external_id, None, false, None)
-            .await?
-            .0;
+        let member_id = match buyer {
+            Buyer::Member(external_id) => {
+                self.find_or_join(&program, external_id, None, false, None)
+                    .await?
+                    .0
+            }
+            Buyer::Customer(external_id) => {
+                crate::program::validate_external_id(external_id, "member external id")?;
+                match self.find_member(&program, external_id).await? {
+                    Some(member) => member.id,
+                    None => {
+                        return self
+                            .record_guest_order(&program, order_id, Some(external_id), amount, &key)
+                            .await
+                    }
+                }
+            }
+            Buyer::Anonymous => {
+                return self
+                    .record_guest_order(&program, order_id, None, amount, &key)
+                    .await
+            }
+        };
         let op = PurchaseOp {
             member_id,
             order_id: order_id.to_owned(),
@@ -636,7 +706,28 @@ impl Loyalty {
             key,
             loyalty: self.clone(),
         };
-        self.execute(&program, &op).await
+        self.execute(&program, &op).await.map(OrderOutcome::Member)
+    }
+
+    async fn record_guest_order(
+        &self,
+        program: &crate::tenant::Program,
+        order_id: &str,
+        customer_id: Option<&str>,
+        amount: Money,
+        key: &IdempotencyKey,
+    ) -> DomainResult<OrderOutcome> {
+        let order = guests::record(
+            self.db(),
+            program,
+            order_id,
+            customer_id,
+            amount,
+            &key.ledger_key(0),
+            self.now(),
+        )
+        .await?;
+        Ok(OrderOutcome::NonMember(order))
     }
 
     /// Refunds `amount` of an order (see [`Loyalty::refund_purchase_with`]).
@@ -678,8 +769,39 @@ impl Loyalty {
             .filter(purchases::Column::ProgramId.eq(program.id))
             .filter(purchases::Column::OrderId.eq(order_id))
             .one(self.db())
-            .await?
-            .ok_or_else(|| DomainError::not_found(format!("order `{order_id}` not found")))?;
+            .await?;
+        let Some(purchase) = purchase else {
+            let order = guests::find_order(self.db(), program.id, order_id)
+                .await?
+                .ok_or_else(|| DomainError::not_found(format!("order `{order_id}` not found")))?;
+            let Some(amount) = amount else {
+                return Err(DomainError::validation(format!(
+                    "lines: order `{order_id}` is a non-member's order, refunded by amount"
+                )));
+            };
+            let key = key.map(|k| k.ledger_key(0));
+            let refund = guests::refund(
+                self.db(),
+                &program,
+                &order,
+                amount,
+                key.as_deref(),
+                self.now(),
+            )
+            .await?;
+            return Ok(RefundOutcome {
+                order_id: order.order_id,
+                member_id: 0,
+                refunded_amount: refund.refunded,
+                total_refunded: refund.total_refunded,
+                points_reversed: Points::ZERO,
+                points_unrecovered: Points::ZERO,
+                balance: Points::ZERO,
+                transaction: None,
+                transactions: Vec::new(),
+                non_member: true,
+            });
+        };
         let op = RefundOp {
             member_id: purchase.member_id,
             purchase_id: purchase.id,

@@ -171,6 +171,14 @@ pub fn compute(sums: PeriodSums<'_>) -> Computed {
             Cat::Joined => new_members += cell.count,
             Cat::Purchase => purchases.add(*cell),
             Cat::PurchaseRefund => refunded += cell.amount_minor,
+            // The sections' own (see `sections`).
+            Cat::FirstPurchase
+            | Cat::CohortPurchase
+            | Cat::CohortRefund
+            | Cat::GuestOrder
+            | Cat::GuestRefund
+            | Cat::VoucherUse
+            | Cat::RuleEarn => {}
         }
     }
     let issued = figure(&SOURCES, by_source);

@@ -27,7 +27,7 @@
 //! On SQLite write transactions are serial: the fold transaction takes the write lock first, so
 //! `max(id)` read inside it is final.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -38,7 +38,8 @@ use sea_orm::{
 use tokio_util::sync::CancellationToken;
 
 use super::read::{scan, stmt};
-use super::tally::{Cat, Cell, EventRow, LedgerRow, Tally};
+use super::spans::{self, Mark as Did, Words};
+use super::tally::{Cat, Cell, EventRow, EventTable, LedgerRow, Tally};
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::run_detached;
 use crate::ledger::settled::settled_max_ids;
@@ -50,7 +51,15 @@ pub const FOLD_CHUNK: i64 = 20_000;
 /// Aggregate rows per `INSERT`.
 const INSERT_ROWS: usize = 400;
 
-const TABLES: [&str; 4] = ["ledger_entries", "members", "purchases", "refunds"];
+const TABLES: [&str; 7] = [
+    "ledger_entries",
+    "members",
+    "purchases",
+    "refunds",
+    "guest_orders",
+    "guest_refunds",
+    "voucher_uses",
+];
 
 #[derive(FromQueryResult)]
 struct Mark {
@@ -101,9 +110,7 @@ async fn lock_marks(txn: &DatabaseTransaction) -> DomainResult<BTreeMap<String, 
 async fn write(txn: &DatabaseTransaction, program_id: i64, tally: Tally) -> DomainResult<()> {
     let cells: Vec<_> = tally.cells.into_iter().collect();
     write_cells(txn, program_id, &cells).await?;
-    let days: Vec<_> = tally.member_days.into_iter().collect();
-    write_member_days(txn, program_id, &days).await?;
-    write_member_blocks(txn, program_id, &days).await
+    write_spans(txn, program_id, &tally.marks).await
 }
 
 /// `($n+1, …, $n+width)`: one row of a multi-row `INSERT`, after `n` values.
@@ -148,70 +155,56 @@ async fn write_cells(
     Ok(())
 }
 
-async fn write_member_days(
+/// The marks as bits of `report_member_spans` rows (see [`spans`]): OR is idempotent, so a day
+/// folded twice (or already present) changes nothing, and a row whose bits would not change is
+/// not rewritten (no dead row version for the table to carry).
+async fn write_spans(
     txn: &DatabaseTransaction,
     program_id: i64,
-    days: &[(NaiveDate, i64)],
+    marks: &HashSet<(Did, NaiveDate, i64)>,
 ) -> DomainResult<()> {
     let backend = txn.get_database_backend();
-    for chunk in days.chunks(INSERT_ROWS) {
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
-        let mut rows = Vec::with_capacity(chunk.len());
-        for (day, member) in chunk {
-            rows.push(placeholders(values.len(), 3));
-            values.extend([program_id.into(), day.to_string().into(), (*member).into()]);
+    let mut rows: BTreeMap<(String, i64, i64), Words> = BTreeMap::new();
+    for (mark, day, member) in marks {
+        for (span, words) in spans::rows_of(*day) {
+            rows.entry((mark.code(), span, *member))
+                .or_default()
+                .or(&words);
         }
-        txn.execute(stmt(
-            backend,
-            &format!(
-                "INSERT INTO report_member_days (program_id, day, member_id) VALUES {} \
-                 ON CONFLICT DO NOTHING",
-                rows.join(", ")
-            ),
-            values,
-        ))
-        .await?;
     }
-    Ok(())
-}
-
-/// The same days as bits: a day sets its bit in `lo` of its block's row and in `hi` of the
-/// previous block's row (see `report_member_blocks`). OR is idempotent, so a day folded twice
-/// (or already present) changes nothing.
-async fn write_member_blocks(
-    txn: &DatabaseTransaction,
-    program_id: i64,
-    days: &[(NaiveDate, i64)],
-) -> DomainResult<()> {
-    let backend = txn.get_database_backend();
-    let mut blocks: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
-    for (day, member) in days {
-        let (block, bit) = super::block_of(*day);
-        blocks.entry((block, *member)).or_default().0 |= bit;
-        blocks.entry((block - 1, *member)).or_default().1 |= bit;
-    }
-    let blocks: Vec<_> = blocks.into_iter().collect();
-    for chunk in blocks.chunks(INSERT_ROWS) {
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
-        let mut rows = Vec::with_capacity(chunk.len());
-        for ((block, member), (lo, hi)) in chunk {
-            rows.push(placeholders(values.len(), 5));
+    let rows: Vec<_> = rows.into_iter().collect();
+    let columns = spans::COLUMNS.join(", ");
+    let merge: Vec<String> = spans::COLUMNS
+        .iter()
+        .map(|c| format!("{c} = report_member_spans.{c} | excluded.{c}"))
+        .collect();
+    let changed: Vec<String> = spans::COLUMNS
+        .iter()
+        .map(|c| format!("(report_member_spans.{c} | excluded.{c}) <> report_member_spans.{c}"))
+        .collect();
+    let width = 4 + spans::COLUMNS.len();
+    for chunk in rows.chunks(INSERT_ROWS) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * width);
+        let mut list = Vec::with_capacity(chunk.len());
+        for ((what, span, member), words) in chunk {
+            list.push(placeholders(values.len(), width));
             values.extend([
                 program_id.into(),
-                Value::from(i32::try_from(*block).unwrap_or(i32::MIN)),
+                what.clone().into(),
+                Value::from(i32::try_from(*span).unwrap_or(i32::MIN)),
                 (*member).into(),
-                (*lo).into(),
-                (*hi).into(),
             ]);
+            values.extend(words.0.iter().map(|w| Value::from(*w)));
         }
         txn.execute(stmt(
             backend,
             &format!(
-                "INSERT INTO report_member_blocks (program_id, block, member_id, lo, hi) VALUES {} \
-                 ON CONFLICT (program_id, block, member_id) DO UPDATE SET \
-                 lo = report_member_blocks.lo | excluded.lo, \
-                 hi = report_member_blocks.hi | excluded.hi",
-                rows.join(", ")
+                "INSERT INTO report_member_spans (program_id, what, span, member_id, {columns}) \
+                 VALUES {} ON CONFLICT (program_id, what, span, member_id) DO UPDATE SET {} \
+                 WHERE {}",
+                list.join(", "),
+                merge.join(", "),
+                changed.join(" OR ")
             ),
             values,
         ))
@@ -343,8 +336,7 @@ async fn tally_chunk(
     if end > from {
         let ledger = LedgerRow::find_by_statement(stmt(
             backend,
-            "SELECT id, program_id, member_id, account, kind, amount_minor, source, purpose, \
-             created_at FROM ledger_entries WHERE id > $1 AND id <= $2",
+            &format!("{} WHERE l.id > $1 AND l.id <= $2", LedgerRow::SELECT),
             vec![from.into(), end.into()],
         ))
         .all(txn)
@@ -355,21 +347,14 @@ async fn tally_chunk(
         }
         rows += ledger.len() as u64;
     }
-    for (table, cat, amount, at) in [
-        ("members", Cat::Joined, "CAST(0 AS BIGINT)", "joined_at"),
-        ("purchases", Cat::Purchase, "amount_minor", "created_at"),
-        ("refunds", Cat::PurchaseRefund, "amount_minor", "created_at"),
-    ] {
-        let (from, end) = ends.get(table).copied().unwrap_or_default();
+    for table in EventTable::ALL {
+        let (from, end) = ends.get(table.name()).copied().unwrap_or_default();
         if end <= from {
             continue;
         }
         let events = EventRow::find_by_statement(stmt(
             backend,
-            &format!(
-                "SELECT id, program_id, {amount} AS amount_minor, {at} AS created_at FROM {table} \
-                 WHERE id > $1 AND id <= $2"
-            ),
+            &format!("{} WHERE t.id > $1 AND t.id <= $2", table.select()),
             vec![from.into(), end.into()],
         ))
         .all(txn)
@@ -379,7 +364,7 @@ async fn tally_chunk(
             tallies
                 .entry(row.program_id)
                 .or_default()
-                .event(tz, cat, row);
+                .event(tz, table, row);
         }
         rows += events.len() as u64;
     }
@@ -399,7 +384,7 @@ async fn rebuild_stale(loyalty: &Loyalty) -> DomainResult<u64> {
             continue;
         };
         let tz = parse_timezone(tz_name)?;
-        for table in ["report_daily", "report_member_days", "report_member_blocks"] {
+        for table in ["report_daily", "report_member_spans"] {
             txn.execute(stmt(
                 backend,
                 &format!("DELETE FROM {table} WHERE program_id = $1"),

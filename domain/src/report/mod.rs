@@ -10,6 +10,8 @@ pub mod export;
 pub mod figures;
 pub mod fold;
 mod read;
+pub mod sections;
+pub mod spans;
 pub mod tally;
 
 use std::collections::BTreeMap;
@@ -24,6 +26,9 @@ use crate::money::{Money, Points};
 use crate::periods::{month_start, week_start};
 use crate::program::Program;
 use crate::service::Loyalty;
+use sections::{
+    Acquisition, Campaign, Coverage, Discount, DurationBucket, MonthActivity, OrderValues, Orders,
+};
 use tally::{Cat, Tally};
 
 /// The longest period a report (or its comparison) may cover, in days.
@@ -97,6 +102,14 @@ pub struct Bucket {
     pub used: Points,
     pub expired: Points,
     pub new_members: u64,
+    /// Of `new_members`, those with an order by the period's end.
+    pub new_members_with_purchase: u64,
+    pub member_orders: i64,
+    pub member_revenue: Money,
+    pub non_member_orders: i64,
+    pub non_member_revenue: Money,
+    /// Vouchers consumed, at their money value.
+    pub discount: Money,
 }
 
 /// The figures of one period.
@@ -113,6 +126,17 @@ pub struct Figures {
     pub members: MemberStats,
     pub revenue: Money,
     pub average_order_value: Money,
+    pub acquisition: Acquisition,
+    pub coverage: Coverage,
+    pub average_discount: Discount,
+    pub order_values: OrderValues,
+    /// Members with an order in the period.
+    pub purchasers: u64,
+    /// `purchasers` ÷ members at the period's end, 4 fraction digits.
+    pub purchase_rate: Decimal,
+    pub activity_by_month: Vec<MonthActivity>,
+    pub membership_duration: Vec<DurationBucket>,
+    pub campaigns: Vec<Campaign>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -152,14 +176,29 @@ pub fn check_range(from: NaiveDate, to: NaiveDate, what: &str) -> DomainResult<(
 }
 
 /// Sums of one period as read from the database: its days' cells, the cumulative sums up to
-/// its end, and the number of active members.
+/// its end, and the distinct member counts.
 pub(crate) struct PeriodData {
     pub tally: Tally,
     pub cumulative: BTreeMap<Cat, tally::Cell>,
     pub active: u64,
+    /// Members with an order in the period.
+    pub purchasers: u64,
+    /// For the start of each month of the period (the first clamped to `from`): members with an
+    /// order from that day to the period's end.
+    pub bought_since: Vec<(NaiveDate, u64)>,
+    /// Members joined by the period's end, by the month they joined (`YYYY-MM`).
+    pub joined_by_month: BTreeMap<String, i64>,
+    /// Members each campaign (rule id) paid in the period.
+    pub reached: BTreeMap<i64, u64>,
 }
 
-fn figures(from: NaiveDate, to: NaiveDate, data: &PeriodData) -> Figures {
+fn figures(
+    from: NaiveDate,
+    to: NaiveDate,
+    data: &PeriodData,
+    rules: &[sections::CampaignRule],
+) -> Figures {
+    let orders = Orders::of(data.tally.within(from, to));
     let computed = figures::compute(figures::PeriodSums {
         cells: data.tally.within(from, to).collect(),
         cumulative: data.cumulative.clone(),
@@ -176,6 +215,25 @@ fn figures(from: NaiveDate, to: NaiveDate, data: &PeriodData) -> Figures {
         members: computed.members,
         revenue: computed.revenue,
         average_order_value: computed.average_order_value,
+        acquisition: sections::acquisition(data.tally.within(from, to)),
+        coverage: orders.coverage(),
+        average_discount: sections::discount(data.tally.within(from, to), orders.member_revenue()),
+        order_values: orders.order_values(),
+        purchasers: data.purchasers,
+        purchase_rate: sections::ratio(
+            i64::try_from(data.purchasers).unwrap_or(i64::MAX),
+            i64::try_from(computed.members.total).unwrap_or(i64::MAX),
+        ),
+        activity_by_month: sections::activity_by_month(
+            data.tally.within(from, to),
+            &data.bought_since,
+        ),
+        membership_duration: sections::membership_duration(
+            data.tally.within(from, to),
+            &data.joined_by_month,
+            to,
+        ),
+        campaigns: sections::campaigns(data.tally.within(from, to), &data.reached, rules),
     }
 }
 
@@ -197,6 +255,12 @@ pub fn series(
                 used: Points::ZERO,
                 expired: Points::ZERO,
                 new_members: 0,
+                new_members_with_purchase: 0,
+                member_orders: 0,
+                member_revenue: Money::from_minor(0),
+                non_member_orders: 0,
+                non_member_revenue: Money::from_minor(0),
+                discount: Money::from_minor(0),
             },
         );
         start = granularity.next(day);
@@ -206,6 +270,7 @@ pub fn series(
             continue;
         };
         let add = |p: Points, minor: i64| Points::from_minor(p.minor() + minor);
+        let money = |m: Money, minor: i64| Money::from_minor(m.minor() + minor);
         match cat {
             Cat::Earn | Cat::Reversal | Cat::AdjustIn => {
                 bucket.issued = add(bucket.issued, cell.amount_minor)
@@ -217,7 +282,25 @@ pub fn series(
             Cat::Joined => {
                 bucket.new_members += u64::try_from(cell.count).unwrap_or(0);
             }
-            Cat::Purchase | Cat::PurchaseRefund => {}
+            Cat::FirstPurchase => {
+                bucket.new_members_with_purchase += u64::try_from(cell.count).unwrap_or(0);
+            }
+            Cat::Purchase => {
+                bucket.member_orders += cell.count;
+                bucket.member_revenue = money(bucket.member_revenue, cell.amount_minor);
+            }
+            Cat::PurchaseRefund => {
+                bucket.member_revenue = money(bucket.member_revenue, -cell.amount_minor);
+            }
+            Cat::GuestOrder => {
+                bucket.non_member_orders += cell.count;
+                bucket.non_member_revenue = money(bucket.non_member_revenue, cell.amount_minor);
+            }
+            Cat::GuestRefund => {
+                bucket.non_member_revenue = money(bucket.non_member_revenue, -cell.amount_minor);
+            }
+            Cat::VoucherUse => bucket.discount = money(bucket.discount, cell.amount_minor),
+            Cat::CohortPurchase | Cat::CohortRefund | Cat::RuleEarn => {}
         }
     }
     buckets.into_values().collect()
@@ -237,16 +320,18 @@ impl Loyalty {
         let as_of = self.now();
         let mut ranges = vec![(request.from, request.to)];
         ranges.extend(request.compare);
-        let (periods, tiers) = {
+        let gathered = {
             let (db, program) = (self.db().clone(), program.clone());
             run_detached(async move { read::gather(&db, &program, &ranges).await }).await?
         };
-        let mut periods = periods.into_iter();
+        let rules = gathered.campaigns;
+        let tiers = gathered.tiers;
+        let mut periods = gathered.periods.into_iter();
         let main = periods
             .next()
             .ok_or_else(|| DomainError::internal("report period missing"))?;
         let comparison = match (request.compare, periods.next()) {
-            (Some((from, to)), Some(data)) => Some(figures(from, to, &data)),
+            (Some((from, to)), Some(data)) => Some(figures(from, to, &data, &rules)),
             _ => None,
         };
         Ok(LoyaltyReport {
@@ -254,77 +339,10 @@ impl Loyalty {
             timezone: program.tz.name().to_owned(),
             currency: program.currency.clone(),
             granularity: request.granularity,
-            figures: figures(request.from, request.to, &main),
+            figures: figures(request.from, request.to, &main, &rules),
             series: series(request.from, request.to, request.granularity, &main.tally),
             tiers,
             comparison,
         })
-    }
-}
-
-/// The 64-day block of a local day and the day's bit in it (days counted from 1970-01-01).
-pub(crate) fn block_of(day: chrono::NaiveDate) -> (i64, i64) {
-    let index = (day - chrono::NaiveDate::default()).num_days();
-    (index.div_euclid(64), 1i64 << index.rem_euclid(64))
-}
-
-/// For a window `from..=to` of at most 65 days: the block to read and the masks of the
-/// window's days in its `lo` and `hi` bits; `None` for longer windows.
-pub(crate) fn block_window(
-    from: chrono::NaiveDate,
-    to: chrono::NaiveDate,
-) -> Option<(i64, i64, i64)> {
-    let (first, _) = block_of(from);
-    let (last, _) = block_of(to);
-    if to < from || last > first + 1 {
-        return None;
-    }
-    let (mut lo, mut hi) = (0i64, 0i64);
-    let mut day = from;
-    while day <= to {
-        let (block, bit) = block_of(day);
-        if block == first {
-            lo |= bit;
-        } else {
-            hi |= bit;
-        }
-        day = day.succ_opt()?;
-    }
-    Some((first, lo, hi))
-}
-
-#[cfg(test)]
-mod block_tests {
-    use super::*;
-    use chrono::NaiveDate;
-
-    fn day(index: i64) -> NaiveDate {
-        NaiveDate::default() + chrono::Duration::days(index)
-    }
-
-    #[test]
-    fn days_map_to_blocks_and_bits() {
-        assert_eq!(block_of(day(0)), (0, 1));
-        assert_eq!(block_of(day(63)), (0, i64::MIN));
-        assert_eq!(block_of(day(64)), (1, 1));
-        assert_eq!(block_of(day(-1)), (-1, i64::MIN));
-    }
-
-    #[test]
-    fn windows_of_up_to_65_days_read_one_block() {
-        // Inside one block.
-        assert_eq!(block_window(day(64), day(66)), Some((1, 0b111, 0)));
-        // Across a boundary: the last two days of block 1 and the first three of block 2.
-        assert_eq!(
-            block_window(day(126), day(130)),
-            Some((1, (1 << 62) | i64::MIN, 0b111))
-        );
-        // 65 days from the last day of a block still fits; one more does not.
-        assert!(block_window(day(127), day(191)).is_some());
-        assert_eq!(block_window(day(127), day(192)), None);
-        assert_eq!(block_window(day(5), day(4)), None);
-        // Every day of a window sets exactly one bit.
-        let (_, lo, hi) = block_window(day(100), day(160)).unwrap();
-        assert_eq!(lo.count_ones() + hi.count_ones(), 61);
     }
 }

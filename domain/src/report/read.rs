@@ -7,7 +7,7 @@
 //! `fold`). The snapshot sees either the state before a fold or after it, never half of it, so
 //! "sums (rows ≤ W) + tail (rows > W visible in the snapshot)" counts every visible row once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 use sea_orm::{
@@ -15,7 +15,9 @@ use sea_orm::{
     FromQueryResult, IsolationLevel, TransactionTrait, Value,
 };
 
-use super::tally::{Cat, Cell, EventRow, LedgerRow, Tally};
+use super::sections::CampaignRule;
+use super::spans::{self, Mark, Words};
+use super::tally::{Cat, Cell, EventRow, EventTable, LedgerRow, Tally};
 use super::{PeriodData, TierCount};
 use crate::error::{DomainError, DomainResult};
 use crate::program::Program;
@@ -58,16 +60,6 @@ struct Watermark {
 #[derive(FromQueryResult)]
 struct Timezone {
     timezone: String,
-}
-
-#[derive(FromQueryResult)]
-struct Count {
-    n: i64,
-}
-
-#[derive(FromQueryResult)]
-struct MemberId {
-    member_id: i64,
 }
 
 #[derive(FromQueryResult)]
@@ -129,9 +121,9 @@ pub(crate) async fn scan<C: ConnectionTrait>(
         let rows = LedgerRow::find_by_statement(stmt(
             backend,
             &format!(
-                "SELECT id, program_id, member_id, account, kind, amount_minor, source, purpose, \
-                 created_at FROM ledger_entries WHERE program_id = $1 AND id > $2 AND id <= $3 \
-                 ORDER BY id LIMIT {TAIL_PAGE}"
+                "{} WHERE l.program_id = $1 AND l.id > $2 AND l.id <= $3 ORDER BY l.id \
+                 LIMIT {TAIL_PAGE}",
+                LedgerRow::SELECT
             ),
             vec![program_id.into(), last.into(), end.into()],
         ))
@@ -143,20 +135,16 @@ pub(crate) async fn scan<C: ConnectionTrait>(
             tally.ledger(tz, row)?;
         }
     }
-    for (table, cat, amount, at) in [
-        ("members", Cat::Joined, "CAST(0 AS BIGINT)", "joined_at"),
-        ("purchases", Cat::Purchase, "amount_minor", "created_at"),
-        ("refunds", Cat::PurchaseRefund, "amount_minor", "created_at"),
-    ] {
-        let mut last = after(table);
-        let end = upto(table);
+    for table in EventTable::ALL {
+        let mut last = after(table.name());
+        let end = upto(table.name());
         loop {
             let rows = EventRow::find_by_statement(stmt(
                 backend,
                 &format!(
-                    "SELECT id, program_id, {amount} AS amount_minor, {at} AS created_at \
-                     FROM {table} WHERE program_id = $1 AND id > $2 AND id <= $3 \
-                     ORDER BY id LIMIT {TAIL_PAGE}"
+                    "{} WHERE t.program_id = $1 AND t.id > $2 AND t.id <= $3 ORDER BY t.id \
+                     LIMIT {TAIL_PAGE}",
+                    table.select()
                 ),
                 vec![program_id.into(), last.into(), end.into()],
             ))
@@ -165,7 +153,7 @@ pub(crate) async fn scan<C: ConnectionTrait>(
             let Some(tail) = rows.last() else { break };
             last = tail.id;
             for row in &rows {
-                tally.event(tz, cat, row);
+                tally.event(tz, table, row);
             }
         }
     }
@@ -185,12 +173,19 @@ async fn begin_snapshot(db: &DatabaseConnection) -> DomainResult<DatabaseTransac
     })
 }
 
-/// The sums of each of `ranges` and the tier distribution, read in one snapshot.
+/// What one report reads, in one snapshot.
+pub(super) struct Gathered {
+    pub periods: Vec<PeriodData>,
+    pub tiers: Vec<TierCount>,
+    pub campaigns: Vec<CampaignRule>,
+}
+
+/// The sums of each of `ranges`, the tier distribution and the campaigns, read in one snapshot.
 pub(super) async fn gather(
     db: &DatabaseConnection,
     program: &Program,
     ranges: &[(NaiveDate, NaiveDate)],
-) -> DomainResult<(Vec<PeriodData>, Vec<TierCount>)> {
+) -> DomainResult<Gathered> {
     let txn = begin_snapshot(db).await?;
     let marks = watermarks(&txn, program.id, program.tz.name()).await?;
     let tail = tail(&txn, program, marks.as_ref()).await?;
@@ -200,8 +195,13 @@ pub(super) async fn gather(
         periods.push(period(&txn, program, folded, &tail, *from, *to).await?);
     }
     let distribution = tier_distribution(&txn, program).await?;
+    let campaigns = campaigns(&txn, program).await?;
     txn.commit().await?;
-    Ok((periods, distribution))
+    Ok(Gathered {
+        periods,
+        tiers: distribution,
+        campaigns,
+    })
 }
 
 /// The program's rows past the watermarks (all of them when its sums are not usable).
@@ -233,59 +233,142 @@ async fn period(
     from: NaiveDate,
     to: NaiveDate,
 ) -> DomainResult<PeriodData> {
-    let (mut tally, mut cumulative, mut active) = if folded {
-        let (tally, cumulative) = folded_sums(txn, program, from, to).await?;
-        let active = folded_active(txn, program, from, to).await?;
-        (tally, cumulative, active)
+    let mut sums = if folded {
+        folded_sums(txn, program, from, to).await?
     } else {
-        (Tally::default(), BTreeMap::new(), 0)
+        Sums::default()
     };
+    let to_key = to.to_string();
     for ((day, cat, key), cell) in &tail.cells {
-        if *day <= to {
-            cumulative.entry(*cat).or_default().add(*cell);
-            if *day >= from {
-                tally.add(*day, *cat, key.clone(), *cell);
+        if *day > to {
+            continue;
+        }
+        sums.cumulative.entry(*cat).or_default().add(*cell);
+        if *cat == Cat::Joined {
+            *sums.joined_by_month.entry(month_key(*day)).or_default() += cell.count;
+        }
+        if *day < from {
+            continue;
+        }
+        match cat {
+            // Members of the day with a first order by the period's end.
+            Cat::FirstPurchase if *key <= to_key => {
+                sums.tally.add(*day, *cat, String::new(), *cell)
             }
+            Cat::FirstPurchase => {}
+            _ => sums.tally.add(*day, *cat, key.clone(), *cell),
         }
     }
-    // Tail members active in the range who are not already counted from the sums.
-    let mut fresh: HashSet<i64> = tail
-        .member_days
-        .iter()
-        .filter(|(day, _)| *day >= from && *day <= to)
-        .map(|(_, member)| *member)
-        .collect();
-    if folded && !fresh.is_empty() {
-        drop_folded_members(txn, program, from, to, &mut fresh).await?;
+    let base = spans::base_of(from);
+    let mask = |start: NaiveDate| {
+        spans::mask(base, start, to)
+            .ok_or_else(|| DomainError::internal(format!("{start}..{to} exceeds a span row")))
+    };
+    let window = mask(from)?;
+    let month_starts = month_starts(from, to);
+    let mut purchase_masks = vec![window];
+    for start in &month_starts {
+        purchase_masks.push(mask(*start)?);
     }
-    active += fresh.len() as u64;
+    let scope = Scope {
+        program_id: program.id,
+        folded,
+        tail,
+        base,
+    };
+    let active = distinct(txn, &scope, Select::One(Mark::Active), &[window]).await?;
+    let bought = distinct(txn, &scope, Select::One(Mark::Purchase), &purchase_masks).await?;
+    let reached = distinct(txn, &scope, Select::Rules, &[window]).await?;
+    let count_of = |counts: &BTreeMap<Mark, Vec<u64>>, mark: Mark, i: usize| {
+        counts
+            .get(&mark)
+            .and_then(|c| c.get(i).copied())
+            .unwrap_or(0)
+    };
     Ok(PeriodData {
-        tally,
-        cumulative,
-        active,
+        tally: sums.tally,
+        cumulative: sums.cumulative,
+        active: count_of(&active, Mark::Active, 0),
+        purchasers: count_of(&bought, Mark::Purchase, 0),
+        bought_since: month_starts
+            .iter()
+            .enumerate()
+            .map(|(i, start)| (*start, count_of(&bought, Mark::Purchase, i + 1)))
+            .collect(),
+        joined_by_month: sums.joined_by_month,
+        reached: reached
+            .iter()
+            .filter_map(|(mark, counts)| match mark {
+                Mark::Rule(id) => Some((*id, counts.first().copied().unwrap_or(0))),
+                Mark::Active | Mark::Purchase => None,
+            })
+            .collect(),
     })
 }
 
-/// The folded cells of the days in `[from, to]` and the folded cumulative sums up to `to`.
+/// `YYYY-MM` of a day.
+pub(crate) fn month_key(day: NaiveDate) -> String {
+    day.format("%Y-%m").to_string()
+}
+
+/// The first day of each calendar month `[from, to]` touches, the first one clamped to `from`.
+pub(crate) fn month_starts(from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
+    let mut starts = vec![from];
+    let mut next = crate::periods::month_start(from).checked_add_months(chrono::Months::new(1));
+    while let Some(start) = next.filter(|d| *d <= to) {
+        starts.push(start);
+        next = start.checked_add_months(chrono::Months::new(1));
+    }
+    starts
+}
+
+/// The folded part of a period.
+#[derive(Default)]
+struct Sums {
+    /// The cells of the days in `[from, to]`; `FIRST_PURCHASE` only for orders by `to`, keyed "".
+    tally: Tally,
+    /// Sums of every day up to `to`, by category.
+    cumulative: BTreeMap<Cat, Cell>,
+    /// Members joined by `to`, by the month they joined (`YYYY-MM`).
+    joined_by_month: BTreeMap<String, i64>,
+}
+
+#[derive(FromQueryResult)]
+struct DayCount {
+    day: String,
+    n: i64,
+}
+
+#[derive(FromQueryResult)]
+struct MonthCount {
+    month: String,
+    n: i64,
+}
+
+/// The folded sums of `[from, to]`.
 async fn folded_sums(
     txn: &DatabaseTransaction,
     program: &Program,
     from: NaiveDate,
     to: NaiveDate,
-) -> DomainResult<(Tally, BTreeMap<Cat, Cell>)> {
+) -> DomainResult<Sums> {
     let backend = txn.get_database_backend();
     let (from_s, to_s) = (from.to_string(), to.to_string());
-    let mut tally = Tally::default();
+    let mut sums = Sums::default();
     let rows = DailyRow::find_by_statement(stmt(
         backend,
         "SELECT day, kind, key, amount_minor, count FROM report_daily \
-         WHERE program_id = $1 AND day >= $2 AND day <= $3",
-        vec![program.id.into(), from_s.into(), to_s.clone().into()],
+         WHERE program_id = $1 AND day >= $2 AND day <= $3 AND kind <> 'FIRST_PURCHASE'",
+        vec![
+            program.id.into(),
+            from_s.clone().into(),
+            to_s.clone().into(),
+        ],
     ))
     .all(txn)
     .await?;
     for row in rows {
-        tally.add(
+        sums.tally.add(
             parse_day(&row.day)?,
             Cat::read("report_daily.kind", &row.kind)?,
             row.key,
@@ -295,18 +378,38 @@ async fn folded_sums(
             },
         );
     }
-    let mut cumulative: BTreeMap<Cat, Cell> = BTreeMap::new();
-    let sums = KindSum::find_by_statement(stmt(
+    // New members of each day who had ordered by `to` (the key is the first order's day).
+    let firsts = DayCount::find_by_statement(stmt(
+        backend,
+        "SELECT day, CAST(SUM(count) AS BIGINT) AS n FROM report_daily WHERE program_id = $1 \
+         AND kind = 'FIRST_PURCHASE' AND day >= $2 AND day <= $3 AND key <= $3 GROUP BY day",
+        vec![program.id.into(), from_s.into(), to_s.clone().into()],
+    ))
+    .all(txn)
+    .await?;
+    for row in firsts {
+        let cell = Cell {
+            amount_minor: 0,
+            count: row.n,
+        };
+        sums.tally.add(
+            parse_day(&row.day)?,
+            Cat::FirstPurchase,
+            String::new(),
+            cell,
+        );
+    }
+    let cumulative = KindSum::find_by_statement(stmt(
         backend,
         "SELECT kind, CAST(SUM(amount_minor) AS BIGINT) AS amount_minor, \
          CAST(SUM(count) AS BIGINT) AS count FROM report_daily \
          WHERE program_id = $1 AND day <= $2 GROUP BY kind",
-        vec![program.id.into(), to_s.into()],
+        vec![program.id.into(), to_s.clone().into()],
     ))
     .all(txn)
     .await?;
-    for sum in sums {
-        cumulative
+    for sum in cumulative {
+        sums.cumulative
             .entry(Cat::read("report_daily.kind", &sum.kind)?)
             .or_default()
             .add(Cell {
@@ -314,84 +417,229 @@ async fn folded_sums(
                 count: sum.count,
             });
     }
-    Ok((tally, cumulative))
+    let joined = MonthCount::find_by_statement(stmt(
+        backend,
+        "SELECT SUBSTR(day, 1, 7) AS month, CAST(SUM(count) AS BIGINT) AS n FROM report_daily \
+         WHERE program_id = $1 AND kind = 'JOINED' AND day <= $2 GROUP BY SUBSTR(day, 1, 7)",
+        vec![program.id.into(), to_s.into()],
+    ))
+    .all(txn)
+    .await?;
+    for row in joined {
+        *sums.joined_by_month.entry(row.month).or_default() += row.n;
+    }
+    Ok(sums)
 }
 
-/// Members the folded sums count as active in `[from, to]`.
-async fn folded_active(
-    txn: &DatabaseTransaction,
-    program: &Program,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> DomainResult<u64> {
-    let backend = txn.get_database_backend();
-    let count = match super::block_window(from, to) {
-        // Up to 65 days: one row per member in one block, a bit test, no DISTINCT.
-        Some((block, lo, hi)) => stmt(
-            backend,
-            "SELECT COUNT(*) AS n FROM report_member_blocks WHERE program_id = $1 \
-             AND block = $2 AND ((lo & $3) <> 0 OR (hi & $4) <> 0)",
-            vec![
-                program.id.into(),
-                Value::from(i32::try_from(block).unwrap_or(i32::MIN)),
-                lo.into(),
-                hi.into(),
-            ],
-        ),
-        // DISTINCT in a subquery: PostgreSQL hashes it instead of sorting.
-        None => stmt(
-            backend,
-            "SELECT COUNT(*) AS n FROM (SELECT DISTINCT member_id FROM report_member_days \
-             WHERE program_id = $1 AND day >= $2 AND day <= $3) AS d",
-            vec![
-                program.id.into(),
-                from.to_string().into(),
-                to.to_string().into(),
-            ],
-        ),
-    };
-    let folded = Count::find_by_statement(count)
-        .one(txn)
-        .await?
-        .map(|c| c.n)
-        .unwrap_or_default();
-    Ok(u64::try_from(folded).unwrap_or(0))
+/// Which span rows a distinct count reads.
+#[derive(Clone, Copy)]
+enum Select {
+    One(Mark),
+    /// Every campaign's.
+    Rules,
 }
 
-/// Removes from `fresh` the members the folded sums already count in `[from, to]`.
-async fn drop_folded_members(
-    txn: &DatabaseTransaction,
-    program: &Program,
-    from: NaiveDate,
-    to: NaiveDate,
-    fresh: &mut HashSet<i64>,
-) -> DomainResult<()> {
-    let backend = txn.get_database_backend();
-    let ids: Vec<i64> = fresh.iter().copied().collect();
-    for chunk in ids.chunks(IN_CHUNK) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
-        let mut values: Vec<Value> = vec![
-            program.id.into(),
-            from.to_string().into(),
-            to.to_string().into(),
-        ];
-        values.extend(chunk.iter().map(|id| Value::from(*id)));
-        let known = MemberId::find_by_statement(stmt(
-            backend,
-            &format!(
-                "SELECT DISTINCT member_id FROM report_member_days WHERE program_id = $1 \
-                 AND day >= $2 AND day <= $3 AND member_id IN ({})",
-                placeholders.join(", ")
-            ),
-            values,
-        ))
-        .all(txn)
-        .await?;
-        for row in known {
-            fresh.remove(&row.member_id);
+impl Select {
+    fn matches(self, mark: Mark) -> bool {
+        match self {
+            Select::One(one) => one == mark,
+            Select::Rules => matches!(mark, Mark::Rule(_)),
         }
     }
-    Ok(())
+
+    /// The `what` condition (codes of rules are `R<id>`).
+    fn condition(self) -> String {
+        match self {
+            Select::One(mark) => format!("what = '{}'", mark.code()),
+            Select::Rules => "what >= 'R' AND what < 'S'".into(),
+        }
+    }
+}
+
+/// Where distinct counts come from: the folded rows of span `base` (when the sums are usable)
+/// and the tail's marks.
+struct Scope<'a> {
+    program_id: i64,
+    folded: bool,
+    tail: &'a Tally,
+    base: i64,
+}
+
+/// For each kind of row `select` picks, the members with a bit of each of `masks` (all masks
+/// over rows of span `scope.base`): the folded rows counted in SQL, then corrected, member by
+/// member, for the tail (a member the tail adds a day to counts when the merged bits hit).
+async fn distinct(
+    txn: &DatabaseTransaction,
+    scope: &Scope<'_>,
+    select: Select,
+    masks: &[Words],
+) -> DomainResult<BTreeMap<Mark, Vec<u64>>> {
+    let backend = txn.get_database_backend();
+    let mut counts: BTreeMap<Mark, Vec<i64>> = BTreeMap::new();
+    if scope.folded {
+        let columns: Vec<String> = masks
+            .iter()
+            .enumerate()
+            .map(|(i, mask)| {
+                format!(
+                    "CAST(SUM(CASE WHEN {} THEN 1 ELSE 0 END) AS BIGINT) AS c{i}",
+                    spans::predicate(mask)
+                )
+            })
+            .collect();
+        let rows = txn
+            .query_all(stmt(
+                backend,
+                &format!(
+                    "SELECT what, {} FROM report_member_spans WHERE program_id = $1 AND {} \
+                     AND span = $2 GROUP BY what",
+                    columns.join(", "),
+                    select.condition()
+                ),
+                vec![
+                    scope.program_id.into(),
+                    Value::from(i32::try_from(scope.base).unwrap_or(i32::MIN)),
+                ],
+            ))
+            .await?;
+        for row in rows {
+            let what: String = row.try_get("", "what")?;
+            let Some(mark) = Mark::parse(&what) else {
+                continue;
+            };
+            let mut per_mask = Vec::with_capacity(masks.len());
+            for i in 0..masks.len() {
+                per_mask.push(row.try_get::<i64>("", &format!("c{i}"))?);
+            }
+            counts.insert(mark, per_mask);
+        }
+    }
+    // The tail's days of each (kind, member), as bits of the same rows.
+    let mut fresh: BTreeMap<(Mark, i64), Words> = BTreeMap::new();
+    for (mark, day, member) in &scope.tail.marks {
+        if select.matches(*mark) {
+            let mut words = Words::default();
+            if words.set(scope.base, *day) {
+                fresh.entry((*mark, *member)).or_default().or(&words);
+            }
+        }
+    }
+    let stored = if scope.folded && !fresh.is_empty() {
+        folded_rows(txn, scope, select, &fresh).await?
+    } else {
+        BTreeMap::new()
+    };
+    for ((mark, member), words) in &fresh {
+        let before = stored.get(&(*mark, *member)).copied().unwrap_or_default();
+        let mut after = before;
+        after.or(words);
+        let per_mask = counts.entry(*mark).or_insert_with(|| vec![0; masks.len()]);
+        for (count, mask) in per_mask.iter_mut().zip(masks) {
+            *count += i64::from(after.hits(mask)) - i64::from(before.hits(mask));
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .map(|(mark, c)| {
+            (
+                mark,
+                c.into_iter()
+                    .map(|n| u64::try_from(n).unwrap_or(0))
+                    .collect(),
+            )
+        })
+        .collect())
+}
+
+/// The folded rows (span `scope.base`) of the members in `fresh`.
+async fn folded_rows(
+    txn: &DatabaseTransaction,
+    scope: &Scope<'_>,
+    select: Select,
+    fresh: &BTreeMap<(Mark, i64), Words>,
+) -> DomainResult<BTreeMap<(Mark, i64), Words>> {
+    let backend = txn.get_database_backend();
+    let members: Vec<i64> = fresh
+        .keys()
+        .map(|(_, member)| *member)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut stored = BTreeMap::new();
+    for chunk in members.chunks(IN_CHUNK) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        let mut values: Vec<Value> = vec![
+            scope.program_id.into(),
+            Value::from(i32::try_from(scope.base).unwrap_or(i32::MIN)),
+        ];
+        values.extend(chunk.iter().map(|id| Value::from(*id)));
+        let rows = txn
+            .query_all(stmt(
+                backend,
+                &format!(
+                    "SELECT what, member_id, {} FROM report_member_spans WHERE program_id = $1 \
+                     AND {} AND span = $2 AND member_id IN ({})",
+                    spans::COLUMNS.join(", "),
+                    select.condition(),
+                    placeholders.join(", ")
+                ),
+                values,
+            ))
+            .await?;
+        for row in rows {
+            let what: String = row.try_get("", "what")?;
+            let Some(mark) = Mark::parse(&what) else {
+                continue;
+            };
+            let member: i64 = row.try_get("", "member_id")?;
+            let mut words = Words::default();
+            for (word, column) in words.0.iter_mut().zip(spans::COLUMNS) {
+                *word = row.try_get("", column)?;
+            }
+            stored.insert((mark, member), words);
+        }
+    }
+    Ok(stored)
+}
+
+#[derive(FromQueryResult)]
+struct CampaignRow {
+    id: i64,
+    name: String,
+    source: String,
+    budget_total_minor: Option<i64>,
+    spent_minor: i64,
+    deleted: i64,
+}
+
+/// The program's rules with what their budgets have spent (now).
+async fn campaigns(
+    txn: &DatabaseTransaction,
+    program: &Program,
+) -> DomainResult<Vec<CampaignRule>> {
+    let rows = CampaignRow::find_by_statement(stmt(
+        txn.get_database_backend(),
+        "SELECT r.id, r.name, r.source, r.budget_total_minor, \
+         COALESCE(b.spent_minor, CAST(0 AS BIGINT)) AS spent_minor, \
+         CAST(CASE WHEN r.deleted_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS deleted \
+         FROM earning_rules r LEFT JOIN rule_budgets b \
+         ON b.program_id = r.program_id AND b.rule_id = r.id \
+         WHERE r.program_id = $1 ORDER BY r.id",
+        vec![program.id.into()],
+    ))
+    .all(txn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| CampaignRule {
+            id: r.id,
+            name: r.name,
+            source: r.source,
+            budget_total_minor: r.budget_total_minor,
+            spent_minor: r.spent_minor,
+            deleted: r.deleted != 0,
+        })
+        .collect())
 }
 
 /// Members per tier, tiers in ladder order, then the members without a tier.

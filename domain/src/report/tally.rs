@@ -1,10 +1,12 @@
 //! The unit both the folder and the report work in: signed sums and counts per (local day,
-//! category, key), and who posted on which day. Pure: no database here.
+//! category, key), and who did what on which day. Pure: no database here.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
+
+use super::spans::Mark;
 
 use crate::error::DomainResult;
 use crate::ledger::{Account, Kind};
@@ -26,6 +28,19 @@ pub enum Cat {
     Joined,
     Purchase,
     PurchaseRefund,
+    /// A member's first order, on the member's join day; key: the order's local day.
+    FirstPurchase,
+    /// Members' orders by the month the member joined (key `YYYY-MM`).
+    CohortPurchase,
+    /// Members' refunds by the month the member joined (key `YYYY-MM`).
+    CohortRefund,
+    /// Orders of customers who are not members.
+    GuestOrder,
+    GuestRefund,
+    /// Vouchers consumed at checkout, money; key: the voucher's origin (`discount`, `wheel`).
+    VoucherUse,
+    /// POINTS a campaign issued (its earns, less refund reversals of them); key: the rule id.
+    RuleEarn,
 }
 
 stored_enum!(Cat {
@@ -39,6 +54,13 @@ stored_enum!(Cat {
     Joined => "JOINED",
     Purchase => "PURCHASE",
     PurchaseRefund => "PURCHASE_REFUND",
+    FirstPurchase => "FIRST_PURCHASE",
+    CohortPurchase => "COHORT_PURCHASE",
+    CohortRefund => "COHORT_REFUND",
+    GuestOrder => "GUEST_ORDER",
+    GuestRefund => "GUEST_REFUND",
+    VoucherUse => "VOUCHER_USE",
+    RuleEarn => "RULE_EARN",
 });
 
 impl Cat {
@@ -52,7 +74,16 @@ impl Cat {
             | Cat::Refund
             | Cat::AdjustOut
             | Cat::Expire => true,
-            Cat::Joined | Cat::Purchase | Cat::PurchaseRefund => false,
+            Cat::Joined
+            | Cat::Purchase
+            | Cat::PurchaseRefund
+            | Cat::FirstPurchase
+            | Cat::CohortPurchase
+            | Cat::CohortRefund
+            | Cat::GuestOrder
+            | Cat::GuestRefund
+            | Cat::VoucherUse
+            | Cat::RuleEarn => false,
         }
     }
 
@@ -97,11 +128,11 @@ impl Cell {
     }
 }
 
-/// Sums per (day, category, key) and the (day, member) pairs that posted.
+/// Sums per (day, category, key) and who did what on which day.
 #[derive(Clone, Debug, Default)]
 pub struct Tally {
     pub cells: HashMap<(NaiveDate, Cat, String), Cell>,
-    pub member_days: HashSet<(NaiveDate, i64)>,
+    pub marks: HashSet<(Mark, NaiveDate, i64)>,
 }
 
 /// One ledger row as the folder and the tail read it.
@@ -116,15 +147,104 @@ pub struct LedgerRow {
     pub source: Option<String>,
     pub purpose: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The campaign that paid it: its own for an earn, the reversed earn's for a reversal.
+    pub rule_id: Option<i64>,
 }
 
-/// A member, purchase or refund row: when, and how much (money; 0 for members).
+impl LedgerRow {
+    /// The columns [`LedgerRow`] reads from `ledger_entries l`, joined to the row it reverses
+    /// (`LEFT JOIN ledger_entries r ON r.id = l.reverses_id`).
+    pub const SELECT: &'static str = "SELECT l.id, l.program_id, l.member_id, l.account, l.kind, \
+        l.amount_minor, l.source, l.purpose, l.created_at, COALESCE(l.rule_id, r.rule_id) AS \
+        rule_id FROM ledger_entries l LEFT JOIN ledger_entries r ON r.id = l.reverses_id";
+}
+
+/// The tables besides the ledger that the report folds, each read as [`EventRow`]s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventTable {
+    Members,
+    Purchases,
+    Refunds,
+    GuestOrders,
+    GuestRefunds,
+    VoucherUses,
+}
+
+impl EventTable {
+    pub const ALL: [EventTable; 6] = [
+        EventTable::Members,
+        EventTable::Purchases,
+        EventTable::Refunds,
+        EventTable::GuestOrders,
+        EventTable::GuestRefunds,
+        EventTable::VoucherUses,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EventTable::Members => "members",
+            EventTable::Purchases => "purchases",
+            EventTable::Refunds => "refunds",
+            EventTable::GuestOrders => "guest_orders",
+            EventTable::GuestRefunds => "guest_refunds",
+            EventTable::VoucherUses => "voucher_uses",
+        }
+    }
+
+    /// `SELECT … FROM <table> t …` giving [`EventRow`]'s columns; the caller adds the `WHERE`
+    /// on `t.id` (and `t.program_id`).
+    pub fn select(self) -> &'static str {
+        match self {
+            EventTable::Members => {
+                "SELECT t.id, t.program_id, t.id AS member_id, CAST(0 AS BIGINT) AS amount_minor, \
+                 t.joined_at AS created_at, t.joined_at AS joined_at, \
+                 CAST(NULL AS VARCHAR(64)) AS tag, CAST(NULL AS BIGINT) AS first FROM members t"
+            }
+            // `first`: the member had no earlier order (ids of one member's orders are in commit
+            // order: each is written under the member's lock).
+            EventTable::Purchases => {
+                "SELECT t.id, t.program_id, t.member_id, t.amount_minor, t.created_at, m.joined_at, \
+                 CAST(NULL AS VARCHAR(64)) AS tag, CAST(CASE WHEN EXISTS (SELECT 1 FROM purchases q \
+                 WHERE q.member_id = t.member_id AND q.id < t.id) THEN 0 ELSE 1 END AS BIGINT) \
+                 AS first \
+                 FROM purchases t JOIN members m ON m.id = t.member_id"
+            }
+            EventTable::Refunds => {
+                "SELECT t.id, t.program_id, p.member_id, t.amount_minor, t.created_at, m.joined_at, \
+                 CAST(NULL AS VARCHAR(64)) AS tag, CAST(NULL AS BIGINT) AS first FROM refunds t \
+                 JOIN purchases p ON p.id = t.purchase_id JOIN members m ON m.id = p.member_id"
+            }
+            EventTable::GuestOrders => {
+                "SELECT t.id, t.program_id, CAST(NULL AS BIGINT) AS member_id, t.amount_minor, \
+                 t.created_at, CAST(NULL AS TIMESTAMPTZ) AS joined_at, CAST(NULL AS VARCHAR(64)) \
+                 AS tag, CAST(NULL AS BIGINT) AS first FROM guest_orders t"
+            }
+            EventTable::GuestRefunds => {
+                "SELECT t.id, t.program_id, CAST(NULL AS BIGINT) AS member_id, t.amount_minor, \
+                 t.created_at, CAST(NULL AS TIMESTAMPTZ) AS joined_at, CAST(NULL AS VARCHAR(64)) \
+                 AS tag, CAST(NULL AS BIGINT) AS first FROM guest_refunds t"
+            }
+            EventTable::VoucherUses => {
+                "SELECT t.id, t.program_id, t.member_id, t.value_minor AS amount_minor, \
+                 t.created_at, CAST(NULL AS TIMESTAMPTZ) AS joined_at, t.origin AS tag, \
+                 CAST(NULL AS BIGINT) AS first FROM voucher_uses t"
+            }
+        }
+    }
+}
+
+/// A row of one of the [`EventTable`]s: when, how much (money; 0 for members), and what the
+/// report needs beside (whose, when they joined, the voucher's origin, a first order).
 #[derive(Clone, Debug, sea_orm::FromQueryResult)]
 pub struct EventRow {
     pub id: i64,
     pub program_id: i64,
+    pub member_id: Option<i64>,
     pub amount_minor: i64,
     pub created_at: DateTime<Utc>,
+    pub joined_at: Option<DateTime<Utc>>,
+    pub tag: Option<String>,
+    pub first: Option<i64>,
 }
 
 impl Tally {
@@ -134,7 +254,12 @@ impl Tally {
 
     pub fn ledger(&mut self, tz: Tz, row: &LedgerRow) -> DomainResult<()> {
         let day = local_date(tz, row.created_at);
-        self.member_days.insert((day, row.member_id));
+        self.marks.insert((Mark::Active, day, row.member_id));
+        let kind = Kind::read("ledger_entries.kind", &row.kind)?;
+        if let (Some(rule), Kind::Earn) = (row.rule_id, kind) {
+            // Points or free spins: either way the campaign reached the member.
+            self.marks.insert((Mark::Rule(rule), day, row.member_id));
+        }
         if let Some((cat, key)) = Cat::of_ledger(
             &row.account,
             &row.kind,
@@ -142,36 +267,67 @@ impl Tally {
             row.source.as_deref(),
             row.purpose.as_deref(),
         )? {
-            self.add(
-                day,
-                cat,
-                key,
-                Cell {
-                    amount_minor: row.amount_minor,
-                    count: 1,
-                },
-            );
+            let cell = Cell {
+                amount_minor: row.amount_minor,
+                count: 1,
+            };
+            if let (Some(rule), Cat::Earn | Cat::Reversal) = (row.rule_id, cat) {
+                let count = i64::from(cat == Cat::Earn);
+                self.add(day, Cat::RuleEarn, rule.to_string(), Cell { count, ..cell });
+            }
+            self.add(day, cat, key, cell);
         }
         Ok(())
     }
 
-    pub fn event(&mut self, tz: Tz, cat: Cat, row: &EventRow) {
-        self.add(
-            local_date(tz, row.created_at),
-            cat,
-            String::new(),
-            Cell {
-                amount_minor: row.amount_minor,
-                count: 1,
-            },
-        );
+    pub fn event(&mut self, tz: Tz, table: EventTable, row: &EventRow) {
+        let day = local_date(tz, row.created_at);
+        let cell = Cell {
+            amount_minor: row.amount_minor,
+            count: 1,
+        };
+        let joined = row.joined_at.map(|at| local_date(tz, at));
+        let cohort = || joined.map(|d| d.format("%Y-%m").to_string());
+        match table {
+            EventTable::Members => self.add(day, Cat::Joined, String::new(), cell),
+            EventTable::Purchases => {
+                self.add(day, Cat::Purchase, String::new(), cell);
+                if let Some(cohort) = cohort() {
+                    self.add(day, Cat::CohortPurchase, cohort, cell);
+                }
+                if let (Some(joined), Some(1)) = (joined, row.first) {
+                    let count = Cell {
+                        amount_minor: 0,
+                        count: 1,
+                    };
+                    self.add(joined, Cat::FirstPurchase, day.to_string(), count);
+                }
+                if let Some(member) = row.member_id {
+                    self.marks.insert((Mark::Purchase, day, member));
+                }
+            }
+            EventTable::Refunds => {
+                self.add(day, Cat::PurchaseRefund, String::new(), cell);
+                if let Some(cohort) = cohort() {
+                    self.add(day, Cat::CohortRefund, cohort, cell);
+                }
+            }
+            EventTable::GuestOrders => self.add(day, Cat::GuestOrder, String::new(), cell),
+            EventTable::GuestRefunds => self.add(day, Cat::GuestRefund, String::new(), cell),
+            EventTable::VoucherUses => self.add(
+                day,
+                Cat::VoucherUse,
+                row.tag.clone().unwrap_or_default(),
+                cell,
+            ),
+        }
     }
 
     pub fn merge(&mut self, other: Tally) {
         for ((day, cat, key), cell) in other.cells {
             self.add(day, cat, key, cell);
         }
-        self.member_days.extend(other.member_days);
+        self.marks.extend(other.marks);
     }
 
     /// The cells of the days in `[from, to]`.
@@ -179,7 +335,7 @@ impl Tally {
         &self,
         from: NaiveDate,
         to: NaiveDate,
-    ) -> impl Iterator<Item = (&(NaiveDate, Cat, String), &Cell)> {
+    ) -> impl Iterator<Item = (&(NaiveDate, Cat, String), &Cell)> + Clone {
         self.cells
             .iter()
             .filter(move |((day, _, _), _)| *day >= from && *day <= to)

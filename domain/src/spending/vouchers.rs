@@ -15,13 +15,14 @@ use rand::TryRngCore;
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{MemberActor, ServiceActor};
 use crate::error::{DomainError, DomainResult};
-use crate::ledger::db::{MemberRef, TxError, TxResult};
+use crate::ledger::db::{stmt, MemberRef, TxError, TxResult};
 use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{Account, Entry, Kind, Posting, Tx};
 use crate::members::MAX_PAGE;
@@ -373,6 +374,9 @@ impl Loyalty {
         }
         let program = self.program(&actor.program).await?;
         let now = self.now();
+        // The use is also written as a row of its own, in the same transaction: the report
+        // folds those (a voucher row changes in place, which its watermark cannot follow).
+        let txn = self.db().begin().await?;
         let used = vouchers::Entity::update_many()
             .col_expr(
                 vouchers::Column::Status,
@@ -384,13 +388,30 @@ impl Loyalty {
             .filter(vouchers::Column::Code.eq(code.as_str()))
             .filter(vouchers::Column::Status.eq(StoredStatus::Active.as_str()))
             .filter(vouchers::Column::ExpiresAt.gt(now))
-            .exec_with_returning(self.db())
+            .exec_with_returning(&txn)
             .await?
             .into_iter()
             .next();
         if let Some(row) = used {
+            txn.execute(stmt(
+                txn.get_database_backend(),
+                "INSERT INTO voucher_uses (program_id, voucher_id, member_id, origin, \
+                 value_minor, order_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                vec![
+                    row.program_id.into(),
+                    row.id.into(),
+                    row.member_id.into(),
+                    row.origin.clone().into(),
+                    row.value_minor.into(),
+                    order_id.into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
+            txn.commit().await?;
             return Voucher::from_model(row, &program, now);
         }
+        txn.rollback().await?;
         let row = vouchers::Entity::find()
             .filter(vouchers::Column::ProgramId.eq(program.id))
             .filter(vouchers::Column::Code.eq(code.as_str()))

@@ -136,8 +136,131 @@ fn report_lines(report: &LoyaltyReport) -> Vec<Line> {
         "average_order_value",
         Cell::number(f.average_order_value.decimal()),
     );
+    let (a, c, d, v) = (
+        f.acquisition,
+        f.coverage,
+        f.average_discount,
+        f.order_values,
+    );
+    summary("acquisition_new_members", Cell::number(a.new_members));
+    summary("acquisition_with_purchase", Cell::number(a.with_purchase));
+    summary(
+        "acquisition_without_purchase",
+        Cell::number(a.without_purchase),
+    );
+    summary("coverage_member_orders", Cell::number(c.member_orders));
+    summary(
+        "coverage_non_member_orders",
+        Cell::number(c.non_member_orders),
+    );
+    summary("coverage_order_share", Cell::number(c.order_share));
+    summary(
+        "coverage_member_revenue",
+        Cell::number(c.member_revenue.decimal()),
+    );
+    summary(
+        "coverage_non_member_revenue",
+        Cell::number(c.non_member_revenue.decimal()),
+    );
+    summary("coverage_revenue_share", Cell::number(c.revenue_share));
+    summary("discount_total", Cell::number(d.total.decimal()));
+    summary(
+        "discount_from_points",
+        Cell::number(d.from_points.decimal()),
+    );
+    summary(
+        "discount_from_prizes",
+        Cell::number(d.from_prizes.decimal()),
+    );
+    summary("discount_vouchers", Cell::number(d.vouchers));
+    summary("discount_rate", Cell::number(d.rate));
+    summary(
+        "average_order_value_members",
+        Cell::number(v.members.decimal()),
+    );
+    summary(
+        "average_order_value_non_members",
+        Cell::number(v.non_members.decimal()),
+    );
+    summary(
+        "average_order_value_everyone",
+        Cell::number(v.everyone.decimal()),
+    );
+    summary("purchasers", Cell::number(f.purchasers));
+    summary("purchase_rate", Cell::number(f.purchase_rate));
     figure_lines(&mut lines, "points_issued", &f.issued);
     figure_lines(&mut lines, "points_used", &f.used);
+    let mut line = |section: &str, key: Cell, label: Cell, value: Cell, count: Cell| {
+        lines.push([Cell::text(section), key, label, value, count, Cell::empty()])
+    };
+    for month in &f.activity_by_month {
+        line(
+            "activity_by_month",
+            Cell::number(month.start),
+            Cell::empty(),
+            Cell::number(month.revenue.decimal()),
+            Cell::number(month.orders),
+        );
+        line(
+            "activity_last_purchase",
+            Cell::number(month.start),
+            Cell::empty(),
+            Cell::empty(),
+            Cell::number(month.last_purchase_members),
+        );
+    }
+    for bucket in &f.membership_duration {
+        let key = || Cell::number(u64::from(bucket.min_months));
+        let label = || Cell::text(bucket.label.as_str());
+        line(
+            "membership_duration",
+            key(),
+            label(),
+            Cell::number(bucket.revenue.decimal()),
+            Cell::number(bucket.members),
+        );
+        line(
+            "membership_duration_orders",
+            key(),
+            label(),
+            Cell::number(bucket.average_purchase.decimal()),
+            Cell::number(bucket.orders),
+        );
+    }
+    for campaign in &f.campaigns {
+        let key = || Cell::number(campaign.rule_id);
+        let label = || Cell::text(campaign.name.as_str());
+        line(
+            "campaign",
+            key(),
+            label(),
+            Cell::number(campaign.points_issued),
+            Cell::number(campaign.awards),
+        );
+        line(
+            "campaign_reached",
+            key(),
+            label(),
+            Cell::empty(),
+            Cell::number(campaign.members_reached),
+        );
+        line(
+            "campaign_budget_spent",
+            key(),
+            label(),
+            Cell::number(campaign.budget_spent),
+            Cell::empty(),
+        );
+        line(
+            "campaign_budget_remaining",
+            key(),
+            label(),
+            campaign
+                .budget_remaining
+                .map_or_else(Cell::empty, Cell::number),
+            Cell::empty(),
+        );
+    }
     for tier in &report.tiers {
         let (id, name) = match &tier.tier {
             Some((id, name)) => (Cell::number(*id), Cell::text(name.as_str())),
@@ -158,6 +281,21 @@ fn report_lines(report: &LoyaltyReport) -> Vec<Line> {
             ("used", Cell::number(bucket.used)),
             ("expired", Cell::number(bucket.expired)),
             ("new_members", Cell::number(bucket.new_members)),
+            (
+                "new_members_with_purchase",
+                Cell::number(bucket.new_members_with_purchase),
+            ),
+            ("member_orders", Cell::number(bucket.member_orders)),
+            (
+                "member_revenue",
+                Cell::number(bucket.member_revenue.decimal()),
+            ),
+            ("non_member_orders", Cell::number(bucket.non_member_orders)),
+            (
+                "non_member_revenue",
+                Cell::number(bucket.non_member_revenue.decimal()),
+            ),
+            ("discount", Cell::number(bucket.discount.decimal())),
         ] {
             lines.push([
                 Cell::text(format!("series_{name}")),

@@ -35,6 +35,7 @@ mod redis_outage;
 mod referrals;
 mod replay;
 mod report;
+mod report_sections;
 mod rules;
 mod stored_values;
 mod telegram;
