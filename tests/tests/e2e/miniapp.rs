@@ -531,7 +531,45 @@ async fn the_member_mini_app_works_in_chromium() {
         )
         .await;
 
-    // The rest of the page answered too: history, leaderboard with the member's rank.
+    // A discount voucher: its code is on the page, as the API has it.
+    browser
+        .eval("document.getElementById('voucher-points').value = '50'")
+        .await;
+    browser.click("#voucher-buy").await;
+    browser
+        .wait_for(
+            "the voucher is bought",
+            "document.getElementById('voucher-result').textContent.startsWith('Voucher ')",
+        )
+        .await;
+    let vouchers = app
+        .gql(
+            Some(&token),
+            "{ myVouchers(first: 10) { edges { node { id code } } } }",
+            j!({}),
+        )
+        .await;
+    let expected: Vec<Value> = vouchers.data()["myVouchers"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| j!([e["node"]["id"], e["node"]["code"]]))
+        .collect();
+    assert!(!expected.is_empty());
+    let shown = browser
+        .wait_for(
+            "the vouchers are listed",
+            &format!(
+                "document.querySelectorAll('#vouchers li').length === {} && \
+                 Array.from(document.querySelectorAll('#vouchers li'))\
+                 .map(li => [li.dataset.voucher, li.querySelector('.mono').textContent])",
+                expected.len()
+            ),
+        )
+        .await;
+    assert_eq!(shown, Value::Array(expected));
+
+    // The leaderboard with the member's rank, by period; the history, paged.
     browser.click("[data-tab=more]").await;
     browser
         .wait_for(
@@ -539,10 +577,36 @@ async fn the_member_mini_app_works_in_chromium() {
             "document.getElementById('my-rank').dataset.rank",
         )
         .await;
+    browser.click("[data-period=DAY]").await;
     browser
         .wait_for(
-            "the history lists the postings",
-            "document.querySelectorAll('#history li').length >= 10",
+            "today's board",
+            "document.querySelector('[data-period=DAY]').getAttribute('aria-pressed') === 'true' \
+             && document.getElementById('my-rank').dataset.rank === '1'",
+        )
+        .await;
+    let postings = app
+        .sql_i64(&format!(
+            "SELECT COUNT(*) AS n FROM ledger_entries WHERE member_id = {member_id}"
+        ))
+        .await;
+    assert!(postings > 10, "more than one page of history: {postings}");
+    browser
+        .wait_for(
+            "the history's first page, with the voucher (the last posting) on top",
+            "document.querySelectorAll('#history li').length === 10 && \
+             document.querySelector('#history li').textContent.startsWith('discount') && \
+             !document.getElementById('history-more').hidden",
+        )
+        .await;
+    browser.click("#history-more").await;
+    browser
+        .wait_for(
+            "the history's next page",
+            &format!(
+                "document.querySelectorAll('#history li').length === {}",
+                postings.min(20)
+            ),
         )
         .await;
     app.assert_ledger_invariants().await;

@@ -73,6 +73,11 @@ const state = {
   me: null,
   version: null,
   historyCursor: null,
+  // History rows the member asked for (pages loaded × page size): a refresh shows as many.
+  historyRows: HISTORY_PAGE,
+  // Every history request takes a number; an answer older than the last request is dropped,
+  // so a refresh and a "load more" never interleave their rows.
+  historySeq: 0,
   wheel: null,
   rotation: 0,
   period: 'ALL_TIME',
@@ -378,9 +383,11 @@ function referralLink() {
   return `${location.origin}/app?program=${encodeURIComponent(PROGRAM)}&ref=${encodeURIComponent(me.referralCode)}`;
 }
 
+// A refresh keeps as many history rows as the member has loaded (newest first).
 async function refreshMe() {
-  const data = await gql(ME_QUERY, { first: HISTORY_PAGE });
-  if (data.me) renderMe(data, true);
+  const seq = ++state.historySeq;
+  const data = await gql(ME_QUERY, { first: Math.min(100, state.historyRows) });
+  if (data.me) renderMe(data, seq === state.historySeq);
 }
 
 function renderHistory(connection, replace) {
@@ -398,8 +405,11 @@ function renderHistory(connection, replace) {
 }
 
 async function loadMoreHistory() {
+  const seq = ++state.historySeq;
   const data = await gql(HISTORY_QUERY, { first: HISTORY_PAGE, after: state.historyCursor });
+  if (seq !== state.historySeq) return;
   renderHistory(data.me.transactions, false);
+  state.historyRows = $('history').children.length;
 }
 
 // ---------- earning ----------
