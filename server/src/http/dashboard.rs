@@ -59,11 +59,12 @@ pub(super) fn asset(content_type: &'static str, body: &'static str) -> Response 
 }
 
 async fn index() -> Response {
-    page(INDEX_HTML, CSP)
+    page(INDEX_HTML, CSP, true)
 }
 
-/// An HTML page with its content security policy, never framed, never sending a referrer.
-pub(super) fn page(html: &'static str, csp: &'static str) -> Response {
+/// An HTML page with its content security policy, never sending a referrer; `deny_framing`
+/// adds `X-Frame-Options: DENY` for browsers that predate CSP's `frame-ancestors`.
+pub(super) fn page(html: &'static str, csp: &'static str, deny_framing: bool) -> Response {
     let mut response = asset("text/html; charset=utf-8", html);
     let headers = response.headers_mut();
     headers.insert(
@@ -74,7 +75,9 @@ pub(super) fn page(html: &'static str, csp: &'static str) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if deny_framing {
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     response
 }
 

@@ -21,11 +21,13 @@ const INDEX_HTML: &str = include_str!("miniapp/index.html");
 const APP_JS: &str = include_str!("miniapp/app.js");
 const APP_CSS: &str = include_str!("miniapp/app.css");
 
-/// The dashboard's policy; Telegram shows the page in its own web view, which is a top-level
-/// page, so framing stays refused. `connect-src 'self'` covers `/graphql`, `/graphql/ws` and
-/// `/auth/telegram`.
+/// The dashboard's policy, except for framing: Telegram Web (`web.telegram.org`) shows a Mini
+/// App in an iframe, so that origin, and only it, may frame the page (the phone and desktop
+/// clients open it in a web view of its own). Hence no `X-Frame-Options`, which cannot name an
+/// origin. `connect-src 'self'` covers `/graphql`, `/graphql/ws` and `/auth/telegram`.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+                   connect-src 'self'; base-uri 'none'; form-action 'none'; \
+                   frame-ancestors https://web.telegram.org";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -37,7 +39,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn index() -> Response {
-    dashboard::page(INDEX_HTML, CSP)
+    dashboard::page(INDEX_HTML, CSP, false)
 }
 
 async fn app_js() -> Response {

@@ -630,7 +630,12 @@ async fn the_mini_app_is_served_with_a_strict_policy_and_a_member_dev_login() {
         csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
         "{csp}"
     );
-    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    // Only Telegram Web may frame it (its Mini Apps run in an iframe there).
+    assert!(
+        csp.ends_with("frame-ancestors https://web.telegram.org"),
+        "{csp}"
+    );
+    assert!(page.headers().get("x-frame-options").is_none());
     let html = page.text().await.unwrap();
     assert!(!html.contains("https://"), "no third-party asset");
     for (path, kind) in [
@@ -717,4 +722,41 @@ async fn the_mini_app_is_served_with_a_strict_policy_and_a_member_dev_login() {
         .await
         .unwrap();
     assert_eq!(gone.status().as_u16(), 404);
+}
+
+/// Opened by Telegram (launch data in the address's fragment, as Telegram passes it), the page
+/// signs in through `/auth/telegram`; with a configured key there is no development sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn inside_telegram_the_mini_app_signs_in_with_the_launch_data() {
+    use crate::telegram::{encode, fields, init_data, with_bot, BOT_TOKEN};
+    let app = spawn_app(Backend::Sqlite).await;
+    with_bot(&app).await;
+    let launch = init_data(&fields(&app, 424_242, None), BOT_TOKEN);
+    let url = format!(
+        "{}/app?program=demo#tgWebAppData={}&tgWebAppVersion=7.0&tgWebAppPlatform=web",
+        app.url,
+        encode(&launch)
+    );
+
+    let mut browser = Browser::launch().await;
+    browser.call("Page.navigate", j!({ "url": url })).await;
+    browser
+        .wait_for(
+            "signed in with Telegram",
+            "document.body.dataset.state === 'ready'",
+        )
+        .await;
+    let token = app.member("tg-424242");
+    let me = app
+        .gql(Some(&token), "{ me { displayName balance } }", j!({}))
+        .await;
+    assert_eq!(me.data()["me"]["displayName"], "Mai Nguyễn");
+    assert_eq!(browser.eval(BALANCE).await, me.data()["me"]["balance"]);
+    let offered = browser
+        .eval("!document.getElementById('dev-login').hidden")
+        .await;
+    assert_eq!(
+        offered, false,
+        "no development sign-in with a configured key"
+    );
 }

@@ -327,9 +327,27 @@ async function signedIn(token) {
 }
 
 function startParamReferral() {
-  const webApp = window.Telegram && window.Telegram.WebApp;
-  const param = webApp && webApp.initDataUnsafe && webApp.initDataUnsafe.start_param;
+  const param = new URLSearchParams(telegramInitData()).get('start_param');
   return param && param.startsWith('ref_') ? param : null;
+}
+
+// Telegram's client events, sent as its own script would (the page loads none): to the native
+// web view's proxy on phones and desktop, to the parent frame on Telegram Web.
+function telegramEvent(type, data) {
+  const webApp = window.Telegram && window.Telegram.WebApp;
+  if (type === 'web_app_ready' && webApp && webApp.ready) return webApp.ready();
+  if (type === 'web_app_open_tg_link' && webApp && webApp.openTelegramLink) {
+    return webApp.openTelegramLink(`https://t.me${data.path_full}`);
+  }
+  const payload = JSON.stringify(data || {});
+  if (window.TelegramWebviewProxy && window.TelegramWebviewProxy.postEvent) {
+    window.TelegramWebviewProxy.postEvent(type, payload);
+  } else if (window.parent !== window) {
+    window.parent.postMessage(JSON.stringify({ eventType: type, eventData: data || {} }), 'https://web.telegram.org');
+  } else if (type === 'web_app_open_tg_link') {
+    window.open(`https://t.me${data.path_full}`, '_blank', 'noopener');
+  }
+  return undefined;
 }
 
 // ---------- the member ----------
@@ -504,11 +522,10 @@ async function shareProduct(product, award) {
 // ---------- sharing ----------
 
 async function share(text, url) {
-  const webApp = window.Telegram && window.Telegram.WebApp;
   if (insideTelegram()) {
-    const link = `https://t.me/share/url?url=${encodeURIComponent(url)}&text=${encodeURIComponent(text)}`;
-    if (webApp && webApp.openTelegramLink) webApp.openTelegramLink(link);
-    else window.open(link, '_blank', 'noopener');
+    telegramEvent('web_app_open_tg_link', {
+      path_full: `/share/url?url=${encodeURIComponent(url)}&text=${encodeURIComponent(text)}`,
+    });
     return 'telegram';
   }
   if (navigator.share) {
@@ -877,8 +894,7 @@ function selectTab(name) {
 }
 
 function start() {
-  const webApp = window.Telegram && window.Telegram.WebApp;
-  if (webApp && webApp.ready) webApp.ready();
+  if (insideTelegram()) telegramEvent('web_app_ready');
   renderShop();
   for (const button of document.querySelectorAll('[data-tab]')) {
     button.addEventListener('click', () => selectTab(button.dataset.tab));
