@@ -19,7 +19,7 @@ mod validation_memo;
 mod vouchers;
 mod wheel;
 
-use async_graphql::{MergedObject, MergedSubscription, Schema};
+use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder};
 use loyalty_domain::Loyalty;
 
 pub use error::{actor, authorize, RequestId};
@@ -73,12 +73,17 @@ pub struct SchemaOptions {
 }
 
 pub fn build_schema(loyalty: Loyalty, options: SchemaOptions) -> LoyaltySchema {
+    schema_builder(options).data(loyalty).finish()
+}
+
+/// The schema with its hardening and no data: what [`build_schema`] serves, before the
+/// [`Loyalty`] handle is added. Enough for introspection and the SDL (no resolver runs).
+pub fn schema_builder(options: SchemaOptions) -> SchemaBuilder<Query, Mutation, Subscription> {
     let mut builder = Schema::build(
         Query::default(),
         Mutation::default(),
         Subscription::default(),
     )
-    .data(loyalty)
     .extension(limits::DepthLimit::new(options.max_depth))
     .extension(validation_memo::RememberedValidation)
     .limit_complexity(options.max_complexity)
@@ -87,5 +92,17 @@ pub fn build_schema(loyalty: Loyalty, options: SchemaOptions) -> LoyaltySchema {
     if !options.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
-    builder.finish()
+    builder
+}
+
+/// The schema in SDL: `loyalty-server schema` prints it and `schema.graphql` at the repository
+/// root is a copy (a test fails when they differ). The options do not change the SDL.
+pub fn sdl() -> String {
+    schema_builder(SchemaOptions {
+        introspection: true,
+        max_depth: usize::MAX,
+        max_complexity: usize::MAX,
+    })
+    .finish()
+    .sdl()
 }

@@ -86,6 +86,20 @@ impl Member {
             .map(crate::tiers::Tier::from))
     }
 
+    /// The tier the QUALIFICATION balance reaches next (its `minQualification` is the goal of
+    /// a progress bar); null at the top tier or when the program has none.
+    async fn next_tier(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<crate::tiers::Tier>> {
+        let (_, loyalty, program) = scope::<Actor>(ctx).await?;
+        Ok(loyalty
+            .next_tier(&program, self.0 .0.qualification_balance)
+            .await
+            .gql(ctx)?
+            .map(crate::tiers::Tier::from))
+    }
+
     /// The next points to expire and when (lots expiring on the same program-local day add
     /// up); null when nothing will expire.
     async fn expiring_soon(

@@ -237,3 +237,48 @@ async fn a_member_cannot_adjust_points_and_nothing_is_posted() {
         .await;
     assert!(admin.errors.is_empty(), "{:?}", admin.errors);
 }
+
+/// graphql-js 16's `getIntrospectionQuery()` (what GraphiQL and client code generators send).
+const STANDARD_INTROSPECTION: &str =
+    include_str!("../../tests/tests/e2e/fixtures/introspection-graphql-js-16.graphql");
+
+/// The server's default limits (`GRAPHQL_MAX_DEPTH` 12, `GRAPHQL_MAX_COMPLEXITY` 2500): the
+/// standard query is answered when introspection is on, with no database behind the schema,
+/// and the depth limit still refuses an ordinary query one level too deep.
+#[tokio::test]
+async fn the_standard_introspection_query_is_answered_under_the_default_limits() {
+    let options = |introspection| SchemaOptions {
+        introspection,
+        max_depth: 12,
+        max_complexity: 2500,
+    };
+    let open = loyalty_graphql::schema_builder(options(true)).finish();
+    let answer = open.execute(Request::new(STANDARD_INTROSPECTION)).await;
+    assert!(answer.errors.is_empty(), "{:?}", answer.errors);
+    let data = answer.data.into_json().unwrap();
+    let types: Vec<&str> = data["__schema"]["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for name in ["Query", "Mutation", "Subscription", "Member", "SpinProof"] {
+        assert!(types.contains(&name), "{name} missing from {types:?}");
+    }
+
+    let nested = |levels: usize| {
+        let open: String = (0..levels).map(|i| format!("f{i} {{ ")).collect();
+        format!("{{ {open}x{} }}", " }".repeat(levels))
+    };
+    // 12 levels of ordinary fields plus the leaf: 13, one over.
+    let deep = open.execute(Request::new(nested(12))).await;
+    assert_eq!(deep.errors[0].message, "Query is nested too deep.");
+
+    let closed = loyalty_graphql::schema_builder(options(false)).finish();
+    let answer = closed.execute(Request::new(STANDARD_INTROSPECTION)).await;
+    let data = answer.data.into_json().unwrap();
+    assert!(
+        data.get("__schema").is_none_or(|s| s.is_null()),
+        "introspection off answers nothing: {data}"
+    );
+}

@@ -1,5 +1,5 @@
 //! The one binary's subcommands (SPEC §9): `serve` (default), `migrate`, `program create`,
-//! `token`, `demo`, `rebuild-leaderboards`.
+//! `token`, `demo`, `rebuild-leaderboards`, `schema`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +49,8 @@ pub enum Command {
     Demo,
     /// Recompute leaderboards from the ledger (all programs, or one); safe while servers run.
     RebuildLeaderboards(RebuildArgs),
+    /// Print the GraphQL schema (SDL); `schema.graphql` at the repository root is its output.
+    Schema,
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +115,7 @@ pub async fn execute(command: Option<Command>, config: Config) -> anyhow::Result
         } => create_program(config, args).await,
         Command::Token(args) => token(&config, &args),
         Command::Demo => demo(config).await,
+        Command::Schema => schema(),
         Command::RebuildLeaderboards(args) => {
             for (program, members) in rebuild_leaderboards(config, args.program.as_deref()).await? {
                 println!("{}", json!({ "program": program, "members": members }));
@@ -120,6 +123,15 @@ pub async fn execute(command: Option<Command>, config: Config) -> anyhow::Result
             Ok(())
         }
     }
+}
+
+/// `schema` needs no configuration, database or key: the SDL is the code's.
+pub fn schema() -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(loyalty_graphql::sdl().as_bytes())
+        .and_then(|()| out.flush())
+        .context("cannot write the schema to stdout")
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

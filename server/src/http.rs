@@ -29,6 +29,7 @@ pub mod graphql;
 pub mod health;
 pub mod launch;
 pub mod metrics;
+pub mod miniapp;
 pub mod rate_limit;
 pub mod request_id;
 pub mod sockets;
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .merge(
             dashboard::routes().route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip)),
         )
+        .merge(miniapp::routes().route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip)))
         .merge(readyz)
         .route("/healthz", get(health::healthz));
     if state.config.metrics.on_main_listener {

@@ -21,6 +21,8 @@ async fn main() -> ExitCode {
             Ok(target) => cli::migrate(&target).await,
             Err(err) => Err(err),
         },
+        // Nor does printing the schema.
+        Some(Command::Schema) => cli::schema(),
         command => match Config::from_env() {
             Ok(config) => cli::execute(command, config).await,
             Err(err) => Err(err),

@@ -204,6 +204,20 @@ impl Loyalty {
             .map(Tier::from))
     }
 
+    /// The lowest tier whose threshold is above `qualification` (what a member reaches next),
+    /// from the cached ladder; `None` at the top or without tiers.
+    pub async fn next_tier(
+        &self,
+        program: &Program,
+        qualification: Points,
+    ) -> DomainResult<Option<Tier>> {
+        let ladder = self.tier_ladder(self.db(), program.id).await?;
+        Ok(ladder
+            .iter()
+            .find(|tier| tier.min_qualification > qualification)
+            .cloned())
+    }
+
     /// Creates (`id` = None) or changes a tier, then re-places every member of the program.
     pub async fn upsert_tier(
         &self,

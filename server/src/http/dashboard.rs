@@ -1,7 +1,8 @@
 //! The admin dashboard at `/admin`: one page of plain HTML, CSS and JavaScript compiled into the
 //! binary (no CDN, no build step), which calls `/graphql` with the admin's token like any other
 //! client. In the embedded default (the development JWT secret) `/admin/dev-login` hands a
-//! loopback caller an admin token for the `demo` program; anywhere else it does not exist.
+//! loopback caller an admin token for the `demo` program; anywhere else it does not exist. The
+//! member's mini-app (`/app`, `miniapp.rs`) signs in through the same check and minting.
 
 use std::time::Duration;
 
@@ -44,7 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/dev-login", get(dev_login_status).post(dev_login))
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+pub(super) fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -58,17 +59,25 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 async fn index() -> Response {
-    let mut response = asset("text/html; charset=utf-8", INDEX_HTML);
+    page(INDEX_HTML, CSP, true)
+}
+
+/// An HTML page with its content security policy, never sending a referrer; `deny_framing`
+/// adds `X-Frame-Options: DENY` for browsers that predate CSP's `frame-ancestors`.
+pub(super) fn page(html: &'static str, csp: &'static str, deny_framing: bool) -> Response {
+    let mut response = asset("text/html; charset=utf-8", html);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
+        HeaderValue::from_static(csp),
     );
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if deny_framing {
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     response
 }
 
@@ -89,7 +98,7 @@ async fn favicon() -> Response {
 /// machine, so exposing `LISTEN_ADDR` on a network never hands out admin tokens; the `Host` is a
 /// loopback name, so neither a same-host reverse proxy nor a DNS-rebinding page (whose `Host`
 /// is its own domain) reaches it; and the request is not cross-site.
-fn dev_login_allowed(state: &AppState, request: &Request) -> bool {
+pub(super) fn dev_login_allowed(state: &AppState, request: &Request) -> bool {
     let development = matches!(state.config.jwt.origin, KeyOrigin::DevelopmentFile(_));
     let loopback = request
         .extensions()
@@ -147,7 +156,7 @@ fn is_port(text: &str) -> bool {
     text.bytes().all(|b| b.is_ascii_digit()) && text.parse::<u16>().is_ok()
 }
 
-fn no_dev_login() -> Response {
+pub(super) fn no_dev_login() -> Response {
     graphql_error(StatusCode::NOT_FOUND, NOT_FOUND, "no such route")
 }
 
@@ -165,6 +174,13 @@ async fn dev_login(State(state): State<AppState>, request: Request) -> Response 
     if !dev_login_allowed(&state, &request) {
         return no_dev_login();
     }
+    dev_token(&state, Role::Admin, DEV_LOGIN_SUBJECT).await
+}
+
+/// A development token of `role` for `subject` in the `demo` program, once the caller passed
+/// [`dev_login_allowed`]; 409 until `demo` ran. Answers `{token, program, subject,
+/// expiresInSecs}`.
+pub(super) async fn dev_token(state: &AppState, role: Role, subject: &str) -> Response {
     match state.loyalty.program(DEV_LOGIN_PROGRAM).await {
         Ok(_) => {}
         Err(DomainError::NotFound(_)) => {
@@ -183,17 +199,21 @@ async fn dev_login(State(state): State<AppState>, request: Request) -> Response 
             );
         }
     }
-    match state.auth.mint(
-        DEV_LOGIN_PROGRAM,
-        Role::Admin,
-        DEV_LOGIN_SUBJECT,
-        DEV_LOGIN_TTL,
-    ) {
+    match state
+        .auth
+        .mint(DEV_LOGIN_PROGRAM, role, subject, DEV_LOGIN_TTL)
+    {
         Ok(token) => {
-            tracing::info!(program = DEV_LOGIN_PROGRAM, "development login");
+            tracing::info!(
+                program = DEV_LOGIN_PROGRAM,
+                role = role.as_str(),
+                subject,
+                "development login"
+            );
             no_store(json!({
                 "token": token,
                 "program": DEV_LOGIN_PROGRAM,
+                "subject": subject,
                 "expiresInSecs": DEV_LOGIN_TTL.as_secs(),
             }))
         }
@@ -208,7 +228,7 @@ async fn dev_login(State(state): State<AppState>, request: Request) -> Response 
     }
 }
 
-fn no_store(body: serde_json::Value) -> Response {
+pub(super) fn no_store(body: serde_json::Value) -> Response {
     let mut response = axum::Json(body).into_response();
     response
         .headers_mut()

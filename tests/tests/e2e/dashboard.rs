@@ -22,7 +22,7 @@ const REPORT: &str = "query($from: Date!, $to: Date!, $g: Granularity, $cf: Date
 const REFERRALS: &str = "query($f: DateTime!, $t: DateTime!) { referralReport(from: $f, to: $t, first: 50) { edges { node { member { id } totalReferrals pendingReferrals clicks } } funnel { clicks registrations rewarded } } }";
 
 /// The browser, or a failure that says how to get it: this test never passes without one.
-fn chromium() -> PathBuf {
+pub fn chromium() -> PathBuf {
     if let Ok(path) = std::env::var("CHROMIUM") {
         return PathBuf::from(path);
     }
@@ -42,7 +42,7 @@ fn chromium() -> PathBuf {
 }
 
 /// How every test here runs chromium: headless, no sandbox (CI runs as root), no GPU.
-const HEADLESS: [&str; 6] = [
+pub const HEADLESS: [&str; 6] = [
     "--headless=new",
     "--no-sandbox",
     "--disable-gpu",

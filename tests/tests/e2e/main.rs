@@ -25,6 +25,7 @@ mod idempotency;
 mod leaderboard;
 mod limits;
 pub mod live;
+mod miniapp;
 mod persisted_queries;
 mod program;
 mod purchase_lines;

@@ -10,7 +10,7 @@ use sha2::Sha256;
 use crate::e2e;
 use crate::helpers::*;
 
-const BOT_TOKEN: &str = "7012345678:AAHk-test_TOKEN_for-e2e";
+pub const BOT_TOKEN: &str = "7012345678:AAHk-test_TOKEN_for-e2e";
 const SET_TOKEN: &str = "mutation($t: String) { setTelegramBotToken(botToken: $t) }";
 
 fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
@@ -19,7 +19,7 @@ fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-fn encode(value: &str) -> String {
+pub fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
@@ -32,7 +32,7 @@ fn encode(value: &str) -> String {
 }
 
 /// The data-check string of `fields` and the query string a mini-app would receive.
-fn init_data(fields: &[(&str, String)], bot_token: &str) -> String {
+pub fn init_data(fields: &[(&str, String)], bot_token: &str) -> String {
     let mut sorted = fields.to_vec();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
     let check = sorted
@@ -50,7 +50,11 @@ fn init_data(fields: &[(&str, String)], bot_token: &str) -> String {
     query.join("&")
 }
 
-fn fields(app: &TestApp, user_id: i64, start_param: Option<&str>) -> Vec<(&'static str, String)> {
+pub fn fields(
+    app: &TestApp,
+    user_id: i64,
+    start_param: Option<&str>,
+) -> Vec<(&'static str, String)> {
     let mut fields = vec![
         ("query_id", "AAHdF6IQAAAAAN0XohDhrOrc".to_owned()),
         (
@@ -80,7 +84,7 @@ async fn launch(app: &TestApp, program: &str, init_data: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn with_bot(app: &TestApp) {
+pub async fn with_bot(app: &TestApp) {
     app.demo().await;
     let r = app
         .gql(Some(&app.admin()), SET_TOKEN, j!({"t": BOT_TOKEN}))

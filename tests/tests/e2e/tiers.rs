@@ -279,3 +279,42 @@ e2e!(
         app.assert_ledger_invariants().await;
     }
 );
+
+e2e!(
+    next_tier_is_the_lowest_tier_above_the_qualification_balance,
+    |app: TestApp| async move {
+        app.demo().await;
+        let (token, _) = app.register("m1").await;
+        let next =
+            "{ me { qualificationBalance tier { name } nextTier { name minQualification } } }";
+        // No tiers: nothing to reach.
+        let me = app.gql(Some(&token), next, j!({})).await;
+        assert_eq!(me.data()["me"]["nextTier"], serde_json::Value::Null);
+
+        let admin = app.admin();
+        for (name, min) in [("Gold", "100"), ("Silver", "0"), ("Platinum", "500")] {
+            app.gql(
+                Some(&admin),
+                UPSERT,
+                j!({"i": {"name": name, "minQualification": min, "multiplier": "1"}}),
+            )
+            .await
+            .data();
+        }
+        let me = app.gql(Some(&token), next, j!({})).await;
+        assert_eq!(me.data()["me"]["tier"]["name"], "Silver");
+        assert_eq!(
+            me.data()["me"]["nextTier"],
+            j!({"name": "Gold", "minQualification": "100.00"})
+        );
+
+        // 1,000.00 × 5 % × 10 = 500 qualification points: the top tier, nothing next.
+        let order = j!({"i": {"memberExternalId": "m1", "orderId": "o1", "amount": "1000.00", "idempotencyKey": "p1"}});
+        app.gql(Some(&app.service()), PURCHASE, order).await.data();
+        let me = app.gql(Some(&token), next, j!({})).await;
+        assert_eq!(me.data()["me"]["qualificationBalance"], "500.00");
+        assert_eq!(me.data()["me"]["tier"]["name"], "Platinum");
+        assert_eq!(me.data()["me"]["nextTier"], serde_json::Value::Null);
+        app.assert_ledger_invariants().await;
+    }
+);
