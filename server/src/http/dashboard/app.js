@@ -623,13 +623,15 @@ function legendOf(stacks) {
 
 // Vertical bars, stacked: `rows` are { label, title, values } with one value per stack (decimal
 // strings or numbers; heights only, the exact figures are in the tables). Negative values draw
-// nothing. `width` is the drawing's own: 760 across the page, 480 in a half-width card.
-function barChart(rows, stacks, ariaLabel, height = 200, width = 760) {
+// nothing. `width` is the drawing's own: 760 across the page, 480 in a half-width card; `whole`:
+// the values are counts, so the axis steps are whole numbers too.
+function barChart(rows, stacks, ariaLabel, { height = 200, width = 760, whole = false } = {}) {
   const pad = { left: 56, right: 12, top: 10, bottom: 28 };
   const plotW = width - pad.left - pad.right;
   const plotH = height - pad.top - pad.bottom;
   const totals = rows.map((row) => row.values.reduce((sum, v) => sum + Math.max(0, Number(v)), 0));
-  const max = niceMax(Math.max(0, ...totals));
+  const top = Math.max(0, ...totals);
+  const max = whole ? Math.max(4, Math.ceil(top / 4) * 4) : niceMax(top);
   const y = (v) => pad.top + plotH - (plotH * v) / max;
   const chart = svg('svg', { viewBox: `0 0 ${width} ${height}`, class: 'bars', role: 'img', 'aria-label': ariaLabel });
   for (let i = 0; i <= 4; i += 1) {
@@ -697,7 +699,8 @@ function renderAcquisition(r) {
       stat('New members', 'acquisition.newMembers', a.newMembers, formatInt, c, ['joined in the period']),
       stat('With a purchase', 'acquisition.withPurchase', a.withPurchase, formatInt, c, ['ordered by its end']),
       stat('Without a purchase', 'acquisition.withoutPurchase', a.withoutPurchase, formatInt, c, ['no order yet'])),
-    barChart(rows, stacks, 'New members per bucket, with and without a purchase', 200, HALF),
+    barChart(rows, stacks, 'New members per bucket, with and without a purchase',
+      { width: HALF, whole: true }),
     numbersTable(r.series, [
       ['From', (b) => b.bucketStart],
       ['New members', (b) => metric(`series.${b.bucketStart}.newMembers`, b.newMembers, formatInt(b.newMembers))],
@@ -737,7 +740,8 @@ function renderCoverage(r) {
         stat(view.share[0], view.share[1], view.share[2], formatShare, c, ['of all ' + name]),
         stat(view.member[0], view.member[1], view.member[2], view.format, c, view.member[3]),
         stat(view.other[0], view.other[1], view.other[2], view.format, c, view.other[3])),
-      barChart(rows, stacks, `${name} of members and non-members per bucket`, 200, HALF),
+      barChart(rows, stacks, `${name} of members and non-members per bucket`,
+        { width: HALF, whole: name === 'orders' }),
       numbersTable(r.series, [
         ['From', (b) => b.bucketStart],
         ['Members', (b) => metric(`series.${b.bucketStart}.${memberField}`, b[memberField], view.format(b[memberField]))],
@@ -767,7 +771,8 @@ function renderDiscount(r) {
         [r.currency, ' · ', metric('averageDiscount.vouchers', d.vouchers, formatInt(d.vouchers)), ' vouchers used']),
       stat('From points', 'averageDiscount.fromPoints', d.fromPoints, formatDecimal, c, ['vouchers bought with points']),
       stat('From prizes', 'averageDiscount.fromPrizes', d.fromPrizes, formatDecimal, c, ['vouchers won on the wheel'])),
-    barChart(rows, [{ label: `Discount (${r.currency})`, color: '#ec4899' }], 'Discounts granted per bucket', 200, HALF),
+    barChart(rows, [{ label: `Discount (${r.currency})`, color: '#ec4899' }], 'Discounts granted per bucket',
+      { width: HALF }),
     numbersTable(r.series, [
       ['From', (b) => b.bucketStart],
       ['Discount', (b) => metric(`series.${b.bucketStart}.discount`, b.discount, formatDecimal(b.discount))],
@@ -814,10 +819,10 @@ function renderActivity(r) {
   $('activity').replaceChildren(
     el('div', { class: 'grid two' },
       el('div', {}, el('h3', {}, `Members' revenue (${r.currency})`),
-        barChart(rows('revenue'), [{ label: 'Revenue', color: MEMBER }], 'Members\' revenue per month', 200, HALF)),
+        barChart(rows('revenue'), [{ label: 'Revenue', color: MEMBER }], 'Members\' revenue per month', { width: HALF })),
       el('div', {}, el('h3', {}, 'Members whose last purchase fell in the month'),
         barChart(rows('lastPurchaseMembers'), [{ label: 'Last purchase', color: '#0ea5e9' }],
-          'Members by the month of their last purchase', 200, HALF))),
+          'Members by the month of their last purchase', { width: HALF, whole: true }))),
     numbersTable(months, [
       ['Month', (m) => monthLabel(m.month)],
       ['Orders', (m) => metric(`activityByMonth.${m.month}.memberOrders`, m.memberOrders, formatInt(m.memberOrders))],
@@ -832,7 +837,8 @@ function renderDuration(r) {
   const rows = buckets.map((b) => ({ label: b.label, values: [b.members] }));
   const key = (b, field) => `membershipDuration.${b.minMonths}.${field}`;
   $('duration').replaceChildren(
-    barChart(rows, [{ label: 'Members', color: '#8b5cf6' }], 'Members by membership duration', 180),
+    barChart(rows, [{ label: 'Members', color: '#8b5cf6' }], 'Members by membership duration',
+      { height: 180, whole: true }),
     numbersTable(buckets, [
       ['In the program', (b) => b.label],
       ['Members', (b) => metric(key(b, 'members'), b.members, formatInt(b.members))],
