@@ -4,6 +4,11 @@
 //! operations with a clock set to the step's past instant ([`Loyalty::with_clock`]), so the
 //! ledger is exactly what the live system would have written and its invariants hold. Wheel
 //! draws and voucher codes still come from the OS random source, as they always do.
+//!
+//! Beside the members, walk-in customers who are not members buy too (a few orders a day, one
+//! partly refunded; their plan has a seed of its own, so the members' plan is what it was), and a
+//! member who holds an unused voucher hands the oldest over at their next purchase: the
+//! report's coverage, non-member order value and average discount have something to show.
 
 use std::sync::Arc;
 
@@ -14,10 +19,12 @@ use rust_decimal::Decimal;
 
 use crate::actor::{ActionCaller, Actor, Role, ServiceActor};
 use crate::clock::ManualClock;
+use crate::earning::purchases::Buyer;
 use crate::error::{DomainError, DomainResult};
 use crate::money::Points;
 use crate::program::Program;
 use crate::service::Loyalty;
+use crate::spending::vouchers::VoucherStatus;
 
 /// Days of history, ending with yesterday (program time).
 pub const DEMO_DAYS: u32 = 28;
@@ -26,6 +33,12 @@ pub const DEMO_MEMBERS: usize = 80;
 /// Members already there on the first day.
 const FOUNDERS: usize = 24;
 const SEED: u64 = 0x6c6f_7961_6c74_7921;
+/// The walk-in customers' own stream, apart from the members' plan.
+const WALK_IN_SEED: u64 = SEED.wrapping_add(2);
+/// The member index of a walk-in customer's step (sorted after members' steps of the instant).
+const WALK_IN: usize = usize::MAX;
+/// Walk-in customers with a customer id the program does not know (the others are anonymous).
+const WALK_IN_CUSTOMERS: u32 = 40;
 const PRODUCTS: u32 = 60;
 const NEWS: u32 = 20;
 const FIRST_NAMES: &[&str] = &[
@@ -66,13 +79,24 @@ struct Sim {
 }
 
 enum Step {
-    Click { visitor: String },
+    Click {
+        visitor: String,
+    },
     Register,
     Login,
     View(u32),
     Read(u32),
     Share(u32),
-    Purchase { order: String, cents: i64 },
+    Purchase {
+        order: String,
+        cents: i64,
+    },
+    /// A non-member's order: anonymous, or with a customer id that does not join the program.
+    WalkIn {
+        order: String,
+        customer: Option<String>,
+        cents: i64,
+    },
     Spin,
     Gift(usize),
     Discount(i64),
@@ -113,13 +137,21 @@ impl Loyalty {
             .map(|w| w.id);
         let admin = admin.as_admin()?;
         let mut rng = StdRng::seed_from_u64(SEED.wrapping_add(1));
+        let mut walk_in_rng = StdRng::seed_from_u64(WALK_IN_SEED);
         let mut orders: Vec<(String, i64)> = Vec::new();
+        let mut walk_in_orders: Vec<(String, i64)> = Vec::new();
         let mut redemptions: Vec<i64> = Vec::new();
         let mut cancelled = false;
 
         for day in 0..DEMO_DAYS {
             let date = first_day + Duration::days(i64::from(day));
             let mut steps = plan_day(&mut rng, &sims, day, date, program, &mut orders)?;
+            steps.append(&mut plan_walk_ins(
+                &mut walk_in_rng,
+                date,
+                program,
+                &mut walk_in_orders,
+            )?);
             steps.sort_by_key(|(at, member, _)| (*at, *member));
             for (at, member, step) in steps {
                 clock.set(at);
@@ -172,6 +204,14 @@ impl Loyalty {
                     summary.operations += 1;
                 }
             }
+            if day == 22 {
+                if let Some((order, cents)) = walk_in_orders.first() {
+                    let half = Decimal::new(cents / 2, 2);
+                    past.refund_purchase(&service, order, half, Some("demo-refund-2"))
+                        .await?;
+                    summary.operations += 1;
+                }
+            }
             if day >= 15 && !cancelled {
                 if let Some(id) = redemptions.pop() {
                     past.cancel_redemption(program, id).await?;
@@ -203,6 +243,21 @@ impl Loyalty {
         gifts: &[crate::spending::gifts::Gift],
         wheel: Option<i64>,
     ) -> DomainResult<Option<i64>> {
+        if let Step::WalkIn {
+            order,
+            customer,
+            cents,
+        } = step
+        {
+            let buyer = match customer {
+                Some(customer) => Buyer::Customer(customer),
+                None => Buyer::Anonymous,
+            };
+            let amount = Decimal::new(*cents, 2);
+            self.record_order(service, buyer, order, amount, None, order)
+                .await?;
+            return Ok(None);
+        }
         let key = |kind: &str| format!("demo-{kind}-{member}-{}", self.now().timestamp());
         let actor = sims[member].actor.as_member()?;
         let caller = ActionCaller::Member(actor.clone());
@@ -251,10 +306,22 @@ impl Loyalty {
             }
             Step::Purchase { order, cents } => {
                 let amount = Decimal::new(*cents, 2);
-                self.record_purchase(service, &actor.subject, order, amount, order)
+                let balance = self
+                    .record_purchase(service, &actor.subject, order, amount, order)
                     .await?
-                    .balance
+                    .balance;
+                // At checkout the member hands over their oldest unused voucher, if any.
+                let (vouchers, _) = self.my_vouchers(&actor, 20, None).await?;
+                let oldest = vouchers
+                    .iter()
+                    .rev()
+                    .find(|v| v.status == VoucherStatus::Active);
+                if let Some(voucher) = oldest {
+                    self.consume_voucher(service, &voucher.code, order).await?;
+                }
+                balance
             }
+            Step::WalkIn { .. } => return Ok(None),
             Step::Spin => {
                 let Some(wheel) = wheel else { return Ok(None) };
                 let seed = format!("seed{}", self.now().timestamp());
@@ -411,6 +478,37 @@ fn plan_day(
             planned.push((spend_at, member, Step::Discount(points)));
         }
         steps.append(&mut planned);
+    }
+    Ok(steps)
+}
+
+/// One day's orders of customers who are not members: none to three, between 08:00 and 21:00,
+/// half of them with a customer id the program does not know.
+fn plan_walk_ins(
+    rng: &mut StdRng,
+    date: NaiveDate,
+    program: &Program,
+    orders: &mut Vec<(String, i64)>,
+) -> DomainResult<Vec<(DateTime<Utc>, usize, Step)>> {
+    let mut steps = Vec::new();
+    for _ in 0..rng.random_range(0..4) {
+        let at = local(program, date, rng.random_range(8 * 3600..21 * 3600))?;
+        let cents = rng.random_range(500..12_000);
+        let customer = rng.random_bool(0.5).then(|| {
+            let n = rng.random_range(1..=WALK_IN_CUSTOMERS);
+            format!("walk-in-{n:03}")
+        });
+        let order = format!("demo-walk-in-{:04}", orders.len() + 1);
+        orders.push((order.clone(), cents));
+        steps.push((
+            at,
+            WALK_IN,
+            Step::WalkIn {
+                order,
+                customer,
+                cents,
+            },
+        ));
     }
     Ok(steps)
 }

@@ -18,7 +18,58 @@ use tokio_util::sync::CancellationToken;
 use crate::helpers::*;
 
 const TZ: &str = "Asia/Ho_Chi_Minh";
-const REPORT: &str = "query($from: Date!, $to: Date!, $g: Granularity, $cf: Date, $ct: Date) { loyaltyReport(from: $from, to: $to, granularity: $g, compareFrom: $cf, compareTo: $ct) { comparison { from to pointsIssued { total } pointsUsed { total } pointsExpired outstandingBalance redemptionRate members { total new active } revenue averageOrderValue } asOf to pointsIssued { total count bySource { source points count share } } pointsUsed { total count byPurpose { purpose points count share } } pointsExpired outstandingBalance redemptionRate members { total new active } revenue averageOrderValue series { bucketStart issued used expired newMembers } } }";
+const REPORT: &str = "query($from: Date!, $to: Date!, $g: Granularity, $cf: Date, $ct: Date) { loyaltyReport(from: $from, to: $to, granularity: $g, compareFrom: $cf, compareTo: $ct) { comparison { from to pointsIssued { total } pointsUsed { total } pointsExpired outstandingBalance redemptionRate members { total new active } revenue averageOrderValue ...Sections } asOf to pointsIssued { total count bySource { source points count share } } pointsUsed { total count byPurpose { purpose points count share } } pointsExpired outstandingBalance redemptionRate members { total new active } revenue averageOrderValue acquisition { newMembers withPurchase withoutPurchase } coverage { memberOrders nonMemberOrders orderShare memberRevenue nonMemberRevenue revenueShare } averageDiscount { total fromPoints fromPrizes vouchers rate } averageOrderValues { members nonMembers everyone } purchasers purchaseRate activityByMonth { month memberOrders revenue lastPurchaseMembers } membershipDuration { minMonths members orders revenue averagePurchase revenuePerMember } campaigns { ruleId pointsIssued awards membersReached budgetTotal budgetSpent budgetRemaining } series { bucketStart issued used expired newMembers newMembersWithPurchase memberOrders memberRevenue nonMemberOrders nonMemberRevenue discount } } } fragment Sections on LoyaltyReportFigures { acquisition { newMembers withPurchase withoutPurchase } coverage { memberOrders nonMemberOrders orderShare memberRevenue nonMemberRevenue revenueShare } averageDiscount { total fromPoints fromPrizes vouchers rate } averageOrderValues { members nonMembers everyone } purchasers purchaseRate }";
+/// The numbers of each section object the page shows (`section.field`), and which of them it
+/// compares with the previous period.
+const SECTIONS: [(&str, &[&str], &[&str]); 4] = [
+    (
+        "acquisition",
+        &["newMembers", "withPurchase", "withoutPurchase"],
+        &["newMembers", "withPurchase", "withoutPurchase"],
+    ),
+    (
+        "coverage",
+        &[
+            "memberOrders",
+            "nonMemberOrders",
+            "orderShare",
+            "memberRevenue",
+            "nonMemberRevenue",
+            "revenueShare",
+        ],
+        &[
+            "memberOrders",
+            "nonMemberOrders",
+            "orderShare",
+            "memberRevenue",
+            "nonMemberRevenue",
+            "revenueShare",
+        ],
+    ),
+    (
+        "averageDiscount",
+        &["total", "fromPoints", "fromPrizes", "vouchers", "rate"],
+        &["total", "fromPoints", "fromPrizes", "rate"],
+    ),
+    (
+        "averageOrderValues",
+        &["members", "nonMembers", "everyone"],
+        &["members", "nonMembers", "everyone"],
+    ),
+];
+/// Every series field the page shows per bucket.
+const SERIES_FIELDS: [&str; 10] = [
+    "issued",
+    "used",
+    "expired",
+    "newMembers",
+    "newMembersWithPurchase",
+    "memberOrders",
+    "memberRevenue",
+    "nonMemberOrders",
+    "nonMemberRevenue",
+    "discount",
+];
 const REFERRALS: &str = "query($f: DateTime!, $t: DateTime!) { referralReport(from: $f, to: $t, first: 50) { edges { node { member { id } totalReferrals pendingReferrals clicks } } funnel { clicks registrations rewarded } } }";
 
 /// The browser, or a failure that says how to get it: this test never passes without one.
@@ -143,8 +194,45 @@ fn expected_metrics(report: &Value, referrals: &Value) -> BTreeMap<String, Strin
         "redemptionRate",
         "revenue",
         "averageOrderValue",
+        "purchasers",
+        "purchaseRate",
     ] {
         put(key.into(), &report[key]);
+    }
+    for (section, fields, _) in SECTIONS {
+        for field in fields {
+            put(format!("{section}.{field}"), &report[section][field]);
+        }
+    }
+    for month in report["activityByMonth"].as_array().unwrap() {
+        let prefix = format!("activityByMonth.{}", text(&month["month"]));
+        for field in ["memberOrders", "revenue", "lastPurchaseMembers"] {
+            put(format!("{prefix}.{field}"), &month[field]);
+        }
+    }
+    for bucket in report["membershipDuration"].as_array().unwrap() {
+        let prefix = format!("membershipDuration.{}", text(&bucket["minMonths"]));
+        for field in [
+            "members",
+            "orders",
+            "revenue",
+            "averagePurchase",
+            "revenuePerMember",
+        ] {
+            put(format!("{prefix}.{field}"), &bucket[field]);
+        }
+    }
+    for campaign in report["campaigns"].as_array().unwrap() {
+        let prefix = format!("campaigns.{}", text(&campaign["ruleId"]));
+        for field in ["pointsIssued", "awards", "membersReached", "budgetSpent"] {
+            put(format!("{prefix}.{field}"), &campaign[field]);
+        }
+        // A campaign without a total budget shows a dash, not a number.
+        for field in ["budgetTotal", "budgetRemaining"] {
+            if !campaign[field].is_null() {
+                put(format!("{prefix}.{field}"), &campaign[field]);
+            }
+        }
     }
     for (figure, list, name) in [
         ("pointsIssued", "bySource", "source"),
@@ -172,8 +260,17 @@ fn expected_metrics(report: &Value, referrals: &Value) -> BTreeMap<String, Strin
         "redemptionRate",
         "revenue",
         "averageOrderValue",
+        "purchaseRate",
     ] {
         put(format!("comparison.{key}"), &before[key]);
+    }
+    for (section, _, compared) in SECTIONS {
+        for field in compared {
+            put(
+                format!("comparison.{section}.{field}"),
+                &before[section][field],
+            );
+        }
     }
     put(
         "comparison.pointsIssued.total".into(),
@@ -191,7 +288,7 @@ fn expected_metrics(report: &Value, referrals: &Value) -> BTreeMap<String, Strin
     }
     for bucket in report["series"].as_array().unwrap() {
         let prefix = format!("series.{}", text(&bucket["bucketStart"]));
-        for field in ["issued", "used", "expired", "newMembers"] {
+        for field in SERIES_FIELDS {
             put(format!("{prefix}.{field}"), &bucket[field]);
         }
     }
@@ -209,6 +306,13 @@ fn expected_metrics(report: &Value, referrals: &Value) -> BTreeMap<String, Strin
         }
     }
     out
+}
+
+/// The figures the page shows as percentages (the API's ratios, 4 fraction digits).
+fn is_ratio(key: &str) -> bool {
+    [".share", "Rate", "Share", ".rate"]
+        .iter()
+        .any(|end| key.ends_with(end))
 }
 
 /// Loads the page for `from..=to` and asserts it shows exactly the API's figures; returns the
@@ -271,7 +375,7 @@ async fn page_equals_api(app: &TestApp, from: &str, to: &str, granularity: &str)
     // What a reader sees is the same number, only grouped (and percentages moved two places).
     for (key, (value, shown)) in &shown {
         let plain = shown.replace(',', "").replace('−', "-");
-        if key.ends_with(".share") || key.ends_with("redemptionRate") {
+        if is_ratio(key) {
             let percent =
                 value.parse::<rust_decimal::Decimal>().unwrap() * rust_decimal::Decimal::from(100);
             assert_eq!(
@@ -293,20 +397,72 @@ async fn page_equals_api(app: &TestApp, from: &str, to: &str, granularity: &str)
 async fn dashboard_shows_the_apis_numbers_in_chromium() {
     let app = spawn_app(Backend::Sqlite).await;
     app.clock.set(local(TZ, "2026-03-15 10:00:00"));
+    // What `loyalty-server demo` seeds: the program, its campaigns, four weeks of activity.
     let program = app.demo().await;
+    app.loyalty.seed_demo_campaigns(&program).await.unwrap();
     app.loyalty.seed_demo_activity(&program).await.unwrap();
 
-    // The demo's four weeks, day by day: dozens of figures, all equal to the API's.
+    // The demo's four weeks, day by day: hundreds of figures, all equal to the API's.
     let dom = page_equals_api(&app, "2026-02-15", "2026-03-14", "DAY").await;
     let shown = shown_metrics(&dom);
     assert_eq!(
         shown.keys().filter(|k| k.starts_with("series.")).count(),
-        28 * 4
+        28 * SERIES_FIELDS.len()
     );
     assert!(shown["pointsIssued.total"].0.parse::<f64>().unwrap() > 1_000.0);
     assert!(shown
         .keys()
         .any(|k| k.starts_with("referralReport.") && k.ends_with(".totalReferrals")));
+    // The sections compare real figures, not zeros: members and walk-in customers ordered,
+    // vouchers bought with points were used at checkout, campaigns paid.
+    let positive = |key: &str| {
+        let value = &shown
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} not shown"))
+            .0;
+        value.parse::<rust_decimal::Decimal>().unwrap() > rust_decimal::Decimal::ZERO
+    };
+    for key in [
+        "acquisition.newMembers",
+        "acquisition.withPurchase",
+        "acquisition.withoutPurchase",
+        "coverage.memberOrders",
+        "coverage.nonMemberOrders",
+        "coverage.memberRevenue",
+        "coverage.nonMemberRevenue",
+        "coverage.orderShare",
+        "coverage.revenueShare",
+        "averageDiscount.total",
+        "averageDiscount.fromPoints",
+        "averageDiscount.vouchers",
+        "averageDiscount.rate",
+        "averageOrderValues.members",
+        "averageOrderValues.nonMembers",
+        "averageOrderValues.everyone",
+        "purchasers",
+        "purchaseRate",
+        "activityByMonth.2026-02-15.revenue",
+        "activityByMonth.2026-03-01.revenue",
+        "activityByMonth.2026-03-01.lastPurchaseMembers",
+        "membershipDuration.0.members",
+    ] {
+        assert!(positive(key), "{key} is {:?}", shown.get(key));
+    }
+    assert_ne!(shown["coverage.orderShare"].0, "1.0000");
+    let issuing = shown
+        .keys()
+        .filter(|k| k.starts_with("campaigns.") && k.ends_with(".pointsIssued") && positive(k))
+        .count();
+    assert!(issuing >= 3, "only {issuing} campaigns issued points");
+    assert!(
+        shown
+            .keys()
+            .any(|k| k.starts_with("campaigns.") && k.ends_with(".budgetSpent") && positive(k)),
+        "no campaign spent any of its budget"
+    );
+    assert!(shown
+        .keys()
+        .any(|k| k.starts_with("campaigns.") && k.ends_with(".budgetRemaining")));
 
     // By week, over a period with no activity at all: zeros and the referrals' empty state.
     let dom = page_equals_api(&app, "2025-01-01", "2025-01-31", "WEEK").await;
@@ -726,5 +882,53 @@ async fn the_live_ticker_shows_postings_as_they_commit_in_chromium() {
     assert_eq!(
         shown, posted,
         "the ticker shows exactly the postings, with their amounts"
+    );
+}
+
+/// The coverage card shows members' share of revenue or of orders (both views carry the API's
+/// figures, compared above); its toggle switches between them, and the choice outlives a reload
+/// of the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_coverage_toggle_switches_between_revenue_and_orders_in_chromium() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.demo().await;
+    let url = format!(
+        "{}/admin#token={}&from=2026-03-01&to=2026-03-14&granularity=DAY",
+        app.url,
+        app.admin()
+    );
+    let mut page = LivePage::open(&url).await;
+    page.wait_for("document.body.dataset.state === 'ready'")
+        .await;
+    let shown = "JSON.stringify([['revenue', 'orders'].map(v => !document.getElementById('coverage-' + v).hidden), [...document.querySelectorAll('[data-coverage]')].map(b => b.getAttribute('aria-pressed'))])";
+    assert_eq!(
+        page.eval(shown).await,
+        j!(r#"[[true,false],["true","false"]]"#)
+    );
+
+    page.eval("document.querySelector('[data-coverage=orders]').click()")
+        .await;
+    assert_eq!(
+        page.eval(shown).await,
+        j!(r#"[[false,true],["false","true"]]"#)
+    );
+
+    // By week now: the figures are drawn again, and the orders view stays chosen.
+    page.eval("(() => { const g = document.getElementById('granularity'); g.value = 'WEEK'; g.dispatchEvent(new Event('change')); })()")
+        .await;
+    page.wait_for(
+        "document.body.dataset.state === 'ready' && !!document.querySelector('[data-key=\"series.2026-02-23.memberOrders\"]')",
+    )
+    .await;
+    assert_eq!(
+        page.eval(shown).await,
+        j!(r#"[[false,true],["false","true"]]"#)
+    );
+
+    page.eval("document.querySelector('[data-coverage=revenue]').click()")
+        .await;
+    assert_eq!(
+        page.eval(shown).await,
+        j!(r#"[[true,false],["true","false"]]"#)
     );
 }

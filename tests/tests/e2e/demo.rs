@@ -156,6 +156,40 @@ e2e!(
         assert!(join_days >= 15, "members joined on only {join_days} days");
         app.assert_ledger_invariants().await;
 
+        // Walk-in customers who are not members ordered (anonymous, and with customer ids the
+        // program does not know: they did not join, members are still 80), one of their orders
+        // was partly refunded, and members used vouchers at checkout, bought with points and
+        // (as the wheel's draws allow) won on it. The report's sections see them.
+        let anonymous = "SELECT COUNT(*) AS n FROM guest_orders WHERE customer_id IS NULL";
+        let known = "SELECT COUNT(*) AS n FROM guest_orders WHERE customer_id IS NOT NULL";
+        let (anonymous, known) = (scalar(&app, anonymous).await, scalar(&app, known).await);
+        assert!(
+            anonymous > 0 && known > 0,
+            "{anonymous} + {known} walk-in orders"
+        );
+        assert_eq!(
+            scalar(&app, "SELECT COUNT(*) AS n FROM guest_refunds").await,
+            1
+        );
+        let bought =
+            "SELECT COUNT(*) AS n FROM vouchers WHERE status = 'USED' AND origin = 'discount'";
+        assert!(scalar(&app, bought).await > 0);
+        let used = scalar(
+            &app,
+            "SELECT COUNT(*) AS n FROM vouchers WHERE status = 'USED'",
+        )
+        .await;
+        let sections = app
+            .gql(
+                Some(&app.admin()),
+                "{ loyaltyReport(from: \"2026-02-15\", to: \"2026-03-14\") { coverage { nonMemberOrders } averageDiscount { vouchers } } }",
+                j!({}),
+            )
+            .await;
+        let sections = &sections.data()["loyaltyReport"];
+        assert_eq!(sections["coverage"]["nonMemberOrders"], anonymous + known);
+        assert_eq!(sections["averageDiscount"]["vouchers"], used);
+
         // The Customer Loyalty Report sees all of it, from the unfolded tail and once folded.
         let expected = issued_and_used(&app).await;
         assert_eq!(report_totals(&app).await, expected);
@@ -186,6 +220,7 @@ e2e!(
 
         // A second run (another day, even) adds nothing.
         let rows = scalar(&app, "SELECT COUNT(*) AS n FROM ledger_entries").await;
+        let walk_ins = scalar(&app, "SELECT COUNT(*) AS n FROM guest_orders").await;
         app.clock.set(now + chrono::Duration::days(3));
         let again = app.loyalty.seed_demo_activity(&program).await.unwrap();
         assert!(!again.created);
@@ -194,5 +229,9 @@ e2e!(
             rows
         );
         assert_eq!(scalar(&app, "SELECT COUNT(*) AS n FROM members").await, 80);
+        assert_eq!(
+            scalar(&app, "SELECT COUNT(*) AS n FROM guest_orders").await,
+            walk_ins
+        );
     }
 );

@@ -13,9 +13,18 @@ const SERIES = [
   { key: 'used', label: 'Used', color: '#f59e0b' },
   { key: 'expired', label: 'Expired', color: '#94a3b8' },
 ];
+const MEMBER = '#4f46e5';
+const NON_MEMBER = '#f59e0b';
+const HALF = 480; // the drawing width of a chart in a half-width card
 const REFERRAL_ROWS = 50;
 const TICKER_ROWS = 20;
 
+// The sections the period and its comparison both have (two types, so no shared fragment).
+const SECTIONS = `acquisition { newMembers withPurchase withoutPurchase }
+    coverage { memberOrders nonMemberOrders orderShare memberRevenue nonMemberRevenue revenueShare }
+    averageDiscount { total fromPoints fromPrizes vouchers rate }
+    averageOrderValues { members nonMembers everyone }
+    purchasers purchaseRate`;
 const REPORT_QUERY = `query Report($from: Date!, $to: Date!, $granularity: Granularity,
                                    $compareFrom: Date, $compareTo: Date) {
   loyaltyReport(from: $from, to: $to, granularity: $granularity,
@@ -26,10 +35,16 @@ const REPORT_QUERY = `query Report($from: Date!, $to: Date!, $granularity: Granu
     pointsExpired outstandingBalance redemptionRate
     members { total new active }
     revenue averageOrderValue
-    series { bucketStart issued used expired newMembers }
+    ${SECTIONS}
+    activityByMonth { month memberOrders revenue lastPurchaseMembers }
+    membershipDuration { label minMonths maxMonths members orders revenue averagePurchase revenuePerMember }
+    campaigns { ruleId name source pointsIssued awards membersReached budgetTotal budgetSpent budgetRemaining deleted }
+    series { bucketStart issued used expired newMembers newMembersWithPurchase memberOrders memberRevenue
+             nonMemberOrders nonMemberRevenue discount }
     comparison {
       from to pointsIssued { total } pointsUsed { total } pointsExpired outstandingBalance
       redemptionRate members { total new active } revenue averageOrderValue
+      ${SECTIONS}
     }
   }
 }`;
@@ -48,6 +63,7 @@ const state = {
   token: null,
   program: null,
   preset: '30',
+  coverage: 'revenue',
   live: null,
   generation: 0,
 };
@@ -404,6 +420,13 @@ function renderReport(report) {
   renderDonut($('issued-chart'), report.pointsIssued, 'bySource', 'source', 'pointsIssued', 'issued');
   renderDonut($('used-chart'), report.pointsUsed, 'byPurpose', 'purpose', 'pointsUsed', 'used');
   renderSeries(report);
+  renderAcquisition(report);
+  renderCoverage(report);
+  renderDiscount(report);
+  renderOrderValues(report);
+  renderActivity(report);
+  renderDuration(report);
+  renderCampaigns(report);
 }
 
 // The comparison period's value of `key` (a path like "members.new"), shown beside the card.
@@ -449,6 +472,9 @@ function renderKpis(r) {
       ['with a posting in the period'], false, c, formatInt),
     kpi('Revenue', 'revenue', r.revenue, formatDecimal(r.revenue), [currency, ', refunds subtracted'], false, c),
     kpi('Average order', 'averageOrderValue', r.averageOrderValue, formatDecimal(r.averageOrderValue), [currency], false, c),
+    kpi('Purchase rate', 'purchaseRate', r.purchaseRate, formatShare(r.purchaseRate),
+      [metric('purchasers', r.purchasers, formatInt(r.purchasers)), ' members with an order ÷ all members'],
+      false, c, formatShare),
   );
 }
 
@@ -555,7 +581,7 @@ function renderSeries(report) {
 
   const table = el('table', { class: 'data' });
   table.append(el('thead', {}, el('tr', {}, el('th', {}, 'From'),
-    ...['Issued', 'Used', 'Expired', 'New members'].map((h) => el('th', { class: 'num' }, h)))));
+    ...['Issued', 'Used', 'Expired'].map((h) => el('th', { class: 'num' }, h)))));
   const body = el('tbody');
   for (const b of buckets) {
     const key = `series.${b.bucketStart}`;
@@ -563,11 +589,288 @@ function renderSeries(report) {
       el('td', {}, b.bucketStart),
       el('td', { class: 'num' }, metric(`${key}.issued`, b.issued, formatDecimal(b.issued))),
       el('td', { class: 'num' }, metric(`${key}.used`, b.used, formatDecimal(b.used))),
-      el('td', { class: 'num' }, metric(`${key}.expired`, b.expired, formatDecimal(b.expired))),
-      el('td', { class: 'num' }, metric(`${key}.newMembers`, b.newMembers, formatInt(b.newMembers)))));
+      el('td', { class: 'num' }, metric(`${key}.expired`, b.expired, formatDecimal(b.expired)))));
   }
   table.append(body);
   $('series-table').replaceChildren(table);
+}
+
+// ---------- the sections: acquisition, coverage, discount, order values, months, duration,
+// campaigns ----------
+
+// A figure inside a section card, with the comparison period's value below it (when given).
+function stat(label, key, raw, format, comparison, sub) {
+  return el('div', { class: 'stat' },
+    el('div', { class: 'label' }, label),
+    metric(key, raw, format(raw), 'div', { class: 'value' }),
+    sub ? el('div', { class: 'sub' }, ...sub) : null,
+    comparisonLine(comparison, key, raw, format));
+}
+
+function stats(...items) {
+  return el('div', { class: 'stats' }, ...items);
+}
+
+function legendOf(stacks) {
+  const legend = el('div', { class: 'series-legend' });
+  for (const stack of stacks) {
+    const swatch = el('span', { class: 'swatch' });
+    swatch.style.background = stack.color;
+    legend.append(el('span', {}, swatch, stack.label));
+  }
+  return legend;
+}
+
+// Vertical bars, stacked: `rows` are { label, title, values } with one value per stack (decimal
+// strings or numbers; heights only, the exact figures are in the tables). Negative values draw
+// nothing. `width` is the drawing's own: 760 across the page, 480 in a half-width card; `whole`:
+// the values are counts, so the axis steps are whole numbers too.
+function barChart(rows, stacks, ariaLabel, { height = 200, width = 760, whole = false } = {}) {
+  const pad = { left: 56, right: 12, top: 10, bottom: 28 };
+  const plotW = width - pad.left - pad.right;
+  const plotH = height - pad.top - pad.bottom;
+  const totals = rows.map((row) => row.values.reduce((sum, v) => sum + Math.max(0, Number(v)), 0));
+  const top = Math.max(0, ...totals);
+  const max = whole ? Math.max(4, Math.ceil(top / 4) * 4) : niceMax(top);
+  const y = (v) => pad.top + plotH - (plotH * v) / max;
+  const chart = svg('svg', { viewBox: `0 0 ${width} ${height}`, class: 'bars', role: 'img', 'aria-label': ariaLabel });
+  for (let i = 0; i <= 4; i += 1) {
+    const value = (max * i) / 4;
+    chart.append(svg('line', { x1: pad.left, x2: width - pad.right, y1: y(value), y2: y(value), class: 'grid-line' }));
+    chart.append(svg('text', { x: pad.left - 8, y: y(value) + 4, 'text-anchor': 'end', class: 'axis',
+      text: formatInt(Math.round(value)) }));
+  }
+  const slot = plotW / Math.max(1, rows.length);
+  const barW = Math.max(1.5, Math.min(56, slot * 0.7));
+  const every = Math.max(1, Math.ceil(rows.length / (width / 76)));
+  rows.forEach((row, i) => {
+    const left = pad.left + slot * i + (slot - barW) / 2;
+    let base = 0;
+    row.values.forEach((raw, s) => {
+      const value = Math.max(0, Number(raw));
+      if (value > 0) {
+        const bar = svg('rect', { x: left.toFixed(1), y: y(base + value).toFixed(1), width: barW.toFixed(1),
+          height: (y(base) - y(base + value)).toFixed(1), fill: stacks[s].color, rx: 1.5 });
+        bar.append(svg('title', { text: `${row.title || row.label} · ${stacks[s].label}: ${raw}` }));
+        chart.append(bar);
+      }
+      base += value;
+    });
+    if (i % every === 0 || i === rows.length - 1) {
+      chart.append(svg('text', { x: (left + barW / 2).toFixed(1), y: height - 8, 'text-anchor': 'middle',
+        class: 'axis', text: row.label }));
+    }
+  });
+  return el('div', { class: 'series' }, chart, legendOf(stacks));
+}
+
+// A table of figures inside a "Show the numbers" fold: `columns` are [heading, cell(row)].
+function numbersTable(rows, columns, open) {
+  const table = el('table', { class: 'data' });
+  table.append(el('thead', {}, el('tr', {},
+    ...columns.map(([heading], i) => el('th', { class: i === 0 ? null : 'num' }, heading)))));
+  const body = el('tbody');
+  for (const row of rows) {
+    body.append(el('tr', {}, ...columns.map(([, cell], i) => el('td', { class: i === 0 ? null : 'num' }, cell(row)))));
+  }
+  table.append(body);
+  if (open) return table;
+  return el('details', { class: 'series-data' }, el('summary', {}, 'Show the numbers'), table);
+}
+
+function bucketLabel(report, bucket) {
+  return formatBucket(bucket.bucketStart, report.granularity);
+}
+
+function renderAcquisition(r) {
+  const a = r.acquisition;
+  const c = r.comparison;
+  const stacks = [
+    { label: 'With a purchase', color: '#10b981' },
+    { label: 'Without a purchase', color: '#cbd5e1' },
+  ];
+  const rows = r.series.map((b) => ({
+    label: bucketLabel(r, b),
+    title: b.bucketStart,
+    values: [b.newMembersWithPurchase, Number(b.newMembers) - Number(b.newMembersWithPurchase)],
+  }));
+  $('acquisition').replaceChildren(
+    stats(
+      stat('New members', 'acquisition.newMembers', a.newMembers, formatInt, c, ['joined in the period']),
+      stat('With a purchase', 'acquisition.withPurchase', a.withPurchase, formatInt, c, ['ordered by its end']),
+      stat('Without a purchase', 'acquisition.withoutPurchase', a.withoutPurchase, formatInt, c, ['no order yet'])),
+    barChart(rows, stacks, 'New members per bucket, with and without a purchase',
+      { width: HALF, whole: true }),
+    numbersTable(r.series, [
+      ['From', (b) => b.bucketStart],
+      ['New members', (b) => metric(`series.${b.bucketStart}.newMembers`, b.newMembers, formatInt(b.newMembers))],
+      ['With a purchase', (b) => metric(`series.${b.bucketStart}.newMembersWithPurchase`, b.newMembersWithPurchase,
+        formatInt(b.newMembersWithPurchase))],
+    ]));
+}
+
+// Members' against non-members' orders or revenue: both views are drawn, the toggle shows one.
+function renderCoverage(r) {
+  const cov = r.coverage;
+  const c = r.comparison;
+  const currency = r.currency;
+  const views = {
+    revenue: {
+      share: ['Members\' share of revenue', 'coverage.revenueShare', cov.revenueShare],
+      member: ['Members', 'coverage.memberRevenue', cov.memberRevenue, [currency, ', refunds subtracted']],
+      other: ['Non-members', 'coverage.nonMemberRevenue', cov.nonMemberRevenue, [currency, ', refunds subtracted']],
+      format: formatDecimal,
+      series: ['memberRevenue', 'nonMemberRevenue'],
+    },
+    orders: {
+      share: ['Members\' share of orders', 'coverage.orderShare', cov.orderShare],
+      member: ['Members', 'coverage.memberOrders', cov.memberOrders, ['orders']],
+      other: ['Non-members', 'coverage.nonMemberOrders', cov.nonMemberOrders, ['orders']],
+      format: formatInt,
+      series: ['memberOrders', 'nonMemberOrders'],
+    },
+  };
+  for (const [name, view] of Object.entries(views)) {
+    const [memberField, otherField] = view.series;
+    const stacks = [{ label: 'Members', color: MEMBER }, { label: 'Non-members', color: NON_MEMBER }];
+    const rows = r.series.map((b) => ({ label: bucketLabel(r, b), title: b.bucketStart,
+      values: [b[memberField], b[otherField]] }));
+    $(`coverage-${name}`).replaceChildren(
+      stats(
+        stat(view.share[0], view.share[1], view.share[2], formatShare, c, ['of all ' + name]),
+        stat(view.member[0], view.member[1], view.member[2], view.format, c, view.member[3]),
+        stat(view.other[0], view.other[1], view.other[2], view.format, c, view.other[3])),
+      barChart(rows, stacks, `${name} of members and non-members per bucket`,
+        { width: HALF, whole: name === 'orders' }),
+      numbersTable(r.series, [
+        ['From', (b) => b.bucketStart],
+        ['Members', (b) => metric(`series.${b.bucketStart}.${memberField}`, b[memberField], view.format(b[memberField]))],
+        ['Non-members', (b) => metric(`series.${b.bucketStart}.${otherField}`, b[otherField], view.format(b[otherField]))],
+      ]));
+  }
+  showCoverage(state.coverage);
+}
+
+function showCoverage(view) {
+  state.coverage = view;
+  for (const button of document.querySelectorAll('[data-coverage]')) {
+    button.setAttribute('aria-pressed', String(button.dataset.coverage === view));
+  }
+  $('coverage-revenue').hidden = view !== 'revenue';
+  $('coverage-orders').hidden = view !== 'orders';
+}
+
+function renderDiscount(r) {
+  const d = r.averageDiscount;
+  const c = r.comparison;
+  const rows = r.series.map((b) => ({ label: bucketLabel(r, b), title: b.bucketStart, values: [b.discount] }));
+  $('discount').replaceChildren(
+    stats(
+      stat('Discount rate', 'averageDiscount.rate', d.rate, formatShare, c, ['of members\' revenue']),
+      stat('Discounts granted', 'averageDiscount.total', d.total, formatDecimal, c,
+        [r.currency, ' · ', metric('averageDiscount.vouchers', d.vouchers, formatInt(d.vouchers)), ' vouchers used']),
+      stat('From points', 'averageDiscount.fromPoints', d.fromPoints, formatDecimal, c, ['vouchers bought with points']),
+      stat('From prizes', 'averageDiscount.fromPrizes', d.fromPrizes, formatDecimal, c, ['vouchers won on the wheel'])),
+    barChart(rows, [{ label: `Discount (${r.currency})`, color: '#ec4899' }], 'Discounts granted per bucket',
+      { width: HALF }),
+    numbersTable(r.series, [
+      ['From', (b) => b.bucketStart],
+      ['Discount', (b) => metric(`series.${b.bucketStart}.discount`, b.discount, formatDecimal(b.discount))],
+    ]));
+}
+
+function renderOrderValues(r) {
+  const v = r.averageOrderValues;
+  const c = r.comparison;
+  const groups = [
+    ['Members', 'members', MEMBER],
+    ['Non-members', 'nonMembers', NON_MEMBER],
+    ['Everyone', 'everyone', '#10b981'],
+  ];
+  // Horizontal bars, one per group, to the scale of the largest.
+  const max = niceMax(Math.max(0, ...groups.map(([, field]) => Number(v[field]))));
+  const chart = svg('svg', { viewBox: '0 0 400 96', class: 'hbars', role: 'img', 'aria-label': 'Average order value by group' });
+  groups.forEach(([label, field, color], i) => {
+    const y = 6 + i * 30;
+    chart.append(svg('text', { x: 0, y: y + 14, class: 'axis', text: label }));
+    chart.append(svg('rect', { x: 90, y, width: 300, height: 20, rx: 3, class: 'track' }));
+    const width = (300 * Math.max(0, Number(v[field]))) / max;
+    if (width > 0) {
+      const bar = svg('rect', { x: 90, y, width: width.toFixed(1), height: 20, rx: 3, fill: color });
+      bar.append(svg('title', { text: `${label}: ${v[field]} ${r.currency}` }));
+      chart.append(bar);
+    }
+  });
+  $('order-values').replaceChildren(
+    stats(...groups.map(([label, field]) =>
+      stat(label, `averageOrderValues.${field}`, v[field], formatDecimal, c, [r.currency]))),
+    el('div', { class: 'series' }, chart));
+}
+
+// "Feb 2026", or "Feb 2026 (from Feb 15)" for a first month that starts inside it.
+function monthLabel(month) {
+  const name = formatBucket(month, 'MONTH');
+  return month.endsWith('-01') ? name : `${name} (from ${formatBucket(month, 'DAY')})`;
+}
+
+function renderActivity(r) {
+  const months = r.activityByMonth;
+  const rows = (field) => months.map((m) => ({ label: formatBucket(m.month, 'MONTH'), title: m.month, values: [m[field]] }));
+  $('activity').replaceChildren(
+    el('div', { class: 'grid two' },
+      el('div', {}, el('h3', {}, `Members' revenue (${r.currency})`),
+        barChart(rows('revenue'), [{ label: 'Revenue', color: MEMBER }], 'Members\' revenue per month', { width: HALF })),
+      el('div', {}, el('h3', {}, 'Members whose last purchase fell in the month'),
+        barChart(rows('lastPurchaseMembers'), [{ label: 'Last purchase', color: '#0ea5e9' }],
+          'Members by the month of their last purchase', { width: HALF, whole: true }))),
+    numbersTable(months, [
+      ['Month', (m) => monthLabel(m.month)],
+      ['Orders', (m) => metric(`activityByMonth.${m.month}.memberOrders`, m.memberOrders, formatInt(m.memberOrders))],
+      [`Revenue (${r.currency})`, (m) => metric(`activityByMonth.${m.month}.revenue`, m.revenue, formatDecimal(m.revenue))],
+      ['Last purchase in the month', (m) => metric(`activityByMonth.${m.month}.lastPurchaseMembers`,
+        m.lastPurchaseMembers, formatInt(m.lastPurchaseMembers))],
+    ], true));
+}
+
+function renderDuration(r) {
+  const buckets = r.membershipDuration;
+  const rows = buckets.map((b) => ({ label: b.label, values: [b.members] }));
+  const key = (b, field) => `membershipDuration.${b.minMonths}.${field}`;
+  $('duration').replaceChildren(
+    barChart(rows, [{ label: 'Members', color: '#8b5cf6' }], 'Members by membership duration',
+      { height: 180, whole: true }),
+    numbersTable(buckets, [
+      ['In the program', (b) => b.label],
+      ['Members', (b) => metric(key(b, 'members'), b.members, formatInt(b.members))],
+      ['Orders', (b) => metric(key(b, 'orders'), b.orders, formatInt(b.orders))],
+      [`Revenue (${r.currency})`, (b) => metric(key(b, 'revenue'), b.revenue, formatDecimal(b.revenue))],
+      ['Average purchase', (b) => metric(key(b, 'averagePurchase'), b.averagePurchase, formatDecimal(b.averagePurchase))],
+      ['Revenue per member', (b) => metric(key(b, 'revenuePerMember'), b.revenuePerMember,
+        formatDecimal(b.revenuePerMember))],
+    ], true));
+}
+
+function renderCampaigns(r) {
+  const campaigns = r.campaigns;
+  if (!campaigns.length) {
+    $('campaigns').replaceChildren(el('div', { class: 'empty-state', 'data-empty': 'campaigns' },
+      'No campaigns in this program'));
+    return;
+  }
+  const key = (c, field) => `campaigns.${c.ruleId}.${field}`;
+  const budget = (c, field) => (c[field] === null || c[field] === undefined
+    ? el('span', { class: 'muted' }, '—')
+    : metric(key(c, field), c[field], formatDecimal(c[field])));
+  $('campaigns').replaceChildren(numbersTable(campaigns, [
+    ['Campaign', (c) => el('span', {}, c.name, ' ', el('code', {}, c.source),
+      c.deleted ? el('span', { class: 'pill down' }, 'deleted') : null)],
+    ['Points issued', (c) => metric(key(c, 'pointsIssued'), c.pointsIssued, formatDecimal(c.pointsIssued))],
+    ['Awards', (c) => metric(key(c, 'awards'), c.awards, formatInt(c.awards))],
+    ['Members reached', (c) => metric(key(c, 'membersReached'), c.membersReached, formatInt(c.membersReached))],
+    ['Budget spent', (c) => metric(key(c, 'budgetSpent'), c.budgetSpent, formatDecimal(c.budgetSpent))],
+    ['Budget remaining', (c) => budget(c, 'budgetRemaining')],
+    ['Budget', (c) => budget(c, 'budgetTotal')],
+  ], true));
 }
 
 function renderReferrals(report) {
@@ -720,6 +1023,9 @@ function start() {
     loadReport();
   });
   $('granularity').addEventListener('change', () => loadReport());
+  for (const button of document.querySelectorAll('[data-coverage]')) {
+    button.addEventListener('click', () => showCoverage(button.dataset.coverage));
+  }
 
   probeDevLogin();
   const params = readHash();
