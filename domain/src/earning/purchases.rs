@@ -16,7 +16,7 @@ use crate::actor::ServiceActor;
 use crate::earning::actions::{outcome, Earned};
 use crate::earning::rules::{ActionRequest, Refusal};
 use crate::error::{DomainError, DomainResult};
-use crate::ledger::db::{MemberRef, TxError, TxResult};
+use crate::ledger::db::{retry, run_detached, MemberRef, TxError, TxResult};
 use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{Account, Entry, Kind, Posting, Tx};
 use crate::money::{Money, Points};
@@ -717,15 +717,23 @@ impl Loyalty {
         amount: Money,
         key: &IdempotencyKey,
     ) -> DomainResult<OrderOutcome> {
-        let order = guests::record(
-            self.db(),
-            program,
-            order_id,
-            customer_id,
-            amount,
-            &key.ledger_key(0),
-            self.now(),
-        )
+        let (db, program, now) = (self.db().clone(), program.clone(), self.now());
+        let (order_id, customer_id) = (order_id.to_owned(), customer_id.map(str::to_owned));
+        let key = key.ledger_key(0);
+        let order = run_detached(async move {
+            retry("guest_order", || {
+                guests::record(
+                    &db,
+                    &program,
+                    &order_id,
+                    customer_id.as_deref(),
+                    amount,
+                    &key,
+                    now,
+                )
+            })
+            .await
+        })
         .await?;
         Ok(OrderOutcome::NonMember(order))
     }
@@ -772,7 +780,8 @@ impl Loyalty {
             .await?;
         let Some(purchase) = purchase else {
             let order = guests::find_order(self.db(), program.id, order_id)
-                .await?
+                .await
+                .map_err(DomainError::from)?
                 .ok_or_else(|| DomainError::not_found(format!("order `{order_id}` not found")))?;
             let Some(amount) = amount else {
                 return Err(DomainError::validation(format!(
@@ -780,14 +789,14 @@ impl Loyalty {
                 )));
             };
             let key = key.map(|k| k.ledger_key(0));
-            let refund = guests::refund(
-                self.db(),
-                &program,
-                &order,
-                amount,
-                key.as_deref(),
-                self.now(),
-            )
+            let (db, now) = (self.db().clone(), self.now());
+            let (program, guest) = (program.clone(), order.clone());
+            let refund = run_detached(async move {
+                retry("guest_refund", || {
+                    guests::refund(&db, &program, &guest, amount, key.as_deref(), now)
+                })
+                .await
+            })
             .await?;
             return Ok(RefundOutcome {
                 order_id: order.order_id,

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actor::{MemberActor, ServiceActor};
 use crate::error::{DomainError, DomainResult};
-use crate::ledger::db::{stmt, MemberRef, TxError, TxResult};
+use crate::ledger::db::{retry, run_detached, stmt, MemberRef, TxError, TxResult};
 use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{Account, Entry, Kind, Posting, Tx};
 use crate::members::MAX_PAGE;
@@ -376,42 +376,24 @@ impl Loyalty {
         let now = self.now();
         // The use is also written as a row of its own, in the same transaction: the report
         // folds those (a voucher row changes in place, which its watermark cannot follow).
-        let txn = self.db().begin().await?;
-        let used = vouchers::Entity::update_many()
-            .col_expr(
-                vouchers::Column::Status,
-                Expr::value(StoredStatus::Used.as_str()),
-            )
-            .col_expr(vouchers::Column::UsedAt, Expr::value(Some(now)))
-            .col_expr(vouchers::Column::OrderId, Expr::value(Some(order_id)))
-            .filter(vouchers::Column::ProgramId.eq(program.id))
-            .filter(vouchers::Column::Code.eq(code.as_str()))
-            .filter(vouchers::Column::Status.eq(StoredStatus::Active.as_str()))
-            .filter(vouchers::Column::ExpiresAt.gt(now))
-            .exec_with_returning(&txn)
+        let used = {
+            let (db, program_id, code, order_id) = (
+                self.db().clone(),
+                program.id,
+                code.clone(),
+                order_id.to_owned(),
+            );
+            run_detached(async move {
+                retry("consume_voucher", || {
+                    use_voucher(&db, program_id, &code, &order_id, now)
+                })
+                .await
+            })
             .await?
-            .into_iter()
-            .next();
+        };
         if let Some(row) = used {
-            txn.execute(stmt(
-                txn.get_database_backend(),
-                "INSERT INTO voucher_uses (program_id, voucher_id, member_id, origin, \
-                 value_minor, order_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                vec![
-                    row.program_id.into(),
-                    row.id.into(),
-                    row.member_id.into(),
-                    row.origin.clone().into(),
-                    row.value_minor.into(),
-                    order_id.into(),
-                    now.into(),
-                ],
-            ))
-            .await?;
-            txn.commit().await?;
             return Voucher::from_model(row, &program, now);
         }
-        txn.rollback().await?;
         let row = vouchers::Entity::find()
             .filter(vouchers::Column::ProgramId.eq(program.id))
             .filter(vouchers::Column::Code.eq(code.as_str()))
@@ -436,6 +418,52 @@ impl Loyalty {
             }
         })
     }
+}
+
+/// Marks an active, unexpired voucher used and writes its use, in one transaction; `None` when
+/// no such voucher was there to use.
+async fn use_voucher(
+    db: &sea_orm::DatabaseConnection,
+    program_id: i64,
+    code: &str,
+    order_id: &str,
+    now: DateTime<Utc>,
+) -> TxResult<Option<vouchers::Model>> {
+    let txn = db.begin().await?;
+    let used = vouchers::Entity::update_many()
+        .col_expr(
+            vouchers::Column::Status,
+            Expr::value(StoredStatus::Used.as_str()),
+        )
+        .col_expr(vouchers::Column::UsedAt, Expr::value(Some(now)))
+        .col_expr(vouchers::Column::OrderId, Expr::value(Some(order_id)))
+        .filter(vouchers::Column::ProgramId.eq(program_id))
+        .filter(vouchers::Column::Code.eq(code))
+        .filter(vouchers::Column::Status.eq(StoredStatus::Active.as_str()))
+        .filter(vouchers::Column::ExpiresAt.gt(now))
+        .exec_with_returning(&txn)
+        .await?
+        .into_iter()
+        .next();
+    if let Some(row) = &used {
+        txn.execute(stmt(
+            txn.get_database_backend(),
+            "INSERT INTO voucher_uses (program_id, voucher_id, member_id, origin, value_minor, \
+             order_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            vec![
+                row.program_id.into(),
+                row.id.into(),
+                row.member_id.into(),
+                row.origin.clone().into(),
+                row.value_minor.into(),
+                order_id.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(used)
 }
 
 #[cfg(test)]

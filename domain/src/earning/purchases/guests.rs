@@ -5,12 +5,14 @@
 //!
 //! Exactly once without a member lock: the idempotency key is a unique column of the order (and
 //! of each refund), claimed by the insert itself; a retry finds its row and gets the same answer.
+//! Each call is one transaction for the caller to run detached and retried (`run_detached`,
+//! `retry`).
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult, TransactionTrait};
 
-use crate::error::{DomainError, DomainResult};
-use crate::ledger::db::stmt;
+use crate::error::DomainError;
+use crate::ledger::db::{stmt, TxResult};
 use crate::money::Money;
 use crate::tenant::Program;
 
@@ -57,7 +59,7 @@ async fn order_by<C: ConnectionTrait>(
     program_id: i64,
     column: &str,
     value: &str,
-) -> DomainResult<Option<GuestOrder>> {
+) -> TxResult<Option<GuestOrder>> {
     Ok(GuestOrder::find_by_statement(stmt(
         db.get_database_backend(),
         &format!(
@@ -74,7 +76,7 @@ pub async fn find_order<C: ConnectionTrait>(
     db: &C,
     program_id: i64,
     order_id: &str,
-) -> DomainResult<Option<GuestOrder>> {
+) -> TxResult<Option<GuestOrder>> {
     order_by(db, program_id, "order_id", order_id).await
 }
 
@@ -89,7 +91,7 @@ pub async fn record<C: TransactionTrait>(
     amount: Money,
     key: &str,
     now: DateTime<Utc>,
-) -> DomainResult<GuestOrder> {
+) -> TxResult<GuestOrder> {
     let txn = db.begin().await?;
     let backend = txn.get_database_backend();
     if let Some(known) = order_by(&txn, program.id, "idempotency_key", key).await? {
@@ -105,7 +107,7 @@ pub async fn record<C: TransactionTrait>(
     .await?
     .is_some_and(|e| e.n > 0);
     if member_order {
-        return Err(already_recorded(order_id));
+        return Err(already_recorded(order_id).into());
     }
     let inserted = GuestOrder::find_by_statement(stmt(
         backend,
@@ -135,7 +137,7 @@ pub async fn record<C: TransactionTrait>(
     txn.commit().await?;
     match known {
         Some(known) => replay(known, order_id, customer_id, amount),
-        None => Err(already_recorded(order_id)),
+        None => Err(already_recorded(order_id).into()),
     }
 }
 
@@ -148,7 +150,7 @@ fn replay(
     order_id: &str,
     customer_id: Option<&str>,
     amount: Money,
-) -> DomainResult<GuestOrder> {
+) -> TxResult<GuestOrder> {
     if known.order_id == order_id
         && known.customer_id.as_deref() == customer_id
         && known.amount_minor == amount.minor()
@@ -157,7 +159,8 @@ fn replay(
     } else {
         Err(DomainError::IdempotencyKeyReused(
             "this idempotencyKey was used with different arguments".into(),
-        ))
+        )
+        .into())
     }
 }
 
@@ -170,7 +173,7 @@ pub async fn refund<C: TransactionTrait>(
     amount: Money,
     key: Option<&str>,
     now: DateTime<Utc>,
-) -> DomainResult<GuestRefund> {
+) -> TxResult<GuestRefund> {
     let txn = db.begin().await?;
     let backend = txn.get_database_backend();
     // The key is claimed first: a concurrent retry waits on it, then finds it taken.
@@ -208,7 +211,8 @@ pub async fn refund<C: TransactionTrait>(
             "amount: order `{}` has {} left to refund",
             order.order_id,
             Money::from_minor(left.amount_minor - left.refunded_minor).decimal()
-        )));
+        ))
+        .into());
     };
     txn.commit().await?;
     Ok(GuestRefund {
@@ -221,11 +225,11 @@ async fn current<C: TransactionTrait>(
     db: &C,
     program_id: i64,
     order_id: &str,
-) -> DomainResult<GuestOrder> {
+) -> TxResult<GuestOrder> {
     let txn = db.begin().await?;
     let order = find_order(&txn, program_id, order_id).await?;
     txn.commit().await?;
-    order.ok_or_else(|| DomainError::not_found(format!("order `{order_id}` not found")))
+    Ok(order.ok_or_else(|| DomainError::not_found(format!("order `{order_id}` not found")))?)
 }
 
 async fn replay_refund(
@@ -234,7 +238,7 @@ async fn replay_refund(
     order: &GuestOrder,
     amount: Money,
     key: Option<&str>,
-) -> DomainResult<GuestRefund> {
+) -> TxResult<GuestRefund> {
     let backend = txn.get_database_backend();
     let earlier = RefundRow::find_by_statement(stmt(
         backend,
@@ -248,7 +252,8 @@ async fn replay_refund(
     if earlier.guest_order_id != order.id || earlier.amount_minor != amount.minor() {
         return Err(DomainError::IdempotencyKeyReused(
             "this idempotencyKey was used with different arguments".into(),
-        ));
+        )
+        .into());
     }
     let now = find_order(txn, program.id, &order.order_id)
         .await?
