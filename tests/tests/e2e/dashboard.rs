@@ -15,6 +15,7 @@ use loyalty_server::config::Config;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::browser::{Browser, DESKTOP};
 use crate::helpers::*;
 
 const TZ: &str = "Asia/Ho_Chi_Minh";
@@ -721,119 +722,6 @@ async fn dashboard_sends_non_admins_back_to_sign_in_in_chromium() {
     }
 }
 
-/// Chromium with the page open, driven over the DevTools protocol, so a test can wait in real
-/// time (virtual time, as `--dump-dom` uses, would not wait for live events).
-struct LivePage {
-    browser: tokio::process::Child,
-    socket: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    next_id: u64,
-    profile: PathBuf,
-}
-
-impl LivePage {
-    async fn open(url: &str) -> LivePage {
-        use tokio::io::AsyncBufReadExt;
-        let profile =
-            std::env::temp_dir().join(format!("loyalty-chromium-{}", uuid::Uuid::new_v4()));
-        let mut browser = tokio::process::Command::new(chromium())
-            .args(HEADLESS)
-            .arg("--remote-debugging-port=0")
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg(url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("chromium started");
-        let mut lines = tokio::io::BufReader::new(browser.stderr.take().unwrap()).lines();
-        let endpoint = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(url) = line.strip_prefix("DevTools listening on ") {
-                    return url.trim().to_owned();
-                }
-            }
-            panic!("chromium exited without a DevTools endpoint");
-        })
-        .await
-        .expect("chromium's DevTools endpoint within 60 s");
-        // Keep draining chromium's log so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let http = endpoint
-            .trim_start_matches("ws://")
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        let targets: Value = reqwest::get(format!("http://{http}/json/list"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let page = targets
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["type"] == "page")
-            .expect("a page target");
-        let (socket, _) =
-            tokio_tungstenite::connect_async(page["webSocketDebuggerUrl"].as_str().unwrap())
-                .await
-                .unwrap();
-        LivePage {
-            browser,
-            socket,
-            next_id: 0,
-            profile,
-        }
-    }
-
-    /// Evaluates `expression` in the page and returns its value.
-    async fn eval(&mut self, expression: &str) -> Value {
-        use futures::{SinkExt, StreamExt};
-        self.next_id += 1;
-        let id = self.next_id;
-        let call = j!({"id": id, "method": "Runtime.evaluate",
-            "params": {"expression": expression, "returnByValue": true}});
-        self.socket
-            .send(tokio_tungstenite::tungstenite::Message::Text(
-                call.to_string().into(),
-            ))
-            .await
-            .unwrap();
-        loop {
-            let message = self.socket.next().await.unwrap().unwrap();
-            if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
-                let reply: Value = serde_json::from_str(&text).unwrap();
-                if reply["id"] == id {
-                    return reply["result"]["result"]["value"].clone();
-                }
-            }
-        }
-    }
-
-    /// Waits (bounded) until `expression` is true in the page.
-    async fn wait_for(&mut self, expression: &str) {
-        for _ in 0..300 {
-            if self.eval(expression).await == Value::Bool(true) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the page never satisfied {expression}");
-    }
-}
-
-impl Drop for LivePage {
-    fn drop(&mut self) {
-        let _ = self.browser.start_kill();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
 /// The ticker is fed by the `activity` subscription: postings committed while the page is open
 /// appear on it, with their exact amounts, and nothing else does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -851,9 +739,12 @@ async fn the_live_ticker_shows_postings_as_they_commit_in_chromium() {
         app.url,
         app.admin()
     );
-    let mut page = LivePage::open(&url).await;
-    page.wait_for("document.getElementById('live-status').textContent === 'live'")
-        .await;
+    let mut page = Browser::open(&url, DESKTOP).await;
+    page.wait_for(
+        "the live feed",
+        "document.getElementById('live-status').textContent === 'live'",
+    )
+    .await;
     let mut posted = Vec::new();
     for (n, amount) in ["1.25", "3.00", "0.50"].iter().enumerate() {
         let r = app
@@ -869,8 +760,11 @@ async fn the_live_ticker_shows_postings_as_they_commit_in_chromium() {
             .to_owned();
         posted.push((format!("activity.{id}.delta"), (*amount).to_owned()));
     }
-    page.wait_for("document.querySelectorAll('#ticker li').length === 3")
-        .await;
+    page.wait_for(
+        "three ticker lines",
+        "document.querySelectorAll('#ticker li').length === 3",
+    )
+    .await;
     let shown: Value = page
         .eval(
             "JSON.stringify([...document.querySelectorAll('#ticker [data-key]')].map(e => [e.dataset.key, e.dataset.metric]))",
@@ -897,8 +791,8 @@ async fn the_coverage_toggle_switches_between_revenue_and_orders_in_chromium() {
         app.url,
         app.admin()
     );
-    let mut page = LivePage::open(&url).await;
-    page.wait_for("document.body.dataset.state === 'ready'")
+    let mut page = Browser::open(&url, DESKTOP).await;
+    page.wait_for("the report", "document.body.dataset.state === 'ready'")
         .await;
     let shown = "JSON.stringify([['revenue', 'orders'].map(v => !document.getElementById('coverage-' + v).hidden), [...document.querySelectorAll('[data-coverage]')].map(b => b.getAttribute('aria-pressed'))])";
     assert_eq!(
@@ -917,6 +811,7 @@ async fn the_coverage_toggle_switches_between_revenue_and_orders_in_chromium() {
     page.eval("(() => { const g = document.getElementById('granularity'); g.value = 'WEEK'; g.dispatchEvent(new Event('change')); })()")
         .await;
     page.wait_for(
+        "the weekly report",
         "document.body.dataset.state === 'ready' && !!document.querySelector('[data-key=\"series.2026-02-23.memberOrders\"]')",
     )
     .await;

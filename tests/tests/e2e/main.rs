@@ -8,6 +8,7 @@ mod helpers;
 mod attributes;
 mod auth;
 mod bank;
+mod browser;
 mod campaign_rules;
 mod campaigns;
 mod cancellation;
