@@ -263,7 +263,7 @@ impl Loyalty {
 
     /// Removes a challenge from the draft; published versions keep their copy.
     pub async fn delete_challenge(&self, program: &Program, id: i64) -> DomainResult<Challenge> {
-        let mut challenge = load_draft(self.db(), program.id, Some(id))
+        let challenge = load_draft(self.db(), program.id, Some(id))
             .await?
             .pop()
             .ok_or_else(|| DomainError::not_found(format!("challenge {id} not found")))?;
@@ -277,7 +277,6 @@ impl Loyalty {
         if updated.rows_affected == 0 {
             return Err(DomainError::not_found(format!("challenge {id} not found")));
         }
-        challenge.enabled = false;
         Ok(challenge)
     }
 

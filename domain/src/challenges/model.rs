@@ -268,7 +268,7 @@ impl GoalInput {
                 "{path}.action must be 1–64 characters of a–z, 0–9 and `_`"
             )));
         }
-        if !known_actions.iter().any(|known| *known == self.action) {
+        if !known_actions.contains(&self.action) {
             return Err(DomainError::validation(format!(
                 "{path}.action: unknown action {} (known: {})",
                 quoted(&self.action),

@@ -296,6 +296,21 @@ e2e!(
         );
         assert_eq!(count(&app, "member_badges").await, 1);
 
+        // Grants racing each other: the database keeps one, and exactly one grant says it gave it.
+        let raced = badge(&app, "racer").await;
+        let grants: Vec<_> = (0..8)
+            .map(|_| app.spawn_gql(&admin, GRANT, j!({"m": member_id, "b": raced})))
+            .collect();
+        let mut newly = 0;
+        for grant in grants {
+            let grant = grant.await.unwrap();
+            if grant.data()["grantBadge"]["newlyGranted"] == true {
+                newly += 1;
+            }
+        }
+        assert_eq!(newly, 1);
+        assert_eq!(count(&app, "member_badges").await, 2);
+
         // Codes are unique per program and checked.
         let taken = app
         .gql(
@@ -313,7 +328,7 @@ e2e!(
         )
         .await;
         assert_eq!(bad.code(), "VALIDATION");
-        assert_eq!(count(&app, "badges").await, 1);
+        assert_eq!(count(&app, "badges").await, 2);
 
         // Unknown member or badge.
         let nobody = app
@@ -325,6 +340,9 @@ e2e!(
             .await;
         assert_eq!(no_badge.code(), "NOT_FOUND");
         let badges = app.gql(Some(&admin), "{ badges { code } }", j!({})).await;
-        assert_eq!(badges.data()["badges"], j!([{"code": "early_bird"}]));
+        assert_eq!(
+            badges.data()["badges"],
+            j!([{"code": "early_bird"}, {"code": "racer"}])
+        );
     }
 );
