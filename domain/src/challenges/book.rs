@@ -169,13 +169,18 @@ impl Loyalty {
         Ok(actions)
     }
 
-    /// Validates an edit, and that the gift and badge it pays are the program's.
+    /// Validates an edit, that the tiers its conditions name and the gift and badge it pays
+    /// are the program's.
     async fn checked_challenge(
         &self,
         program: &Program,
         input: &ChallengeInput,
     ) -> DomainResult<Checked> {
         let checked = input.validate(&self.known_actions(program).await?)?;
+        for (index, goal) in checked.goals.iter().enumerate() {
+            self.check_tier_ids(program, &goal.conditions, &format!("goals[{index}]."))
+                .await?;
+        }
         if let Some(gift_id) = checked.reward.gift_id {
             let found = gifts::Entity::find_by_id(gift_id)
                 .filter(gifts::Column::ProgramId.eq(program.id))

@@ -203,6 +203,8 @@ e2e!(
         let mut bad_condition = december_spender();
         bad_condition["goals"][0]["conditions"] =
             j!([{"kind": "orderTotalAtLeast", "amount": "0"}]);
+        let mut no_tier = december_spender();
+        no_tier["goals"][0]["conditions"] = j!([{"kind": "tierIn", "tierIds": [999999]}]);
         let mut no_badge = december_spender();
         no_badge["reward"] = j!({"badgeId": "999999"});
         let cases = [
@@ -211,6 +213,10 @@ e2e!(
             (backwards, "window.to must be after window.from"),
             (unknown, "goals[0].action: unknown action \"moon_walk\""),
             (bad_condition, "goals[0].conditions[0].amount"),
+            (
+                no_tier,
+                "goals[0].conditions[0].tierIds: no tier 999999 in this program",
+            ),
             (no_badge, "reward.badgeId: no badge 999999 in this program"),
         ];
         for (input, message) in &cases {
