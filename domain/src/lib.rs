@@ -2,6 +2,7 @@
 //! database transactions; nothing in here knows about HTTP or GraphQL.
 
 pub mod actor;
+pub mod challenges;
 pub mod clock;
 pub mod demo;
 pub mod deployment;

@@ -90,6 +90,8 @@ pub(crate) mod tests {
 
     #[test]
     fn every_stored_enum_round_trips_and_refuses_unknown_values() {
+        use crate::challenges::badges::BadgeSource;
+        use crate::challenges::{Measure, WindowKind};
         use crate::earning::rulebook::RewardKind;
         use crate::earning::rules::Period;
         use crate::ledger::{Account, Kind};
@@ -112,6 +114,9 @@ pub(crate) mod tests {
         assert_round_trip::<QualifyOn>("programs.referral_qualify_on");
         assert_round_trip::<Stage>("referrals.status");
         assert_round_trip::<Cat>("report_daily.kind");
+        assert_round_trip::<Measure>("challenge_goals.measure");
+        assert_round_trip::<WindowKind>("challenges.window_kind");
+        assert_round_trip::<BadgeSource>("member_badges.source");
     }
 
     /// The texts are the ones the migrations and existing rows hold, byte for byte.

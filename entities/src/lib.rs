@@ -2,13 +2,21 @@
 //! crate turns them into exact decimals. These models never leave the domain crate: the GraphQL
 //! layer maps them to its own DTOs.
 
+pub mod badges;
 pub mod balances;
+pub mod challenge_completions;
+pub mod challenge_goals;
+pub mod challenge_marks;
+pub mod challenge_progress;
+pub mod challenge_sets;
+pub mod challenges;
 pub mod earn_events;
 pub mod earning_rules;
 pub mod gifts;
 pub mod idempotency_records;
 pub mod launch_secrets;
 pub mod ledger_entries;
+pub mod member_badges;
 pub mod members;
 pub mod programs;
 pub mod purchase_lines;

@@ -2,6 +2,7 @@
 //! `loyalty_domain` service method and map the result to DTOs. Error codes are SPEC §4.5.
 
 mod admin;
+mod challenges;
 mod earning;
 mod error;
 mod gifts;
@@ -39,6 +40,7 @@ pub struct Query(
     referrals::ReferralQuery,
     leaderboard::LeaderboardQuery,
     report::ReportQuery,
+    challenges::ChallengeQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -53,6 +55,7 @@ pub struct Mutation(
     wheel::WheelMutation,
     program::ProgramMutation,
     referrals::ReferralMutation,
+    challenges::ChallengeMutation,
 );
 
 /// Every subscription root.

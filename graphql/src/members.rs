@@ -86,6 +86,21 @@ impl Member {
             .map(crate::tiers::Tier::from))
     }
 
+    /// The badges this member holds, in the order earned.
+    async fn badges(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<crate::challenges::EarnedBadge>> {
+        let (_, loyalty, program) = scope::<Actor>(ctx).await?;
+        Ok(loyalty
+            .member_badges(&program, self.0 .0.id)
+            .await
+            .gql(ctx)?
+            .into_iter()
+            .map(crate::challenges::EarnedBadge::from)
+            .collect())
+    }
+
     /// The tier the QUALIFICATION balance reaches next (its `minQualification` is the goal of
     /// a progress bar); null at the top tier or when the program has none.
     async fn next_tier(

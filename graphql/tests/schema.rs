@@ -138,6 +138,12 @@ async fn the_guard_refuses_the_wrong_role_before_the_domain_is_reached() {
             &[Admin],
         ),
         ("mutation { publishRules { __typename } }", &[Admin]),
+        ("mutation { publishChallenges { __typename } }", &[Admin]),
+        ("{ challenges { __typename } }", &[Admin]),
+        (
+            r#"mutation { grantBadge(memberId: "1", badgeId: "1") { __typename } }"#,
+            &[Admin],
+        ),
         (
             r#"mutation { recordPurchase(input: {memberExternalId: "m", orderId: "o", amount: 10, idempotencyKey: "k"}) { __typename } }"#,
             &[Service],

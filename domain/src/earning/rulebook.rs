@@ -404,6 +404,18 @@ impl Loyalty {
     /// exists in the program.
     async fn checked(&self, program: &Program, input: &RuleInput) -> DomainResult<Vec<Condition>> {
         let conditions = input.validate()?;
+        self.check_tier_ids(program, &conditions, "").await?;
+        Ok(conditions)
+    }
+
+    /// Refuses a `tierIn` naming a tier the program does not have; the refusal's path is
+    /// `{path}conditions[i].tierIds` (a challenge passes `goals[2].`).
+    pub(crate) async fn check_tier_ids(
+        &self,
+        program: &Program,
+        conditions: &[Condition],
+        path: &str,
+    ) -> DomainResult<()> {
         let named: Vec<(usize, i64)> = conditions
             .iter()
             .enumerate()
@@ -419,11 +431,11 @@ impl Loyalty {
                 .find(|(_, id)| !tiers.iter().any(|t| t.id == *id))
             {
                 return Err(DomainError::validation(format!(
-                    "conditions[{index}].tierIds: no tier {id} in this program"
+                    "{path}conditions[{index}].tierIds: no tier {id} in this program"
                 )));
             }
         }
-        Ok(conditions)
+        Ok(())
     }
 
     pub async fn create_rule(&self, program: &Program, input: RuleInput) -> DomainResult<Rule> {

@@ -1,0 +1,21 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "challenge_marks")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub program_id: i64,
+    pub member_id: i64,
+    pub challenge_id: i64,
+    pub window_key: String,
+    pub goal: i32,
+    pub mark: String,
+    pub amount_minor: i64,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
