@@ -45,16 +45,6 @@ const QUERY: &str = "query($from: Date!, $to: Date!) { loyaltyReport(from: $from
   series { bucketStart issued used expired newMembers newMembersWithPurchase memberOrders
     memberRevenue nonMemberOrders nonMemberRevenue discount } } }";
 
-/// The tables the folder reads (each has a watermark row named after it).
-const FOLDED: [&str; 7] = [
-    "ledger_entries",
-    "members",
-    "purchases",
-    "refunds",
-    "guest_orders",
-    "guest_refunds",
-    "voucher_uses",
-];
 
 async fn seed(pool: &PgPool, cfg: &ReportConfig<'_>) -> Result<i64> {
     let program: i64 = sqlx::query("SELECT id FROM programs WHERE external_id = 'demo'")
@@ -202,7 +192,7 @@ async fn seed(pool: &PgPool, cfg: &ReportConfig<'_>) -> Result<i64> {
 
 async fn wait_folded(pool: &PgPool, timeout: Duration) -> Result<Duration> {
     let started = Instant::now();
-    let behind = FOLDED
+    let behind = loyalty_domain::report::fold::TABLES
         .iter()
         .map(|t| {
             format!(

@@ -51,7 +51,8 @@ pub const FOLD_CHUNK: i64 = 20_000;
 /// Aggregate rows per `INSERT`.
 const INSERT_ROWS: usize = 400;
 
-const TABLES: [&str; 7] = [
+/// The tables the folder reads, each with a watermark row named after it.
+pub const TABLES: [&str; 7] = [
     "ledger_entries",
     "members",
     "purchases",

@@ -98,6 +98,29 @@ struct Raw {
     rules: Vec<(i64, String, Option<i64>, i64, bool)>,
 }
 
+impl Raw {
+    /// Members' orders and revenue (less refunds) on the days `on` takes, of the members `of`
+    /// takes.
+    fn members(&self, on: impl Fn(&NaiveDate) -> bool, of: impl Fn(&i64) -> bool) -> (i64, i64) {
+        let orders = self.purchases.iter().filter(|p| on(&p.2) && of(&p.0));
+        let refunds = self.refunds.iter().filter(|p| on(&p.2) && of(&p.0));
+        (
+            orders.clone().count() as i64,
+            orders.map(|p| p.1).sum::<i64>() - refunds.map(|p| p.1).sum::<i64>(),
+        )
+    }
+
+    /// Non-members' orders and revenue (less refunds) on the days `on` takes.
+    fn guests(&self, on: impl Fn(&NaiveDate) -> bool) -> (i64, i64) {
+        let orders = self.guest_orders.iter().filter(|p| on(&p.1));
+        let refunds = self.guest_refunds.iter().filter(|p| on(&p.1));
+        (
+            orders.clone().count() as i64,
+            orders.map(|p| p.0).sum::<i64>() - refunds.map(|p| p.0).sum::<i64>(),
+        )
+    }
+}
+
 async fn raw(app: &TestApp) -> Raw {
     let db = app.loyalty.db();
     let backend = db.get_database_backend();
@@ -245,32 +268,8 @@ fn check_sections(r: &Value, raw: &Raw, from: NaiveDate, to: NaiveDate) {
         "acquisition {at}"
     );
     // Coverage and the average order values.
-    let member_orders = raw.purchases.iter().filter(|p| within(&p.2)).count() as i64;
-    let member_revenue: i64 = raw
-        .purchases
-        .iter()
-        .filter(|p| within(&p.2))
-        .map(|p| p.1)
-        .sum::<i64>()
-        - raw
-            .refunds
-            .iter()
-            .filter(|p| within(&p.2))
-            .map(|p| p.1)
-            .sum::<i64>();
-    let guest_orders = raw.guest_orders.iter().filter(|p| within(&p.1)).count() as i64;
-    let guest_revenue: i64 = raw
-        .guest_orders
-        .iter()
-        .filter(|p| within(&p.1))
-        .map(|p| p.0)
-        .sum::<i64>()
-        - raw
-            .guest_refunds
-            .iter()
-            .filter(|p| within(&p.1))
-            .map(|p| p.0)
-            .sum::<i64>();
+    let (member_orders, member_revenue) = raw.members(within, |_| true);
+    let (guest_orders, guest_revenue) = raw.guests(within);
     let c = &r["coverage"];
     assert_eq!(c["memberOrders"], member_orders, "member orders {at}");
     assert_eq!(c["nonMemberOrders"], guest_orders, "non-member orders {at}");
@@ -346,19 +345,7 @@ fn check_sections(r: &Value, raw: &Raw, from: NaiveDate, to: NaiveDate) {
             .unwrap_or(to);
         let inside = |d: &NaiveDate| d >= start && *d <= end;
         assert_eq!(month["month"], start.to_string());
-        let orders = raw.purchases.iter().filter(|p| inside(&p.2)).count() as i64;
-        let revenue = raw
-            .purchases
-            .iter()
-            .filter(|p| inside(&p.2))
-            .map(|p| p.1)
-            .sum::<i64>()
-            - raw
-                .refunds
-                .iter()
-                .filter(|p| inside(&p.2))
-                .map(|p| p.1)
-                .sum::<i64>();
+        let (orders, revenue) = raw.members(inside, |_| true);
         let lasts = last.values().filter(|d| inside(d)).count();
         assert_eq!(month["memberOrders"], orders, "orders of {start} {at}");
         assert_eq!(dec(&month["revenue"]), money(revenue), "revenue of {start}");
@@ -394,23 +381,7 @@ fn check_sections(r: &Value, raw: &Raw, from: NaiveDate, to: NaiveDate) {
             .filter(|d| **d <= to && bucket_of(**d) == i)
             .count() as i64;
         let of = |m: &i64| raw.joined.get(m).is_some_and(|d| bucket_of(*d) == i);
-        let orders = raw
-            .purchases
-            .iter()
-            .filter(|p| within(&p.2) && of(&p.0))
-            .count() as i64;
-        let revenue = raw
-            .purchases
-            .iter()
-            .filter(|p| within(&p.2) && of(&p.0))
-            .map(|p| p.1)
-            .sum::<i64>()
-            - raw
-                .refunds
-                .iter()
-                .filter(|p| within(&p.2) && of(&p.0))
-                .map(|p| p.1)
-                .sum::<i64>();
+        let (orders, revenue) = raw.members(within, of);
         assert_eq!(bucket["minMonths"], edges[i].0);
         assert_eq!(
             bucket["members"], members,
@@ -506,32 +477,8 @@ fn check_series(r: &Value, raw: &Raw, from: NaiveDate, to: NaiveDate) {
             .map(|(m, _)| *m)
             .collect();
         let with = joined.iter().filter(|m| bought_by_end.contains(m)).count();
-        let orders = raw.purchases.iter().filter(|p| on(&p.2)).count();
-        let revenue = raw
-            .purchases
-            .iter()
-            .filter(|p| on(&p.2))
-            .map(|p| p.1)
-            .sum::<i64>()
-            - raw
-                .refunds
-                .iter()
-                .filter(|p| on(&p.2))
-                .map(|p| p.1)
-                .sum::<i64>();
-        let guests = raw.guest_orders.iter().filter(|p| on(&p.1)).count();
-        let guest_revenue = raw
-            .guest_orders
-            .iter()
-            .filter(|p| on(&p.1))
-            .map(|p| p.0)
-            .sum::<i64>()
-            - raw
-                .guest_refunds
-                .iter()
-                .filter(|p| on(&p.1))
-                .map(|p| p.0)
-                .sum::<i64>();
+        let (orders, revenue) = raw.members(on, |_| true);
+        let (guests, guest_revenue) = raw.guests(on);
         let discount: i64 = raw
             .voucher_uses
             .iter()
