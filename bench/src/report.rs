@@ -45,7 +45,6 @@ const QUERY: &str = "query($from: Date!, $to: Date!) { loyaltyReport(from: $from
   series { bucketStart issued used expired newMembers newMembersWithPurchase memberOrders
     memberRevenue nonMemberOrders nonMemberRevenue discount } } }";
 
-
 async fn seed(pool: &PgPool, cfg: &ReportConfig<'_>) -> Result<i64> {
     let program: i64 = sqlx::query("SELECT id FROM programs WHERE external_id = 'demo'")
         .fetch_one(pool)
