@@ -9,7 +9,9 @@
 //! `retry`).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, FromQueryResult, TransactionTrait,
+};
 
 use crate::error::DomainError;
 use crate::ledger::db::{stmt, TxResult};
@@ -83,8 +85,8 @@ pub async fn find_order<C: ConnectionTrait>(
 /// Records a non-member's order. The same key with the same order answers the same; with another
 /// order, `IDEMPOTENCY_KEY_REUSED`; an order id already recorded (for a member or not),
 /// `ALREADY_CLAIMED`.
-pub async fn record<C: TransactionTrait>(
-    db: &C,
+pub async fn record(
+    db: &DatabaseConnection,
     program: &Program,
     order_id: &str,
     customer_id: Option<&str>,
@@ -132,10 +134,7 @@ pub async fn record<C: TransactionTrait>(
         return Ok(order);
     }
     // A concurrent call claimed the key (then this is its retry) or the order id first.
-    let txn = db.begin().await?;
-    let known = order_by(&txn, program.id, "idempotency_key", key).await?;
-    txn.commit().await?;
-    match known {
+    match order_by(db, program.id, "idempotency_key", key).await? {
         Some(known) => replay(known, order_id, customer_id, amount),
         None => Err(already_recorded(order_id).into()),
     }
@@ -166,8 +165,8 @@ fn replay(
 
 /// Refunds `amount` of a non-member's order, at most what is left of it. With a key, a retry
 /// answers the same and refunds nothing more.
-pub async fn refund<C: TransactionTrait>(
-    db: &C,
+pub async fn refund(
+    db: &DatabaseConnection,
     program: &Program,
     order: &GuestOrder,
     amount: Money,
@@ -205,8 +204,12 @@ pub async fn refund<C: TransactionTrait>(
     .one(&txn)
     .await?;
     let Some(refunded) = refunded else {
+        let left = find_order(&txn, program.id, &order.order_id)
+            .await?
+            .ok_or_else(|| {
+                DomainError::not_found(format!("order `{}` not found", order.order_id))
+            })?;
         txn.rollback().await?;
-        let left = current(db, program.id, &order.order_id).await?;
         return Err(DomainError::validation(format!(
             "amount: order `{}` has {} left to refund",
             order.order_id,
@@ -219,17 +222,6 @@ pub async fn refund<C: TransactionTrait>(
         refunded: amount,
         total_refunded: Money::from_minor(refunded.refunded_minor),
     })
-}
-
-async fn current<C: TransactionTrait>(
-    db: &C,
-    program_id: i64,
-    order_id: &str,
-) -> TxResult<GuestOrder> {
-    let txn = db.begin().await?;
-    let order = find_order(&txn, program_id, order_id).await?;
-    txn.commit().await?;
-    Ok(order.ok_or_else(|| DomainError::not_found(format!("order `{order_id}` not found")))?)
 }
 
 async fn replay_refund(
