@@ -259,7 +259,7 @@ async fn period(
             _ => sums.tally.add(*day, *cat, key.clone(), *cell),
         }
     }
-    let base = spans::span_of(from);
+    let base = spans::base_of(from);
     let mask = |start: NaiveDate| {
         spans::mask(base, start, to)
             .ok_or_else(|| DomainError::internal(format!("{start}..{to} exceeds a span row")))
@@ -276,12 +276,9 @@ async fn period(
         tail,
         base,
     };
-    let masks = Masks {
-        active: &[window],
-        purchase: &purchase_masks,
-        rule: &[window],
-    };
-    let counts = distinct(txn, &scope, &masks).await?;
+    let active = distinct(txn, &scope, Select::One(Mark::Active), &[window]).await?;
+    let bought = distinct(txn, &scope, Select::One(Mark::Purchase), &purchase_masks).await?;
+    let reached = distinct(txn, &scope, Select::Rules, &[window]).await?;
     let count_of = |counts: &BTreeMap<Mark, Vec<u64>>, mark: Mark, i: usize| {
         counts
             .get(&mark)
@@ -291,15 +288,15 @@ async fn period(
     Ok(PeriodData {
         tally: sums.tally,
         cumulative: sums.cumulative,
-        active: count_of(&counts, Mark::Active, 0),
-        purchasers: count_of(&counts, Mark::Purchase, 0),
+        active: count_of(&active, Mark::Active, 0),
+        purchasers: count_of(&bought, Mark::Purchase, 0),
         bought_since: month_starts
             .iter()
             .enumerate()
-            .map(|(i, start)| (*start, count_of(&counts, Mark::Purchase, i + 1)))
+            .map(|(i, start)| (*start, count_of(&bought, Mark::Purchase, i + 1)))
             .collect(),
         joined_by_month: sums.joined_by_month,
-        reached: counts
+        reached: reached
             .iter()
             .filter_map(|(mark, counts)| match mark {
                 Mark::Rule(id) => Some((*id, counts.first().copied().unwrap_or(0))),
@@ -434,37 +431,27 @@ async fn folded_sums(
     Ok(sums)
 }
 
-/// The masks each kind of row is counted against (all over rows of the same span).
-struct Masks<'a> {
-    active: &'a [Words],
-    purchase: &'a [Words],
-    /// Every campaign's rows.
-    rule: &'a [Words],
+/// Which span rows a distinct count reads.
+#[derive(Clone, Copy)]
+enum Select {
+    One(Mark),
+    /// Every campaign's.
+    Rules,
 }
 
-impl Masks<'_> {
-    fn of(&self, mark: Mark) -> &[Words] {
-        match mark {
-            Mark::Active => self.active,
-            Mark::Purchase => self.purchase,
-            Mark::Rule(_) => self.rule,
+impl Select {
+    fn matches(self, mark: Mark) -> bool {
+        match self {
+            Select::One(one) => one == mark,
+            Select::Rules => matches!(mark, Mark::Rule(_)),
         }
     }
 
-    /// `(column prefix, the SQL condition on `what` (codes of rules are `R<id>`), masks)` per kind.
-    fn kinds(&self) -> [(&'static str, &'static str, &[Words]); 3] {
-        [
-            ("a", "what = 'A'", self.active),
-            ("p", "what = 'P'", self.purchase),
-            ("r", "what >= 'R' AND what < 'S'", self.rule),
-        ]
-    }
-
-    fn prefix(mark: Mark) -> &'static str {
-        match mark {
-            Mark::Active => "a",
-            Mark::Purchase => "p",
-            Mark::Rule(_) => "r",
+    /// The `what` condition (codes of rules are `R<id>`).
+    fn condition(self) -> String {
+        match self {
+            Select::One(mark) => format!("what = '{}'", mark.code()),
+            Select::Rules => "what >= 'R' AND what < 'S'".into(),
         }
     }
 }
@@ -478,34 +465,36 @@ struct Scope<'a> {
     base: i64,
 }
 
-/// For each kind of row, the members with a bit of each of its masks: the folded rows counted
-/// in SQL, in one pass over the span's rows for every kind, then corrected, member by member,
-/// for the tail (a member the tail adds a day to counts when the merged bits hit).
+/// For each kind of row `select` picks, the members with a bit of each of `masks` (all masks
+/// over rows of span `scope.base`): the folded rows counted in SQL, then corrected, member by
+/// member, for the tail (a member the tail adds a day to counts when the merged bits hit).
 async fn distinct(
     txn: &DatabaseTransaction,
     scope: &Scope<'_>,
-    masks: &Masks<'_>,
+    select: Select,
+    masks: &[Words],
 ) -> DomainResult<BTreeMap<Mark, Vec<u64>>> {
     let backend = txn.get_database_backend();
     let mut counts: BTreeMap<Mark, Vec<i64>> = BTreeMap::new();
     if scope.folded {
-        let mut columns = Vec::new();
-        for (prefix, condition, list) in masks.kinds() {
-            for (i, mask) in list.iter().enumerate() {
-                columns.push(format!(
-                    "CAST(SUM(CASE WHEN {condition} AND {} THEN 1 ELSE 0 END) AS BIGINT) \
-                     AS {prefix}{i}",
+        let columns: Vec<String> = masks
+            .iter()
+            .enumerate()
+            .map(|(i, mask)| {
+                format!(
+                    "CAST(SUM(CASE WHEN {} THEN 1 ELSE 0 END) AS BIGINT) AS c{i}",
                     spans::predicate(mask)
-                ));
-            }
-        }
+                )
+            })
+            .collect();
         let rows = txn
             .query_all(stmt(
                 backend,
                 &format!(
-                    "SELECT what, {} FROM report_member_spans WHERE program_id = $1 \
+                    "SELECT what, {} FROM report_member_spans WHERE program_id = $1 AND {} \
                      AND span = $2 GROUP BY what",
-                    columns.join(", ")
+                    columns.join(", "),
+                    select.condition()
                 ),
                 vec![
                     scope.program_id.into(),
@@ -518,10 +507,9 @@ async fn distinct(
             let Some(mark) = Mark::parse(&what) else {
                 continue;
             };
-            let prefix = Masks::prefix(mark);
-            let mut per_mask = Vec::new();
-            for i in 0..masks.of(mark).len() {
-                per_mask.push(row.try_get::<i64>("", &format!("{prefix}{i}"))?);
+            let mut per_mask = Vec::with_capacity(masks.len());
+            for i in 0..masks.len() {
+                per_mask.push(row.try_get::<i64>("", &format!("c{i}"))?);
             }
             counts.insert(mark, per_mask);
         }
@@ -529,13 +517,15 @@ async fn distinct(
     // The tail's days of each (kind, member), as bits of the same rows.
     let mut fresh: BTreeMap<(Mark, i64), Words> = BTreeMap::new();
     for (mark, day, member) in &scope.tail.marks {
-        let mut words = Words::default();
-        if words.set(scope.base, *day) {
-            fresh.entry((*mark, *member)).or_default().or(&words);
+        if select.matches(*mark) {
+            let mut words = Words::default();
+            if words.set(scope.base, *day) {
+                fresh.entry((*mark, *member)).or_default().or(&words);
+            }
         }
     }
     let stored = if scope.folded && !fresh.is_empty() {
-        folded_rows(txn, scope, &fresh).await?
+        folded_rows(txn, scope, select, &fresh).await?
     } else {
         BTreeMap::new()
     };
@@ -543,9 +533,8 @@ async fn distinct(
         let before = stored.get(&(*mark, *member)).copied().unwrap_or_default();
         let mut after = before;
         after.or(words);
-        let list = masks.of(*mark);
-        let per_mask = counts.entry(*mark).or_insert_with(|| vec![0; list.len()]);
-        for (count, mask) in per_mask.iter_mut().zip(list) {
+        let per_mask = counts.entry(*mark).or_insert_with(|| vec![0; masks.len()]);
+        for (count, mask) in per_mask.iter_mut().zip(masks) {
             *count += i64::from(after.hits(mask)) - i64::from(before.hits(mask));
         }
     }
@@ -562,10 +551,11 @@ async fn distinct(
         .collect())
 }
 
-/// The folded rows (span `scope.base`, every kind) of the members in `fresh`.
+/// The folded rows (span `scope.base`) of the members in `fresh`.
 async fn folded_rows(
     txn: &DatabaseTransaction,
     scope: &Scope<'_>,
+    select: Select,
     fresh: &BTreeMap<(Mark, i64), Words>,
 ) -> DomainResult<BTreeMap<(Mark, i64), Words>> {
     let backend = txn.get_database_backend();
@@ -588,8 +578,9 @@ async fn folded_rows(
                 backend,
                 &format!(
                     "SELECT what, member_id, {} FROM report_member_spans WHERE program_id = $1 \
-                     AND span = $2 AND member_id IN ({})",
+                     AND {} AND span = $2 AND member_id IN ({})",
                     spans::COLUMNS.join(", "),
+                    select.condition(),
                     placeholders.join(", ")
                 ),
                 values,

@@ -85,7 +85,7 @@ fn index(day: NaiveDate) -> i64 {
     (day - NaiveDate::default()).num_days()
 }
 
-/// The span a day falls in (and whose rows cover a window starting on it).
+/// The span a day falls in.
 pub fn span_of(day: NaiveDate) -> i64 {
     index(day).div_euclid(SPAN_DAYS)
 }
@@ -126,6 +126,11 @@ pub fn mask(base: i64, from: NaiveDate, to: NaiveDate) -> Option<Words> {
         day = day.succ_opt()?;
     }
     Some(words)
+}
+
+/// The span whose rows cover a window starting on `from`.
+pub fn base_of(from: NaiveDate) -> i64 {
+    span_of(from)
 }
 
 /// An SQL literal for a 64-bit word (`i64::MIN` has no literal: it is written as an expression,
@@ -189,8 +194,8 @@ mod tests {
     fn every_report_window_fits_one_row() {
         // 366 days from the last day of a span still fits; SPAN_DAYS + 2 days may not.
         let from = day(SPAN_DAYS - 1);
-        assert!(mask(span_of(from), from, from + Days::new(SPAN_DAYS as u64)).is_some());
-        assert!(mask(span_of(from), from, from + Days::new(SPAN_DAYS as u64 + 1)).is_none());
+        assert!(mask(base_of(from), from, from + Days::new(SPAN_DAYS as u64)).is_some());
+        assert!(mask(base_of(from), from, from + Days::new(SPAN_DAYS as u64 + 1)).is_none());
         assert!(mask(0, day(5), day(4)).is_none());
     }
 
@@ -215,7 +220,7 @@ mod tests {
             length in 1i64..=366,
         ) {
             let (from, to) = (day(start), day(start + length - 1));
-            let base = span_of(from);
+            let base = base_of(from);
             let window = mask(base, from, to).unwrap();
             let mut row = Words::default();
             for d in &days {
