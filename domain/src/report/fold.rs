@@ -27,7 +27,7 @@
 //! On SQLite write transactions are serial: the fold transaction takes the write lock first, so
 //! `max(id)` read inside it is final.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -37,6 +37,7 @@ use sea_orm::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::gaps::{self, Cells};
 use super::read::{scan, stmt};
 use super::spans::{self, Mark as Did, Words};
 use super::tally::{Cat, Cell, EventRow, EventTable, LedgerRow, Tally};
@@ -50,6 +51,8 @@ use crate::service::Loyalty;
 pub const FOLD_CHUNK: i64 = 20_000;
 /// Aggregate rows per `INSERT`.
 const INSERT_ROWS: usize = 400;
+/// Member ids per `IN (…)` list.
+const IN_CHUNK: usize = 500;
 
 /// The tables the folder reads, each with a watermark row named after it.
 pub const TABLES: [&str; 7] = [
@@ -66,6 +69,13 @@ pub const TABLES: [&str; 7] = [
 struct Mark {
     name: String,
     last_id: i64,
+}
+
+#[derive(FromQueryResult)]
+struct Ends {
+    member_id: i64,
+    first_day: i32,
+    last_day: i32,
 }
 
 #[derive(FromQueryResult)]
@@ -111,6 +121,8 @@ async fn lock_marks(txn: &DatabaseTransaction) -> DomainResult<BTreeMap<String, 
 async fn write(txn: &DatabaseTransaction, program_id: i64, tally: Tally) -> DomainResult<()> {
     let cells: Vec<_> = tally.cells.into_iter().collect();
     write_cells(txn, program_id, &cells).await?;
+    // Before the spans: the gaps read the days stored so far from them.
+    write_gaps(txn, program_id, &tally.marks).await?;
     write_spans(txn, program_id, &tally.marks).await
 }
 
@@ -206,6 +218,204 @@ async fn write_spans(
                 list.join(", "),
                 merge.join(", "),
                 changed.join(" OR ")
+            ),
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// A day number as the `INTEGER` column it is stored in.
+fn day_value(day: i64) -> Value {
+    Value::from(i32::try_from(day).unwrap_or(i32::MIN))
+}
+
+/// The marks' days as moves between `report_gaps` cells (see [`gaps`]), and each member's new
+/// first and last day. A day after a member's last one (the usual case: rows are folded roughly
+/// in time order) needs only those ends; a day between them reads the member's stored days.
+async fn write_gaps(
+    txn: &DatabaseTransaction,
+    program_id: i64,
+    marks: &HashSet<(Did, NaiveDate, i64)>,
+) -> DomainResult<()> {
+    let mut added: BTreeMap<String, BTreeMap<i64, BTreeSet<i64>>> = BTreeMap::new();
+    for (mark, day, member) in marks {
+        added
+            .entry(mark.code())
+            .or_default()
+            .entry(*member)
+            .or_default()
+            .insert(spans::day_number(*day));
+    }
+    for (what, members) in &added {
+        let ends = member_ends(txn, program_id, what, members).await?;
+        let mut cells = Cells::new();
+        let mut moved = Vec::new();
+        for (member, days) in members {
+            let stored = ends.get(member).copied();
+            let before = match stored {
+                None => BTreeSet::new(),
+                Some((first, last)) if gaps::ends_suffice(first, last, days) => {
+                    BTreeSet::from([first, last])
+                }
+                Some((first, last)) => {
+                    stored_days(txn, program_id, what, *member, first, last).await?
+                }
+            };
+            gaps::delta(&before, days, &mut cells);
+            let mut all = before;
+            all.extend(days.iter().copied());
+            if let (Some(first), Some(last)) = (all.first(), all.last()) {
+                if stored != Some((*first, *last)) {
+                    moved.push((*member, *first, *last));
+                }
+            }
+        }
+        upsert_ends(txn, program_id, what, &moved).await?;
+        upsert_gaps(txn, program_id, what, &cells).await?;
+    }
+    Ok(())
+}
+
+/// The stored first and last day of `members` (of kind `what`).
+async fn member_ends(
+    txn: &DatabaseTransaction,
+    program_id: i64,
+    what: &str,
+    members: &BTreeMap<i64, BTreeSet<i64>>,
+) -> DomainResult<HashMap<i64, (i64, i64)>> {
+    let backend = txn.get_database_backend();
+    let ids: Vec<i64> = members.keys().copied().collect();
+    let mut ends = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_CHUNK) {
+        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        let mut values: Vec<Value> = vec![program_id.into(), what.into()];
+        values.extend(chunk.iter().map(|id| Value::from(*id)));
+        let rows = Ends::find_by_statement(stmt(
+            backend,
+            &format!(
+                "SELECT member_id, first_day, last_day FROM report_member_ends \
+                 WHERE program_id = $1 AND what = $2 AND member_id IN ({})",
+                list.join(", ")
+            ),
+            values,
+        ))
+        .all(txn)
+        .await?;
+        for row in rows {
+            ends.insert(
+                row.member_id,
+                (i64::from(row.first_day), i64::from(row.last_day)),
+            );
+        }
+    }
+    Ok(ends)
+}
+
+/// Every day of kind `what` folded for `member` so far (between its ends), from its span rows.
+async fn stored_days(
+    txn: &DatabaseTransaction,
+    program_id: i64,
+    what: &str,
+    member: i64,
+    first: i64,
+    last: i64,
+) -> DomainResult<BTreeSet<i64>> {
+    let backend = txn.get_database_backend();
+    let span = |day: i64| day_value(day.div_euclid(spans::SPAN_DAYS));
+    let rows = txn
+        .query_all(stmt(
+            backend,
+            &format!(
+                "SELECT span, {} FROM report_member_spans WHERE program_id = $1 AND what = $2 \
+                 AND span >= $3 AND span <= $4 AND member_id = $5",
+                spans::COLUMNS.join(", ")
+            ),
+            vec![
+                program_id.into(),
+                what.into(),
+                span(first),
+                span(last),
+                member.into(),
+            ],
+        ))
+        .await?;
+    let mut days = BTreeSet::new();
+    for row in rows {
+        let base: i32 = row.try_get("", "span")?;
+        let mut words = Words::default();
+        for (word, column) in words.0.iter_mut().zip(spans::COLUMNS) {
+            *word = row.try_get("", column)?;
+        }
+        days.extend(words.own_days(i64::from(base)));
+    }
+    Ok(days)
+}
+
+async fn upsert_ends(
+    txn: &DatabaseTransaction,
+    program_id: i64,
+    what: &str,
+    moved: &[(i64, i64, i64)],
+) -> DomainResult<()> {
+    let backend = txn.get_database_backend();
+    for chunk in moved.chunks(INSERT_ROWS) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+        let mut rows = Vec::with_capacity(chunk.len());
+        for (member, first, last) in chunk {
+            rows.push(placeholders(values.len(), 5));
+            values.extend([
+                program_id.into(),
+                what.into(),
+                (*member).into(),
+                day_value(*first),
+                day_value(*last),
+            ]);
+        }
+        txn.execute(stmt(
+            backend,
+            &format!(
+                "INSERT INTO report_member_ends (program_id, what, member_id, first_day, \
+                 last_day) VALUES {} ON CONFLICT (program_id, what, member_id) DO UPDATE SET \
+                 first_day = excluded.first_day, last_day = excluded.last_day",
+                rows.join(", ")
+            ),
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+async fn upsert_gaps(
+    txn: &DatabaseTransaction,
+    program_id: i64,
+    what: &str,
+    cells: &Cells,
+) -> DomainResult<()> {
+    let backend = txn.get_database_backend();
+    let cells: Vec<_> = cells.iter().collect();
+    for chunk in cells.chunks(INSERT_ROWS) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+        let mut rows = Vec::with_capacity(chunk.len());
+        for ((day, gap), n) in chunk {
+            rows.push(placeholders(values.len(), 5));
+            values.extend([
+                program_id.into(),
+                what.into(),
+                day_value(*day),
+                day_value(*gap),
+                (**n).into(),
+            ]);
+        }
+        txn.execute(stmt(
+            backend,
+            &format!(
+                "INSERT INTO report_gaps (program_id, what, day, gap, n) VALUES {} \
+                 ON CONFLICT (program_id, what, day, gap) DO UPDATE SET \
+                 n = report_gaps.n + excluded.n",
+                rows.join(", ")
             ),
             values,
         ))
@@ -385,7 +595,12 @@ async fn rebuild_stale(loyalty: &Loyalty) -> DomainResult<u64> {
             continue;
         };
         let tz = parse_timezone(tz_name)?;
-        for table in ["report_daily", "report_member_spans"] {
+        for table in [
+            "report_daily",
+            "report_member_spans",
+            "report_gaps",
+            "report_member_ends",
+        ] {
             txn.execute(stmt(
                 backend,
                 &format!("DELETE FROM {table} WHERE program_id = $1"),

@@ -9,6 +9,7 @@
 pub mod export;
 pub mod figures;
 pub mod fold;
+pub mod gaps;
 mod read;
 pub mod sections;
 pub mod spans;

@@ -259,26 +259,19 @@ async fn period(
             _ => sums.tally.add(*day, *cat, key.clone(), *cell),
         }
     }
-    let base = spans::base_of(from);
-    let mask = |start: NaiveDate| {
-        spans::mask(base, start, to)
-            .ok_or_else(|| DomainError::internal(format!("{start}..{to} exceeds a span row")))
-    };
-    let window = mask(from)?;
     let month_starts = month_starts(from, to);
-    let mut purchase_masks = vec![window];
-    for start in &month_starts {
-        purchase_masks.push(mask(*start)?);
-    }
+    let mut purchase_starts = vec![from];
+    purchase_starts.extend(month_starts.iter().copied());
     let scope = Scope {
         program_id: program.id,
         folded,
         tail,
-        base,
+        base: spans::base_of(from),
+        to,
     };
-    let active = distinct(txn, &scope, Select::One(Mark::Active), &[window]).await?;
-    let bought = distinct(txn, &scope, Select::One(Mark::Purchase), &purchase_masks).await?;
-    let reached = distinct(txn, &scope, Select::Rules, &[window]).await?;
+    let active = distinct(txn, &scope, Select::One(Mark::Active), &[from]).await?;
+    let bought = distinct(txn, &scope, Select::One(Mark::Purchase), &purchase_starts).await?;
+    let reached = distinct(txn, &scope, Select::Rules, &[from]).await?;
     let count_of = |counts: &BTreeMap<Mark, Vec<u64>>, mark: Mark, i: usize| {
         counts
             .get(&mark)
@@ -456,49 +449,64 @@ impl Select {
     }
 }
 
-/// Where distinct counts come from: the folded rows of span `base` (when the sums are usable)
-/// and the tail's marks.
+/// Where distinct counts come from: the folded gap cells (when the sums are usable), and the
+/// tail's marks checked against the folded span rows of span `base`.
 struct Scope<'a> {
     program_id: i64,
     folded: bool,
     tail: &'a Tally,
     base: i64,
+    /// The last day of every window counted.
+    to: NaiveDate,
 }
 
-/// For each kind of row `select` picks, the members with a bit of each of `masks` (all masks
-/// over rows of span `scope.base`): the folded rows counted in SQL, then corrected, member by
-/// member, for the tail (a member the tail adds a day to counts when the merged bits hit).
+/// For each kind of activity `select` picks, the members with a day in each window
+/// `[start, scope.to]` of `starts` (each at most a span row long): the folded days counted from
+/// `report_gaps` in SQL (see [`super::gaps`]), then corrected, member by member, for the tail
+/// (a member the tail adds a day to counts when their merged days hit the window and the folded
+/// ones did not).
 async fn distinct(
     txn: &DatabaseTransaction,
     scope: &Scope<'_>,
     select: Select,
-    masks: &[Words],
+    starts: &[NaiveDate],
 ) -> DomainResult<BTreeMap<Mark, Vec<u64>>> {
     let backend = txn.get_database_backend();
+    let to = scope.to;
+    let masks = starts
+        .iter()
+        .map(|start| {
+            spans::mask(scope.base, *start, to)
+                .ok_or_else(|| DomainError::internal(format!("{start}..{to} exceeds a span row")))
+        })
+        .collect::<DomainResult<Vec<Words>>>()?;
     let mut counts: BTreeMap<Mark, Vec<i64>> = BTreeMap::new();
-    if scope.folded {
-        let columns: Vec<String> = masks
+    if scope.folded && !starts.is_empty() {
+        let columns: Vec<String> = starts
             .iter()
             .enumerate()
-            .map(|(i, mask)| {
+            .map(|(i, start)| {
+                let a = spans::day_number(*start);
                 format!(
-                    "CAST(SUM(CASE WHEN {} THEN 1 ELSE 0 END) AS BIGINT) AS c{i}",
-                    spans::predicate(mask)
+                    "CAST(SUM(CASE WHEN day >= {a} AND (gap = 0 OR day - gap < {a}) THEN n \
+                     ELSE 0 END) AS BIGINT) AS c{i}"
                 )
             })
             .collect();
+        let earliest = starts.iter().min().copied().unwrap_or(to);
         let rows = txn
             .query_all(stmt(
                 backend,
                 &format!(
-                    "SELECT what, {} FROM report_member_spans WHERE program_id = $1 AND {} \
-                     AND span = $2 GROUP BY what",
+                    "SELECT what, {} FROM report_gaps WHERE program_id = $1 AND {} \
+                     AND day >= $2 AND day <= $3 GROUP BY what",
                     columns.join(", "),
                     select.condition()
                 ),
                 vec![
                     scope.program_id.into(),
-                    Value::from(i32::try_from(scope.base).unwrap_or(i32::MIN)),
+                    Value::from(i32::try_from(spans::day_number(earliest)).unwrap_or(i32::MIN)),
+                    Value::from(i32::try_from(spans::day_number(to)).unwrap_or(i32::MAX)),
                 ],
             ))
             .await?;
@@ -507,11 +515,11 @@ async fn distinct(
             let Some(mark) = Mark::parse(&what) else {
                 continue;
             };
-            let mut per_mask = Vec::with_capacity(masks.len());
-            for i in 0..masks.len() {
-                per_mask.push(row.try_get::<i64>("", &format!("c{i}"))?);
+            let mut per_window = Vec::with_capacity(starts.len());
+            for i in 0..starts.len() {
+                per_window.push(row.try_get::<i64>("", &format!("c{i}"))?);
             }
-            counts.insert(mark, per_mask);
+            counts.insert(mark, per_window);
         }
     }
     // The tail's days of each (kind, member), as bits of the same rows.
@@ -534,7 +542,7 @@ async fn distinct(
         let mut after = before;
         after.or(words);
         let per_mask = counts.entry(*mark).or_insert_with(|| vec![0; masks.len()]);
-        for (count, mask) in per_mask.iter_mut().zip(masks) {
+        for (count, mask) in per_mask.iter_mut().zip(&masks) {
             *count += i64::from(after.hits(mask)) - i64::from(before.hits(mask));
         }
     }

@@ -1,12 +1,14 @@
-//! Who did what on which local day, as bitmaps: the unit of every distinct member count in the
-//! report (active members, members who bought, members a campaign reached, members by the month
-//! of their last purchase). Pure: the folder writes [`Words`] rows, the report tests them.
+//! Who did what on which local day, as bitmaps: each member's record of days per kind, which the
+//! folder reads by key to place a late day between days already folded (`gaps`), and which a
+//! report checks a member of the unfolded tail against. Pure: the folder writes [`Words`] rows,
+//! the report and the folder test them. No report scans these rows: distinct counts are sums
+//! over `report_gaps` (see `super::gaps`).
 //!
 //! Days are counted from 1970-01-01 and cut into spans of [`SPAN_DAYS`] days. A row of
 //! `report_member_spans` holds one member's days of one kind ([`Mark`]) in its span (`l0..l5`)
 //! and in the next span (`h0..h5`); each day is written into two rows. A window of at most
 //! `SPAN_DAYS + 1` days (every report period: at most 366) lies within one span and the next, so
-//! its distinct count is one bit test over one row per member, with no DISTINCT.
+//! whether a member has a day in it is one bit test over one row.
 
 use chrono::NaiveDate;
 
@@ -69,6 +71,18 @@ impl Words {
         self.0.iter().all(|w| *w == 0)
     }
 
+    /// The numbers ([`day_number`]) of the days of span `base` this row holds (its low half).
+    pub fn own_days(&self, base: i64) -> impl Iterator<Item = i64> + '_ {
+        self.0[..WORDS]
+            .iter()
+            .enumerate()
+            .flat_map(move |(w, word)| {
+                (0..64)
+                    .filter(move |bit| word & (1i64 << bit) != 0)
+                    .map(move |bit| base * SPAN_DAYS + (w as i64) * 64 + bit)
+            })
+    }
+
     /// Sets `day` in a row of span `base`; false when the row does not cover it.
     pub fn set(&mut self, base: i64, day: NaiveDate) -> bool {
         match position(base, day) {
@@ -79,6 +93,11 @@ impl Words {
             None => false,
         }
     }
+}
+
+/// A day's number: days since 1970-01-01 (the `day` of `report_gaps`).
+pub fn day_number(day: NaiveDate) -> i64 {
+    index(day)
 }
 
 fn index(day: NaiveDate) -> i64 {
@@ -197,6 +216,26 @@ mod tests {
         assert!(mask(base_of(from), from, from + Days::new(SPAN_DAYS as u64)).is_some());
         assert!(mask(base_of(from), from, from + Days::new(SPAN_DAYS as u64 + 1)).is_none());
         assert!(mask(0, day(5), day(4)).is_none());
+    }
+
+    #[test]
+    fn a_row_gives_back_its_own_days() {
+        let mut row = Words::default();
+        for d in [
+            SPAN_DAYS,
+            SPAN_DAYS + 63,
+            SPAN_DAYS + 64,
+            2 * SPAN_DAYS - 1,
+            2 * SPAN_DAYS,
+        ] {
+            row.set(1, day(d));
+        }
+        let days: Vec<i64> = row.own_days(1).collect();
+        assert_eq!(
+            days,
+            vec![SPAN_DAYS, SPAN_DAYS + 63, SPAN_DAYS + 64, 2 * SPAN_DAYS - 1]
+        );
+        assert_eq!(day_number(day(-3)), -3);
     }
 
     #[test]
