@@ -18,6 +18,14 @@ use sea_orm_migration::{prelude::*, schema::*};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+/// Empties the folded sums so that the folder starts again from the first row.
+const REFOLD: [&str; 4] = [
+    "DELETE FROM report_daily",
+    "DELETE FROM report_member_spans",
+    "DELETE FROM report_programs",
+    "UPDATE report_watermarks SET last_id = 0",
+];
+
 #[derive(DeriveIden)]
 enum ReportGaps {
     Table,
@@ -85,12 +93,7 @@ impl MigrationTrait for Migration {
             conn.execute_unprepared("ALTER TABLE report_member_ends SET (fillfactor = 50)")
                 .await?;
         }
-        for statement in [
-            "DELETE FROM report_daily",
-            "DELETE FROM report_member_spans",
-            "DELETE FROM report_programs",
-            "UPDATE report_watermarks SET last_id = 0",
-        ] {
+        for statement in REFOLD {
             conn.execute_unprepared(statement).await?;
         }
         Ok(())
@@ -102,14 +105,9 @@ impl MigrationTrait for Migration {
                 .drop_table(Table::drop().table(Alias::new(table)).to_owned())
                 .await?;
         }
-        // The span counts need every span row: fold again.
+        // Fold again either way: the folder's state must match its tables.
         let conn = manager.get_connection();
-        for statement in [
-            "DELETE FROM report_daily",
-            "DELETE FROM report_member_spans",
-            "DELETE FROM report_programs",
-            "UPDATE report_watermarks SET last_id = 0",
-        ] {
+        for statement in REFOLD {
             conn.execute_unprepared(statement).await?;
         }
         Ok(())
