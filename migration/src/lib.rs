@@ -21,6 +21,7 @@ mod m20261201_000013_rule_campaigns;
 mod m20261201_000014_earn_events;
 mod m20261202_000015_report_sections;
 mod m20261202_000016_challenges;
+mod m20261202_000019_webhooks;
 mod util;
 
 pub struct Migrator;
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000014_earn_events::Migration),
             Box::new(m20261202_000015_report_sections::Migration),
             Box::new(m20261202_000016_challenges::Migration),
+            Box::new(m20261202_000019_webhooks::Migration),
         ]
     }
 }
