@@ -38,6 +38,10 @@ use crate::webhooks::WebhookOptions;
 pub const RETRY_HORIZON: Duration = Duration::from_secs(3 * 24 * 3600);
 /// How long an endpoint may fail without a success before it is disabled.
 pub const DISABLE_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
+/// How long delivered and dead events (and their attempts) are kept.
+pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often an instance purges them (a plain range delete, safe on several at once).
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Rows one pass claims.
 const CLAIM: i64 = 32;
 /// The first retry's delay; each next one is four times longer, up to [`MAX_DELAY`].
@@ -82,6 +86,21 @@ impl Loyalty {
         let Some(poll) = options.poll_interval else {
             return;
         };
+        let purger = self.clone();
+        crate::jobs::every(
+            "webhook purge",
+            PURGE_INTERVAL,
+            shutdown.clone(),
+            move || {
+                let loyalty = purger.clone();
+                async move { loyalty.purge_webhook_events(RETENTION).await }
+            },
+            |deleted: &u64| {
+                if *deleted > 0 {
+                    tracing::info!(deleted, "purged old webhook events");
+                }
+            },
+        );
         let client = client(options.allow_private_urls, options.timeout);
         let loyalty = self.downgrade();
         let wake = self.webhooks().wake.clone();
@@ -108,6 +127,31 @@ impl Loyalty {
                 }
             }
         });
+    }
+
+    /// Deletes delivered and dead events written more than `retention` ago, with their
+    /// attempts; how many events.
+    pub async fn purge_webhook_events(&self, retention: Duration) -> DomainResult<u64> {
+        let cutoff =
+            self.now() - chrono::Duration::from_std(retention).map_err(DomainError::internal)?;
+        let backend = self.db().get_database_backend();
+        self.db()
+            .execute(stmt(
+                backend,
+                "DELETE FROM webhook_attempts WHERE outbox_id IN (SELECT id FROM webhook_outbox \
+                 WHERE status <> 'PENDING' AND created_at < $1)",
+                vec![cutoff.into()],
+            ))
+            .await?;
+        let deleted = self
+            .db()
+            .execute(stmt(
+                backend,
+                "DELETE FROM webhook_outbox WHERE status <> 'PENDING' AND created_at < $1",
+                vec![cutoff.into()],
+            ))
+            .await?;
+        Ok(deleted.rows_affected())
     }
 
     /// One pass: claims due rows and delivers them; how many it claimed.

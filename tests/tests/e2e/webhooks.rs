@@ -591,3 +591,45 @@ e2e!(
     },
     allow_private
 );
+
+e2e!(
+    events_committed_before_a_crash_are_delivered_after_restart,
+    |app: TestApp| async move {
+        app.demo().await;
+        let receiver = Receiver::default();
+        let (addr, _stop, _task) = receiver.start().await;
+        let (endpoint, _) = endpoint(&app, &format!("http://{addr}/hooks")).await;
+        activity(&app).await;
+        // This instance delivers nothing: its events wait in the outbox when it dies.
+        let written = events(&app, &endpoint).await;
+        assert!(written.len() > 5);
+        assert!(written.iter().all(|e| e["status"] == "PENDING"));
+        app.stop();
+        let restarted = spawn_with(
+            app.backend,
+            Some(&app),
+            Options {
+                configure: Some(Box::new(allow_private)),
+                ..Options::default()
+            },
+        )
+        .await;
+        let delivered = all_delivered(&restarted, &endpoint, chrono::Duration::seconds(1)).await;
+        assert_eq!(delivered.len(), written.len());
+        assert_eq!(receiver.answered(200).len(), written.len());
+
+        // Delivered events are purged after the retention, with their attempts.
+        restarted.clock.advance(chrono::Duration::days(31));
+        let purged = restarted
+            .loyalty
+            .purge_webhook_events(Duration::from_secs(30 * 24 * 3600))
+            .await
+            .unwrap();
+        assert_eq!(purged as usize, written.len());
+        assert!(events(&restarted, &endpoint).await.is_empty());
+    },
+    |config: &mut loyalty_server::Config| {
+        allow_private(config);
+        config.webhooks.poll_interval_ms = 0;
+    }
+);
