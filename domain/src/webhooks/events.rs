@@ -25,7 +25,14 @@ pub enum EventType {
     TierChanged,
     RedemptionCreated,
     RedemptionCancelled,
+    /// A redemption handed over (`fulfillRedemption`): no posting, the member's current version.
+    RedemptionFulfilled,
     VoucherIssued,
+    /// A voucher used at checkout (`consumeVoucher`): no posting, the member's current version.
+    VoucherConsumed,
+    /// A referral reward paid, to the friend (`new_user_referral`) or the inviter
+    /// (`referrer_reward`): the posting's `source` says which.
+    ReferralRewarded,
     /// Sent by `sendTestWebhook` whatever the endpoint subscribed to.
     Test,
 }
@@ -40,7 +47,10 @@ stored_enum!(EventType {
     TierChanged => "member.tier_changed",
     RedemptionCreated => "redemption.created",
     RedemptionCancelled => "redemption.cancelled",
+    RedemptionFulfilled => "redemption.fulfilled",
     VoucherIssued => "voucher.issued",
+    VoucherConsumed => "voucher.consumed",
+    ReferralRewarded => "referral.rewarded",
     Test => "webhook.test",
 });
 
@@ -154,6 +164,7 @@ pub(crate) fn posting_events(
         (Some("redemption"), Kind::Spend) => Some((EventType::RedemptionCreated, "_redemption")),
         (Some("redemption"), Kind::Refund) => Some((EventType::RedemptionCancelled, "_redemption")),
         (Some("voucher"), Kind::Spend) => Some((EventType::VoucherIssued, "_voucher")),
+        (Some("referral"), Kind::Earn) => Some((EventType::ReferralRewarded, "_referral")),
         _ => None,
     };
     if let Some((kind, suffix)) = follows {
@@ -183,6 +194,31 @@ pub(crate) fn tier_event(
         member_version: Some(version),
         at,
         payload: envelope(EventType::TierChanged, at, data),
+    }
+}
+
+/// An event of a member that posted nothing (a fulfilled redemption, a used voucher): `object`
+/// goes under `key` in `data`, `version` is the member's posting counter when it happened.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn member_event(
+    program: &Program,
+    kind: EventType,
+    id: String,
+    member_id: i64,
+    external_id: &str,
+    version: i64,
+    at: DateTime<Utc>,
+    (key, object): (&str, Value),
+) -> Event {
+    let mut data = member(program, member_id, external_id, version);
+    data[key] = object;
+    Event {
+        id,
+        kind,
+        member_id: Some(member_id),
+        member_version: Some(version),
+        at,
+        payload: envelope(kind, at, data),
     }
 }
 
@@ -294,6 +330,10 @@ mod tests {
         assert_eq!(
             kinds(Kind::Expire, Some(("lot", "1"))),
             [EventType::PointsExpired]
+        );
+        assert_eq!(
+            kinds(Kind::Earn, Some(("referral", "5"))),
+            [EventType::PointsEarned, EventType::ReferralRewarded]
         );
     }
 

@@ -95,6 +95,54 @@ impl Loyalty {
     }
 }
 
+impl Loyalty {
+    /// Writes one event of a member that posted nothing (`events::member_event`) with `conn`,
+    /// the caller's transaction, when an endpoint wants it; `true` when it did (then wake the
+    /// worker after the commit).
+    pub(crate) async fn write_member_event<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        program: &Program,
+        kind: EventType,
+        id: String,
+        member_id: i64,
+        object: (&str, serde_json::Value),
+    ) -> DomainResult<bool> {
+        let subs = self.webhook_subscriptions(conn, program.id).await?;
+        if !subs.iter().any(|s| s.types.contains(&kind)) {
+            return Ok(false);
+        }
+        let external_id = members::Entity::find_by_id(member_id)
+            .one(conn)
+            .await?
+            .map(|m| m.external_id)
+            .unwrap_or_default();
+        let version = conn
+            .query_one(crate::ledger::db::stmt(
+                conn.get_database_backend(),
+                "SELECT COALESCE(MAX(member_version), 0) AS v FROM ledger_entries \
+                 WHERE member_id = $1",
+                vec![member_id.into()],
+            ))
+            .await?
+            .map(|row| row.try_get::<i64>("", "v"))
+            .transpose()?
+            .unwrap_or_default();
+        let event = events::member_event(
+            program,
+            kind,
+            id,
+            member_id,
+            &external_id,
+            version,
+            self.now(),
+            object,
+        );
+        insert(conn, program, &subs, &[event]).await?;
+        Ok(true)
+    }
+}
+
 /// Fans `events` out to the subscriptions that want them; one statement, none when no
 /// subscription wants any.
 pub(crate) async fn insert<C: ConnectionTrait>(

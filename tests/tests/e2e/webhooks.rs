@@ -633,3 +633,96 @@ e2e!(
         config.webhooks.poll_interval_ms = 0;
     }
 );
+
+e2e!(
+    redemptions_and_vouchers_send_only_the_subscribed_events,
+    |app: TestApp| async move {
+        app.demo().await;
+        let receiver = Receiver::default();
+        let (addr, _stop, _task) = receiver.start().await;
+        let admin = app.admin();
+        let types = [
+            "redemption.created",
+            "redemption.fulfilled",
+            "voucher.issued",
+            "voucher.consumed",
+        ];
+        let created = app
+            .gql(
+                Some(&admin),
+                CREATE,
+                j!({"i": {"url": format!("http://{addr}/hooks"), "eventTypes": types}}),
+            )
+            .await;
+        let endpoint = created.data()["createWebhookEndpoint"]["endpoint"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (member, id) = app.register("shopper").await;
+        app.gql(
+            Some(&admin),
+            ADJUST,
+            j!({"m": id, "a": "500", "k": "top-up"}),
+        )
+        .await
+        .data();
+        let gift = app
+            .gql(
+                Some(&admin),
+                "mutation { createGift(input: {name: \"Mug\", cost: \"50\"}) { id } }",
+                j!({}),
+            )
+            .await;
+        let gift = gift.data()["createGift"]["id"].clone();
+        let redeem = "mutation($g: ID!) { redeemGift(giftId: $g, idempotencyKey: \"g1\") { redemption { id } } }";
+        let redeemed = app.gql(Some(&member), redeem, j!({"g": gift})).await;
+        let redemption = redeemed.data()["redeemGift"]["redemption"]["id"].clone();
+        let fulfill = "mutation($id: ID!) { fulfillRedemption(id: $id) { status } }";
+        app.gql(Some(&admin), fulfill, j!({"id": redemption}))
+            .await
+            .data();
+        let discount = "mutation { redeemDiscount(points: \"20\", idempotencyKey: \"v1\") { voucher { code } } }";
+        let voucher = app.gql(Some(&member), discount, j!({})).await;
+        let code = voucher.data()["redeemDiscount"]["voucher"]["code"].clone();
+        let consume =
+            "mutation($c: String!) { consumeVoucher(code: $c, orderId: \"order-9\") { status } }";
+        app.gql(Some(&app.service()), consume, j!({"c": code}))
+            .await
+            .data();
+
+        let events = all_delivered(&app, &endpoint, chrono::Duration::seconds(1)).await;
+        let sent: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            sent, types,
+            "only the subscribed types, in the member's order"
+        );
+        let received: Vec<String> = receiver
+            .answered(200)
+            .iter()
+            .map(|d| d.id.clone())
+            .collect();
+        let written: Vec<String> = events
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(received, written);
+        let body = |n: usize| -> Value {
+            serde_json::from_str(events[n]["payload"].as_str().unwrap()).unwrap()
+        };
+        assert_eq!(body(1)["data"]["redemption"]["status"], "FULFILLED");
+        assert_eq!(body(1)["data"]["redemption"]["id"], redemption);
+        assert_eq!(body(3)["data"]["voucher"]["orderId"], "order-9");
+        assert_eq!(body(3)["data"]["member"]["externalId"], "shopper");
+        // Events without a posting carry the member's version as it stood.
+        assert_eq!(
+            body(1)["data"]["memberVersion"],
+            body(0)["data"]["memberVersion"]
+        );
+        assert_eq!(
+            body(3)["data"]["memberVersion"],
+            body(2)["data"]["memberVersion"]
+        );
+        app.assert_ledger_invariants().await;
+    },
+    allow_private
+);
