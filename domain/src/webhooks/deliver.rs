@@ -12,8 +12,9 @@
 //!
 //! After a failure the row waits `5 s × 4^(n−1)` (at most 12 h), ±20 % jitter, and is given up
 //! (`DEAD`) when the next try would fall more than [`RETRY_HORIZON`] after it was written or
-//! resent. An endpoint that has failed without a single success for [`DISABLE_AFTER`] is
-//! disabled, with the reason kept for the admin.
+//! resent. An endpoint that has failed without a single success for [`DISABLE_AFTER`], or for
+//! [`DISABLE_AFTER_A_DEATH`] when one of its events runs out of retries, is disabled, with the
+//! reason kept for the admin.
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,8 @@ use crate::webhooks::WebhookOptions;
 pub const RETRY_HORIZON: Duration = Duration::from_secs(3 * 24 * 3600);
 /// How long an endpoint may fail without a success before it is disabled.
 pub const DISABLE_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
+/// How long an endpoint may fail without a success when one of its events runs out of retries.
+pub const DISABLE_AFTER_A_DEATH: Duration = Duration::from_secs(24 * 3600);
 /// How long delivered and dead events (and their attempts) are kept.
 pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How often an instance purges them (a plain range delete, safe on several at once).
@@ -424,12 +427,22 @@ impl Loyalty {
                 vec![now.into(), endpoint.id.into()],
             ))
             .await?;
+        // Failing for DISABLE_AFTER, or for a day when an event just ran out of retries (a
+        // quiet endpoint has no later event to fail on).
+        let failing_for = match status {
+            DeliveryStatus::Dead => DISABLE_AFTER_A_DEATH,
+            DeliveryStatus::Pending | DeliveryStatus::Delivered => DISABLE_AFTER,
+        };
         let cutoff =
-            now - chrono::Duration::from_std(DISABLE_AFTER).map_err(DomainError::internal)?;
+            now - chrono::Duration::from_std(failing_for).map_err(DomainError::internal)?;
         let reason = format!(
-            "disabled at {} after failing for {} days without a success; last error: {}",
+            "disabled at {}: no successful delivery for over {} hours{}; last error: {}",
             now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            DISABLE_AFTER.as_secs() / 86_400,
+            failing_for.as_secs() / 3600,
+            match status {
+                DeliveryStatus::Dead => format!(" and event {} ran out of retries", row.event_id),
+                DeliveryStatus::Pending | DeliveryStatus::Delivered => String::new(),
+            },
             truncate(&error, 500)
         );
         let disabled = self

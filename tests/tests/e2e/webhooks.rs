@@ -726,3 +726,65 @@ e2e!(
     },
     allow_private
 );
+
+e2e!(
+    an_endpoint_that_keeps_failing_is_disabled_with_the_reason,
+    |app: TestApp| async move {
+        app.demo().await;
+        // A port nobody listens on: every attempt is refused.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let (endpoint, _) = endpoint(&app, &format!("http://{addr}/hooks")).await;
+        app.register("lonely").await;
+        let admin = app.admin();
+        let list = "{ webhookEndpoints { id enabled disabledReason failingSince } }";
+        let mut disabled = Value::Null;
+        for _ in 0..200 {
+            let listed = app.gql(Some(&admin), list, j!({})).await;
+            let found = listed.data()["webhookEndpoints"][0].clone();
+            if found["enabled"] == false {
+                disabled = found;
+                break;
+            }
+            app.clock.advance(chrono::Duration::hours(2));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(disabled["enabled"], false, "never disabled");
+        let reason = disabled["disabledReason"].as_str().unwrap();
+        assert!(reason.contains("ran out of retries"), "{reason}");
+        assert!(disabled["failingSince"].is_string());
+        let written = events(&app, &endpoint).await;
+        assert!(
+            written.iter().any(|e| e["status"] == "DEAD"),
+            "{written:#?}"
+        );
+        // A disabled endpoint gets no new events.
+        app.register("after-disable").await;
+        assert_eq!(events(&app, &endpoint).await.len(), written.len());
+
+        // Fixed and enabled again: a resend of the dead event arrives.
+        let receiver = Receiver::default();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let (_stop, _task) = receiver.serve(listener);
+        let enable = "mutation($e: ID!) { updateWebhookEndpoint(id: $e, input: {enabled: true}) { enabled disabledReason failingSince } }";
+        let enabled = app.gql(Some(&admin), enable, j!({"e": endpoint})).await;
+        assert_eq!(
+            enabled.data()["updateWebhookEndpoint"],
+            j!({"enabled": true, "disabledReason": null, "failingSince": null})
+        );
+        let resend =
+            "mutation($e: ID!, $s: DateTime!) { resendWebhookEvents(endpointId: $e, since: $s) }";
+        let since = (app.loyalty.now() - chrono::Duration::days(30)).to_rfc3339();
+        let resent = app
+            .gql(Some(&admin), resend, j!({"e": endpoint, "s": since}))
+            .await;
+        assert_eq!(
+            resent.data()["resendWebhookEvents"].as_i64().unwrap() as usize,
+            written.len()
+        );
+        all_delivered(&app, &endpoint, chrono::Duration::seconds(1)).await;
+        assert_eq!(receiver.answered(200).len(), written.len());
+    },
+    allow_private
+);
