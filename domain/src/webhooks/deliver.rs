@@ -202,6 +202,20 @@ impl Loyalty {
         lease_until: DateTime<Utc>,
     ) -> DomainResult<Vec<Claimed>> {
         let backend = self.db().get_database_backend();
+        // A read first: an idle worker polls, and on SQLite even an UPDATE that changes
+        // nothing takes the one write lock postings need.
+        let due = self
+            .db()
+            .query_one(stmt(
+                backend,
+                "SELECT o.id FROM webhook_outbox o WHERE o.status = 'PENDING' \
+                 AND o.next_attempt_at <= $1 LIMIT 1",
+                vec![now.into()],
+            ))
+            .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let lock = match backend {
             DatabaseBackend::Postgres => "FOR UPDATE OF o SKIP LOCKED",
             DatabaseBackend::Sqlite | DatabaseBackend::MySql => "",
