@@ -173,18 +173,21 @@ pub(crate) fn posting_events(
     events
 }
 
-/// The event of a member moving from one tier to another (`None`: no tier).
+/// The event of a member moving from one tier to another (`None`: no tier), each with its name
+/// when known.
 pub(crate) fn tier_event(
     program: &Program,
     member_id: i64,
     external_id: &str,
     version: i64,
-    from: Option<i64>,
-    to: Option<i64>,
+    from: Option<(i64, Option<&str>)>,
+    to: Option<(i64, Option<&str>)>,
     at: DateTime<Utc>,
 ) -> Event {
     let mut data = member(program, member_id, external_id, version);
-    let tier = |id: Option<i64>| id.map(|id| json!({ "id": id.to_string() }));
+    let tier = |t: Option<(i64, Option<&str>)>| {
+        t.map(|(id, name)| json!({ "id": id.to_string(), "name": name }))
+    };
     data["fromTier"] = tier(from).unwrap_or(Value::Null);
     data["toTier"] = tier(to).unwrap_or(Value::Null);
     Event {

@@ -80,13 +80,21 @@ impl Loyalty {
             events.extend(events::posting_events(tx.program, posting, &external_id));
         }
         if tier_moved {
+            // The ladder the member was just placed by (cached: no read).
+            let ladder = self.tier_ladder(tx.txn, tx.program.id).await?;
+            let named = |id: Option<i64>| {
+                id.map(|id| {
+                    let name = ladder.iter().find(|t| t.id == id).map(|t| t.name.as_str());
+                    (id, name)
+                })
+            };
             events.push(events::tier_event(
                 tx.program,
                 tx.member.id,
                 &tx.member.external_id,
                 tx.version,
-                tx.tier_at_lock,
-                tx.member.tier_id,
+                named(tx.tier_at_lock),
+                named(tx.member.tier_id),
                 tx.now,
             ));
         }

@@ -308,6 +308,8 @@ e2e!(
             .unwrap();
         let tier: Value = serde_json::from_str(tier["payload"].as_str().unwrap()).unwrap();
         assert_eq!(tier["data"]["toTier"]["id"], gold.as_str());
+        assert_eq!(tier["data"]["toTier"]["name"], "Gold");
+        assert_eq!(tier["data"]["fromTier"]["name"], "Silver");
         assert_eq!(tier["data"]["member"]["externalId"], "hook-m1");
 
         // The attempts are visible, and the metrics count them per endpoint.
