@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use loyalty_domain::webhooks::{
@@ -120,6 +121,8 @@ impl From<OutboxEvent> for WebhookEvent {
     }
 }
 
+type WebhookEvents = Connection<String, WebhookEvent, EmptyFields, EmptyFields>;
+
 /// One attempt to deliver an event.
 #[derive(SimpleObject)]
 pub struct WebhookAttempt {
@@ -193,24 +196,30 @@ impl WebhookQuery {
             .collect())
     }
 
-    /// Admin: an endpoint's events, newest first (at most 100).
+    /// Admin: an endpoint's events, newest first.
     #[graphql(complexity = "crate::members::page_complexity(first, child_complexity)")]
     async fn webhook_events(
         &self,
         ctx: &Context<'_>,
         endpoint_id: ID,
         first: Option<i32>,
-    ) -> async_graphql::Result<Vec<WebhookEvent>> {
+        after: Option<String>,
+    ) -> async_graphql::Result<WebhookEvents> {
         let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         let id = parse_id(&endpoint_id, ctx)?;
         let first = crate::members::page_size(first, ctx)?;
-        Ok(loyalty
-            .webhook_events(&program, id, first)
+        let before = crate::gifts::cursor(after, ctx)?;
+        let (events, has_next) = loyalty
+            .webhook_events(&program, id, first, before)
             .await
-            .gql(ctx)?
-            .into_iter()
-            .map(WebhookEvent::from)
-            .collect())
+            .gql(ctx)?;
+        let mut connection = Connection::new(before.is_some(), has_next);
+        connection.edges.extend(
+            events
+                .into_iter()
+                .map(|e| Edge::new(e.seq.to_string(), WebhookEvent::from(e))),
+        );
+        Ok(connection)
     }
 
     /// Admin: the attempts to deliver one event, oldest first.
@@ -315,7 +324,8 @@ impl WebhookMutation {
             .map(WebhookEndpointSecret::from)
     }
 
-    /// Admin: sends one event again (same id and body).
+    /// Admin: sends a delivered or dead event again (same id and body); a pending one is on its
+    /// way already and stays as it is.
     async fn resend_webhook_event(
         &self,
         ctx: &Context<'_>,
@@ -331,7 +341,8 @@ impl WebhookMutation {
             .map(WebhookEvent::from)
     }
 
-    /// Admin: sends every event of the endpoint created since `since` again; how many.
+    /// Admin: sends every delivered or dead event of the endpoint created since `since` again;
+    /// how many.
     async fn resend_webhook_events(
         &self,
         ctx: &Context<'_>,

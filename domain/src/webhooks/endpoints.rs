@@ -71,6 +71,8 @@ pub struct EndpointPatch {
 /// One event of one endpoint and where its delivery stands.
 #[derive(Clone, Debug)]
 pub struct OutboxEvent {
+    /// The outbox row (a page cursor).
+    pub seq: i64,
     pub event_id: String,
     pub event_type: EventType,
     pub member_id: Option<i64>,
@@ -166,6 +168,7 @@ impl TryFrom<webhook_outbox::Model> for OutboxEvent {
 
     fn try_from(m: webhook_outbox::Model) -> DomainResult<Self> {
         Ok(OutboxEvent {
+            seq: m.id,
             event_type: EventType::read("webhook_outbox.event_type", &m.event_type)?,
             status: DeliveryStatus::read("webhook_outbox.status", &m.status)?,
             event_id: m.event_id,
@@ -366,23 +369,32 @@ impl Loyalty {
         })
     }
 
-    /// The endpoint's events, newest first (at most [`MAX_PAGE`]).
+    /// A page of the endpoint's events, newest first (at most [`MAX_PAGE`]), before the
+    /// event `before` ([`OutboxEvent::seq`]); and whether more follow.
     pub async fn webhook_events(
         &self,
         program: &Program,
         endpoint_id: i64,
         first: u64,
-    ) -> DomainResult<Vec<OutboxEvent>> {
+        before: Option<i64>,
+    ) -> DomainResult<(Vec<OutboxEvent>, bool)> {
         let endpoint = self.endpoint_row(program, endpoint_id).await?;
-        webhook_outbox::Entity::find()
+        let first = first.clamp(1, MAX_PAGE);
+        let mut query = webhook_outbox::Entity::find()
             .filter(webhook_outbox::Column::EndpointId.eq(endpoint.id))
             .order_by_desc(webhook_outbox::Column::Id)
-            .limit(first.min(MAX_PAGE))
-            .all(self.db())
-            .await?
+            .limit(first + 1);
+        if let Some(before) = before {
+            query = query.filter(webhook_outbox::Column::Id.lt(before));
+        }
+        let mut rows = query.all(self.db()).await?;
+        let has_next = rows.len() as u64 > first;
+        rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
+        let events = rows
             .into_iter()
             .map(OutboxEvent::try_from)
-            .collect()
+            .collect::<DomainResult<_>>()?;
+        Ok((events, has_next))
     }
 
     async fn outbox_row(
@@ -436,7 +448,8 @@ impl Loyalty {
             .collect())
     }
 
-    /// Sends one event again (same id, same body), with three days of retries from now.
+    /// Sends a delivered or dead event again (same id, same body), with three days of retries
+    /// from now; a pending one is left as it is (it is on its way).
     pub async fn resend_webhook_event(
         &self,
         program: &Program,
@@ -448,7 +461,8 @@ impl Loyalty {
         self.webhook_event(program, endpoint_id, event_id).await
     }
 
-    /// Sends every event of the endpoint created at or after `since` again; how many.
+    /// Sends every delivered or dead event of the endpoint created at or after `since` again;
+    /// how many.
     pub async fn resend_webhook_events(
         &self,
         program: &Program,
@@ -474,6 +488,9 @@ impl Loyalty {
             .col_expr(webhook_outbox::Column::NextAttemptAt, Expr::value(now))
             .col_expr(webhook_outbox::Column::RetryFrom, Expr::value(now))
             .filter(which)
+            // A pending event is on its way already (perhaps in flight right now: resetting
+            // its lease would send it twice).
+            .filter(webhook_outbox::Column::Status.ne(DeliveryStatus::Pending.text()))
             .exec(self.db())
             .await?;
         self.webhooks().wake();
