@@ -131,8 +131,14 @@ impl MigrationTrait for Migration {
                     .col(big_integer_null(WebhookOutbox::MemberId))
                     .col(big_integer_null(WebhookOutbox::MemberVersion))
                     .col(text(WebhookOutbox::Payload))
-                    .col(string_len(WebhookOutbox::Status, 16))
-                    .col(integer(WebhookOutbox::Attempts).default(0))
+                    .col(string_len(WebhookOutbox::Status, 16).check(
+                        Expr::col(WebhookOutbox::Status).is_in(["PENDING", "DELIVERED", "DEAD"]),
+                    ))
+                    .col(
+                        integer(WebhookOutbox::Attempts)
+                            .default(0)
+                            .check(Expr::col(WebhookOutbox::Attempts).gte(0)),
+                    )
                     .col(timestamp_with_time_zone(WebhookOutbox::NextAttemptAt))
                     .col(timestamp_with_time_zone(WebhookOutbox::RetryFrom))
                     .col(string_len_null(WebhookOutbox::LastError, 1000))
