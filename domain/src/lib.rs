@@ -22,6 +22,7 @@ pub mod spending;
 pub mod store;
 mod stored;
 pub mod tenant;
+pub mod webhooks;
 
 pub use actor::{
     ActionCaller, Actor, AdminActor, Capability, MemberActor, Role, ServiceActor, Viewer,

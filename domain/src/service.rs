@@ -58,6 +58,8 @@ struct Inner {
     leaderboards: crate::live::leaderboard::Leaderboards,
     /// Group commit of postings (`ledger/batch.rs`).
     batcher: Batcher,
+    /// Outbound webhooks: options, the endpoints cache, the worker's wake-up.
+    webhooks: crate::webhooks::Webhooks,
 }
 
 impl Loyalty {
@@ -94,6 +96,7 @@ impl Loyalty {
                 publisher: crate::live::events::Publisher::start(store.clone(), shutdown.clone()),
                 leaderboards: crate::live::leaderboard::Leaderboards::for_store(store.as_ref()),
                 batcher,
+                webhooks: Default::default(),
             }),
         };
         loyalty.start_leaderboard_updates(shutdown.clone());
@@ -147,6 +150,8 @@ impl Loyalty {
                     BatchOptions::off(),
                     CancellationToken::new(),
                 ),
+                // No worker: the instance it was made from delivers.
+                webhooks: Default::default(),
             }),
         };
         // Its task ends when this service is dropped.
@@ -182,6 +187,10 @@ impl Loyalty {
 
     pub(crate) fn leaderboards(&self) -> &crate::live::leaderboard::Leaderboards {
         &self.inner.leaderboards
+    }
+
+    pub(crate) fn webhooks(&self) -> &crate::webhooks::Webhooks {
+        &self.inner.webhooks
     }
 
     pub(crate) fn click_limiter(&self) -> &crate::referrals::CodeLimiter {
@@ -262,6 +271,11 @@ async fn listen(loyalty: Loyalty, shutdown: CancellationToken) {
                     loyalty.forget_program(program_id);
                 }
             }
+            Ok(BusMessage { topic, payload }) if topic == crate::webhooks::TOPIC => {
+                if let Ok(program_id) = payload.parse() {
+                    loyalty.webhooks().forget(program_id);
+                }
+            }
             Ok(BusMessage { topic, payload }) if topic == "ruleset.published" => {
                 // Pre-load the new version so the first posting does not pay for it.
                 if let Some((program_id, version)) = payload
@@ -280,6 +294,7 @@ async fn listen(loyalty: Loyalty, shutdown: CancellationToken) {
                     programs.clear();
                 }
                 loyalty.inner.tiers.clear();
+                loyalty.inner.webhooks.forget_all();
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }

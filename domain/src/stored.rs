@@ -117,6 +117,8 @@ pub(crate) mod tests {
         assert_round_trip::<Measure>("challenge_goals.measure");
         assert_round_trip::<WindowKind>("challenges.window_kind");
         assert_round_trip::<BadgeSource>("member_badges.source");
+        assert_round_trip::<crate::webhooks::EventType>("webhook_outbox.event_type");
+        assert_round_trip::<crate::webhooks::DeliveryStatus>("webhook_outbox.status");
     }
 
     /// The texts are the ones the migrations and existing rows hold, byte for byte.

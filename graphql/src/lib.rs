@@ -18,6 +18,7 @@ mod tiers;
 mod types;
 mod validation_memo;
 mod vouchers;
+mod webhooks;
 mod wheel;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder};
@@ -41,6 +42,7 @@ pub struct Query(
     leaderboard::LeaderboardQuery,
     report::ReportQuery,
     challenges::ChallengeQuery,
+    webhooks::WebhookQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -56,6 +58,7 @@ pub struct Mutation(
     program::ProgramMutation,
     referrals::ReferralMutation,
     challenges::ChallengeMutation,
+    webhooks::WebhookMutation,
 );
 
 /// Every subscription root.

@@ -181,6 +181,15 @@ async fn the_guard_refuses_the_wrong_role_before_the_domain_is_reached() {
         ("{ wheels { __typename } }", &[Member, Admin]),
         ("{ leaderboard { __typename } }", &[Member, Admin]),
         ("{ members { __typename } }", &[Admin]),
+        ("{ webhookEndpoints { __typename } }", &[Admin]),
+        (
+            r#"mutation { createWebhookEndpoint(input: {url: "https://example.com", eventTypes: ["points.earned"]}) { __typename } }"#,
+            &[Admin],
+        ),
+        (
+            r#"mutation { sendTestWebhook(endpointId: "1") { __typename } }"#,
+            &[Admin],
+        ),
     ];
     for (query, allowed) in fields {
         let needs: Vec<_> = allowed.iter().map(|r| r.as_str()).collect();

@@ -22,6 +22,7 @@ mod m20261201_000014_earn_events;
 mod m20261202_000015_report_sections;
 mod m20261202_000016_challenges;
 mod m20261202_000017_report_gaps;
+mod m20261202_000019_webhooks;
 mod util;
 
 pub struct Migrator;
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000015_report_sections::Migration),
             Box::new(m20261202_000016_challenges::Migration),
             Box::new(m20261202_000017_report_gaps::Migration),
+            Box::new(m20261202_000019_webhooks::Migration),
         ]
     }
 }

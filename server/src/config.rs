@@ -12,7 +12,7 @@ pub use crate::http::client_addr::TrustedProxies;
 
 mod areas;
 
-pub use areas::Posting;
+pub use areas::{Posting, Webhooks};
 mod dev_secret;
 
 /// The HS256 secret [`Config::for_tests`] uses, so tests can mint their own tokens.
@@ -64,6 +64,9 @@ pub const VARIABLES: &[&str] = &[
     "POSTING_LANES",
     "POSTING_BATCH_MAX",
     "POSTING_BATCH_WINDOW_MS",
+    "WEBHOOK_ALLOW_PRIVATE_URLS",
+    "WEBHOOK_TIMEOUT_SECS",
+    "WEBHOOK_POLL_INTERVAL_MS",
 ];
 
 const MAX_LEEWAY_SECS: u64 = 300;
@@ -222,6 +225,8 @@ pub struct Config {
     pub leaderboard_catch_up_interval_secs: u64,
     /// Group commit of postings: lanes, batch size and gathering window.
     pub posting: Posting,
+    /// Outbound webhooks: which addresses, the attempt timeout, the worker's poll.
+    pub webhooks: Webhooks,
 }
 
 impl fmt::Debug for Config {
@@ -248,6 +253,7 @@ impl fmt::Debug for Config {
             .field("http", &self.http)
             .field("metrics", &self.metrics)
             .field("posting", &self.posting)
+            .field("webhooks", &self.webhooks)
             .finish()
     }
 }
@@ -285,6 +291,7 @@ impl Config {
         let metrics = env.metrics(embedded);
         let leaderboard_catch_up_interval_secs = env.leaderboard_catch_up_interval_secs();
         let posting = env.posting();
+        let webhooks = env.webhooks();
 
         if !env.problems.is_empty() {
             anyhow::bail!("configuration error:\n  - {}", env.problems.join("\n  - "));
@@ -332,6 +339,7 @@ impl Config {
             metrics,
             leaderboard_catch_up_interval_secs,
             posting,
+            webhooks,
         })
     }
 
@@ -404,6 +412,12 @@ impl Config {
                 lanes: None,
                 batch_max: 32,
                 batch_window_ms: 0,
+            },
+            // Receivers in tests listen on loopback: the tests that need them allow it.
+            webhooks: Webhooks {
+                allow_private_urls: false,
+                timeout_secs: 5,
+                poll_interval_ms: 100,
             },
         }
     }

@@ -212,6 +212,8 @@ pub struct Tx<'a> {
     pub version: i64,
     /// The member's tier earn multiplier in hundredths, as of the lock.
     pub multiplier_minor: i64,
+    /// The member's tier as of the lock (the tier it left, when this transaction moved it).
+    pub tier_at_lock: Option<i64>,
     qualification_changed: bool,
     member_dirty: bool,
     /// Balances read or written in this transaction (the member is locked, so they are current).
@@ -230,6 +232,7 @@ impl<'a> Tx<'a> {
         Tx {
             txn,
             program,
+            tier_at_lock: locked.member.tier_id,
             member: locked.member,
             now,
             posted: Vec::new(),

@@ -6,7 +6,7 @@
 //! retries faster; flushing it changes nothing.
 //!
 //! The skeleton knows nothing above the ledger: the service lends it the database, the clock,
-//! the fast path and its two hooks through [`Host`] (`service/posting.rs`).
+//! the fast path and its hooks through [`Host`] (`service/posting.rs`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -98,6 +98,15 @@ pub(crate) trait Host: Clone + Send + Sync + 'static {
     /// Called after the operation, before the member row is written, when the QUALIFICATION
     /// balance moved: must call [`Tx::place_in_tier`].
     fn place_in_tier(&self, tx: &mut Tx<'_>) -> impl Future<Output = TxResult<()>> + Send;
+    /// Called once per posting, after the member row is written and before the idempotency
+    /// record is claimed, with everything the transaction posted (other members' postings
+    /// included): work that must commit or roll back with the postings (the webhook outbox).
+    /// Rolled back with them when the posting is undone.
+    fn before_commit(
+        &self,
+        tx: &Tx<'_>,
+        posted: &[Posting],
+    ) -> impl Future<Output = TxResult<()>> + Send;
     /// Called once after every commit that posted something (live events, leaderboards).
     fn after_commit(
         &self,
@@ -328,6 +337,7 @@ impl<H: Host, O: Operation> PostingJob<H, O> {
         tx.flush_member().await?;
         let mut posted = std::mem::take(&mut tx.posted);
         posted.append(&mut tx.side_postings);
+        host.before_commit(&tx, &posted).await?;
         drop(tx);
         let mut stored = None;
         if let (Some(key), Some(hash)) = (key, self.hash.as_deref()) {

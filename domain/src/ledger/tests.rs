@@ -320,6 +320,8 @@ struct TestHost {
     db: DatabaseConnection,
     store: Arc<dyn FastStore>,
     placed: Arc<Mutex<u32>>,
+    /// How many postings each `before_commit` saw.
+    before: Arc<Mutex<Vec<usize>>>,
     committed: Arc<Mutex<Vec<Vec<Posting>>>>,
     batcher: Arc<Batcher>,
 }
@@ -348,6 +350,12 @@ impl Host for TestHost {
     async fn place_in_tier(&self, tx: &mut Tx<'_>) -> TxResult<()> {
         *self.placed.lock().unwrap() += 1;
         tx.place_in_tier(None);
+        Ok(())
+    }
+
+    async fn before_commit(&self, tx: &Tx<'_>, posted: &[Posting]) -> TxResult<()> {
+        assert!(posted.iter().all(|p| p.member_id == tx.member.id));
+        self.before.lock().unwrap().push(posted.len());
         Ok(())
     }
 
@@ -395,6 +403,7 @@ async fn execute_runs_the_skeleton_without_a_service() {
         db,
         store: Arc::new(MemoryStore::new()),
         placed: Arc::default(),
+        before: Arc::default(),
         committed: Arc::default(),
         batcher: Arc::new(batcher),
     };
@@ -422,6 +431,7 @@ async fn execute_runs_the_skeleton_without_a_service() {
         // Shared: a replay commits nothing (its work is rolled back when the claim fails).
         committed: host.committed.clone(),
         placed: Arc::default(),
+        before: host.before.clone(),
         batcher: host.batcher.clone(),
     };
     assert_eq!(execute(&cold, &program, &earn).await.unwrap(), points(350));
@@ -435,6 +445,9 @@ async fn execute_runs_the_skeleton_without_a_service() {
     ));
 
     assert_eq!(*host.placed.lock().unwrap(), 2);
+    // Before each commit, with the transaction's postings; the replay's run too (its work,
+    // outbox rows included, is then rolled back with the failed claim).
+    assert_eq!(*host.before.lock().unwrap(), [2, 2, 2, 2]);
     let committed = host.committed.lock().unwrap().clone();
     assert_eq!(committed.len(), 2);
     assert!(committed.iter().all(|posted| posted.len() == 2));

@@ -1,7 +1,8 @@
 //! The service's side of the ledger's seam ([`Host`]): what every balance-changing transaction
 //! gets from above the ledger. The ledger runs the skeleton (`ledger/ops.rs`); here the service
 //! lends it the database, the clock and the fast path, places the member in a tier when the
-//! QUALIFICATION balance moved, and after the commit tells the live layer.
+//! QUALIFICATION balance moved, writes the webhook outbox before the commit, and after the
+//! commit tells the live layer.
 
 use std::sync::Arc;
 
@@ -42,6 +43,10 @@ impl Host for Loyalty {
         self.place_in_tier_cached(tx).await
     }
 
+    async fn before_commit(&self, tx: &Tx<'_>, posted: &[Posting]) -> TxResult<()> {
+        self.write_outbox(tx, posted).await
+    }
+
     async fn after_commit(&self, program: &Program, posted: Vec<Posting>) {
         Loyalty::after_commit(self, program, posted).await;
     }
@@ -66,6 +71,11 @@ impl Loyalty {
         // Neither waits on Redis: events reach this instance's subscribers at once and the bus
         // through the publisher's queue; the boards move on their own queue's task.
         self.publish_postings(program, &posted);
+        // The outbox rows are committed: this instance's worker sends them now rather than at
+        // its next poll (other instances find them when they poll).
+        if self.webhooks().may_have_events(program.id) {
+            self.webhooks().wake();
+        }
         self.queue_leaderboard_update(program, posted);
     }
 }

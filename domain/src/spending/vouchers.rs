@@ -377,21 +377,24 @@ impl Loyalty {
         // The use is also written as a row of its own, in the same transaction: the report
         // folds those (a voucher row changes in place, which its watermark cannot follow).
         let used = {
-            let (db, program_id, code, order_id) = (
-                self.db().clone(),
-                program.id,
+            let (loyalty, used_in, code, order_id) = (
+                self.clone(),
+                program.clone(),
                 code.clone(),
                 order_id.to_owned(),
             );
             run_detached(async move {
                 retry("consume_voucher", || {
-                    use_voucher(&db, program_id, &code, &order_id, now)
+                    use_voucher(&loyalty, &used_in, &code, &order_id, now)
                 })
                 .await
             })
             .await?
         };
-        if let Some(row) = used {
+        if let Some((row, event)) = used {
+            if event {
+                self.webhooks().wake();
+            }
             return Voucher::from_model(row, &program, now);
         }
         let row = vouchers::Entity::find()
@@ -420,16 +423,18 @@ impl Loyalty {
     }
 }
 
-/// Marks an active, unexpired voucher used and writes its use, in one transaction; `None` when
-/// no such voucher was there to use.
+/// Marks an active, unexpired voucher used and writes its use and its `voucher.consumed`
+/// webhook event, in one transaction; `None` when no such voucher was there to use, else the
+/// voucher and whether an event was written.
 async fn use_voucher(
-    db: &sea_orm::DatabaseConnection,
-    program_id: i64,
+    loyalty: &Loyalty,
+    program: &Program,
     code: &str,
     order_id: &str,
     now: DateTime<Utc>,
-) -> TxResult<Option<vouchers::Model>> {
-    let txn = db.begin().await?;
+) -> TxResult<Option<(vouchers::Model, bool)>> {
+    let program_id = program.id;
+    let txn = loyalty.db().begin().await?;
     let used = vouchers::Entity::update_many()
         .col_expr(
             vouchers::Column::Status,
@@ -462,8 +467,29 @@ async fn use_voucher(
         ))
         .await?;
     }
+    let mut event = false;
+    if let Some(row) = &used {
+        let object = serde_json::json!({
+            "id": row.id.to_string(),
+            "orderId": order_id,
+            "points": Points::from_minor(row.points_minor).to_string(),
+            "value": Money::from_minor(row.value_minor).decimal().to_string(),
+            "currency": program.currency,
+            "origin": row.origin,
+        });
+        event = loyalty
+            .write_member_event(
+                &txn,
+                program,
+                crate::webhooks::EventType::VoucherConsumed,
+                format!("evt_voucher_{}_consumed", row.id),
+                row.member_id,
+                ("voucher", object),
+            )
+            .await?;
+    }
     txn.commit().await?;
-    Ok(used)
+    Ok(used.map(|row| (row, event)))
 }
 
 #[cfg(test)]

@@ -54,6 +54,29 @@ impl Posting {
     }
 }
 
+/// Outbound webhooks (`WEBHOOK_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Webhooks {
+    /// Endpoints may point at loopback, private and link-local addresses.
+    pub allow_private_urls: bool,
+    /// The most one delivery attempt may take.
+    pub timeout_secs: u64,
+    /// How often an idle worker looks for due events; 0: this instance delivers nothing.
+    pub poll_interval_ms: u64,
+}
+
+impl Webhooks {
+    /// The domain's options for these settings.
+    pub fn options(&self) -> loyalty_domain::webhooks::WebhookOptions {
+        loyalty_domain::webhooks::WebhookOptions {
+            allow_private_urls: self.allow_private_urls,
+            timeout: std::time::Duration::from_secs(self.timeout_secs),
+            poll_interval: (self.poll_interval_ms > 0)
+                .then(|| std::time::Duration::from_millis(self.poll_interval_ms)),
+        }
+    }
+}
+
 /// Job intervals, token lifetimes and socket timeouts.
 pub(super) struct Timings {
     pub expiry_interval_secs: u64,
@@ -287,6 +310,24 @@ impl Reader<'_> {
                 0,
                 |n| *n <= 1_000,
                 "milliseconds from 0 to 1000",
+            ),
+        }
+    }
+
+    pub(super) fn webhooks(&mut self) -> Webhooks {
+        Webhooks {
+            allow_private_urls: self.parse("WEBHOOK_ALLOW_PRIVATE_URLS", false, |_| true, BOOL),
+            timeout_secs: self.parse(
+                "WEBHOOK_TIMEOUT_SECS",
+                10,
+                |n| (1..=60).contains(n),
+                "seconds from 1 to 60",
+            ),
+            poll_interval_ms: self.parse(
+                "WEBHOOK_POLL_INTERVAL_MS",
+                1_000,
+                |n| *n <= 60_000,
+                "milliseconds from 0 (this instance delivers nothing) to 60000",
             ),
         }
     }

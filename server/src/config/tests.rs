@@ -50,6 +50,10 @@ fn embedded_defaults() {
     assert_eq!(config.rate_limit_ip_per_sec, 200);
     assert_eq!(config.rate_limit_subject_per_sec, 100);
     assert_eq!(config.log_format, LogFormat::Text);
+    // Webhooks reach public addresses only, 10 s per attempt, polled every second.
+    assert!(!config.webhooks.allow_private_urls);
+    assert_eq!(config.webhooks.timeout_secs, 10);
+    assert_eq!(config.webhooks.poll_interval_ms, 1_000);
     assert_eq!(
         config.jwt.origin,
         KeyOrigin::DevelopmentFile(dir.join("jwt-secret"))
@@ -156,6 +160,10 @@ fn invalid_values_name_their_variable() {
         ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
         ("METRICS_TOKEN", "short"),
         ("METRICS_ADDR", "9090"),
+        ("WEBHOOK_ALLOW_PRIVATE_URLS", "sometimes"),
+        ("WEBHOOK_TIMEOUT_SECS", "0"),
+        ("WEBHOOK_TIMEOUT_SECS", "61"),
+        ("WEBHOOK_POLL_INTERVAL_MS", "60001"),
     ];
     for (name, value) in cases {
         let err = error_of(&[(name, value), ("JWT_SECRET", SECRET)]);

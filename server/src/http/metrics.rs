@@ -60,6 +60,23 @@ fn install() -> PrometheusHandle {
 }
 
 fn describe() {
+    metrics::describe_histogram!(
+        "loyalty_webhook_delivery_duration_seconds",
+        metrics::Unit::Seconds,
+        "Webhook delivery attempt latency by endpoint id"
+    );
+    metrics::describe_counter!(
+        "loyalty_webhook_attempts_total",
+        "Webhook delivery attempts by endpoint id and result (success, failure)"
+    );
+    metrics::describe_counter!(
+        "loyalty_webhook_failures_total",
+        "Failed webhook delivery attempts by endpoint id"
+    );
+    metrics::describe_counter!(
+        "loyalty_webhook_endpoints_disabled_total",
+        "Webhook endpoints disabled because they kept failing"
+    );
     metrics::describe_counter!("http_requests_total", "HTTP requests by route and status");
     metrics::describe_histogram!(
         "http_request_duration_seconds",

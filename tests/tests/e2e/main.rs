@@ -45,4 +45,5 @@ mod telegram;
 mod tiers;
 mod transport;
 mod vouchers;
+mod webhooks;
 mod wheel;

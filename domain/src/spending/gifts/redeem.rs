@@ -15,7 +15,7 @@ use super::{
 };
 use crate::actor::MemberActor;
 use crate::error::{DomainError, DomainResult};
-use crate::ledger::db::{MemberRef, TxError, TxResult};
+use crate::ledger::db::{retry, run_detached, MemberRef, TxError, TxResult};
 use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{Account, Entry, Kind, Tx};
 use crate::members::MAX_PAGE;
@@ -390,28 +390,29 @@ impl Loyalty {
     }
 
     /// Marks a `PENDING` redemption handed over. No balance changes, so no member lock: the
-    /// conditional update alone decides between a fulfil and a concurrent cancel.
+    /// conditional update alone decides between a fulfil and a concurrent cancel. Its
+    /// `redemption.fulfilled` webhook event commits with it.
     pub async fn fulfill_redemption(
         &self,
         program: &Program,
         redemption_id: i64,
     ) -> DomainResult<Redemption> {
-        let fulfilled = redemptions::Entity::update_many()
-            .col_expr(
-                redemptions::Column::Status,
-                Expr::value(RedemptionStatus::Fulfilled.as_str()),
-            )
-            .col_expr(redemptions::Column::UpdatedAt, Expr::value(self.now()))
-            .filter(redemptions::Column::Id.eq(redemption_id))
-            .filter(redemptions::Column::ProgramId.eq(program.id))
-            .filter(redemptions::Column::Status.eq(RedemptionStatus::Pending.as_str()))
-            .exec_with_returning(self.db())
+        let fulfilled = {
+            let (loyalty, program) = (self.clone(), program.clone());
+            run_detached(async move {
+                retry("fulfill_redemption", || {
+                    fulfill(&loyalty, &program, redemption_id)
+                })
+                .await
+            })
             .await?
-            .into_iter()
-            .next();
-        let Some(row) = fulfilled else {
+        };
+        let Some((row, event)) = fulfilled else {
             return Err(not_pending(self.db(), program.id, redemption_id, "fulfilled").await?);
         };
+        if event {
+            self.webhooks().wake();
+        }
         with_names(self.db(), vec![row])
             .await?
             .into_iter()
@@ -433,6 +434,52 @@ impl Loyalty {
         };
         self.execute(program, &op).await
     }
+}
+
+/// The fulfilment in one transaction with its webhook event: the redemption (if it was still
+/// pending) and whether an event was written.
+async fn fulfill(
+    loyalty: &Loyalty,
+    program: &Program,
+    redemption_id: i64,
+) -> TxResult<Option<(redemptions::Model, bool)>> {
+    use sea_orm::TransactionTrait as _;
+    let txn = loyalty.db().begin().await?;
+    let fulfilled = redemptions::Entity::update_many()
+        .col_expr(
+            redemptions::Column::Status,
+            Expr::value(RedemptionStatus::Fulfilled.as_str()),
+        )
+        .col_expr(redemptions::Column::UpdatedAt, Expr::value(loyalty.now()))
+        .filter(redemptions::Column::Id.eq(redemption_id))
+        .filter(redemptions::Column::ProgramId.eq(program.id))
+        .filter(redemptions::Column::Status.eq(RedemptionStatus::Pending.as_str()))
+        .exec_with_returning(&txn)
+        .await?
+        .into_iter()
+        .next();
+    let Some(row) = fulfilled else {
+        txn.rollback().await?;
+        return Ok(None);
+    };
+    let object = serde_json::json!({
+        "id": row.id.to_string(),
+        "giftId": row.gift_id.to_string(),
+        "status": RedemptionStatus::Fulfilled.as_str(),
+        "cost": Points::from_minor(row.cost_minor).to_string(),
+    });
+    let event = loyalty
+        .write_member_event(
+            &txn,
+            program,
+            crate::webhooks::EventType::RedemptionFulfilled,
+            format!("evt_redemption_{}_fulfilled", row.id),
+            row.member_id,
+            ("redemption", object),
+        )
+        .await?;
+    txn.commit().await?;
+    Ok(Some((row, event)))
 }
 
 #[cfg(test)]
