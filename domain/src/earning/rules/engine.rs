@@ -330,7 +330,7 @@ fn planned(
 }
 
 /// The facts conditions see for this event.
-fn event_facts(facts: &MemberFacts, request: &ActionRequest, ctx: &EvalContext) -> Facts {
+pub fn event_facts(facts: &MemberFacts, request: &ActionRequest, ctx: &EvalContext) -> Facts {
     Facts {
         order_total: request.amount,
         lines: request.lines.clone(),

@@ -1,0 +1,382 @@
+//! Challenge progress moved by the events that cause it (issue 14): weekly windows in the
+//! program's timezone, a retried key counted once, concurrent events completing once and
+//! paying once, refunds taking a purchase's contribution back, mission steps in order, and a
+//! badge held once whoever grants it.
+
+use crate::e2e;
+use crate::helpers::*;
+
+const TZ: &str = "Asia/Ho_Chi_Minh";
+const CREATE: &str = "mutation($i: ChallengeInput!) { createChallenge(input: $i) { id } }";
+const PUBLISH: &str = "mutation { publishChallenges { version } }";
+const ACTION: &str = "mutation($a: String!, $o: String, $k: String) { recordAction(input: {action: $a, objectId: $o, idempotencyKey: $k}) { awarded balance } }";
+const PURCHASE: &str =
+    "mutation($i: RecordPurchaseInput!) { recordPurchase(input: $i) { pointsAwarded } }";
+const REFUND: &str = "mutation($o: String!, $a: Decimal!, $k: String) { refundPurchase(orderId: $o, amount: $a, idempotencyKey: $k) { totalRefunded } }";
+const GRANT: &str =
+    "mutation($m: ID!, $b: ID!) { grantBadge(memberId: $m, badgeId: $b) { newlyGranted badge { source } } }";
+
+/// Creates the challenge, publishes the draft, returns the challenge's id.
+async fn publish(app: &TestApp, input: serde_json::Value) -> i64 {
+    let admin = app.admin();
+    let created = app.gql(Some(&admin), CREATE, j!({"i": input})).await;
+    let id = created.data()["createChallenge"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let published = app.gql(Some(&admin), PUBLISH, j!({})).await;
+    assert!(
+        published.data()["publishChallenges"]["version"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+    id
+}
+
+async fn badge(app: &TestApp, code: &str) -> String {
+    let res = app
+        .gql(
+            Some(&app.admin()),
+            "mutation($i: BadgeInput!) { createBadge(input: $i) { id } }",
+            j!({"i": {"code": code, "name": code, "imageUrl": "https://cdn.example/b.png"}}),
+        )
+        .await;
+    res.data()["createBadge"]["id"].as_str().unwrap().to_owned()
+}
+
+/// A goal's stored value in one window (0 when no row: nothing counted yet).
+async fn value(app: &TestApp, member: &str, challenge: i64, window: &str, goal: i32) -> i64 {
+    app.sql_i64(&format!(
+        "SELECT CAST(COALESCE(SUM(value), 0) AS BIGINT) AS n FROM challenge_progress WHERE member_id = {member} \
+         AND challenge_id = {challenge} AND window_key = '{window}' AND goal = {goal}"
+    ))
+    .await
+}
+
+async fn completions(app: &TestApp, member: &str, challenge: i64) -> i64 {
+    app.sql_i64(&format!(
+        "SELECT COUNT(*) AS n FROM challenge_completions WHERE member_id = {member} \
+         AND challenge_id = {challenge}"
+    ))
+    .await
+}
+
+/// The ledger rows a challenge's reward posted for a member (its source).
+async fn reward_rows(app: &TestApp, member: &str, source: &str) -> (i64, i64) {
+    let n = app
+        .sql_i64(&format!(
+            "SELECT COUNT(*) AS n FROM ledger_entries WHERE member_id = {member} AND source = '{source}'"
+        ))
+        .await;
+    let sum = app
+        .sql_i64(&format!(
+            "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS n FROM ledger_entries \
+             WHERE member_id = {member} AND source = '{source}' AND account = 'POINTS'"
+        ))
+        .await;
+    (n, sum)
+}
+
+async fn read(app: &TestApp, token: &str, object: &str, key: &str) {
+    let res = app
+        .gql(
+            Some(token),
+            ACTION,
+            j!({"a": "news_read", "o": object, "k": key}),
+        )
+        .await;
+    res.data();
+}
+
+fn weekly_reads(target: &str) -> serde_json::Value {
+    j!({
+        "name": "Weekly reader",
+        "window": {"kind": "WEEKLY"},
+        "goals": [{"action": "news_read", "measure": "COUNT", "target": target}],
+        "reward": {"points": "50"}
+    })
+}
+
+e2e!(
+    a_weekly_window_ends_sunday_23_59_local_and_restarts_monday_00_00,
+    |app: TestApp| async move {
+        app.demo().await;
+        let challenge = publish(&app, weekly_reads("2")).await;
+        let (token, member) = app.register("reader").await;
+
+        // Sunday 2026-12-06 23:59 local counts for the week of Monday 2026-11-30.
+        app.clock.set(local(TZ, "2026-12-06 23:59:00"));
+        read(&app, &token, "news/1", "k1").await;
+        assert_eq!(
+            value(&app, &member, challenge, "week:2026-11-30", 0).await,
+            1
+        );
+
+        // Monday 00:00 local starts a new week from zero: one read there does not complete.
+        app.clock.set(local(TZ, "2026-12-07 00:00:00"));
+        read(&app, &token, "news/2", "k2").await;
+        assert_eq!(
+            value(&app, &member, challenge, "week:2026-11-30", 0).await,
+            1
+        );
+        assert_eq!(
+            value(&app, &member, challenge, "week:2026-12-07", 0).await,
+            1
+        );
+        assert_eq!(completions(&app, &member, challenge).await, 0);
+
+        read(&app, &token, "news/3", "k3").await;
+        assert_eq!(
+            value(&app, &member, challenge, "week:2026-12-07", 0).await,
+            2
+        );
+        assert_eq!(completions(&app, &member, challenge).await, 1);
+        let (rows, points) = reward_rows(&app, &member, "challenge_weekly_reader").await;
+        assert_eq!((rows, points), (1, 5_000));
+
+        // The next week can be completed (and paid) again.
+        app.clock.set(local(TZ, "2026-12-14 09:00:00"));
+        read(&app, &token, "news/4", "k4").await;
+        read(&app, &token, "news/5", "k5").await;
+        assert_eq!(completions(&app, &member, challenge).await, 2);
+        assert_eq!(
+            reward_rows(&app, &member, "challenge_weekly_reader").await,
+            (2, 10_000)
+        );
+        app.assert_ledger_invariants().await;
+    }
+);
+
+e2e!(a_retried_event_counts_once, |app: TestApp| async move {
+    app.demo().await;
+    let challenge = publish(&app, weekly_reads("3")).await;
+    let spend = publish(
+        &app,
+        j!({
+            "name": "Spender",
+            "window": {"kind": "MONTHLY"},
+            "goals": [{"action": "purchase", "measure": "SUM_AMOUNT", "target": "500.00"}],
+            "reward": {"freeSpins": 2}
+        }),
+    )
+    .await;
+    let (token, member) = app.register("m1").await;
+    app.clock.set(local(TZ, "2026-12-02 10:00:00"));
+    for _ in 0..3 {
+        read(&app, &token, "news/1", "same-key").await;
+    }
+    assert_eq!(
+        value(&app, &member, challenge, "week:2026-11-30", 0).await,
+        1
+    );
+
+    let service = app.service();
+    let order = j!({"i": {"memberExternalId": "m1", "orderId": "o-1", "amount": "120.00", "idempotencyKey": "buy-1"}});
+    for _ in 0..3 {
+        app.gql(Some(&service), PURCHASE, order.clone())
+            .await
+            .data();
+    }
+    assert_eq!(
+        value(&app, &member, spend, "month:2026-12", 0).await,
+        12_000
+    );
+    // The same order under another key is refused and counts nothing either.
+    let again = j!({"i": {"memberExternalId": "m1", "orderId": "o-1", "amount": "120.00", "idempotencyKey": "buy-2"}});
+    let refused = app.gql(Some(&service), PURCHASE, again).await;
+    assert_eq!(refused.code(), "ALREADY_CLAIMED");
+    assert_eq!(
+        value(&app, &member, spend, "month:2026-12", 0).await,
+        12_000
+    );
+    app.assert_ledger_invariants().await;
+});
+
+e2e!(
+    twenty_concurrent_events_crossing_the_goal_complete_and_pay_once,
+    |app: TestApp| async move {
+        app.demo().await;
+        let spins_badge = badge(&app, "bookworm").await;
+        let challenge = publish(
+            &app,
+            j!({
+                "name": "Bookworm",
+                "window": {"kind": "WEEKLY"},
+                "goals": [{"action": "news_read", "measure": "COUNT", "target": "10"}],
+                "reward": {"points": "40", "freeSpins": 1, "badgeId": spins_badge}
+            }),
+        )
+        .await;
+        let (token, member) = app.register("racer").await;
+        app.clock.set(local(TZ, "2026-12-02 10:00:00"));
+        let before = app.balance(&token).await;
+        let reads: Vec<_> = (0..20)
+            .map(|n| {
+                app.spawn_gql(
+                    &token,
+                    ACTION,
+                    j!({"a": "news_read", "o": format!("news/{n}"), "k": format!("k{n}")}),
+                )
+            })
+            .collect();
+        for read in reads {
+            read.await.unwrap().data();
+        }
+        assert_eq!(
+            value(&app, &member, challenge, "week:2026-11-30", 0).await,
+            20
+        );
+        assert_eq!(completions(&app, &member, challenge).await, 1);
+        let points = app
+            .sql_i64(&format!(
+                "SELECT COUNT(*) AS n FROM ledger_entries WHERE member_id = {member} \
+                 AND source = 'challenge_bookworm' AND account = 'POINTS'"
+            ))
+            .await;
+        let spins = app
+            .sql_i64(&format!(
+                "SELECT COUNT(*) AS n FROM ledger_entries WHERE member_id = {member} \
+                 AND source = 'challenge_bookworm' AND account = 'SPINS'"
+            ))
+            .await;
+        assert_eq!((points, spins), (1, 1));
+        let held = app
+            .sql_i64(&format!(
+                "SELECT COUNT(*) AS n FROM member_badges WHERE member_id = {member}"
+            ))
+            .await;
+        assert_eq!(held, 1);
+        // The balance moved by the rules' earns (5 first reads a day at 3) and the reward once.
+        let before: rust_decimal::Decimal = before.parse().unwrap();
+        let after: rust_decimal::Decimal = app.balance(&token).await.parse().unwrap();
+        assert_eq!(after - before, rust_decimal::Decimal::new(15 + 40, 0));
+        app.assert_ledger_invariants().await;
+    }
+);
+
+e2e!(
+    a_refunded_purchase_lowers_spend_progress,
+    |app: TestApp| async move {
+        app.demo().await;
+        let spend = publish(
+            &app,
+            j!({
+                "name": "December spender",
+                "window": {"kind": "FIXED", "from": "2026-12-01T00:00:00Z", "to": "2027-01-01T00:00:00Z"},
+                "goals": [
+                    {"action": "purchase", "measure": "SUM_AMOUNT", "target": "200.00"},
+                    {"action": "purchase", "measure": "COUNT", "target": "3"}
+                ],
+                "reward": {"points": "100"}
+            }),
+        )
+        .await;
+        let (_, member) = app.register("m1").await;
+        app.clock.set(local(TZ, "2026-12-02 10:00:00"));
+        let service = app.service();
+        for (order, amount) in [("o-1", "120.00"), ("o-2", "30.00")] {
+            app.gql(
+                Some(&service),
+                PURCHASE,
+                j!({"i": {"memberExternalId": "m1", "orderId": order, "amount": amount, "idempotencyKey": order}}),
+            )
+            .await
+            .data();
+        }
+        assert_eq!(value(&app, &member, spend, "fixed", 0).await, 15_000);
+        assert_eq!(value(&app, &member, spend, "fixed", 1).await, 2);
+
+        // Half of o-1 back: its 120.00 counts 60.00; the order still counts as a purchase.
+        app.gql(
+            Some(&service),
+            REFUND,
+            j!({"o": "o-1", "a": "60.00", "k": "r1"}),
+        )
+        .await
+        .data();
+        assert_eq!(value(&app, &member, spend, "fixed", 0).await, 9_000);
+        assert_eq!(value(&app, &member, spend, "fixed", 1).await, 2);
+        // A retried refund takes nothing more.
+        app.gql(
+            Some(&service),
+            REFUND,
+            j!({"o": "o-1", "a": "60.00", "k": "r1"}),
+        )
+        .await
+        .data();
+        assert_eq!(value(&app, &member, spend, "fixed", 0).await, 9_000);
+        // The rest: nothing of o-1 counts any more.
+        app.gql(
+            Some(&service),
+            REFUND,
+            j!({"o": "o-1", "a": "60.00", "k": "r2"}),
+        )
+        .await
+        .data();
+        assert_eq!(value(&app, &member, spend, "fixed", 0).await, 3_000);
+        assert_eq!(value(&app, &member, spend, "fixed", 1).await, 1);
+        assert_eq!(completions(&app, &member, spend).await, 0);
+        app.assert_ledger_invariants().await;
+    }
+);
+
+e2e!(
+    a_mission_step_waits_for_the_one_before,
+    |app: TestApp| async move {
+        app.demo().await;
+        let explorer = badge(&app, "explorer").await;
+        let mission = publish(
+            &app,
+            j!({
+                "name": "Explorer",
+                "mission": true,
+                "window": {"kind": "WEEKLY"},
+                "goals": [
+                    {"action": "news_read", "measure": "DISTINCT_OBJECTS", "target": "2"},
+                    {"action": "product_share", "measure": "COUNT", "target": "1"}
+                ],
+                "reward": {"badgeId": explorer}
+            }),
+        )
+        .await;
+        let (token, member) = app.register("m1").await;
+        app.clock.set(local(TZ, "2026-12-02 10:00:00"));
+        let share = |key: &'static str| {
+            app.gql(
+                Some(&token),
+                ACTION,
+                j!({"a": "product_share", "o": key, "k": key}),
+            )
+        };
+        share("p1").await.data();
+        assert_eq!(value(&app, &member, mission, "week:2026-11-30", 1).await, 0);
+        read(&app, &token, "news/1", "r1").await;
+        read(&app, &token, "news/1", "r2").await;
+        assert_eq!(value(&app, &member, mission, "week:2026-11-30", 0).await, 1);
+        share("p2").await.data();
+        assert_eq!(value(&app, &member, mission, "week:2026-11-30", 1).await, 0);
+        read(&app, &token, "news/2", "r3").await;
+        assert_eq!(value(&app, &member, mission, "week:2026-11-30", 0).await, 2);
+        assert_eq!(completions(&app, &member, mission).await, 0);
+        share("p3").await.data();
+        assert_eq!(value(&app, &member, mission, "week:2026-11-30", 1).await, 1);
+        assert_eq!(completions(&app, &member, mission).await, 1);
+
+        // The admin grants the badge the mission gave: still held once, the first grant stands.
+        let admin = app.admin();
+        let grant = app
+            .gql(Some(&admin), GRANT, j!({"m": member, "b": explorer}))
+            .await;
+        assert_eq!(grant.data()["grantBadge"]["newlyGranted"], false);
+        assert_eq!(grant.data()["grantBadge"]["badge"]["source"], "CHALLENGE");
+        let held = app
+            .sql_i64(&format!(
+                "SELECT COUNT(*) AS n FROM member_badges WHERE member_id = {member}"
+            ))
+            .await;
+        assert_eq!(held, 1);
+        app.assert_ledger_invariants().await;
+    }
+);
