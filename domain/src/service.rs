@@ -286,6 +286,9 @@ async fn listen(loyalty: Loyalty, shutdown: CancellationToken) {
             Ok(BusMessage { topic, payload }) if topic == crate::live::events::TOPIC => {
                 loyalty.on_postings(&payload);
             }
+            Ok(BusMessage { topic, payload }) if topic == crate::live::events::CHALLENGE_TOPIC => {
+                loyalty.on_challenges(&payload);
+            }
             Ok(BusMessage { topic, payload }) if topic == "program.changed" => {
                 if let Ok(program_id) = payload.parse() {
                     loyalty.forget_program(program_id);

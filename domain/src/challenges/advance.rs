@@ -383,6 +383,16 @@ pub(crate) async fn advance(
         let completed = before.completed_at().is_none()
             && state.completed_at().is_some()
             && complete(tx, candidate, &mut progress.posted).await?;
+        let note = crate::live::events::ChallengeEvent {
+            program_id: tx.program.id,
+            member_id: tx.member.id,
+            challenge_id: challenge.id,
+            window_key: candidate.window.key.clone(),
+            goals: moved.clone(),
+            completed,
+        };
+        tx.notes
+            .push(serde_json::to_string(&note).map_err(DomainError::internal)?);
         progress.moved.push(Moved {
             challenge_id: challenge.id,
             window_key: candidate.window.key.clone(),

@@ -8,10 +8,12 @@
 //! - [`advance`]: progress, completion and its reward inside the event's transaction; refunds.
 //! - [`book`]: the draft, `publishChallenges` and the published versions.
 //! - [`badges`]: badge definitions, the admin grant and a member's badges.
+//! - [`member`]: a member's challenges with per-goal progress, and their locked badges.
 
 pub mod advance;
 pub mod badges;
 pub mod book;
+pub mod member;
 pub mod model;
 pub mod progress;
 pub mod window;

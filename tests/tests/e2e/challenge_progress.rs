@@ -380,3 +380,109 @@ e2e!(
         app.assert_ledger_invariants().await;
     }
 );
+
+const ME: &str = "{ me { challenges { id name mission windowKind windowStartsAt windowEndsAt completed goals { position action measure progress target left completed unlocked } reward { points } } badges { code } lockedBadges { code } } }";
+const PROGRESS: &str =
+    "subscription { challengeProgress { challengeId windowKey goals completed } }";
+
+e2e!(
+    members_see_progress_and_locked_badges_and_hear_it_live,
+    |app: TestApp| async move {
+        app.demo().await;
+        let star = badge(&app, "star").await;
+        badge(&app, "later").await;
+        let mission = publish(
+            &app,
+            j!({
+                "name": "Two steps",
+                "mission": true,
+                "window": {"kind": "WEEKLY"},
+                "goals": [
+                    {"action": "news_read", "measure": "COUNT", "target": "2"},
+                    {"action": "purchase", "measure": "SUM_AMOUNT", "target": "50.00"}
+                ],
+                "reward": {"points": "10", "badgeId": star}
+            }),
+        )
+        .await;
+        let (token, _) = app.register("m1").await;
+        app.clock.set(local(TZ, "2026-12-02 10:00:00"));
+
+        let me = app.gql(Some(&token), ME, j!({})).await;
+        let me = &me.data()["me"];
+        assert_eq!(me["badges"], j!([]));
+        assert_eq!(
+            me["lockedBadges"],
+            j!([{"code": "star"}, {"code": "later"}])
+        );
+        assert_eq!(
+            me["challenges"],
+            j!([{
+                "id": mission.to_string(), "name": "Two steps", "mission": true,
+                "windowKind": "WEEKLY",
+                "windowStartsAt": "2026-11-29T17:00:00+00:00",
+                "windowEndsAt": "2026-12-06T17:00:00+00:00",
+                "completed": false,
+                "goals": [
+                    {"position": 0, "action": "news_read", "measure": "COUNT", "progress": "0",
+                     "target": "2", "left": "2", "completed": false, "unlocked": true},
+                    {"position": 1, "action": "purchase", "measure": "SUM_AMOUNT",
+                     "progress": "0.00", "target": "50.00", "left": "50.00", "completed": false,
+                     "unlocked": false}
+                ],
+                "reward": {"points": "10.00"}
+            }])
+        );
+
+        let mut ws = crate::live::Ws::ready(&app, &token).await;
+        ws.subscribe("p", PROGRESS).await;
+        ws.send(j!({"type": "ping"})).await;
+        assert_eq!(ws.recv().await["type"], "pong");
+
+        read(&app, &token, "news/1", "r1").await;
+        let event = ws.next("p").await;
+        assert_eq!(
+            event["challengeProgress"],
+            j!({"challengeId": mission.to_string(), "windowKey": "week:2026-11-30", "goals": [0], "completed": false})
+        );
+        read(&app, &token, "news/2", "r2").await;
+        assert_eq!(ws.next("p").await["challengeProgress"]["goals"], j!([0]));
+        let service = app.service();
+        app.gql(
+            Some(&service),
+            PURCHASE,
+            j!({"i": {"memberExternalId": "m1", "orderId": "o-1", "amount": "80.00", "idempotencyKey": "o-1"}}),
+        )
+        .await
+        .data();
+        let done = ws.next("p").await;
+        assert_eq!(done["challengeProgress"]["goals"], j!([1]));
+        assert_eq!(done["challengeProgress"]["completed"], true);
+
+        let me = app.gql(Some(&token), ME, j!({})).await;
+        let me = &me.data()["me"];
+        let challenge = &me["challenges"][0];
+        assert_eq!(challenge["completed"], true);
+        assert_eq!(challenge["goals"][0]["left"], "0");
+        assert_eq!(challenge["goals"][1]["progress"], "80.00");
+        assert_eq!(challenge["goals"][1]["left"], "0.00");
+        assert_eq!(challenge["goals"][1]["completed"], true);
+        assert_eq!(me["badges"], j!([{"code": "star"}]));
+        assert_eq!(me["lockedBadges"], j!([{"code": "later"}]));
+
+        // A retried purchase (same key) is answered from the first result: no second event.
+        app.gql(
+            Some(&service),
+            PURCHASE,
+            j!({"i": {"memberExternalId": "m1", "orderId": "o-1", "amount": "80.00", "idempotencyKey": "o-1"}}),
+        )
+        .await
+        .data();
+        assert_eq!(
+            ws.next_within("p", std::time::Duration::from_millis(300))
+                .await,
+            None
+        );
+        app.assert_ledger_invariants().await;
+    }
+);
