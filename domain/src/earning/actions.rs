@@ -392,6 +392,10 @@ impl Loyalty {
                 .await?;
             facts.purchase_ordinal = Some(u32::try_from(before + 1).unwrap_or(u32::MAX));
         }
+        if needs(|c| matches!(c, Condition::HasBadge { .. })) {
+            // Under the member's lock: grants inside postings of this member queue behind it.
+            facts.badges = crate::challenges::badges::held_codes(txn, member.id).await?;
+        }
         if needs(|c| matches!(c, Condition::ActionCountAtLeast { .. })) {
             facts.action_counts = Some(
                 crate::earning::events::action_counts(txn, member.id, &request.action, tz, now)

@@ -401,10 +401,11 @@ impl Loyalty {
     }
 
     /// Validates an edit: its fields, its conditions, and that every tier a `tierIn` names
-    /// exists in the program.
+    /// and every badge a `hasBadge` names exists in the program.
     async fn checked(&self, program: &Program, input: &RuleInput) -> DomainResult<Vec<Condition>> {
         let conditions = input.validate()?;
         self.check_tier_ids(program, &conditions, "").await?;
+        self.check_badge_codes(program, &conditions, "").await?;
         Ok(conditions)
     }
 

@@ -486,3 +486,75 @@ e2e!(
         app.assert_ledger_invariants().await;
     }
 );
+
+e2e!(
+    a_campaign_conditioned_on_a_badge_pays_only_its_holders,
+    |app: TestApp| async move {
+        app.demo().await;
+        let admin = app.admin();
+        let vip = badge(&app, "vip").await;
+        let rule = |condition: serde_json::Value| {
+            j!({"i": {
+                "name": "VIP purchase bonus", "action": "purchase", "source": "vip_bonus",
+                "effect": {"kind": "FIXED", "points": "25"},
+                "conditions": [condition]
+            }})
+        };
+        let create = "mutation($i: RuleInput!) { createRule(input: $i) { id } }";
+        // A badge the program does not have is refused, naming the field.
+        let unknown = app
+            .gql(
+                Some(&admin),
+                create,
+                rule(j!({"kind": "hasBadge", "code": "nobody"})),
+            )
+            .await;
+        assert_eq!(unknown.code(), "VALIDATION");
+        assert!(unknown.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("conditions[0].code: no badge `nobody`"));
+        app.gql(
+            Some(&admin),
+            create,
+            rule(j!({"kind": "hasBadge", "code": "vip"})),
+        )
+        .await
+        .data();
+        app.gql(
+            Some(&admin),
+            "mutation { publishRules { version } }",
+            j!({}),
+        )
+        .await
+        .data();
+
+        let (_, holder) = app.register("holder").await;
+        app.register("other").await;
+        app.gql(Some(&admin), GRANT, j!({"m": holder, "b": vip}))
+            .await
+            .data();
+        let service = app.service();
+        let buy = |member: &str, order: &str| j!({"i": {"memberExternalId": member, "orderId": order, "amount": "10.00", "idempotencyKey": order}});
+        let pays = "mutation($i: RecordPurchaseInput!) { recordPurchase(input: $i) { rules { source points } } }";
+        let held = app.gql(Some(&service), pays, buy("holder", "o-1")).await;
+        let sources: Vec<_> = held.data()["recordPurchase"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["source"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(sources.contains(&"vip_bonus".to_owned()), "{sources:?}");
+        let not_held = app.gql(Some(&service), pays, buy("other", "o-2")).await;
+        assert!(not_held.data()["recordPurchase"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["source"] != "vip_bonus"));
+        let vip_rows = app
+            .sql_i64("SELECT COUNT(*) AS n FROM ledger_entries WHERE source = 'vip_bonus'")
+            .await;
+        assert_eq!(vip_rows, 1);
+        app.assert_ledger_invariants().await;
+    }
+);

@@ -342,6 +342,7 @@ pub fn event_facts(facts: &MemberFacts, request: &ActionRequest, ctx: &EvalConte
         object_id: request.object_id.clone(),
         attributes: facts.attributes.clone(),
         action_counts: facts.action_counts.clone(),
+        badges: facts.badges.clone(),
     }
 }
 

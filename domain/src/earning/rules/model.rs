@@ -216,6 +216,8 @@ pub struct MemberFacts {
     /// This event's place among the member's events of its action, for `actionCountAtLeast`
     /// (loaded only when a rule for the action has one).
     pub action_counts: Option<ActionCounts>,
+    /// The codes of the badges the member holds (loaded only for a `hasBadge` condition).
+    pub badges: std::collections::BTreeSet<String>,
 }
 
 /// Program settings and the clock reading the engine evaluates against.
