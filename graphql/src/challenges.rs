@@ -334,6 +334,30 @@ impl From<DMemberChallenge> for MemberChallenge {
     }
 }
 
+/// One goal (a mission's step) of a challenge's funnel.
+#[derive(SimpleObject)]
+pub struct StepFunnel {
+    pub position: i32,
+    pub action: String,
+    /// Members with progress on it in some window.
+    pub members_started: i64,
+    /// Members who completed it in some window.
+    pub members_completed: i64,
+}
+
+/// A challenge's report over every window so far.
+#[derive(SimpleObject)]
+pub struct ChallengeReport {
+    pub challenge_id: ID,
+    pub name: String,
+    pub members_started: i64,
+    pub members_completed: i64,
+    /// One per member and window completed.
+    pub completions: i64,
+    pub points_issued: Decimal,
+    pub steps: Vec<StepFunnel>,
+}
+
 /// A published version (0: nothing published yet).
 #[derive(SimpleObject)]
 pub struct ChallengeSet {
@@ -448,6 +472,37 @@ impl ChallengeQuery {
     async fn live_challenges(&self, ctx: &Context<'_>) -> async_graphql::Result<ChallengeSet> {
         let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         Ok(loyalty.live_challenges(&program).await.gql(ctx)?.into())
+    }
+
+    /// Admin: one published challenge's report over every window so far: members who started
+    /// and completed, completions, the funnel per goal (a mission's steps) and the points its
+    /// rewards issued (in `loyaltyReport`'s `pointsIssued.bySource` under `challenge_…`).
+    async fn challenge_report(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<ChallengeReport> {
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
+        let id = parse_id(&id, ctx)?;
+        let report = loyalty.challenge_report(&program, id).await.gql(ctx)?;
+        Ok(ChallengeReport {
+            challenge_id: ID(report.challenge_id.to_string()),
+            name: report.name,
+            members_started: report.members_started,
+            members_completed: report.members_completed,
+            completions: report.completions,
+            points_issued: report.points_issued.decimal(),
+            steps: report
+                .steps
+                .into_iter()
+                .map(|s| StepFunnel {
+                    position: i32::try_from(s.position).unwrap_or(i32::MAX),
+                    action: s.action,
+                    members_started: s.members_started,
+                    members_completed: s.members_completed,
+                })
+                .collect(),
+        })
     }
 
     /// Admin: the program's badges.

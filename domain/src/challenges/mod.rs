@@ -8,6 +8,7 @@
 //! - [`advance`]: progress, completion and its reward inside the event's transaction; refunds.
 //! - [`book`]: the draft, `publishChallenges` and the published versions.
 //! - [`badges`]: badge definitions, the admin grant and a member's badges.
+//! - [`report`]: per challenge: members started and completed, the funnel per step, points.
 //! - [`member`]: a member's challenges with per-goal progress, and their locked badges.
 
 pub mod advance;
@@ -16,6 +17,7 @@ pub mod book;
 pub mod member;
 pub mod model;
 pub mod progress;
+pub mod report;
 pub mod window;
 
 pub use model::{

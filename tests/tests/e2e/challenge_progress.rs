@@ -558,3 +558,87 @@ e2e!(
         app.assert_ledger_invariants().await;
     }
 );
+
+e2e!(
+    the_challenge_report_shows_the_funnel_and_issued_points,
+    |app: TestApp| async move {
+        app.demo().await;
+        let funnel = publish(
+            &app,
+            j!({
+                "name": "Funnel",
+                "mission": true,
+                "window": {"kind": "WEEKLY"},
+                "goals": [
+                    {"action": "news_read", "measure": "COUNT", "target": "2"},
+                    {"action": "product_share", "measure": "COUNT", "target": "1"}
+                ],
+                "reward": {"points": "10"}
+            }),
+        )
+        .await;
+        let (a, _) = app.register("a").await;
+        let (b, _) = app.register("b").await;
+        app.register("c").await;
+        app.clock.set(local(TZ, "2026-12-02 10:00:00"));
+        read(&app, &a, "news/1", "a1").await;
+        read(&app, &a, "news/2", "a2").await;
+        app.gql(
+            Some(&a),
+            ACTION,
+            j!({"a": "product_share", "o": "p1", "k": "a3"}),
+        )
+        .await
+        .data();
+        read(&app, &b, "news/1", "b1").await;
+
+        let admin = app.admin();
+        let report = app
+            .gql(
+                Some(&admin),
+                "query($id: ID!) { challengeReport(id: $id) { challengeId name membersStarted membersCompleted completions pointsIssued steps { position action membersStarted membersCompleted } } }",
+                j!({"id": funnel.to_string()}),
+            )
+            .await;
+        assert_eq!(
+            report.data()["challengeReport"],
+            j!({
+                "challengeId": funnel.to_string(), "name": "Funnel",
+                "membersStarted": 2, "membersCompleted": 1, "completions": 1,
+                "pointsIssued": "10.00",
+                "steps": [
+                    {"position": 0, "action": "news_read", "membersStarted": 2, "membersCompleted": 1},
+                    {"position": 1, "action": "product_share", "membersStarted": 1, "membersCompleted": 1}
+                ]
+            })
+        );
+        let missing = app
+            .gql(
+                Some(&admin),
+                "query { challengeReport(id: \"999999\") { name } }",
+                j!({}),
+            )
+            .await;
+        assert_eq!(missing.code(), "NOT_FOUND");
+
+        // The reward shows in issued-by-source under the challenge's label.
+        let issued = app
+            .gql(
+                Some(&admin),
+                "{ loyaltyReport(from: \"2026-11-01\", to: \"2026-12-31\") { pointsIssued { bySource { source label points } } } }",
+                j!({}),
+            )
+            .await;
+        let sources = issued.data()["loyaltyReport"]["pointsIssued"]["bySource"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!(
+            sources.contains(
+                &j!({"source": "challenge_funnel", "label": "Challenge funnel", "points": "10.00"})
+            ),
+            "{sources:?}"
+        );
+        app.assert_ledger_invariants().await;
+    }
+);
