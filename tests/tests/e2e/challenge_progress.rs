@@ -642,3 +642,58 @@ e2e!(
         app.assert_ledger_invariants().await;
     }
 );
+
+e2e!(
+    the_demo_program_has_its_challenges_and_badges,
+    |app: TestApp| async move {
+        let program = app.demo().await;
+        app.loyalty.seed_demo_challenges(&program).await.unwrap();
+        // Seeding again adds nothing.
+        app.loyalty.seed_demo_challenges(&program).await.unwrap();
+        let admin = app.admin();
+        let live = app
+            .gql(
+                Some(&admin),
+                "{ liveChallenges { version challenges { name mission window { kind } goals { action measure target } } } badges { code } }",
+                j!({}),
+            )
+            .await;
+        let data = live.data();
+        assert_eq!(data["liveChallenges"]["version"], 1);
+        let names: Vec<_> = data["liveChallenges"]["challenges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["News explorer", "7-day streak", "Shopper mission"]);
+        assert_eq!(
+            data["liveChallenges"]["challenges"][2]["goals"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(
+            data["badges"],
+            j!([{"code": "news_explorer"}, {"code": "seven_day_streak"}, {"code": "mission_shopper"}])
+        );
+
+        // Three different articles in a week: the news explorer badge and its 30 points.
+        let (token, _) = app.register("demo-reader").await;
+        app.clock.set(local(TZ, "2026-12-02 10:00:00"));
+        for n in 0..3 {
+            read(&app, &token, &format!("news/{n}"), &format!("k{n}")).await;
+        }
+        let me = app
+            .gql(
+                Some(&token),
+                "{ me { badges { code } challenges { name completed } } }",
+                j!({}),
+            )
+            .await;
+        assert_eq!(me.data()["me"]["badges"], j!([{"code": "news_explorer"}]));
+        assert_eq!(me.data()["me"]["challenges"][0]["completed"], true);
+        app.assert_ledger_invariants().await;
+    }
+);
