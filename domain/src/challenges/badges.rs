@@ -327,6 +327,25 @@ impl Loyalty {
         }
     }
 
+    /// Refuses a badge id the program does not have (`{field}: no badge {id} in this program`).
+    pub(crate) async fn check_badge_id(
+        &self,
+        program: &Program,
+        badge_id: i64,
+        field: &str,
+    ) -> DomainResult<()> {
+        let found = badges::Entity::find_by_id(badge_id)
+            .filter(badges::Column::ProgramId.eq(program.id))
+            .count(self.db())
+            .await?;
+        if found == 0 {
+            return Err(DomainError::validation(format!(
+                "{field}: no badge {badge_id} in this program"
+            )));
+        }
+        Ok(())
+    }
+
     async fn badge_row(&self, program: &Program, id: i64) -> DomainResult<badges::Model> {
         badges::Entity::find_by_id(id)
             .filter(badges::Column::ProgramId.eq(program.id))

@@ -237,6 +237,31 @@ impl Loyalty {
         let mut posted = Vec::with_capacity(evaluation.earns.len());
         let mut earned = Vec::with_capacity(evaluation.earns.len());
         for (n, earn) in evaluation.earns.into_iter().enumerate() {
+            if let Some(badge_id) = earn.badge {
+                // No ledger row: the badge is held once whoever grants it, so a retry or a
+                // second paying event grants nothing more.
+                crate::challenges::badges::insert_member_badge(
+                    tx.txn,
+                    tx.program.id,
+                    tx.member.id,
+                    badge_id,
+                    crate::challenges::badges::BadgeSource::Campaign,
+                    Some(earn.rule_id.to_string()),
+                    tx.now,
+                )
+                .await?;
+                earned.push(Earned {
+                    rule_id: earn.rule_id,
+                    rule_name: earn.rule_name,
+                    source: earn.source,
+                    points: Points::ZERO,
+                    spins: 0,
+                    qualifying: false,
+                    lines: None,
+                    entry_id: None,
+                });
+                continue;
+            }
             let key = match (earn.natural_key, client_key) {
                 (Some(natural), _) => natural,
                 (None, Some(client)) => client.ledger_key(n),

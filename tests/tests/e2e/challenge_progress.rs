@@ -521,6 +521,16 @@ e2e!(
         )
         .await
         .data();
+        // A campaign that grants a badge: sharing a product makes a "sharer".
+        let sharer = badge(&app, "sharer").await;
+        app.gql(
+            Some(&admin),
+            create,
+            j!({"i": {"name": "Sharers", "action": "product_share", "source": "sharer_badge",
+                      "effect": {"kind": "GRANT_BADGE", "badgeId": sharer}}}),
+        )
+        .await
+        .data();
         app.gql(
             Some(&admin),
             "mutation { publishRules { version } }",
@@ -529,7 +539,28 @@ e2e!(
         .await
         .data();
 
-        let (_, holder) = app.register("holder").await;
+        let (holder_token, holder) = app.register("holder").await;
+        for key in ["s1", "s2"] {
+            app.gql(
+                Some(&holder_token),
+                ACTION,
+                j!({"a": "product_share", "o": key, "k": key}),
+            )
+            .await
+            .data();
+        }
+        let sharers = app
+            .gql(Some(&admin), GRANT, j!({"m": holder, "b": sharer}))
+            .await;
+        assert_eq!(sharers.data()["grantBadge"]["newlyGranted"], false);
+        assert_eq!(sharers.data()["grantBadge"]["badge"]["source"], "CAMPAIGN");
+        assert_eq!(
+            app.sql_i64(&format!(
+                "SELECT COUNT(*) AS n FROM member_badges WHERE member_id = {holder}"
+            ))
+            .await,
+            1
+        );
         app.register("other").await;
         app.gql(Some(&admin), GRANT, j!({"m": holder, "b": vip}))
             .await

@@ -73,6 +73,8 @@ pub enum Reward {
     CallerChosen { min: Points, max: Points },
     /// Free wheel spins, spent before points by `spinWheel`.
     FreeSpins(u32),
+    /// Grants the badge with this id (held once: a second grant is a no-op); pays no points.
+    GrantBadge(i64),
 }
 
 /// How `PerUnit` rounds the number of units.
