@@ -728,3 +728,47 @@ e2e!(
         app.assert_ledger_invariants().await;
     }
 );
+
+e2e!(
+    a_streak_counts_consecutive_local_days,
+    |app: TestApp| async move {
+        app.demo().await;
+        let streak = publish(
+            &app,
+            j!({
+                "name": "Three days",
+                "window": {"kind": "MONTHLY"},
+                "goals": [{"action": "daily_login", "measure": "STREAK_DAYS", "target": "3"}],
+                "reward": {"points": "20"}
+            }),
+        )
+        .await;
+        let (token, member) = app.register("m1").await;
+        // Local days Dec 1 (23:59), Dec 2 (00:00 and again at noon), then a gap, then 3 in a row.
+        for (at, key) in [
+            ("2026-12-01 23:59:00", "d1"),
+            ("2026-12-02 00:00:00", "d2"),
+            ("2026-12-02 12:00:00", "d2b"),
+        ] {
+            app.clock.set(local(TZ, at));
+            app.daily_login(&token, key).await.data();
+        }
+        assert_eq!(value(&app, &member, streak, "month:2026-12", 0).await, 2);
+        for (at, key) in [("2026-12-04 09:00:00", "d4"), ("2026-12-05 09:00:00", "d5")] {
+            app.clock.set(local(TZ, at));
+            app.daily_login(&token, key).await.data();
+        }
+        // The gap on Dec 3 restarted the run.
+        assert_eq!(value(&app, &member, streak, "month:2026-12", 0).await, 2);
+        assert_eq!(completions(&app, &member, streak).await, 0);
+        app.clock.set(local(TZ, "2026-12-06 09:00:00"));
+        app.daily_login(&token, "d6").await.data();
+        assert_eq!(value(&app, &member, streak, "month:2026-12", 0).await, 3);
+        assert_eq!(completions(&app, &member, streak).await, 1);
+        assert_eq!(
+            reward_rows(&app, &member, "challenge_three_days").await,
+            (1, 2_000)
+        );
+        app.assert_ledger_invariants().await;
+    }
+);
