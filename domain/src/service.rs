@@ -50,6 +50,8 @@ struct Inner {
     /// lost (Redis away).
     programs: RwLock<HashMap<String, (Arc<Program>, std::time::Instant)>>,
     rulesets: RwLock<HashMap<(i64, i64), Arc<Ruleset>>>,
+    /// Published challenge sets by (program, version); immutable like rulesets.
+    challenge_sets: RwLock<HashMap<(i64, i64), Arc<crate::challenges::ChallengeSet>>>,
     /// Tier ladders by program id, dropped with the program's settings.
     tiers: crate::program::tiers::TierCache,
     click_limiter: crate::referrals::CodeLimiter,
@@ -90,6 +92,7 @@ impl Loyalty {
                 store: store.clone(),
                 programs: RwLock::new(HashMap::new()),
                 rulesets: RwLock::new(HashMap::new()),
+                challenge_sets: RwLock::new(HashMap::new()),
                 tiers: Default::default(),
                 click_limiter: crate::referrals::code_limiter(clock.clone()),
                 events: crate::live::events::EventHub::default(),
@@ -132,6 +135,7 @@ impl Loyalty {
                 store: self.inner.store.clone(),
                 programs: RwLock::new(HashMap::new()),
                 rulesets: RwLock::new(HashMap::new()),
+                challenge_sets: RwLock::new(HashMap::new()),
                 tiers: Default::default(),
                 click_limiter: crate::referrals::code_limiter(clock),
                 events: crate::live::events::EventHub::default(),
@@ -233,6 +237,31 @@ impl Loyalty {
         }
     }
 
+    /// Published challenge sets never change either: cached by version like rulesets.
+    pub(crate) fn cached_challenge_set(
+        &self,
+        program_id: i64,
+        version: i64,
+    ) -> Option<Arc<crate::challenges::ChallengeSet>> {
+        self.inner
+            .challenge_sets
+            .read()
+            .ok()?
+            .get(&(program_id, version))
+            .cloned()
+    }
+
+    pub(crate) fn cache_challenge_set(
+        &self,
+        program_id: i64,
+        set: Arc<crate::challenges::ChallengeSet>,
+    ) {
+        if let Ok(mut sets) = self.inner.challenge_sets.write() {
+            sets.retain(|(p, v), _| *p != program_id || *v >= set.version);
+            sets.insert((program_id, set.version), set);
+        }
+    }
+
     pub(crate) fn tier_cache(&self) -> &crate::program::tiers::TierCache {
         &self.inner.tiers
     }
@@ -265,6 +294,9 @@ async fn listen(loyalty: Loyalty, shutdown: CancellationToken) {
         match message {
             Ok(BusMessage { topic, payload }) if topic == crate::live::events::TOPIC => {
                 loyalty.on_postings(&payload);
+            }
+            Ok(BusMessage { topic, payload }) if topic == crate::live::events::CHALLENGE_TOPIC => {
+                loyalty.on_challenges(&payload);
             }
             Ok(BusMessage { topic, payload }) if topic == "program.changed" => {
                 if let Ok(program_id) = payload.parse() {

@@ -48,6 +48,8 @@ pub enum EffectKind {
     CallerChosen,
     /// `spins` free wheel spins.
     FreeSpins,
+    /// Grants the badge `badgeId` (held once; no points).
+    GrantBadge,
 }
 
 impl EffectKind {
@@ -60,6 +62,7 @@ impl EffectKind {
             EffectKind::Multiplier => "MULTIPLIER",
             EffectKind::CallerChosen => "CALLER_CHOSEN",
             EffectKind::FreeSpins => "FREE_SPINS",
+            EffectKind::GrantBadge => "GRANT_BADGE",
         }
     }
 }
@@ -116,6 +119,8 @@ pub struct EffectInput {
     pub max: Option<Decimal>,
     /// FREE_SPINS: 1 to 100.
     pub spins: Option<i64>,
+    /// GRANT_BADGE: a badge of the program.
+    pub badge_id: Option<ID>,
 }
 
 impl EffectInput {
@@ -128,6 +133,7 @@ impl EffectInput {
             EffectKind::Multiplier => &["factor"],
             EffectKind::CallerChosen => &["min", "max"],
             EffectKind::FreeSpins => &["spins"],
+            EffectKind::GrantBadge => &["badgeId"],
         };
         let given = [
             ("points", self.points.is_some()),
@@ -138,6 +144,7 @@ impl EffectInput {
             ("min", self.min.is_some()),
             ("max", self.max.is_some()),
             ("spins", self.spins.is_some()),
+            ("badgeId", self.badge_id.is_some()),
         ];
         if let Some((field, _)) = given
             .iter()
@@ -180,6 +187,16 @@ impl EffectInput {
                 Reward::FreeSpins(u32::try_from(spins).map_err(|_| {
                     DomainError::validation("effect.spins must be between 1 and 100")
                 })?)
+            }
+            EffectKind::GrantBadge => {
+                let id = self.badge_id.ok_or_else(|| {
+                    DomainError::validation("effect.badgeId is required for a GRANT_BADGE effect")
+                })?;
+                Reward::GrantBadge(
+                    id.parse::<i64>().map_err(|_| {
+                        DomainError::validation("effect.badgeId must be a badge id")
+                    })?,
+                )
             }
         })
     }
@@ -331,6 +348,7 @@ pub struct Effect {
     pub min: Option<Decimal>,
     pub max: Option<Decimal>,
     pub spins: Option<u32>,
+    pub badge_id: Option<ID>,
 }
 
 impl Effect {
@@ -345,6 +363,7 @@ impl Effect {
             min: None,
             max: None,
             spins: None,
+            badge_id: None,
         }
     }
 }
@@ -392,6 +411,10 @@ impl From<Reward> for Effect {
             Reward::FreeSpins(spins) => Effect {
                 spins: Some(spins),
                 ..Effect::of(EffectKind::FreeSpins)
+            },
+            Reward::GrantBadge(badge) => Effect {
+                badge_id: Some(ID(badge.to_string())),
+                ..Effect::of(EffectKind::GrantBadge)
             },
         }
     }

@@ -1,6 +1,6 @@
 //! Admin: the challenges draft, `publishChallenges`, badges and `grantBadge`. Members see their
-//! badges on `me { badges }` (`members.rs`). Progress is not moved by events yet (README,
-//! "Challenges and badges").
+//! challenges with progress and their badges on `me { challenges badges lockedBadges }`
+//! (`members.rs`, DTOs here).
 
 use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
@@ -8,6 +8,7 @@ use loyalty_domain::challenges::badges::{
     Badge as DBadge, BadgeInput as DBadgeInput, BadgeSource as DBadgeSource,
     EarnedBadge as DEarnedBadge,
 };
+use loyalty_domain::challenges::member::MemberChallenge as DMemberChallenge;
 use loyalty_domain::challenges::{
     Challenge as DChallenge, ChallengeInput as DChallengeInput, ChallengeSet as DChallengeSet,
     GoalInput as DGoalInput, Measure, Window, WindowKind,
@@ -257,6 +258,106 @@ impl From<DChallenge> for Challenge {
     }
 }
 
+/// A goal's measure in the unit of its target: money for SUM_AMOUNT, a whole number otherwise.
+fn in_unit(measure: Measure, value: i64) -> Decimal {
+    match measure {
+        Measure::SumAmount => Money::from_minor(value).decimal(),
+        _ => Decimal::from(value),
+    }
+}
+
+/// A goal of a member's challenge.
+#[derive(SimpleObject)]
+pub struct GoalProgress {
+    pub position: i32,
+    pub action: String,
+    pub measure: GoalMeasure,
+    /// So far in this window (money for SUM_AMOUNT; the current run for STREAK_DAYS).
+    pub progress: Decimal,
+    pub target: Decimal,
+    /// What is still missing (0 once completed).
+    pub left: Decimal,
+    pub completed: bool,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// False for a mission step whose step before is not complete (it counts nothing yet).
+    pub unlocked: bool,
+}
+
+/// A live challenge as the member sees it, in its current window.
+#[derive(SimpleObject)]
+pub struct MemberChallenge {
+    pub id: ID,
+    pub name: String,
+    pub description: String,
+    pub mission: bool,
+    pub window_kind: ChallengeWindowKind,
+    pub window_starts_at: DateTime<Utc>,
+    /// Exclusive.
+    pub window_ends_at: DateTime<Utc>,
+    pub goals: Vec<GoalProgress>,
+    pub reward: ChallengeReward,
+    /// Completed (and rewarded) in this window.
+    pub completed: bool,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<DMemberChallenge> for MemberChallenge {
+    fn from(m: DMemberChallenge) -> Self {
+        let c = Challenge::from(m.challenge);
+        MemberChallenge {
+            id: c.id,
+            name: c.name,
+            description: c.description,
+            mission: c.mission,
+            window_kind: c.window.kind,
+            window_starts_at: m.window.starts_at,
+            window_ends_at: m.window.ends_at,
+            goals: m
+                .goals
+                .into_iter()
+                .map(|g| GoalProgress {
+                    position: i32::try_from(g.position).unwrap_or(i32::MAX),
+                    action: g.action,
+                    measure: g.measure.into(),
+                    progress: in_unit(g.measure, g.value),
+                    target: in_unit(g.measure, g.target),
+                    left: in_unit(g.measure, g.left),
+                    completed: g.completed_at.is_some(),
+                    completed_at: g.completed_at,
+                    unlocked: g.unlocked,
+                })
+                .collect(),
+            reward: c.reward,
+            completed: m.completed_at.is_some(),
+            completed_at: m.completed_at,
+        }
+    }
+}
+
+/// One goal (a mission's step) of a challenge's funnel.
+#[derive(SimpleObject)]
+pub struct StepFunnel {
+    pub position: i32,
+    pub action: String,
+    /// Members with progress on it in some window.
+    pub members_started: i64,
+    /// Members who completed it in some window.
+    pub members_completed: i64,
+}
+
+/// A challenge's report over every window so far.
+#[derive(SimpleObject)]
+pub struct ChallengeReport {
+    pub challenge_id: ID,
+    pub name: String,
+    pub members_started: i64,
+    pub members_completed: i64,
+    /// One per member and window completed.
+    pub completions: i64,
+    pub points_issued: Decimal,
+    pub steps: Vec<StepFunnel>,
+}
+
 /// A published version (0: nothing published yet).
 #[derive(SimpleObject)]
 pub struct ChallengeSet {
@@ -371,6 +472,37 @@ impl ChallengeQuery {
     async fn live_challenges(&self, ctx: &Context<'_>) -> async_graphql::Result<ChallengeSet> {
         let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
         Ok(loyalty.live_challenges(&program).await.gql(ctx)?.into())
+    }
+
+    /// Admin: one published challenge's report over every window so far: members who started
+    /// and completed, completions, the funnel per goal (a mission's steps) and the points its
+    /// rewards issued (in `loyaltyReport`'s `pointsIssued.bySource` under `challenge_…`).
+    async fn challenge_report(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<ChallengeReport> {
+        let (_, loyalty, program) = scope::<AdminActor>(ctx).await?;
+        let id = parse_id(&id, ctx)?;
+        let report = loyalty.challenge_report(&program, id).await.gql(ctx)?;
+        Ok(ChallengeReport {
+            challenge_id: ID(report.challenge_id.to_string()),
+            name: report.name,
+            members_started: report.members_started,
+            members_completed: report.members_completed,
+            completions: report.completions,
+            points_issued: report.points_issued.decimal(),
+            steps: report
+                .steps
+                .into_iter()
+                .map(|s| StepFunnel {
+                    position: i32::try_from(s.position).unwrap_or(i32::MAX),
+                    action: s.action,
+                    members_started: s.members_started,
+                    members_completed: s.members_completed,
+                })
+                .collect(),
+        })
     }
 
     /// Admin: the program's badges.

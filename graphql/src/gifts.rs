@@ -125,6 +125,8 @@ pub enum RedemptionOrigin {
     Redeem,
     /// Won on the lucky wheel.
     Wheel,
+    /// A challenge's completion reward.
+    Challenge,
 }
 
 /// The gift a redemption is for.
@@ -161,6 +163,7 @@ impl From<DRedemption> for Redemption {
             origin: match r.origin {
                 DOrigin::Redeem => RedemptionOrigin::Redeem,
                 DOrigin::Wheel => RedemptionOrigin::Wheel,
+                DOrigin::Challenge => RedemptionOrigin::Challenge,
             },
             created_at: r.created_at,
             updated_at: r.updated_at,

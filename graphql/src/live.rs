@@ -1,4 +1,5 @@
-//! Subscriptions: `balanceChanged` (member) and `activity` (admin), fed by committed postings.
+//! Subscriptions: `balanceChanged` (member) and `activity` (admin), fed by committed postings,
+//! and `challengeProgress` (member), fed by committed challenge progress.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,6 +61,19 @@ fn change(event: &PostingEvent, member: EventMember) -> BalanceEvent {
         transaction: Some(Transaction::from(posting.clone())),
         member,
     }
+}
+
+/// A committed event moved one of the caller's challenges: re-read `me { challenges }` for the
+/// figures (a hint, like every live event; one lost is caught up by that read).
+#[derive(SimpleObject, Clone)]
+pub struct ChallengeProgressEvent {
+    pub challenge_id: ID,
+    /// `fixed`, `week:2026-11-30` (its local Monday) or `month:2026-12`.
+    pub window_key: String,
+    /// The goals (positions) it moved.
+    pub goals: Vec<i32>,
+    /// It completed the challenge; the reward was paid in the same transaction.
+    pub completed: bool,
 }
 
 /// The next event from `rx`; a subscriber that fell behind skips ahead (and sees a gap).
@@ -132,6 +146,46 @@ impl LiveSubscription {
             },
         );
         Ok(stream::once(async move { snapshot }).chain(changes))
+    }
+
+    /// The caller's challenge progress as it commits (no snapshot: `me { challenges }` is the
+    /// state). The member must have joined (`register`).
+    async fn challenge_progress(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = ChallengeProgressEvent>> {
+        let actor = &authorize::<MemberActor>(ctx)?;
+        let loyalty = ctx.data::<Loyalty>()?;
+        let member_id = loyalty
+            .member_id(actor)
+            .await
+            .gql(ctx)?
+            .ok_or_else(|| DomainError::not_found("no member yet for this token: register first"))
+            .gql(ctx)?;
+        let rx = loyalty.events().member_challenges(member_id);
+        Ok(stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) => {
+                        let out = ChallengeProgressEvent {
+                            challenge_id: ID(event.challenge_id.to_string()),
+                            window_key: event.window_key.clone(),
+                            goals: event
+                                .goals
+                                .iter()
+                                .map(|g| i32::try_from(*g).unwrap_or(i32::MAX))
+                                .collect(),
+                            completed: event.completed,
+                        };
+                        return Some((out, rx));
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "a challenge subscription fell behind");
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }))
     }
 
     /// Every posting of the admin's program as it commits (no snapshot), with the member's

@@ -101,6 +101,37 @@ impl Member {
             .collect())
     }
 
+    /// The live challenges in their current window, with per-goal progress and what is left
+    /// (completed ones too, flagged); a fixed-window one that ended shows only if completed.
+    async fn challenges(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<crate::challenges::MemberChallenge>> {
+        let (_, loyalty, program) = scope::<Actor>(ctx).await?;
+        Ok(loyalty
+            .member_challenges(&program, self.0 .0.id)
+            .await
+            .gql(ctx)?
+            .into_iter()
+            .map(crate::challenges::MemberChallenge::from)
+            .collect())
+    }
+
+    /// The program's badges this member does not hold yet.
+    async fn locked_badges(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<crate::challenges::Badge>> {
+        let (_, loyalty, program) = scope::<Actor>(ctx).await?;
+        Ok(loyalty
+            .locked_badges(&program, self.0 .0.id)
+            .await
+            .gql(ctx)?
+            .into_iter()
+            .map(crate::challenges::Badge::from)
+            .collect())
+    }
+
     /// The tier the QUALIFICATION balance reaches next (its `minQualification` is the goal of
     /// a progress bar); null at the top tier or when the program has none.
     async fn next_tier(

@@ -266,6 +266,7 @@ async fn seed_demo(
 ) -> loyalty_domain::DomainResult<(loyalty_domain::program::Program, bool)> {
     let program = loyalty.seed_demo().await?;
     loyalty.seed_demo_campaigns(&program).await?;
+    loyalty.seed_demo_challenges(&program).await?;
     let token = std::env::var("TELEGRAM_BOT_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());

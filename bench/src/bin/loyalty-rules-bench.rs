@@ -215,6 +215,7 @@ fn setup(count: usize) -> Result<Setup> {
             ("lang".to_owned(), "vi".to_owned()),
         ]),
         exhausted: HashSet::from([7, 77]),
+        badges: Default::default(),
         action_counts: None,
     };
     let ctx = EvalContext {

@@ -11,6 +11,7 @@ use sea_orm::{
 };
 
 use super::model::is_action_key;
+use crate::earning::rules::conditions::Condition;
 use crate::error::{DomainError, DomainResult};
 use crate::program::Program;
 use crate::service::Loyalty;
@@ -131,6 +132,21 @@ pub(crate) async fn insert_member_badge<C: ConnectionTrait>(
     .exec_without_returning(conn)
     .await?;
     Ok(inserted == 1)
+}
+
+/// The codes of the badges a member holds.
+pub(crate) async fn held_codes<C: ConnectionTrait>(
+    conn: &C,
+    member_id: i64,
+) -> Result<std::collections::BTreeSet<String>, sea_orm::DbErr> {
+    Ok(member_badges::Entity::find()
+        .find_also_related(badges::Entity)
+        .filter(member_badges::Column::MemberId.eq(member_id))
+        .all(conn)
+        .await?
+        .into_iter()
+        .filter_map(|(_, badge)| badge.map(|b| b.code))
+        .collect())
 }
 
 impl Loyalty {
@@ -278,6 +294,56 @@ impl Loyalty {
                 })
             })
             .collect()
+    }
+
+    /// Refuses a `hasBadge` naming a code the program has no badge for; the path is
+    /// `{path}conditions[i].code`.
+    pub(crate) async fn check_badge_codes(
+        &self,
+        program: &Program,
+        conditions: &[Condition],
+        path: &str,
+    ) -> DomainResult<()> {
+        let named: Vec<(usize, &str)> = conditions
+            .iter()
+            .enumerate()
+            .filter_map(|(index, c)| match c {
+                Condition::HasBadge { code } => Some((index, code.as_str())),
+                _ => None,
+            })
+            .collect();
+        if named.is_empty() {
+            return Ok(());
+        }
+        let badges = self.badges(program).await?;
+        match named
+            .iter()
+            .find(|(_, code)| !badges.iter().any(|b| b.code == *code))
+        {
+            Some((index, code)) => Err(DomainError::validation(format!(
+                "{path}conditions[{index}].code: no badge `{code}` in this program"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a badge id the program does not have (`{field}: no badge {id} in this program`).
+    pub(crate) async fn check_badge_id(
+        &self,
+        program: &Program,
+        badge_id: i64,
+        field: &str,
+    ) -> DomainResult<()> {
+        let found = badges::Entity::find_by_id(badge_id)
+            .filter(badges::Column::ProgramId.eq(program.id))
+            .count(self.db())
+            .await?;
+        if found == 0 {
+            return Err(DomainError::validation(format!(
+                "{field}: no badge {badge_id} in this program"
+            )));
+        }
+        Ok(())
     }
 
     async fn badge_row(&self, program: &Program, id: i64) -> DomainResult<badges::Model> {

@@ -180,6 +180,8 @@ impl Loyalty {
         for (index, goal) in checked.goals.iter().enumerate() {
             self.check_tier_ids(program, &goal.conditions, &format!("goals[{index}]."))
                 .await?;
+            self.check_badge_codes(program, &goal.conditions, &format!("goals[{index}]."))
+                .await?;
         }
         if let Some(gift_id) = checked.reward.gift_id {
             let found = gifts::Entity::find_by_id(gift_id)

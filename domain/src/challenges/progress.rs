@@ -229,6 +229,7 @@ mod tests {
             joined_at: None,
             object_id: None,
             attributes: HashMap::new(),
+            badges: Default::default(),
             action_counts: None,
         }
     }

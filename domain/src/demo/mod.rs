@@ -3,6 +3,7 @@
 //! ([`Loyalty::seed_demo_activity`]). Both are idempotent.
 
 mod activity;
+mod challenges;
 
 pub use activity::{ActivitySummary, DEMO_DAYS, DEMO_MEMBERS};
 

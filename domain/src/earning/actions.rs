@@ -46,6 +46,9 @@ pub struct ActionOutcome {
     /// ("conditions[0]: order total 42.00 < 50.00").
     #[serde(default)]
     pub detail: Option<String>,
+    /// The challenges this event moved (and whether it completed them).
+    #[serde(default)]
+    pub challenges: Vec<crate::challenges::advance::Moved>,
 }
 
 /// The postings of one award step.
@@ -56,6 +59,8 @@ pub(crate) struct Award {
     pub refusal: Option<Refusal>,
     /// Every rule considered, paid or not, and why not.
     pub verdicts: Vec<Verdict>,
+    /// The challenges the event moved, and what their completion paid.
+    pub progress: crate::challenges::advance::Progress,
 }
 
 #[derive(Clone, Serialize)]
@@ -126,6 +131,7 @@ pub(crate) async fn outcome(tx: &mut Tx<'_>, award: Award) -> TxResult<ActionOut
         reason: award.refusal,
         rules: award.earned,
         detail,
+        challenges: award.progress.moved,
     })
 }
 
@@ -201,8 +207,17 @@ impl Loyalty {
         let version = tx.live_version;
         let ruleset = self.ruleset(tx.txn, tx.program.id, version).await?;
         let rules: Vec<_> = ruleset.rules_for(&request.action).collect();
+        let challenges = self.challenges_moved_by(tx, &request.action).await?;
+        let goal_conditions = crate::challenges::advance::conditions(&challenges);
         let mut facts = self
-            .facts(tx.txn, tx.program, &tx.member, &rules, request, tx.now)
+            .facts(
+                tx.txn,
+                tx.program,
+                &tx.member,
+                (&rules, &goal_conditions),
+                request,
+                tx.now,
+            )
             .await?;
         let ctx = EvalContext {
             tz: tx.program.tz,
@@ -222,6 +237,31 @@ impl Loyalty {
         let mut posted = Vec::with_capacity(evaluation.earns.len());
         let mut earned = Vec::with_capacity(evaluation.earns.len());
         for (n, earn) in evaluation.earns.into_iter().enumerate() {
+            if let Some(badge_id) = earn.badge {
+                // No ledger row: the badge is held once whoever grants it, so a retry or a
+                // second paying event grants nothing more.
+                crate::challenges::badges::insert_member_badge(
+                    tx.txn,
+                    tx.program.id,
+                    tx.member.id,
+                    badge_id,
+                    crate::challenges::badges::BadgeSource::Campaign,
+                    Some(earn.rule_id.to_string()),
+                    tx.now,
+                )
+                .await?;
+                earned.push(Earned {
+                    rule_id: earn.rule_id,
+                    rule_name: earn.rule_name,
+                    source: earn.source,
+                    points: Points::ZERO,
+                    spins: 0,
+                    qualifying: false,
+                    lines: None,
+                    entry_id: None,
+                });
+                continue;
+            }
             let key = match (earn.natural_key, client_key) {
                 (Some(natural), _) => natural,
                 (None, Some(client)) => client.ledger_key(n),
@@ -285,12 +325,17 @@ impl Loyalty {
             tx.member.login_streak = i32::try_from(streak).unwrap_or(i32::MAX);
             tx.touch_member();
         }
+        // Before the event is logged: `actionCountAtLeast` counts it as "this one included".
+        let event = crate::earning::rules::event_facts(&facts, request, &ctx);
+        let progress =
+            crate::challenges::advance::advance(tx, &challenges, request, reference, event).await?;
         crate::earning::events::record(tx, request, reference, &posted).await?;
         Ok(Award {
             posted,
             earned,
             refusal: evaluation.refusal,
             verdicts: evaluation.verdicts,
+            progress,
         })
     }
 
@@ -303,7 +348,7 @@ impl Loyalty {
         conn: &C,
         program: &Program,
         member: &members::Model,
-        rules: &[&Rule],
+        (rules, goal_conditions): (&[&Rule], &[&Condition]),
         request: &ActionRequest,
         now: chrono::DateTime<chrono::Utc>,
     ) -> TxResult<MemberFacts> {
@@ -311,24 +356,35 @@ impl Loyalty {
         let mut facts = self
             .member_facts(conn, program, member, rules, object_id, now)
             .await?;
-        self.event_facts(conn, member, rules, request, (program.tz, now), &mut facts)
-            .await?;
+        let conditions: Vec<&Condition> = rules
+            .iter()
+            .flat_map(|rule| rule.conditions.iter())
+            .chain(goal_conditions.iter().copied())
+            .collect();
+        self.event_facts(
+            conn,
+            member,
+            &conditions,
+            request,
+            (program.tz, now),
+            &mut facts,
+        )
+        .await?;
         Ok(facts)
     }
 
-    /// The facts only some conditions need, loaded only when a rule for the action has one.
+    /// The facts only some conditions need, loaded only when a rule for the action (or a
+    /// challenge goal the event may move) has one.
     async fn event_facts<C: ConnectionTrait>(
         &self,
         txn: &C,
         member: &members::Model,
-        rules: &[&Rule],
+        conditions: &[&Condition],
         request: &ActionRequest,
         (tz, now): (chrono_tz::Tz, chrono::DateTime<chrono::Utc>),
         facts: &mut MemberFacts,
     ) -> TxResult<()> {
-        let needs = |wanted: fn(&Condition) -> bool| {
-            rules.iter().any(|rule| rule.conditions.iter().any(wanted))
-        };
+        let needs = |wanted: fn(&Condition) -> bool| conditions.iter().any(|c| wanted(c));
         facts.joined_at = Some(member.joined_at);
         if needs(|c| matches!(c, Condition::MemberAttributeEquals { .. })) {
             // Read with the member's lock: `setMemberAttributes` writes under the same lock.
@@ -360,6 +416,10 @@ impl Loyalty {
                 .count(txn)
                 .await?;
             facts.purchase_ordinal = Some(u32::try_from(before + 1).unwrap_or(u32::MAX));
+        }
+        if needs(|c| matches!(c, Condition::HasBadge { .. })) {
+            // Under the member's lock: grants inside postings of this member queue behind it.
+            facts.badges = crate::challenges::badges::held_codes(txn, member.id).await?;
         }
         if needs(|c| matches!(c, Condition::ActionCountAtLeast { .. })) {
             facts.action_counts = Some(

@@ -119,7 +119,14 @@ impl Loyalty {
             }
         }
         let facts = self
-            .facts(self.db(), program, &member, &rules, &request, ctx.now)
+            .facts(
+                self.db(),
+                program,
+                &member,
+                (&rules, &[]),
+                &request,
+                ctx.now,
+            )
             .await?;
         Ok((ruleset.version, evaluate(&ruleset, &facts, &request, &ctx)?))
     }

@@ -309,6 +309,13 @@ impl Operation for RefundOp {
         };
         self.record(tx, &purchase, &refund, &accruals, &order_lines)
             .await?;
+        crate::challenges::advance::take_back(
+            tx,
+            &purchase.order_id,
+            purchase.amount_minor,
+            (purchase.refunded_minor, refunded_after),
+        )
+        .await?;
         Ok(RefundOutcome {
             order_id: purchase.order_id,
             member_id: purchase.member_id,

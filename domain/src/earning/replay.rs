@@ -268,6 +268,9 @@ impl<'a> Fold<'a> {
             attributes: member.seed.attributes.clone(),
             exhausted: HashSet::new(),
             action_counts,
+            // When each badge was granted is not replayed: `hasBadge` conditions never hold
+            // in a replay (its figures are a lower bound for such rules).
+            badges: Default::default(),
         };
         let request = ActionRequest {
             action: event.action.clone(),

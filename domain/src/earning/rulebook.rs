@@ -214,6 +214,12 @@ fn validate_reward(reward: &Reward) -> DomainResult<()> {
             }
             Ok(())
         }
+        Reward::GrantBadge(badge) => {
+            if badge <= 0 {
+                return Err(DomainError::validation("effect.badgeId must be a badge id"));
+            }
+            Ok(())
+        }
         Reward::FreeSpins(spins) => {
             if !(1..=MAX_FREE_SPINS).contains(&spins) {
                 return Err(DomainError::validation(format!(
@@ -237,6 +243,7 @@ pub(crate) enum RewardKind {
     Multiplier,
     CallerChosen,
     FreeSpins,
+    GrantBadge,
 }
 
 stored_enum!(RewardKind {
@@ -247,6 +254,7 @@ stored_enum!(RewardKind {
     Multiplier => "MULTIPLIER",
     CallerChosen => "CALLER_CHOSEN",
     FreeSpins => "FREE_SPINS",
+    GrantBadge => "GRANT_BADGE",
 });
 
 impl RewardKind {
@@ -259,6 +267,7 @@ impl RewardKind {
             Reward::Multiplier(_) => RewardKind::Multiplier,
             Reward::CallerChosen { .. } => RewardKind::CallerChosen,
             Reward::FreeSpins(_) => RewardKind::FreeSpins,
+            Reward::GrantBadge(_) => RewardKind::GrantBadge,
         }
     }
 }
@@ -401,10 +410,15 @@ impl Loyalty {
     }
 
     /// Validates an edit: its fields, its conditions, and that every tier a `tierIn` names
-    /// exists in the program.
+    /// and every badge a `hasBadge` names exists in the program.
     async fn checked(&self, program: &Program, input: &RuleInput) -> DomainResult<Vec<Condition>> {
         let conditions = input.validate()?;
         self.check_tier_ids(program, &conditions, "").await?;
+        self.check_badge_codes(program, &conditions, "").await?;
+        if let Reward::GrantBadge(badge_id) = input.reward {
+            self.check_badge_id(program, badge_id, "effect.badgeId")
+                .await?;
+        }
         Ok(conditions)
     }
 

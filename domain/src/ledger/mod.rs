@@ -206,6 +206,9 @@ pub struct Tx<'a> {
     /// Other members' postings made in this transaction (a referral's inviter): published
     /// after commit, never part of this member's answer.
     pub side_postings: Vec<Posting>,
+    /// Opaque notes the layer above publishes after commit, dropped with a rollback: live
+    /// events that are not postings (challenge progress). The ledger only carries them.
+    pub notes: Vec<String>,
     /// The program's live ruleset version, read with the member's lock.
     pub live_version: i64,
     /// The member's posting counter: every ledger row takes the next value.
@@ -237,6 +240,7 @@ impl<'a> Tx<'a> {
             now,
             posted: Vec::new(),
             side_postings: Vec::new(),
+            notes: Vec::new(),
             live_version: locked.live_version,
             version: locked.version,
             multiplier_minor: locked.multiplier_minor,

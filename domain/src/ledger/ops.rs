@@ -107,11 +107,13 @@ pub(crate) trait Host: Clone + Send + Sync + 'static {
         tx: &Tx<'_>,
         posted: &[Posting],
     ) -> impl Future<Output = TxResult<()>> + Send;
-    /// Called once after every commit that posted something (live events, leaderboards).
+    /// Called once after every commit that posted something or left notes ([`Tx::notes`]):
+    /// live events, leaderboards.
     fn after_commit(
         &self,
         program: &Program,
         posted: Vec<Posting>,
+        notes: Vec<String>,
     ) -> impl Future<Output = ()> + Send;
 }
 
@@ -143,6 +145,7 @@ enum Answer<T> {
     Posted {
         output: T,
         posted: Vec<Posting>,
+        notes: Vec<String>,
         stored: Option<String>,
     },
     /// A refusal a retry with the same key must see again: stored by a second run in the
@@ -244,10 +247,11 @@ async fn hand_over<H: Host, O: Operation>(
         Answer::Posted {
             output,
             posted,
+            notes,
             stored,
         } => {
-            if !posted.is_empty() {
-                host.after_commit(program, posted).await;
+            if !posted.is_empty() || !notes.is_empty() {
+                host.after_commit(program, posted, notes).await;
             }
             (Ok(output), stored)
         }
@@ -337,6 +341,7 @@ impl<H: Host, O: Operation> PostingJob<H, O> {
         tx.flush_member().await?;
         let mut posted = std::mem::take(&mut tx.posted);
         posted.append(&mut tx.side_postings);
+        let notes = std::mem::take(&mut tx.notes);
         host.before_commit(&tx, &posted).await?;
         drop(tx);
         let mut stored = None;
@@ -355,6 +360,7 @@ impl<H: Host, O: Operation> PostingJob<H, O> {
         self.answer = Some(Answer::Posted {
             output,
             posted,
+            notes,
             stored,
         });
         Ok(Step::Keep)

@@ -359,7 +359,7 @@ impl Host for TestHost {
         Ok(())
     }
 
-    async fn after_commit(&self, _program: &Program, posted: Vec<Posting>) {
+    async fn after_commit(&self, _program: &Program, posted: Vec<Posting>, _notes: Vec<String>) {
         self.committed.lock().unwrap().push(posted);
     }
 }

@@ -17,6 +17,8 @@ use crate::service::Loyalty;
 
 /// The bus topic of committed postings.
 pub(crate) const TOPIC: &str = "postings";
+/// The bus topic of committed challenge progress.
+pub(crate) const CHALLENGE_TOPIC: &str = "challenges";
 
 /// How many events one slow subscription may fall behind before it skips (and sees a gap).
 const PER_KEY_BUFFER: usize = 256;
@@ -28,12 +30,29 @@ pub struct PostingEvent {
     pub posting: Posting,
 }
 
+/// A committed event moved one of a member's challenges (a hint: the client re-reads
+/// `me { challenges }`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeEvent {
+    pub program_id: i64,
+    pub member_id: i64,
+    pub challenge_id: i64,
+    pub window_key: String,
+    /// The goals (positions) it moved.
+    pub goals: Vec<usize>,
+    /// It completed the challenge (the reward was paid in the same transaction).
+    pub completed: bool,
+}
+
+type Senders<T> = Mutex<HashMap<i64, broadcast::Sender<Arc<T>>>>;
+
 /// Routes events to subscribers by member and by program, so an event wakes only the
 /// subscriptions that want it (10,000 sockets on one instance must not all wake per posting).
 #[derive(Default)]
 pub struct EventHub {
-    members: Mutex<HashMap<i64, broadcast::Sender<Arc<PostingEvent>>>>,
-    programs: Mutex<HashMap<i64, broadcast::Sender<Arc<PostingEvent>>>>,
+    members: Senders<PostingEvent>,
+    programs: Senders<PostingEvent>,
+    challenges: Senders<ChallengeEvent>,
 }
 
 /// A subscription's receiving end.
@@ -50,6 +69,18 @@ impl EventHub {
         subscribe(&self.programs, program_id)
     }
 
+    /// Challenge progress of one member.
+    pub fn member_challenges(&self, member_id: i64) -> broadcast::Receiver<Arc<ChallengeEvent>> {
+        subscribe(&self.challenges, member_id)
+    }
+
+    pub(crate) fn dispatch_challenges(&self, events: Vec<ChallengeEvent>) {
+        for event in events {
+            let member = event.member_id;
+            deliver(&self.challenges, member, &Arc::new(event));
+        }
+    }
+
     /// Delivers events to whoever listens on this instance.
     pub(crate) fn dispatch(&self, events: Vec<PostingEvent>) {
         for event in events {
@@ -61,19 +92,16 @@ impl EventHub {
 
     /// Open subscriptions (for metrics and tests).
     pub fn listeners(&self) -> usize {
-        let count = |map: &Mutex<HashMap<i64, broadcast::Sender<Arc<PostingEvent>>>>| {
+        fn count<T>(map: &Senders<T>) -> usize {
             map.lock()
                 .map(|m| m.values().map(broadcast::Sender::receiver_count).sum())
                 .unwrap_or(0)
-        };
-        count(&self.members) + count(&self.programs)
+        }
+        count(&self.members) + count(&self.programs) + count(&self.challenges)
     }
 }
 
-fn subscribe(
-    map: &Mutex<HashMap<i64, broadcast::Sender<Arc<PostingEvent>>>>,
-    key: i64,
-) -> EventReceiver {
+fn subscribe<T>(map: &Senders<T>, key: i64) -> broadcast::Receiver<Arc<T>> {
     let mut map = match map.lock() {
         Ok(map) => map,
         Err(poisoned) => poisoned.into_inner(),
@@ -83,11 +111,7 @@ fn subscribe(
         .subscribe()
 }
 
-fn deliver(
-    map: &Mutex<HashMap<i64, broadcast::Sender<Arc<PostingEvent>>>>,
-    key: i64,
-    event: &Arc<PostingEvent>,
-) {
+fn deliver<T>(map: &Senders<T>, key: i64, event: &Arc<T>) {
     let mut map = match map.lock() {
         Ok(map) => map,
         Err(poisoned) => poisoned.into_inner(),
@@ -108,7 +132,7 @@ const OUTBOX: usize = 10_000;
 /// Redis never delays an answer.
 pub(crate) struct Publisher {
     instance: u64,
-    queue: tokio::sync::mpsc::Sender<String>,
+    queue: tokio::sync::mpsc::Sender<(&'static str, String)>,
 }
 
 impl Publisher {
@@ -117,17 +141,19 @@ impl Publisher {
         store: std::sync::Arc<dyn crate::store::FastStore>,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Publisher {
-        let (queue, mut pending) = tokio::sync::mpsc::channel::<String>(OUTBOX);
+        let (queue, mut pending) = tokio::sync::mpsc::channel::<(&'static str, String)>(OUTBOX);
         tokio::spawn(async move {
             loop {
                 let payload = tokio::select! {
                     () = shutdown.cancelled() => return,
                     payload = pending.recv() => payload,
                 };
-                let Some(payload) = payload else { return };
+                let Some((topic, payload)) = payload else {
+                    return;
+                };
                 store
                     .publish(crate::store::BusMessage {
-                        topic: TOPIC.to_owned(),
+                        topic: topic.to_owned(),
                         payload,
                     })
                     .await;
@@ -155,7 +181,7 @@ impl Loyalty {
         match serde_json::to_string(&events) {
             Ok(json) => {
                 let payload = format!("{}\n{json}", publisher.instance);
-                if publisher.queue.try_send(payload).is_err() {
+                if publisher.queue.try_send((TOPIC, payload)).is_err() {
                     metrics::counter!("loyalty_events_dropped_total").increment(1);
                     tracing::warn!("posting events queue full; other instances will see a gap");
                 }
@@ -163,6 +189,47 @@ impl Loyalty {
             Err(err) => tracing::warn!(error = %err, "could not encode posting events"),
         }
         self.events().dispatch(events);
+    }
+
+    /// Delivers committed challenge progress (the notes `challenges::advance` left on the
+    /// transaction) here at once, and queues it for every other instance.
+    pub(crate) fn publish_challenge_notes(&self, notes: &[String]) {
+        let events: Vec<ChallengeEvent> = notes
+            .iter()
+            .filter_map(|note| serde_json::from_str(note).ok())
+            .collect();
+        if events.is_empty() {
+            return;
+        }
+        let publisher = self.publisher();
+        match serde_json::to_string(&events) {
+            Ok(json) => {
+                let payload = format!("{}\n{json}", publisher.instance);
+                if publisher
+                    .queue
+                    .try_send((CHALLENGE_TOPIC, payload))
+                    .is_err()
+                {
+                    metrics::counter!("loyalty_events_dropped_total").increment(1);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "could not encode challenge events"),
+        }
+        self.events().dispatch_challenges(events);
+    }
+
+    /// Called by the bus listener for every `challenges` message from another instance.
+    pub(crate) fn on_challenges(&self, payload: &str) {
+        let Some((origin, json)) = payload.split_once('\n') else {
+            return;
+        };
+        if origin.parse::<u64>().ok() == Some(self.publisher().instance) {
+            return;
+        }
+        match serde_json::from_str::<Vec<ChallengeEvent>>(json) {
+            Ok(events) => self.events().dispatch_challenges(events),
+            Err(err) => tracing::warn!(error = %err, "undecodable challenge events on the bus"),
+        }
     }
 
     /// Called by the bus listener for every `postings` message; this instance's own were

@@ -54,6 +54,7 @@ impl Operation for AdjustOp {
             reason: None,
             rules: Vec::new(),
             detail: None,
+            challenges: Vec::new(),
         })
     }
 }

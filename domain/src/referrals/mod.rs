@@ -223,6 +223,7 @@ async fn reward(
     loyalty.place_in_tier_cached(&mut inviter_tx).await?;
     inviter_tx.flush_member().await?;
     tx.side_postings.append(&mut inviter_tx.posted);
+    tx.notes.append(&mut inviter_tx.notes);
     referrals::Entity::update_many()
         .col_expr(
             referrals::Column::Status,

@@ -47,8 +47,8 @@ impl Host for Loyalty {
         self.write_outbox(tx, posted).await
     }
 
-    async fn after_commit(&self, program: &Program, posted: Vec<Posting>) {
-        Loyalty::after_commit(self, program, posted).await;
+    async fn after_commit(&self, program: &Program, posted: Vec<Posting>, notes: Vec<String>) {
+        Loyalty::after_commit(self, program, posted, notes).await;
     }
 }
 
@@ -62,20 +62,29 @@ impl Loyalty {
         ops::execute(self, program, op).await
     }
 
-    /// Runs once after every committed transaction that posted something: live events, then
-    /// leaderboards.
-    pub(crate) async fn after_commit(&self, program: &Program, posted: Vec<Posting>) {
-        if posted.is_empty() {
-            return;
-        }
+    /// Runs once after every committed transaction that posted something or left notes: live
+    /// events (postings, then challenge progress), then leaderboards.
+    pub(crate) async fn after_commit(
+        &self,
+        program: &Program,
+        posted: Vec<Posting>,
+        notes: Vec<String>,
+    ) {
         // Neither waits on Redis: events reach this instance's subscribers at once and the bus
         // through the publisher's queue; the boards move on their own queue's task.
-        self.publish_postings(program, &posted);
-        // The outbox rows are committed: this instance's worker sends them now rather than at
-        // its next poll (other instances find them when they poll).
-        if self.webhooks().may_have_events(program.id) {
-            self.webhooks().wake();
+        if !posted.is_empty() {
+            self.publish_postings(program, &posted);
+            // The outbox rows are committed: this instance's worker sends them now rather than
+            // at its next poll (other instances find them when they poll).
+            if self.webhooks().may_have_events(program.id) {
+                self.webhooks().wake();
+            }
         }
-        self.queue_leaderboard_update(program, posted);
+        if !notes.is_empty() {
+            self.publish_challenge_notes(&notes);
+        }
+        if !posted.is_empty() {
+            self.queue_leaderboard_update(program, posted);
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Challenges and badges through the admin API (issue 14, foundation slice): the draft →
 //! publish cycle, refusals that store nothing, and a badge held once however often granted.
-//! Progress from events is not wired yet.
+//! Progress from events: `challenge_progress.rs`.
 
 use crate::e2e;
 use crate::helpers::*;

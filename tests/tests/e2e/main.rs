@@ -13,6 +13,7 @@ mod campaign_rules;
 mod campaigns;
 mod cancellation;
 mod catch_up;
+mod challenge_progress;
 mod challenges;
 mod csv_injection;
 mod dashboard;

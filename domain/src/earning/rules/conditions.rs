@@ -108,6 +108,8 @@ pub enum Condition {
     /// (program timezone; `LIFETIME` = ever), this one included, paid or not: "the fifth news
     /// read of the day" (with a rule limit of 1 per day, "five reads grant one spin").
     ActionCountAtLeast { count: u32, period: Period },
+    /// The member holds the badge with this code (however it was granted).
+    HasBadge { code: String },
 }
 
 /// A day of the week, as the API spells it: `"monday"` … `"sunday"`.

@@ -26,6 +26,8 @@ pub struct PlannedEarn {
     pub qualifying: bool,
     /// Free wheel spins this earn credits (`FreeSpins` rules; `points` is then zero).
     pub spins: u32,
+    /// The badge this earn grants (`GrantBadge` rules; no points, no spins).
+    pub badge: Option<i64>,
     /// The order lines the points were computed on (indices into the request's lines), so a
     /// refund of other lines leaves them be; `None` = the whole order.
     pub lines: Option<Vec<usize>>,
@@ -200,12 +202,14 @@ pub fn evaluate(
         }
         let (points, spins, lines) = match rule.reward {
             Reward::FreeSpins(spins) => (Points::ZERO, spins, None),
+            Reward::GrantBadge(_) => (Points::ZERO, 0, None),
             _ => {
                 let (points, lines) = payout(rule, request, &event, ctx, streak_day)?;
                 (points, 0, lines)
             }
         };
-        if !points.is_positive() && spins == 0 {
+        let grants_badge = matches!(rule.reward, Reward::GrantBadge(_));
+        if !points.is_positive() && spins == 0 && !grants_badge {
             verdicts.push(refused(verdict, Refusal::NothingToAward, None));
             continue;
         }
@@ -324,13 +328,17 @@ fn planned(
         object_id: request.object_id.clone(),
         qualifying: rule.qualifying,
         spins,
+        badge: match rule.reward {
+            Reward::GrantBadge(badge) => Some(badge),
+            _ => None,
+        },
         lines,
         budget_total: rule.budget.total,
     }
 }
 
 /// The facts conditions see for this event.
-fn event_facts(facts: &MemberFacts, request: &ActionRequest, ctx: &EvalContext) -> Facts {
+pub fn event_facts(facts: &MemberFacts, request: &ActionRequest, ctx: &EvalContext) -> Facts {
     Facts {
         order_total: request.amount,
         lines: request.lines.clone(),
@@ -342,6 +350,7 @@ fn event_facts(facts: &MemberFacts, request: &ActionRequest, ctx: &EvalContext) 
         object_id: request.object_id.clone(),
         attributes: facts.attributes.clone(),
         action_counts: facts.action_counts.clone(),
+        badges: facts.badges.clone(),
     }
 }
 
@@ -491,7 +500,9 @@ fn payout(
             // The caller named the exact points: no tier multiplier.
             return Ok((chosen, lines));
         }
-        Reward::Multiplier(_) | Reward::FreeSpins(_) => return Ok((Points::ZERO, None)),
+        Reward::Multiplier(_) | Reward::FreeSpins(_) | Reward::GrantBadge(_) => {
+            return Ok((Points::ZERO, None))
+        }
     };
     let scaled = round2(base)
         .checked_mul(ctx.multiplier)
@@ -570,7 +581,8 @@ pub fn opportunities(
                 | Reward::PercentOfLines(_)
                 | Reward::PerUnit { .. }
                 | Reward::Multiplier(_)
-                | Reward::FreeSpins(_) => None,
+                | Reward::FreeSpins(_)
+                | Reward::GrantBadge(_) => None,
             };
             Opportunity {
                 claimed: remaining == Some(0) && !rule.per_object,

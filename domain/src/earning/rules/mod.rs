@@ -6,7 +6,9 @@ pub mod conditions;
 mod engine;
 mod model;
 
-pub use engine::{evaluate, opportunities, Evaluation, Opportunity, PlannedEarn, Refusal, Verdict};
+pub use engine::{
+    evaluate, event_facts, opportunities, Evaluation, Opportunity, PlannedEarn, Refusal, Verdict,
+};
 pub use model::{
     ActionRequest, Budget, EvalContext, Limit, MemberFacts, Period, Reward, Rounding, Rule,
     RuleFacts, Ruleset, Streak, BUILTIN_ACTIONS,

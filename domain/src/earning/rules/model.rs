@@ -73,6 +73,8 @@ pub enum Reward {
     CallerChosen { min: Points, max: Points },
     /// Free wheel spins, spent before points by `spinWheel`.
     FreeSpins(u32),
+    /// Grants the badge with this id (held once: a second grant is a no-op); pays no points.
+    GrantBadge(i64),
 }
 
 /// How `PerUnit` rounds the number of units.
@@ -216,6 +218,8 @@ pub struct MemberFacts {
     /// This event's place among the member's events of its action, for `actionCountAtLeast`
     /// (loaded only when a rule for the action has one).
     pub action_counts: Option<ActionCounts>,
+    /// The codes of the badges the member holds (loaded only for a `hasBadge` condition).
+    pub badges: std::collections::BTreeSet<String>,
 }
 
 /// Program settings and the clock reading the engine evaluates against.

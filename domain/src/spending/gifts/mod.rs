@@ -21,7 +21,7 @@ use crate::money::Points;
 use crate::stored::{stored_enum, Stored};
 
 pub use catalogue::{demo_gifts, GiftInput, MAX_GIFTS, MAX_PER_MEMBER_LIMIT, MAX_STOCK};
-pub(crate) use redeem::grant_gift;
+pub(crate) use redeem::{grant_gift, grant_gift_as};
 
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -95,11 +95,14 @@ pub enum RedemptionOrigin {
     Redeem,
     /// Won on the lucky wheel (cost 0, no debit).
     Wheel,
+    /// A challenge's completion reward (cost 0, no debit).
+    Challenge,
 }
 
 stored_enum!(RedemptionOrigin {
     Redeem => "redeem",
     Wheel => "wheel",
+    Challenge => "challenge",
 });
 
 /// A member's claim on a gift.

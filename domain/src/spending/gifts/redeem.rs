@@ -75,6 +75,15 @@ async fn insert_redemption(
 /// ignores the per-member limit. `OUT_OF_STOCK` when the gift is exhausted or archived,
 /// `NOT_FOUND` when it is not a gift of this program.
 pub(crate) async fn grant_gift(tx: &mut Tx<'_>, gift_id: i64) -> TxResult<Redemption> {
+    grant_gift_as(tx, gift_id, RedemptionOrigin::Wheel).await
+}
+
+/// [`grant_gift`] with the origin the redemption records (a challenge's reward).
+pub(crate) async fn grant_gift_as(
+    tx: &mut Tx<'_>,
+    gift_id: i64,
+    origin: RedemptionOrigin,
+) -> TxResult<Redemption> {
     let gift = find_gift(tx.txn, tx.program.id, gift_id)
         .await?
         .ok_or_else(|| gift_not_found(gift_id))?;
@@ -85,7 +94,7 @@ pub(crate) async fn grant_gift(tx: &mut Tx<'_>, gift_id: i64) -> TxResult<Redemp
         ))));
     }
     take_stock(tx, &gift).await?;
-    let row = insert_redemption(tx, &gift, Points::ZERO, RedemptionOrigin::Wheel).await?;
+    let row = insert_redemption(tx, &gift, Points::ZERO, origin).await?;
     Ok(Redemption::from_model(row, gift.name)?)
 }
 

@@ -75,6 +75,8 @@ pub struct Facts {
     pub attributes: HashMap<String, String>,
     /// Loaded only when a rule for the action has an `actionCountAtLeast` condition.
     pub action_counts: Option<ActionCounts>,
+    /// The codes of the badges the member holds; loaded only when a condition is `hasBadge`.
+    pub badges: BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,6 +221,9 @@ fn check(condition: &Condition, facts: &Facts) -> Result<(), String> {
                 )
             })
         }
+        Condition::HasBadge { code } => pass_if(facts.badges.contains(code), || {
+            format!("the member does not hold the badge {}", quoted(code))
+        }),
         Condition::ActionCountAtLeast { count, period } => {
             let counts = facts.action_counts.as_ref().ok_or("action count unknown")?;
             let seen = counts.count(*period);
@@ -295,6 +300,7 @@ impl<'a> LineFilter<'a> {
             | Condition::ObjectIdIn { .. }
             | Condition::ObjectIdPrefix { .. }
             | Condition::MemberAttributeEquals { .. }
+            | Condition::HasBadge { .. }
             | Condition::ActionCountAtLeast { .. } => None,
         }
     }

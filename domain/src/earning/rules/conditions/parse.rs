@@ -95,6 +95,9 @@ pub(super) fn parse_one(input: &Value, path: &str) -> Result<Condition, DomainEr
             key: fields.attribute_key("key")?,
             value: fields.string("value", MAX_ATTRIBUTE_VALUE_CHARS)?,
         },
+        "hasBadge" => Condition::HasBadge {
+            code: fields.attribute_key("code")?,
+        },
         "actionCountAtLeast" => Condition::ActionCountAtLeast {
             count: fields.count("count", MAX_ACTION_COUNT)?,
             period: fields.period("period")?,

@@ -59,6 +59,7 @@ fn facts() -> Facts {
         joined_at: Some(at - Duration::days(10)),
         object_id: Some("news/sport/42".into()),
         attributes: HashMap::from([("city".to_owned(), "hanoi".to_owned())]),
+        badges: Default::default(),
         action_counts: Some(ActionCounts {
             action: "news_read".into(),
             day: 3,

@@ -121,6 +121,7 @@ fn any_facts() -> impl Strategy<Value = Facts> {
                 joined_at,
                 object_id,
                 attributes,
+                badges: Default::default(),
                 action_counts: counts.map(|(action, [day, week, month, lifetime])| ActionCounts {
                     action,
                     day,
