@@ -341,8 +341,8 @@ impl<H: Host, O: Operation> PostingJob<H, O> {
         tx.flush_member().await?;
         let mut posted = std::mem::take(&mut tx.posted);
         posted.append(&mut tx.side_postings);
-        let notes = std::mem::take(&mut tx.notes);
         host.before_commit(&tx, &posted).await?;
+        let notes = std::mem::take(&mut tx.notes);
         drop(tx);
         let mut stored = None;
         if let (Some(key), Some(hash)) = (key, self.hash.as_deref()) {

@@ -33,6 +33,9 @@ pub enum EventType {
     /// A referral reward paid, to the friend (`new_user_referral`) or the inviter
     /// (`referrer_reward`): the posting's `source` says which.
     ReferralRewarded,
+    /// A challenge completed (its reward paid in the same transaction): once per member,
+    /// challenge and window.
+    ChallengeCompleted,
     /// Sent by `sendTestWebhook` whatever the endpoint subscribed to.
     Test,
 }
@@ -51,6 +54,7 @@ stored_enum!(EventType {
     VoucherIssued => "voucher.issued",
     VoucherConsumed => "voucher.consumed",
     ReferralRewarded => "referral.rewarded",
+    ChallengeCompleted => "challenge.completed",
     Test => "webhook.test",
 });
 

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use loyalty_entities::{members, webhook_endpoints, webhook_outbox};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
-use crate::error::DomainResult;
+use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::TxResult;
 use crate::ledger::{Posting, Tx};
+use crate::live::events::ChallengeEvent;
 use crate::service::Loyalty;
 use crate::stored::Stored;
 use crate::tenant::Program;
@@ -50,7 +51,8 @@ impl Loyalty {
     /// Writes the transaction's events to the outbox (the ledger's `before_commit`).
     pub(crate) async fn write_outbox(&self, tx: &Tx<'_>, posted: &[Posting]) -> TxResult<()> {
         let tier_moved = tx.member.tier_id != tx.tier_at_lock;
-        if posted.is_empty() && !tier_moved {
+        let completed = completed_challenges(tx)?;
+        if posted.is_empty() && !tier_moved && completed.is_empty() {
             return Ok(());
         }
         let subs = self.webhook_subscriptions(tx.txn, tx.program.id).await?;
@@ -98,9 +100,44 @@ impl Loyalty {
                 tx.now,
             ));
         }
+        for done in completed {
+            // Stable: one completion per member, challenge and window.
+            let id = format!(
+                "evt_m{}_challenge{}_{}",
+                tx.member.id, done.challenge_id, done.window_key
+            );
+            events.push(events::member_event(
+                tx.program,
+                EventType::ChallengeCompleted,
+                id,
+                tx.member.id,
+                &tx.member.external_id,
+                tx.version,
+                tx.now,
+                (
+                    "challenge",
+                    serde_json::json!({
+                        "id": done.challenge_id.to_string(),
+                        "windowKey": done.window_key,
+                    }),
+                ),
+            ));
+        }
         insert(tx.txn, tx.program, &subs, &events).await?;
         Ok(())
     }
+}
+
+/// The challenges this transaction completed, from the notes progress left for the live layer.
+fn completed_challenges(tx: &Tx<'_>) -> TxResult<Vec<ChallengeEvent>> {
+    let mut completed = Vec::new();
+    for note in &tx.notes {
+        let event: ChallengeEvent = serde_json::from_str(note).map_err(DomainError::internal)?;
+        if event.completed {
+            completed.push(event);
+        }
+    }
+    Ok(completed)
 }
 
 impl Loyalty {

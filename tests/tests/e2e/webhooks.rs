@@ -779,30 +779,107 @@ e2e!(
         app.register("after-disable").await;
         assert_eq!(events(&app, &endpoint).await.len(), written.len());
 
-        // Fixed and enabled again: a resend of the dead event arrives.
+        // Fixed: the dead events are resent while it is still disabled (so none of them can
+        // have been delivered in between and be counted again), then enabled, and every event
+        // arrives: the resent ones and those still pending.
         let receiver = Receiver::default();
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let (_stop, _task) = receiver.serve(listener);
-        let enable = "mutation($e: ID!) { updateWebhookEndpoint(id: $e, input: {enabled: true}) { enabled disabledReason failingSince } }";
-        let enabled = app.gql(Some(&admin), enable, j!({"e": endpoint})).await;
-        assert_eq!(
-            enabled.data()["updateWebhookEndpoint"],
-            j!({"enabled": true, "disabledReason": null, "failingSince": null})
-        );
         let resend =
             "mutation($e: ID!, $s: DateTime!) { resendWebhookEvents(endpointId: $e, since: $s) }";
         let since = (app.loyalty.now() - chrono::Duration::days(30)).to_rfc3339();
         let resent = app
             .gql(Some(&admin), resend, j!({"e": endpoint, "s": since}))
             .await;
-        // The dead ones; a pending one went when the endpoint was enabled again.
         let dead = written.iter().filter(|e| e["status"] == "DEAD").count();
         assert_eq!(
             resent.data()["resendWebhookEvents"].as_i64().unwrap() as usize,
             dead
         );
+        let enable = "mutation($e: ID!) { updateWebhookEndpoint(id: $e, input: {enabled: true}) { enabled disabledReason failingSince } }";
+        let enabled = app.gql(Some(&admin), enable, j!({"e": endpoint})).await;
+        assert_eq!(
+            enabled.data()["updateWebhookEndpoint"],
+            j!({"enabled": true, "disabledReason": null, "failingSince": null})
+        );
         all_delivered(&app, &endpoint, chrono::Duration::seconds(1)).await;
         assert_eq!(receiver.answered(200).len(), written.len());
+    },
+    allow_private
+);
+
+e2e!(
+    a_completed_challenge_is_sent_once,
+    |app: TestApp| async move {
+        app.demo().await;
+        let receiver = Receiver::default();
+        let (addr, _stop, _task) = receiver.start().await;
+        let admin = app.admin();
+        let created = app
+            .gql(
+                Some(&admin),
+                CREATE,
+                j!({"i": {"url": format!("http://{addr}/hooks"), "eventTypes": ["challenge.completed"]}}),
+            )
+            .await;
+        let endpoint = created.data()["createWebhookEndpoint"]["endpoint"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let challenge = app
+            .gql(
+                Some(&admin),
+                "mutation($i: ChallengeInput!) { createChallenge(input: $i) { id } }",
+                j!({"i": {
+                    "name": "Weekly reader",
+                    "window": {"kind": "WEEKLY"},
+                    "goals": [{"action": "news_read", "measure": "COUNT", "target": "2"}],
+                    "reward": {"points": "50"}
+                }}),
+            )
+            .await;
+        let challenge = challenge.data()["createChallenge"]["id"].clone();
+        app.gql(
+            Some(&admin),
+            "mutation { publishChallenges { version } }",
+            j!({}),
+        )
+        .await
+        .data();
+        let (token, _) = app.register("reader").await;
+        // A retried key, the read that completes it, and one past the target.
+        for (object, key) in [
+            ("news/1", "r1"),
+            ("news/1", "r1"),
+            ("news/2", "r2"),
+            ("news/3", "r3"),
+        ] {
+            app.gql(
+                Some(&token),
+                "mutation($o: String!, $k: String!) { recordAction(input: {action: \"news_read\", objectId: $o, idempotencyKey: $k}) { awarded } }",
+                j!({"o": object, "k": key}),
+            )
+            .await
+            .data();
+        }
+
+        let events = all_delivered(&app, &endpoint, chrono::Duration::seconds(1)).await;
+        assert_eq!(events.len(), 1, "{events:#?}");
+        assert_eq!(events[0]["type"], "challenge.completed");
+        let body: Value = serde_json::from_str(events[0]["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(body["data"]["challenge"]["id"], challenge);
+        assert!(body["data"]["challenge"]["windowKey"]
+            .as_str()
+            .unwrap()
+            .starts_with("week:"));
+        assert_eq!(body["data"]["member"]["externalId"], "reader");
+        let received: Vec<String> = receiver
+            .answered(200)
+            .iter()
+            .map(|d| d.id.clone())
+            .collect();
+        assert_eq!(received, vec![events[0]["id"].as_str().unwrap().to_owned()]);
+        app.assert_ledger_invariants().await;
     },
     allow_private
 );
