@@ -23,6 +23,8 @@
 #   bench/run.sh --report                          # Customer Loyalty Report at 5,000,000 rows
 #   target/release/loyalty-bench --help            # all flags
 #
+#   bench/run.sh webhooks --concurrencies 8,32     # the mix with one webhook endpoint off/on
+#                                                  #   (every event type) and the delivery rate
 #   bench/run.sh ws                                # WebSocket fan-out: 10,000 balanceChanged
 #   bench/run.sh ws --connections 2000 --events 100   subscriptions, commit-to-event latency,
 #                                                  # server memory per connection
@@ -72,6 +74,12 @@ fi
 if [[ "${1:-}" == "matrix" ]]; then
     MODE=matrix
     shift
+fi
+if [[ "${1:-}" == "webhooks" ]]; then
+    MODE=webhooks
+    shift
+    # The bench's receiver listens on 127.0.0.1.
+    export WEBHOOK_ALLOW_PRIVATE_URLS=true
 fi
 if [[ "${1:-}" == "ws" ]]; then
     MODE=ws
@@ -244,6 +252,9 @@ elif [[ "$MODE" == matrix ]]; then
     log "running loyalty-bench --matrix"
     "$BENCH_BIN" --matrix --server "$BASE_URL" --server-pid "$SERVER_PID" \
         --database-url "$DATABASE_URL" "${sqlite_args[@]}" "$@"
+elif [[ "$MODE" == webhooks ]]; then
+    log "running loyalty-bench --webhooks"
+    "$BENCH_BIN" --webhooks --server "$BASE_URL" --database-url "$DATABASE_URL" "$@"
 else
     log "running loyalty-bench"
     "$BENCH_BIN" --server "$BASE_URL" --database-url "$DATABASE_URL" "$@"

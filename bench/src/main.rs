@@ -15,6 +15,7 @@ mod matrix;
 mod raw;
 mod report;
 mod stats;
+mod webhooks;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -188,6 +189,21 @@ struct Args {
     /// Longest wait for the server's folder to catch up, in seconds.
     #[arg(long, default_value_t = 1800)]
     report_fold_timeout_secs: u64,
+
+    /// Instead of the earning mix: the mix at each of --concurrencies with one webhook
+    /// endpoint (on every event type, to a local receiver) disabled and enabled in turn, and
+    /// the delivery rate. The server needs WEBHOOK_ALLOW_PRIVATE_URLS=true.
+    #[arg(long)]
+    webhooks: bool,
+
+    /// --webhooks: off/on rounds per concurrency.
+    #[arg(long, default_value_t = 2)]
+    webhook_rounds: usize,
+
+    /// --webhooks: longest wait for the outbox to drain after an enabled phase, in seconds (0:
+    /// no wait, for a server that delivers nothing: WEBHOOK_POLL_INTERVAL_MS=0).
+    #[arg(long, default_value_t = 600)]
+    webhook_drain_timeout_secs: u64,
 }
 
 #[tokio::main]
@@ -225,6 +241,35 @@ async fn run(args: Args) -> Result<()> {
     }
     if args.matrix {
         return run_matrix(&args).await;
+    }
+    if args.webhooks {
+        let secret = jwt_secret(&args, "for --webhooks")?;
+        let members = args.members.unwrap_or(DEFAULT_MATRIX_MEMBERS);
+        let max_concurrency = args.concurrencies.iter().copied().max().unwrap_or(1);
+        if members == 0 || args.duration_secs == 0 || args.concurrencies.contains(&0) {
+            bail!("--members, --duration-secs and every concurrency must be at least 1");
+        }
+        let admin_token =
+            report::admin_token(&secret, &args.jwt_issuer, &args.jwt_audience, &args.program)?;
+        return webhooks::run(&webhooks::WebhookConfig {
+            http: http_config(
+                &args,
+                args.server.clone(),
+                secret,
+                members,
+                max_concurrency,
+                Duration::ZERO,
+            ),
+            admin_token,
+            database_url: &args.database_url,
+            concurrencies: args.concurrencies.clone(),
+            mix: args.mix,
+            rounds: args.webhook_rounds.max(1),
+            duration: Duration::from_secs(args.duration_secs),
+            warmup: Duration::from_secs(args.warmup_secs),
+            drain_timeout: Duration::from_secs(args.webhook_drain_timeout_secs),
+        })
+        .await;
     }
     let members = args.members.unwrap_or(DEFAULT_MEMBERS);
     if members == 0 || args.concurrency == 0 || args.duration_secs == 0 {
