@@ -79,6 +79,17 @@ async fn reward_rows(app: &TestApp, member: &str, source: &str) -> (i64, i64) {
     (n, sum)
 }
 
+/// A service refund of part of an order, with its idempotency key.
+async fn refund(app: &TestApp, order: &str, amount: &str, key: &str) {
+    app.gql(
+        Some(&app.service()),
+        REFUND,
+        j!({"o": order, "a": amount, "k": key}),
+    )
+    .await
+    .data();
+}
+
 async fn read(app: &TestApp, token: &str, object: &str, key: &str) {
     let res = app
         .gql(
@@ -289,32 +300,14 @@ e2e!(
         assert_eq!(value(&app, &member, spend, "fixed", 1).await, 2);
 
         // Half of o-1 back: its 120.00 counts 60.00; the order still counts as a purchase.
-        app.gql(
-            Some(&service),
-            REFUND,
-            j!({"o": "o-1", "a": "60.00", "k": "r1"}),
-        )
-        .await
-        .data();
+        refund(&app, "o-1", "60.00", "r1").await;
         assert_eq!(value(&app, &member, spend, "fixed", 0).await, 9_000);
         assert_eq!(value(&app, &member, spend, "fixed", 1).await, 2);
         // A retried refund takes nothing more.
-        app.gql(
-            Some(&service),
-            REFUND,
-            j!({"o": "o-1", "a": "60.00", "k": "r1"}),
-        )
-        .await
-        .data();
+        refund(&app, "o-1", "60.00", "r1").await;
         assert_eq!(value(&app, &member, spend, "fixed", 0).await, 9_000);
         // The rest: nothing of o-1 counts any more.
-        app.gql(
-            Some(&service),
-            REFUND,
-            j!({"o": "o-1", "a": "60.00", "k": "r2"}),
-        )
-        .await
-        .data();
+        refund(&app, "o-1", "60.00", "r2").await;
         assert_eq!(value(&app, &member, spend, "fixed", 0).await, 3_000);
         assert_eq!(value(&app, &member, spend, "fixed", 1).await, 1);
         assert_eq!(completions(&app, &member, spend).await, 0);

@@ -184,6 +184,18 @@ async fn all_delivered(app: &TestApp, endpoint: &str, step: chrono::Duration) ->
     panic!("not delivered: {:#?}", events(app, endpoint).await);
 }
 
+/// The attempts of one event at one endpoint, oldest first.
+async fn attempts_of(app: &TestApp, endpoint: &str, event: &str) -> Vec<Value> {
+    let res = app
+        .gql(
+            Some(&app.admin()),
+            ATTEMPTS,
+            j!({"e": endpoint, "id": event}),
+        )
+        .await;
+    res.data()["webhookAttempts"].as_array().unwrap().clone()
+}
+
 fn verifies(secret: &str, delivery: &Delivery) -> bool {
     Webhook::new(secret)
         .unwrap()
@@ -328,17 +340,7 @@ e2e!(
 
         // The attempts are visible, and the metrics count them per endpoint.
         let first = events[0]["id"].as_str().unwrap();
-        let attempts = app
-            .gql(
-                Some(&app.admin()),
-                ATTEMPTS,
-                j!({"e": endpoint, "id": first}),
-            )
-            .await;
-        let attempts = attempts.data()["webhookAttempts"]
-            .as_array()
-            .unwrap()
-            .clone();
+        let attempts = attempts_of(&app, &endpoint, first).await;
         assert_eq!(attempts.len(), 1);
         assert_eq!(attempts[0]["statusCode"], 200);
         assert_eq!(attempts[0]["responseBody"], "thanks");
@@ -411,17 +413,7 @@ e2e!(
             app.clock.advance(chrono::Duration::minutes(30));
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        let attempts = app
-            .gql(
-                Some(&app.admin()),
-                ATTEMPTS,
-                j!({"e": endpoint, "id": first}),
-            )
-            .await;
-        let attempts = attempts.data()["webhookAttempts"]
-            .as_array()
-            .unwrap()
-            .clone();
+        let attempts = attempts_of(&app, &endpoint, &first).await;
         assert!(
             attempts.iter().all(|a| a["success"] == false),
             "{attempts:#?}"
@@ -461,17 +453,7 @@ e2e!(
             assert_eq!(d.body, event["payload"].as_str().unwrap());
             assert!(verifies(&secret, d));
         }
-        let attempts = app
-            .gql(
-                Some(&app.admin()),
-                ATTEMPTS,
-                j!({"e": endpoint, "id": first}),
-            )
-            .await;
-        let attempts = attempts.data()["webhookAttempts"]
-            .as_array()
-            .unwrap()
-            .clone();
+        let attempts = attempts_of(&app, &endpoint, &first).await;
         assert_eq!(attempts.last().unwrap()["statusCode"], 200);
         app.assert_ledger_invariants().await;
     },
