@@ -25,8 +25,7 @@ use loyalty_entities::{
 };
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 
@@ -97,24 +96,28 @@ pub(crate) fn conditions(candidates: &[Candidate]) -> Vec<&Condition> {
         .collect()
 }
 
-/// The live challenge set: the highest version's number (one indexed read in the caller's
-/// transaction), its body from the per-instance cache.
+/// The live challenge set: the highest version's number (one indexed read), its body from the
+/// per-instance cache.
 pub(crate) async fn live_set<C: ConnectionTrait>(
     loyalty: &Loyalty,
     conn: &C,
     program_id: i64,
 ) -> DomainResult<Arc<ChallengeSet>> {
-    let version: Option<i64> = challenge_sets::Entity::find()
-        .select_only()
-        .column(challenge_sets::Column::Version)
-        .filter(challenge_sets::Column::ProgramId.eq(program_id))
-        .order_by_desc(challenge_sets::Column::Version)
-        .into_tuple()
-        .one(conn)
-        .await?;
-    let Some(version) = version else {
+    let version = super::book::live_version(conn, program_id).await?;
+    set_at(loyalty, conn, program_id, version).await
+}
+
+/// Published version `version` of the challenge set (0: none, empty), from the per-instance
+/// cache or read with `conn`.
+async fn set_at<C: ConnectionTrait>(
+    loyalty: &Loyalty,
+    conn: &C,
+    program_id: i64,
+    version: i64,
+) -> DomainResult<Arc<ChallengeSet>> {
+    if version == 0 {
         return Ok(Arc::new(ChallengeSet::default()));
-    };
+    }
     if let Some(set) = loyalty.cached_challenge_set(program_id, version) {
         return Ok(set);
     }
@@ -144,7 +147,8 @@ impl Loyalty {
         tx: &Tx<'_>,
         action: &str,
     ) -> TxResult<Vec<Candidate>> {
-        let set = live_set(self, tx.txn, tx.program.id).await?;
+        // The version came with the member's lock, like the ruleset's: no read here.
+        let set = set_at(self, tx.txn, tx.program.id, tx.challenge_version).await?;
         Ok(set
             .challenges
             .iter()

@@ -6,7 +6,7 @@ use loyalty_entities::{badges, challenge_goals, challenge_sets, challenges, gift
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, TransactionTrait,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use super::model::{
@@ -363,12 +363,19 @@ async fn draft_row<C: ConnectionTrait>(
         .ok_or_else(|| DomainError::not_found(format!("challenge {id} not found")))
 }
 
-async fn live_version<C: ConnectionTrait>(conn: &C, program_id: i64) -> DomainResult<i64> {
-    Ok(challenge_sets::Entity::find()
+/// The number of the program's live (highest published) challenge set; 0 when none is.
+pub(crate) async fn live_version<C: ConnectionTrait>(
+    conn: &C,
+    program_id: i64,
+) -> DomainResult<i64> {
+    // The number only: a published set's body is the whole draft as JSON.
+    let version: Option<i64> = challenge_sets::Entity::find()
+        .select_only()
+        .column(challenge_sets::Column::Version)
         .filter(challenge_sets::Column::ProgramId.eq(program_id))
         .order_by_desc(challenge_sets::Column::Version)
+        .into_tuple()
         .one(conn)
-        .await?
-        .map(|row| row.version)
-        .unwrap_or(0))
+        .await?;
+    Ok(version.unwrap_or(0))
 }

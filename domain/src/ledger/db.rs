@@ -227,6 +227,8 @@ pub struct Locked {
     pub member: members::Model,
     /// The program's live ruleset version.
     pub live_version: i64,
+    /// The program's live challenge set version (0: none published).
+    pub challenge_version: i64,
     /// The spendable balance.
     pub points_minor: i64,
     /// The member's posting counter (highest `member_version` in the ledger).
@@ -251,6 +253,7 @@ struct LockedRow {
     attributes: String,
     multiplier_minor: i64,
     live_version: i64,
+    challenge_version: i64,
     points_minor: i64,
     version: i64,
 }
@@ -258,7 +261,9 @@ struct LockedRow {
 const LOCKED_COLUMNS: &str = "SELECT m.id, m.program_id, m.external_id, m.display_name, \
      m.referral_code, m.referrer_id, m.registered_at, m.joined_at, m.login_streak, \
      m.last_login_date, m.tier_id, m.attributes, COALESCE(t.multiplier_minor, 100) AS multiplier_minor, \
-     p.ruleset_version AS live_version, b.balance_minor AS points_minor, \
+     p.ruleset_version AS live_version, \
+     COALESCE((SELECT MAX(s.version) FROM challenge_sets s WHERE s.program_id = m.program_id), 0) \
+     AS challenge_version, b.balance_minor AS points_minor, \
      COALESCE((SELECT MAX(l.member_version) FROM ledger_entries l WHERE l.member_id = m.id), 0) \
      AS version \
      FROM members m JOIN programs p ON p.id = m.program_id \
@@ -267,7 +272,7 @@ const LOCKED_COLUMNS: &str = "SELECT m.id, m.program_id, m.external_id, m.displa
      WHERE m.id = $1";
 
 /// Locks one member row for the rest of the transaction, then reads it with the program's live
-/// ruleset version, the balance and the posting counter. Two statements on purpose: at READ
+/// ruleset and challenge set versions, the balance and the posting counter. Two statements on purpose: at READ
 /// COMMITTED a statement that waited for a row lock still reads every other table with the
 /// snapshot it started with, so the read must come after the lock, in a statement of its own.
 /// `NOT_FOUND` when the member does not exist in this program. A [`MemberRef::New`] is created
@@ -399,6 +404,7 @@ async fn read_locked<C: ConnectionTrait>(txn: &C, member_id: i64) -> TxResult<Lo
             attributes: row.attributes,
         },
         live_version: row.live_version,
+        challenge_version: row.challenge_version,
         points_minor: row.points_minor,
         version: row.version,
         multiplier_minor: row.multiplier_minor,

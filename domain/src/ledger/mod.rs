@@ -211,6 +211,8 @@ pub struct Tx<'a> {
     pub notes: Vec<String>,
     /// The program's live ruleset version, read with the member's lock.
     pub live_version: i64,
+    /// The program's live challenge set version, read with the member's lock.
+    pub challenge_version: i64,
     /// The member's posting counter: every ledger row takes the next value.
     pub version: i64,
     /// The member's tier earn multiplier in hundredths, as of the lock.
@@ -242,6 +244,7 @@ impl<'a> Tx<'a> {
             side_postings: Vec::new(),
             notes: Vec::new(),
             live_version: locked.live_version,
+            challenge_version: locked.challenge_version,
             version: locked.version,
             multiplier_minor: locked.multiplier_minor,
             qualification_changed: false,
