@@ -23,6 +23,7 @@ pub mod store;
 mod stored;
 pub mod tenant;
 pub mod webhooks;
+pub mod work;
 
 pub use actor::{
     ActionCaller, Actor, AdminActor, Capability, MemberActor, Role, ServiceActor, Viewer,

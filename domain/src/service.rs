@@ -62,6 +62,8 @@ struct Inner {
     batcher: Batcher,
     /// Outbound webhooks: options, the endpoints cache, the worker's wake-up.
     webhooks: crate::webhooks::Webhooks,
+    /// Cross-member work: the runner's wake-up, or running it inline (`work.rs`).
+    work: crate::work::Work,
 }
 
 impl Loyalty {
@@ -100,6 +102,7 @@ impl Loyalty {
                 leaderboards: crate::live::leaderboard::Leaderboards::for_store(store.as_ref()),
                 batcher,
                 webhooks: Default::default(),
+                work: Default::default(),
             }),
         };
         loyalty.start_leaderboard_updates(shutdown.clone());
@@ -156,6 +159,8 @@ impl Loyalty {
                 ),
                 // No worker: the instance it was made from delivers.
                 webhooks: Default::default(),
+                // Its work runs right after its commits, on its clock (`work.rs`).
+                work: crate::work::Work::inline(),
             }),
         };
         // Its task ends when this service is dropped.
@@ -195,6 +200,10 @@ impl Loyalty {
 
     pub(crate) fn webhooks(&self) -> &crate::webhooks::Webhooks {
         &self.inner.webhooks
+    }
+
+    pub(crate) fn work(&self) -> &crate::work::Work {
+        &self.inner.work
     }
 
     pub(crate) fn click_limiter(&self) -> &crate::referrals::CodeLimiter {

@@ -17,6 +17,7 @@ pub mod idempotency_records;
 pub mod launch_secrets;
 pub mod ledger_entries;
 pub mod member_badges;
+pub mod member_work;
 pub mod members;
 pub mod programs;
 pub mod purchase_lines;

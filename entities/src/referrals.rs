@@ -11,7 +11,12 @@ pub struct Model {
     /// PENDING until the friend qualifies, then REWARDED.
     pub status: String,
     pub created_at: DateTimeUtc,
+    /// When the friend qualified and was paid.
     pub rewarded_at: Option<DateTimeUtc>,
+    /// The friend's place among the inviter's referrals (unique per inviter: the caps' guard).
+    pub ordinal: Option<i64>,
+    /// When the inviter's reward ran (its own operation, after the friend's).
+    pub inviter_rewarded_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

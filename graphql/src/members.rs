@@ -248,7 +248,8 @@ pub enum ReferralStatus {
     InviterCapReached,
     /// Linked; both rewards follow the friend's first purchase.
     Pending,
-    /// Linked and both members rewarded.
+    /// Linked; the friend was rewarded and the inviter's reward follows (its own operation,
+    /// right after the registration or purchase commits).
     Rewarded,
 }
 

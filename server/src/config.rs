@@ -64,6 +64,7 @@ pub const VARIABLES: &[&str] = &[
     "POSTING_LANES",
     "POSTING_BATCH_MAX",
     "POSTING_BATCH_WINDOW_MS",
+    "WORK_POLL_INTERVAL_MS",
     "WEBHOOK_ALLOW_PRIVATE_URLS",
     "WEBHOOK_TIMEOUT_SECS",
     "WEBHOOK_POLL_INTERVAL_MS",
@@ -412,6 +413,7 @@ impl Config {
                 lanes: None,
                 batch_max: 32,
                 batch_window_ms: 0,
+                work_poll_interval_ms: 100,
             },
             // Receivers in tests listen on loopback: the tests that need them allow it.
             webhooks: Webhooks {

@@ -136,6 +136,7 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         );
     }
     loyalty.start_webhooks(config.webhooks.options(), shutdown.clone());
+    loyalty.start_work(config.posting.work_poll_interval(), shutdown.clone());
     if config.leaderboard_catch_up_interval_secs > 0 {
         // Awaits the first pass: a server restarted after a crash opens its listener only once
         // its boards hold what the crash lost.

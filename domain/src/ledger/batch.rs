@@ -11,7 +11,7 @@
 //! Inside a batch the postings run in the order of their member key, so the member rows of a
 //! batch are locked in one global order, and a member's postings always meet in the same lane:
 //! two batches never wait for each other's members. What a posting may lock besides its member
-//! (a campaign's budget row, a gift's stock, a referral's inviter) is not known before it runs;
+//! (a campaign's budget row, a gift's stock, the place of a referral among its inviter's) is not known before it runs;
 //! a batch of several postings therefore waits at most [`LOCK_TIMEOUT`] for any lock, and a
 //! posting whose wait runs out is rolled back to its savepoint and run again on its own, outside
 //! any batch (the caller's retry). A cycle between batches thus breaks in milliseconds instead

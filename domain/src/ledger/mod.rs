@@ -203,11 +203,9 @@ pub struct Tx<'a> {
     pub member: members::Model,
     pub now: DateTime<Utc>,
     pub posted: Vec<Posting>,
-    /// Other members' postings made in this transaction (a referral's inviter): published
-    /// after commit, never part of this member's answer.
-    pub side_postings: Vec<Posting>,
-    /// Opaque notes the layer above publishes after commit, dropped with a rollback: live
-    /// events that are not postings (challenge progress). The ledger only carries them.
+    /// Opaque notes the layer above handles after commit, dropped with a rollback: live events
+    /// that are not postings (challenge progress), cross-member work queued (`work.rs`). The
+    /// ledger only carries them.
     pub notes: Vec<String>,
     /// The program's live ruleset version, read with the member's lock.
     pub live_version: i64,
@@ -226,8 +224,8 @@ pub struct Tx<'a> {
 }
 
 impl<'a> Tx<'a> {
-    /// Private to the ledger: a transaction is opened by [`ops::execute`] (or, for a second
-    /// member locked inside it, by [`Tx::beside`]), so every balance change runs the one skeleton.
+    /// Private to the ledger: a transaction is opened by [`ops::execute`], so every balance
+    /// change runs the one skeleton, on exactly one member.
     fn new(
         txn: &'a DatabaseTransaction,
         program: &'a Program,
@@ -241,7 +239,6 @@ impl<'a> Tx<'a> {
             member: locked.member,
             now,
             posted: Vec::new(),
-            side_postings: Vec::new(),
             notes: Vec::new(),
             live_version: locked.live_version,
             challenge_version: locked.challenge_version,
@@ -251,13 +248,6 @@ impl<'a> Tx<'a> {
             member_dirty: false,
             balances: vec![(Account::Points, locked.points_minor)],
         }
-    }
-
-    /// The same transaction for another member, locked inside it with [`db::lock_member`] (a
-    /// referral's inviter). Its postings go to this member's `side_postings` after
-    /// [`Tx::flush_member`].
-    pub fn beside(&self, locked: crate::ledger::db::Locked) -> Tx<'a> {
-        Tx::new(self.txn, self.program, locked, self.now)
     }
 
     /// Marks the member row as changed (streak, registration) so it is written at the end.

@@ -99,8 +99,7 @@ pub(crate) trait Host: Clone + Send + Sync + 'static {
     /// balance moved: must call [`Tx::place_in_tier`].
     fn place_in_tier(&self, tx: &mut Tx<'_>) -> impl Future<Output = TxResult<()>> + Send;
     /// Called once per posting, after the member row is written and before the idempotency
-    /// record is claimed, with everything the transaction posted (other members' postings
-    /// included): work that must commit or roll back with the postings (the webhook outbox).
+    /// record is claimed, with everything the transaction posted: work that must commit or roll back with the postings (the webhook outbox).
     /// Rolled back with them when the posting is undone.
     fn before_commit(
         &self,
@@ -339,8 +338,7 @@ impl<H: Host, O: Operation> PostingJob<H, O> {
             host.place_in_tier(&mut tx).await?;
         }
         tx.flush_member().await?;
-        let mut posted = std::mem::take(&mut tx.posted);
-        posted.append(&mut tx.side_postings);
+        let posted = std::mem::take(&mut tx.posted);
         host.before_commit(&tx, &posted).await?;
         let notes = std::mem::take(&mut tx.notes);
         drop(tx);

@@ -2,16 +2,22 @@
 //! for ever. When the friend qualifies (on registration, or on the first purchase, per program),
 //! `new_user_referral` pays the friend and `referrer_reward` pays the inviter, each once per
 //! friend: the friend's rule is once per lifetime, the inviter's once per object (the friend),
-//! so the ledger's unique keys back both up. Both members are locked (friend first, then the
-//! inviter; a deadlock is retried like any other).
+//! so the ledger's unique keys back both up. Every posting touches one member: the friend's
+//! transaction links, pays the friend and queues the inviter's reward (`work.rs`), which runs
+//! as the inviter's own idempotent operation (`inviter.rs`) right after the commit.
+
+mod inviter;
 
 use loyalty_entities::{members, referrals};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 
+pub(crate) use inviter::pay_inviter;
+
 use crate::earning::rules::ActionRequest;
-use crate::ledger::db::{classify, lock_member, DbErrorKind, MemberRef, TxResult};
+use crate::error::DomainError;
+use crate::ledger::db::{stmt, TxResult};
 use crate::ledger::Tx;
 use crate::periods::Windows;
 use crate::service::Loyalty;
@@ -66,7 +72,16 @@ pub fn normalise_code(code: &str) -> String {
         .to_uppercase()
 }
 
+/// How many times linking counts the inviter's referrals again because another friend of the
+/// same inviter took the place first.
+const MAX_PLACE_RACES: usize = 32;
+
 /// Links the locked, just-registered friend in `tx` to the owner of `code`.
+///
+/// The inviter is not locked (a posting touches one member): the caps are counted, and the
+/// referral takes the next place among the inviter's (`referrals.ordinal`, unique per inviter).
+/// Two friends of one inviter linked at once take the same place; the second waits for the
+/// first's commit, inserts nothing, and counts again, so a cap is never passed.
 pub(crate) async fn attribute(
     loyalty: &Loyalty,
     tx: &mut Tx<'_>,
@@ -101,64 +116,112 @@ pub(crate) async fn attribute(
             "members cannot refer themselves",
         ));
     }
-    let inviter = lock_member(tx.txn, tx.program.id, &MemberRef::Id(owner.id), tx.now).await?;
-    let policy = tx.program.referrals;
-    let linked = referrals::Entity::find().filter(referrals::Column::ReferrerId.eq(owner.id));
-    if let Some(cap) = policy.lifetime_cap {
-        if linked.clone().count(tx.txn).await? >= u64::from(cap) {
-            return Ok(outcome(
-                ReferralStatus::InviterCapReached,
-                "the inviter reached their referral limit",
-            ));
+    let mut referral_id = None;
+    for _ in 0..MAX_PLACE_RACES {
+        let places = places_of(tx, owner.id).await?;
+        if let Some(refusal) = over_cap(tx, &places) {
+            return Ok(refusal);
+        }
+        referral_id = link(tx, owner.id, places.last + 1).await?;
+        if referral_id.is_some() {
+            break;
         }
     }
-    if let Some(cap) = policy.daily_cap {
-        let today = Windows::at(tx.program.tz, tx.now).day_start;
-        let count = linked
-            .filter(referrals::Column::CreatedAt.gte(today))
-            .count(tx.txn)
-            .await?;
-        if count >= u64::from(cap) {
-            return Ok(outcome(
-                ReferralStatus::InviterCapReached,
-                "the inviter reached today's referral limit",
-            ));
-        }
-    }
-    let inserted = referrals::Entity::insert(referrals::ActiveModel {
-        program_id: Set(tx.program.id),
-        referrer_id: Set(owner.id),
-        referee_id: Set(tx.member.id),
-        status: Set(Stage::Pending.as_str().to_owned()),
-        created_at: Set(tx.now),
-        rewarded_at: Set(None),
-        ..Default::default()
-    })
-    .exec_with_returning(tx.txn)
-    .await;
-    let referral = match inserted {
-        Ok(row) => row,
-        Err(err) if classify(&err) == DbErrorKind::UniqueViolation => {
-            return Ok(outcome(
-                ReferralStatus::AlreadyReferred,
-                "this member already has a referrer",
-            ))
-        }
-        Err(err) => return Err(err.into()),
+    let Some(referral_id) = referral_id else {
+        return Err(DomainError::Conflict(
+            "too many friends of this inviter are registering at once; try again".into(),
+        )
+        .into());
     };
     tx.member.referrer_id = Some(owner.id);
     tx.touch_member();
-    if policy.on_first_purchase {
+    if tx.program.referrals.on_first_purchase {
         return Ok(outcome(
             ReferralStatus::Pending,
             "rewards follow the first purchase",
         ));
     }
-    reward(loyalty, tx, inviter, referral.id).await?;
-    Ok(outcome(
-        ReferralStatus::Rewarded,
-        "both members were rewarded",
-    ))
+    reward(loyalty, tx, owner.id, referral_id).await?;
+    Ok(outcome(ReferralStatus::Rewarded, REWARDED))
+}
+
+const REWARDED: &str = "the friend was rewarded; the inviter's reward follows";
+
+/// The inviter's referrals as linking sees them: how many in all, today, and the last place.
+#[derive(sea_orm::FromQueryResult)]
+struct Places {
+    all: i64,
+    today: i64,
+    last: i64,
+}
+
+async fn places_of(tx: &Tx<'_>, inviter_id: i64) -> TxResult<Places> {
+    let today = Windows::at(tx.program.tz, tx.now).day_start;
+    let row = tx
+        .txn
+        .query_one(stmt(
+            tx.txn.get_database_backend(),
+            "SELECT COUNT(*) AS all_n, \
+               COALESCE(SUM(CASE WHEN created_at >= $2 THEN 1 ELSE 0 END), 0) AS today_n, \
+               COALESCE(MAX(ordinal), 0) AS last_n \
+             FROM referrals WHERE referrer_id = $1",
+            vec![inviter_id.into(), today.into()],
+        ))
+        .await?
+        .ok_or_else(|| DomainError::internal("an aggregate returned no row"))?;
+    Ok(Places {
+        all: row.try_get("", "all_n")?,
+        today: row.try_get("", "today_n")?,
+        last: row.try_get("", "last_n")?,
+    })
+}
+
+fn over_cap(tx: &Tx<'_>, places: &Places) -> Option<ReferralOutcome> {
+    let policy = tx.program.referrals;
+    if policy
+        .lifetime_cap
+        .is_some_and(|cap| places.all >= i64::from(cap))
+    {
+        return Some(outcome(
+            ReferralStatus::InviterCapReached,
+            "the inviter reached their referral limit",
+        ));
+    }
+    if policy
+        .daily_cap
+        .is_some_and(|cap| places.today >= i64::from(cap))
+    {
+        return Some(outcome(
+            ReferralStatus::InviterCapReached,
+            "the inviter reached today's referral limit",
+        ));
+    }
+    None
+}
+
+/// Inserts the referral at `place`; `None` when another friend of the inviter took that place
+/// (committed meanwhile: count again).
+async fn link(tx: &Tx<'_>, inviter_id: i64, place: i64) -> TxResult<Option<i64>> {
+    let row = tx
+        .txn
+        .query_one(stmt(
+            tx.txn.get_database_backend(),
+            "INSERT INTO referrals (program_id, referrer_id, referee_id, status, created_at, \
+               ordinal) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id",
+            vec![
+                tx.program.id.into(),
+                inviter_id.into(),
+                tx.member.id.into(),
+                Stage::Pending.as_str().into(),
+                tx.now.into(),
+                place.into(),
+            ],
+        ))
+        .await?;
+    match row {
+        Some(row) => Ok(Some(row.try_get("", "id")?)),
+        None => Ok(None),
+    }
 }
 
 /// Pays a pending referral of the locked friend in `tx` if the program rewards on the first
@@ -175,20 +238,16 @@ pub(crate) async fn qualify_on_purchase(loyalty: &Loyalty, tx: &mut Tx<'_>) -> T
     let Some(referral) = pending else {
         return Ok(());
     };
-    let inviter = lock_member(
-        tx.txn,
-        tx.program.id,
-        &MemberRef::Id(referral.referrer_id),
-        tx.now,
-    )
-    .await?;
-    reward(loyalty, tx, inviter, referral.id).await
+    reward(loyalty, tx, referral.referrer_id, referral.id).await
 }
 
+/// The friend's side of a qualified referral, in the friend's transaction: the friend's reward,
+/// the referral marked rewarded, and the inviter's reward queued as the inviter's own operation
+/// (`inviter.rs`).
 async fn reward(
     loyalty: &Loyalty,
     tx: &mut Tx<'_>,
-    inviter: crate::ledger::db::Locked,
+    inviter_id: i64,
     referral_id: i64,
 ) -> TxResult<()> {
     let friend = ActionRequest {
@@ -205,25 +264,6 @@ async fn reward(
             Some(("referral", &referral_id.to_string())),
         )
         .await?;
-    let mut inviter_tx = tx.beside(inviter);
-    let for_inviter = ActionRequest {
-        action: "referral_inviter".into(),
-        object_id: Some(tx.member.id.to_string()),
-        amount: None,
-        ..Default::default()
-    };
-    loyalty
-        .award(
-            &mut inviter_tx,
-            &for_inviter,
-            None,
-            Some(("referral", &referral_id.to_string())),
-        )
-        .await?;
-    loyalty.place_in_tier_cached(&mut inviter_tx).await?;
-    inviter_tx.flush_member().await?;
-    tx.side_postings.append(&mut inviter_tx.posted);
-    tx.notes.append(&mut inviter_tx.notes);
     referrals::Entity::update_many()
         .col_expr(
             referrals::Column::Status,
@@ -233,7 +273,13 @@ async fn reward(
         .filter(referrals::Column::Id.eq(referral_id))
         .exec(tx.txn)
         .await?;
-    Ok(())
+    let item = crate::work::Item {
+        kind: crate::work::Kind::ReferralInviter,
+        subject: referral_id.to_string(),
+        program_id: tx.program.id,
+        member_id: inviter_id,
+    };
+    crate::work::queue(loyalty, tx, item).await
 }
 
 /// The status of the friend's existing referral, for a repeated `register` with a code.
@@ -249,7 +295,7 @@ pub(crate) async fn existing(tx: &Tx<'_>, code: &str) -> TxResult<ReferralOutcom
     Ok(match (referral, owner) {
         (Some(r), Some(o)) if r.referrer_id == o.id => {
             match Stage::read("referrals.status", &r.status)? {
-                Stage::Rewarded => outcome(ReferralStatus::Rewarded, "both members were rewarded"),
+                Stage::Rewarded => outcome(ReferralStatus::Rewarded, REWARDED),
                 Stage::Pending => {
                     outcome(ReferralStatus::Pending, "rewards follow the first purchase")
                 }

@@ -63,7 +63,8 @@ impl Loyalty {
     }
 
     /// Runs once after every committed transaction that posted something or left notes: live
-    /// events (postings, then challenge progress), then leaderboards.
+    /// events (postings, then challenge progress), leaderboards, then the cross-member work it
+    /// queued (the runner woken, or the work run here: `work.rs`).
     pub(crate) async fn after_commit(
         &self,
         program: &Program,
@@ -85,6 +86,9 @@ impl Loyalty {
         }
         if !posted.is_empty() {
             self.queue_leaderboard_update(program, posted);
+        }
+        if !notes.is_empty() {
+            self.after_work_queued(&notes).await;
         }
     }
 }

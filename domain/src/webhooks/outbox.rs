@@ -60,26 +60,12 @@ impl Loyalty {
             return Ok(());
         }
         let mut events = Vec::new();
-        let mut others: Vec<(i64, String)> = Vec::new();
         for posting in posted {
-            let external_id = if posting.member_id == tx.member.id {
-                tx.member.external_id.clone()
-            } else {
-                // Another member's postings in this transaction (a referral's inviter).
-                match others.iter().find(|(id, _)| *id == posting.member_id) {
-                    Some((_, external)) => external.clone(),
-                    None => {
-                        let external = members::Entity::find_by_id(posting.member_id)
-                            .one(tx.txn)
-                            .await?
-                            .map(|m| m.external_id)
-                            .unwrap_or_default();
-                        others.push((posting.member_id, external.clone()));
-                        external
-                    }
-                }
-            };
-            events.extend(events::posting_events(tx.program, posting, &external_id));
+            events.extend(events::posting_events(
+                tx.program,
+                posting,
+                &tx.member.external_id,
+            ));
         }
         if tier_moved {
             // The ladder the member was just placed by (cached: no read).
@@ -132,6 +118,9 @@ impl Loyalty {
 fn completed_challenges(tx: &Tx<'_>) -> TxResult<Vec<ChallengeEvent>> {
     let mut completed = Vec::new();
     for note in &tx.notes {
+        if note.starts_with(crate::work::NOTE) {
+            continue;
+        }
         let event: ChallengeEvent = serde_json::from_str(note).map_err(DomainError::internal)?;
         if event.completed {
             completed.push(event);

@@ -41,9 +41,18 @@ pub struct Posting {
     pub lanes: Option<usize>,
     pub batch_max: usize,
     pub batch_window_ms: u64,
+    /// How often an idle cross-member work runner looks for due work (`WORK_POLL_INTERVAL_MS`);
+    /// 0: this instance runs none.
+    pub work_poll_interval_ms: u64,
 }
 
 impl Posting {
+    /// How often this instance's cross-member work runner polls; `None`: it runs none.
+    pub fn work_poll_interval(&self) -> Option<std::time::Duration> {
+        (self.work_poll_interval_ms > 0)
+            .then(|| std::time::Duration::from_millis(self.work_poll_interval_ms))
+    }
+
     /// The batching these settings ask for.
     pub fn batching(&self) -> loyalty_domain::ledger::batch::BatchOptions {
         loyalty_domain::ledger::batch::BatchOptions {
@@ -310,6 +319,12 @@ impl Reader<'_> {
                 0,
                 |n| *n <= 1_000,
                 "milliseconds from 0 to 1000",
+            ),
+            work_poll_interval_ms: self.parse(
+                "WORK_POLL_INTERVAL_MS",
+                1_000,
+                |n| *n <= 60_000,
+                "milliseconds from 0 (this instance runs no cross-member work) to 60000",
             ),
         }
     }

@@ -393,6 +393,18 @@ impl TestApp {
         (token, id)
     }
 
+    /// Waits (at most 10 s) until the cross-member work queued so far has run: a referral
+    /// inviter's reward follows the friend's commit on the runner's task.
+    pub async fn settle_work(&self) {
+        for _ in 0..1_000 {
+            if self.loyalty.pending_work().await.unwrap() == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("cross-member work still pending after 10 s");
+    }
+
     pub async fn balance(&self, token: &str) -> String {
         let res = self.gql(Some(token), "{ me { balance } }", json!({})).await;
         res.data()["me"]["balance"].as_str().unwrap().to_owned()

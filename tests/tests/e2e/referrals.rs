@@ -1,6 +1,7 @@
 //! Referral attribution at registration and the reward pair, once per friend.
 
 use futures::future::join_all;
+use sea_orm::ConnectionTrait;
 
 use crate::e2e;
 use crate::helpers::*;
@@ -26,9 +27,22 @@ fn status(r: &Gql) -> &str {
 }
 
 async fn policy(app: &TestApp, on: &str, lifetime_cap: Option<u32>) {
+    caps(app, on, None, lifetime_cap).await;
+}
+
+async fn caps(app: &TestApp, on: &str, daily_cap: Option<u32>, lifetime_cap: Option<u32>) {
     let input = j!({"i": {"name": "Demo Mini-App Shop", "timezone": "Asia/Ho_Chi_Minh", "pointsPerCurrency": "10", "validityDays": 365,
-        "referralQualifyOn": on, "referralLifetimeCap": lifetime_cap}});
+        "referralQualifyOn": on, "referralDailyCap": daily_cap, "referralLifetimeCap": lifetime_cap}});
     app.gql(Some(&app.admin()), POLICY, input).await.data();
+}
+
+/// The inviter's `referrer_reward` rows for `friend` (by member id).
+async fn inviter_rewards(app: &TestApp, friend: &str) -> i64 {
+    app.sql_i64(&format!(
+        "SELECT COUNT(*) AS n FROM ledger_entries e JOIN referrals r ON e.ref_id = CAST(r.id AS TEXT) \
+         WHERE e.ref_type = 'referral' AND e.account = 'POINTS' AND e.member_id = r.referrer_id AND r.referee_id = {friend}"
+    ))
+    .await
 }
 
 e2e!(a_referral_rewards_both_once, |app: TestApp| async move {
@@ -38,6 +52,8 @@ e2e!(a_referral_rewards_both_once, |app: TestApp| async move {
     let r = register_with(&app, "bob", &format!("ref_{}", code.to_lowercase())).await;
     assert_eq!(status(&r), "REWARDED");
     assert_eq!(r.data()["register"]["member"]["balance"], "100.00");
+    // The inviter's reward is the inviter's own operation, right after the friend's commit.
+    app.settle_work().await;
     assert_eq!(app.balance(&inviter).await, "120.00");
     // Registering again: nothing more, and the answer still explains the referral.
     let again = register_with(&app, "bob", &code).await;
@@ -155,6 +171,7 @@ e2e!(
             .collect();
         assert_eq!(created.len(), 1);
         assert_eq!(status(&results[created[0]]), "REWARDED");
+        app.settle_work().await;
         let winner = created[0] % 2;
         for (i, r) in results.iter().enumerate() {
             let expected = if i % 2 == winner {
@@ -199,9 +216,113 @@ e2e!(
                 .count(),
             4
         );
+        app.settle_work().await;
         assert_eq!(app.balance(&a).await, "170.00");
         app.assert_ledger_invariants().await;
     }
+);
+
+e2e!(
+    the_daily_and_lifetime_caps_hold_under_races_without_locking_the_inviter,
+    |app: TestApp| async move {
+        app.demo().await;
+        caps(&app, "REGISTRATION", Some(3), Some(5)).await;
+        let (a, inviter) = app.register("alice").await;
+        let code = code_of(&app, &a).await;
+        let race = |day: u32| {
+            let (app, code) = (&app, code.clone());
+            join_all((0..10).map(move |i| {
+                let code = code.clone();
+                async move { register_with(app, &format!("d{day}f{i}"), &code).await }
+            }))
+        };
+        let rewarded = |results: &[Gql]| {
+            let statuses: Vec<&str> = results.iter().map(status).collect();
+            assert!(
+                statuses
+                    .iter()
+                    .all(|s| *s == "REWARDED" || *s == "INVITER_CAP_REACHED"),
+                "{statuses:?}"
+            );
+            statuses.iter().filter(|s| **s == "REWARDED").count()
+        };
+        assert_eq!(rewarded(&race(1).await), 3, "the daily cap");
+        app.clock.advance(chrono::Duration::days(1));
+        assert_eq!(rewarded(&race(2).await), 2, "the lifetime cap");
+        app.clock.advance(chrono::Duration::days(1));
+        assert_eq!(rewarded(&race(3).await), 0);
+        app.settle_work().await;
+        // Five friends linked, each in its own place; the inviter paid once for each.
+        let linked = app
+            .sql_i64(&format!(
+                "SELECT COUNT(DISTINCT ordinal) AS n FROM referrals WHERE referrer_id = {inviter}"
+            ))
+            .await;
+        assert_eq!(linked, 5);
+        let paid = app
+            .sql_i64(&format!(
+                "SELECT COUNT(*) AS n FROM ledger_entries WHERE member_id = {inviter} \
+                 AND ref_type = 'referral'"
+            ))
+            .await;
+        assert_eq!(paid, 5);
+        assert_eq!(app.balance(&a).await, "320.00"); // 70 + 5 × 50
+        app.assert_ledger_invariants().await;
+    }
+);
+
+e2e!(
+    an_inviter_is_paid_once_after_a_crash_between_the_two_commits,
+    |app: TestApp| async move {
+        app.demo().await;
+        let (a, inviter) = app.register("alice").await;
+        let code = code_of(&app, &a).await;
+        let r = register_with(&app, "bob", &code).await;
+        assert_eq!(status(&r), "REWARDED");
+        assert_eq!(r.data()["register"]["member"]["balance"], "100.00");
+        // This instance runs no work: the inviter's reward waits in `member_work` when it dies.
+        assert_eq!(app.loyalty.pending_work().await.unwrap(), 1);
+        assert_eq!(app.balance(&a).await, "70.00");
+        app.stop();
+        let restarted = spawn_with(app.backend, Some(&app), Options::default()).await;
+        restarted.settle_work().await;
+        assert_eq!(restarted.balance(&a).await, "120.00");
+        let bob = restarted
+            .sql_i64("SELECT id AS n FROM members WHERE external_id = 'bob'")
+            .await;
+        assert_eq!(inviter_rewards(&restarted, &bob.to_string()).await, 1);
+        let rewarded_at = restarted
+            .sql_i64(&format!(
+                "SELECT COUNT(*) AS n FROM referrals WHERE referrer_id = {inviter} \
+                 AND inviter_rewarded_at IS NOT NULL"
+            ))
+            .await;
+        assert_eq!(rewarded_at, 1);
+
+        // A runner whose lease ran out while another finished the same work (the row queued
+        // again, as it was before that commit): it runs, pays nothing, and the row is gone.
+        restarted
+            .loyalty
+            .db()
+            .execute(sea_orm::Statement::from_string(
+                restarted.loyalty.db().get_database_backend(),
+                format!(
+                    "INSERT INTO member_work (program_id, member_id, kind, subject, created_at, \
+                     due_at, attempts) SELECT program_id, referrer_id, 'REFERRAL_INVITER', \
+                     CAST(id AS TEXT), created_at, created_at, 1 FROM referrals \
+                     WHERE referrer_id = {inviter}"
+                ),
+            ))
+            .await
+            .unwrap();
+        let runs = join_all((0..4).map(|_| restarted.loyalty.run_due_work())).await;
+        assert!(runs.iter().all(Result::is_ok));
+        restarted.settle_work().await;
+        assert_eq!(inviter_rewards(&restarted, &bob.to_string()).await, 1);
+        assert_eq!(restarted.balance(&a).await, "120.00");
+        restarted.assert_ledger_invariants().await;
+    },
+    |config: &mut loyalty_server::Config| config.posting.work_poll_interval_ms = 0
 );
 
 e2e!(
@@ -219,6 +340,7 @@ e2e!(
         let first = app.gql(Some(&app.service()), q, buy("o1")).await;
         assert_eq!(first.data()["recordPurchase"]["balance"], "105.00"); // 70 + 5 + 30
         app.gql(Some(&app.service()), q, buy("o2")).await.data();
+        app.settle_work().await;
         assert_eq!(app.balance(&a).await, "120.00");
         assert_eq!(app.balance(&app.member("bob")).await, "110.00");
         assert_eq!(status(&register_with(&app, "bob", &code).await), "REWARDED");

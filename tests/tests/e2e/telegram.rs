@@ -175,6 +175,7 @@ e2e!(
         assert_eq!(body["referral"]["status"], "REWARDED");
         // 70 for joining and registering, 30 new_user_referral; the inviter gets 50.
         assert_eq!(body["member"]["balance"], "100.00");
+        app.settle_work().await;
         assert_eq!(app.balance(&inviter).await, "120.00");
 
         // The same link again: the answer still explains the referral; nothing is paid twice.
