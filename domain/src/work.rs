@@ -104,6 +104,13 @@ pub(crate) async fn queue(loyalty: &Loyalty, tx: &mut Tx<'_>, item: Item) -> TxR
     Ok(())
 }
 
+/// Counts a run on `/metrics`: `loyalty_member_work_runs_total{kind, result}`.
+fn count_run(kind: &str, result: &DomainResult<()>) {
+    let result = if result.is_ok() { "done" } else { "failed" };
+    metrics::counter!("loyalty_member_work_runs_total", "kind" => kind.to_owned(), "result" => result)
+        .increment(1);
+}
+
 /// The delay before run `attempts + 1`, given `jitter` in `[0, 1)`.
 fn retry_delay(attempts: i32, jitter: f64) -> Duration {
     let exponent = u32::try_from(attempts.saturating_sub(1).clamp(0, 12)).unwrap_or(12);
@@ -175,6 +182,7 @@ impl Loyalty {
                 }
                 Err(err) => Err(err),
             };
+            count_run(&row.kind, &result);
             if let Err(err) = result {
                 tracing::warn!(error = %err, id = row.id, kind = %row.kind, subject = %row.subject,
                     "cross-member work failed; it runs again later");
@@ -226,6 +234,7 @@ impl Loyalty {
                 Ok(item) => self.run_work(&item).await,
                 Err(err) => Err(DomainError::internal(err)),
             };
+            count_run("inline", &run);
             if let Err(err) = run {
                 tracing::warn!(error = %err, "inline cross-member work failed");
             }

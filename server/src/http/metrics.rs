@@ -77,6 +77,10 @@ fn describe() {
         "loyalty_webhook_endpoints_disabled_total",
         "Webhook endpoints disabled because they kept failing"
     );
+    metrics::describe_counter!(
+        "loyalty_member_work_runs_total",
+        "Cross-member work runs (a referral inviter's reward) by kind and result (done, failed)"
+    );
     metrics::describe_counter!("http_requests_total", "HTTP requests by route and status");
     metrics::describe_histogram!(
         "http_request_duration_seconds",

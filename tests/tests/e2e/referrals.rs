@@ -298,6 +298,21 @@ e2e!(
             ))
             .await;
         assert_eq!(rewarded_at, 1);
+        let metrics = restarted
+            .client
+            .get(format!("{}/metrics", restarted.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains(
+                r#"loyalty_member_work_runs_total{kind="REFERRAL_INVITER",result="done"}"#
+            ),
+            "{metrics}"
+        );
 
         // A runner whose lease ran out while another finished the same work (the row queued
         // again, as it was before that commit): it runs, pays nothing, and the row is gone.
