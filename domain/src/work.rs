@@ -56,8 +56,10 @@ pub(crate) struct Item {
 /// the item follows as JSON.
 pub(crate) const NOTE: &str = "work\n";
 
-/// How long a claimed row is left to its runner before another may take it.
-pub const LEASE: Duration = Duration::from_secs(60);
+/// How long a claimed row is left to its runner before another may take it: what work a
+/// killed instance held waits this long. Short, because running it twice is harmless (the
+/// operation finds it done under the member's lock), only wasted.
+pub const LEASE: Duration = Duration::from_secs(10);
 /// Rows one pass claims.
 const CLAIM: i64 = 32;
 

@@ -8,6 +8,11 @@
 //! once. Three kills per run; on PostgreSQL each is first looked at through a server with the
 //! catch-up off, which prints how many members the kill left behind (it varies per run).
 //!
+//! Beside them a referral client registers new friends with the members' codes: the friend is
+//! paid in the registration's transaction and the inviter by its own operation right after (the
+//! queued `member_work`), so a kill lands between the two commits. After each restart the queued
+//! work drains, and every referral must have paid its friend once and its inviter once.
+//!
 //! The expected boards are recomputed here with SQL straight from `ledger_entries`, following
 //! the README's definition (points earned = POINTS `EARN` net of `REVERSAL`s, a reversal in the
 //! period of the earn it reverses, periods in the program's timezone), not with the server's
@@ -38,6 +43,8 @@ const MEMBERS: usize = 40;
 /// Kills, each followed by a restart that must match the ledger.
 const ROUNDS: usize = 3;
 const CLIENTS: usize = 16;
+/// New friends a round's referral client may register (it stops at the kill).
+const FRIENDS: usize = 400;
 /// Answered operations before the kill: enough that every client is busy when it comes.
 const KILL_AFTER: usize = 400;
 const PERIODS: [&str; 4] = ["DAY", "WEEK", "MONTH", "ALL_TIME"];
@@ -47,6 +54,7 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(90);
 /// Passes every second, so they also run while the clients load and while the kill lands (the
 /// first pass at start is the one that must catch up).
 const CATCH_UP: &[(&str, &str)] = &[("LEADERBOARD_CATCH_UP_INTERVAL_SECS", "1")];
+const REGISTER: &str = "mutation($c: String!) { register(input: {displayName: \"Friend\", referralCode: $c}) { referral { status } } }";
 const JWT_SECRET: &str = "crash-test-secret-0123456789abcdef0123456789abcdef";
 
 const PURCHASE: &str =
@@ -172,6 +180,25 @@ impl Setup {
         .await
         .trim()
         .to_owned()
+    }
+
+    /// A member token minted here with the server's own key (the CLI per friend is too slow).
+    fn member_token(&self, sub: &str) -> String {
+        let config = loyalty_server::Config::from_lookup(|name| {
+            self.env
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.clone())
+        })
+        .unwrap();
+        loyalty_server::mint(
+            &config,
+            "demo",
+            loyalty_domain::actor::Role::Member,
+            sub,
+            Duration::from_secs(86_400),
+        )
+        .unwrap()
     }
 
     async fn db(&self) -> DatabaseConnection {
@@ -429,6 +456,8 @@ struct LoadOutcome {
     answered: Vec<Op>,
     in_doubt: Vec<Op>,
     refused: Vec<String>,
+    friends: Vec<Friend>,
+    friends_in_doubt: Vec<Friend>,
 }
 
 /// One client: purchases for the members in turn, every fifth operation a partial refund of one
@@ -478,6 +507,101 @@ async fn client(
         }
     }
     outcome
+}
+
+/// A friend registering with an inviter's code: (the friend's token, the code).
+type Friend = (String, String);
+
+/// Registers new friends with the members' codes in turn until its first unanswered request;
+/// the answered and the unanswered one.
+async fn referral_client(
+    api: Api,
+    friends: Vec<Friend>,
+    stop: Arc<AtomicBool>,
+) -> (Vec<Friend>, Vec<Friend>) {
+    let mut answered = Vec::new();
+    for friend in friends {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        match api.post(&friend.0, REGISTER, json!({"c": friend.1})).await {
+            Answer::Data(data) => {
+                assert_eq!(data["register"]["referral"]["status"], "REWARDED");
+                answered.push(friend);
+            }
+            Answer::Refused(err) => panic!("registration with a referral code refused: {err}"),
+            Answer::InDoubt => return (answered, vec![friend]),
+        }
+    }
+    (answered, Vec::new())
+}
+
+/// Waits until no cross-member work is queued (a restarted server runs what a kill left).
+async fn drain_work(db: &DatabaseConnection, server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let row = db
+            .query_one(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM member_work",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        if row.try_get::<i64>("", "n").unwrap() == 0 {
+            // The last run's after-commit step (its board update) follows its commit.
+            sleep(Duration::from_millis(300)).await;
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cross-member work still queued after 60 s:\n{}",
+            server.log_tail()
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every registered friend has a referral; every referral (the demo's too) paid its friend once and
+/// its inviter once.
+async fn assert_each_referral_paid_once(db: &DatabaseConnection, friends: usize) {
+    let rows = db
+        .query_all(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT r.id, r.status, r.inviter_rewarded_at IS NOT NULL AS marked, \
+               (SELECT COUNT(*) FROM ledger_entries e WHERE e.ref_type = 'referral' \
+                  AND e.ref_id = CAST(r.id AS TEXT) AND e.member_id = r.referee_id \
+                  AND e.account = 'POINTS') AS friend_paid, \
+               (SELECT COUNT(*) FROM ledger_entries e WHERE e.ref_type = 'referral' \
+                  AND e.ref_id = CAST(r.id AS TEXT) AND e.member_id = r.referrer_id \
+                  AND e.account = 'POINTS') AS inviter_paid, \
+               (SELECT COUNT(*) FROM members m WHERE m.id = r.referee_id \
+                  AND m.external_id LIKE 'crash-friend-%') AS crash_friend \
+             FROM referrals r",
+        ))
+        .await
+        .unwrap();
+    let crash_friends: i64 = rows
+        .iter()
+        .map(|row| row.try_get::<i64>("", "crash_friend").unwrap())
+        .sum();
+    assert_eq!(
+        crash_friends as usize, friends,
+        "one referral per registered friend"
+    );
+    // The demo's referrals too.
+    for row in rows {
+        let id: i64 = row.try_get("", "id").unwrap();
+        let status: String = row.try_get("", "status").unwrap();
+        let marked: bool = row.try_get("", "marked").unwrap();
+        let friend: i64 = row.try_get("", "friend_paid").unwrap();
+        let inviter: i64 = row.try_get("", "inviter_paid").unwrap();
+        assert_eq!(
+            (status.as_str(), marked, friend, inviter),
+            ("REWARDED", true, 1, 1),
+            "referral {id}: (status, inviter marked, friend paid, inviter paid)"
+        );
+    }
 }
 
 /// Each member's points earned (hundredths) in the periods current at `now`, DAY, WEEK, MONTH,
@@ -758,6 +882,7 @@ async fn load_and_kill(
     service: &str,
     members: &[(String, i64, String)],
     round: usize,
+    friends: Vec<Friend>,
 ) -> LoadOutcome {
     let api = Api::new(&server.url);
     let answered_total = Arc::new(AtomicUsize::new(0));
@@ -781,6 +906,7 @@ async fn load_and_kill(
             ))
         })
         .collect();
+    let referrals = tokio::spawn(referral_client(api.clone(), friends, stop.clone()));
     let deadline = Instant::now() + Duration::from_secs(300);
     while answered_total.load(Ordering::Relaxed) < KILL_AFTER
         && !clients.iter().all(|c| c.is_finished())
@@ -797,6 +923,7 @@ async fn load_and_kill(
         load.in_doubt.extend(outcome.in_doubt);
         load.refused.extend(outcome.refused);
     }
+    (load.friends, load.friends_in_doubt) = referrals.await.unwrap();
     assert!(
         load.refused.is_empty(),
         "refused under load: {:#?}",
@@ -839,16 +966,30 @@ async fn crash_under_load(setup: Setup) {
             .unwrap();
         members.push((sub, id, token));
     }
+    let mut codes = Vec::new();
+    for (_, _, token) in &members {
+        let me = api.data(token, "{ me { referralCode } }", json!({})).await;
+        codes.push(me["me"]["referralCode"].as_str().unwrap().to_owned());
+    }
     let db = setup.db().await;
     let mut sent = Vec::new();
+    let mut registered = 0;
 
     for round in 0..ROUNDS {
-        let load = load_and_kill(&mut server, &service, &members, round).await;
+        let friends: Vec<Friend> = (0..FRIENDS)
+            .map(|i| {
+                let token = setup.member_token(&format!("crash-friend-{round}-{i}"));
+                (token, codes[i % codes.len()].clone())
+            })
+            .collect();
+        let load = load_and_kill(&mut server, &service, &members, round, friends).await;
         let done = committed(&db, &load.in_doubt).await;
         let mut report = format!(
-            "round {round}: {} answered, {} unanswered of which {done} committed",
+            "round {round}: {} answered, {} unanswered of which {done} committed; \
+             {} friends registered",
             load.answered.len(),
             load.in_doubt.len(),
+            load.friends.len(),
         );
         if postgres {
             // What the kill left in Redis, through a server that does not catch up: whether
@@ -872,6 +1013,9 @@ async fn crash_under_load(setup: Setup) {
         // The restart an operator would do: same database and Redis.
         server = Server::start(&setup, &format!("restart-{round}"), CATCH_UP).await;
         let api = Api::new(&server.url);
+        // What the kill left queued (inviters' rewards) runs first; each is a posting like any
+        // other, and its board update is this instance's.
+        drain_work(&db, &server).await;
         // No polling: a restarted server that says it is ready answers with boards that match.
         let first = differences(&api, &db, &admin, &members).await;
         if !first.lines.is_empty() {
@@ -899,9 +1043,21 @@ async fn crash_under_load(setup: Setup) {
                 Answer::InDoubt => panic!("retry of {op:?} unanswered"),
             }
         }
+        for friend in &load.friends_in_doubt {
+            match api.post(&friend.0, REGISTER, json!({"c": friend.1})).await {
+                Answer::Data(data) => {
+                    assert_eq!(data["register"]["referral"]["status"], "REWARDED");
+                }
+                Answer::Refused(err) => panic!("retried registration refused: {err}"),
+                Answer::InDoubt => panic!("retried registration unanswered"),
+            }
+        }
+        registered += load.friends.len() + load.friends_in_doubt.len();
         sent.extend(load.answered);
         sent.extend(load.in_doubt);
         assert_each_operation_once(&db, &sent).await;
+        drain_work(&db, &server).await;
+        assert_each_referral_paid_once(&db, registered).await;
         let (left, _) = wait_for_boards(&api, &db, &admin, &members).await;
         assert!(
             left.is_empty(),
