@@ -57,3 +57,34 @@ pub(crate) fn every_from<T, Fut>(
         }
     });
 }
+
+/// `FOR UPDATE SKIP LOCKED` where several instances may claim the same rows (PostgreSQL);
+/// nothing on SQLite, whose one writer runs a claim alone.
+pub(crate) fn skip_locked(backend: sea_orm::DatabaseBackend) -> &'static str {
+    match backend {
+        sea_orm::DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
+        sea_orm::DatabaseBackend::Sqlite | sea_orm::DatabaseBackend::MySql => "",
+    }
+}
+
+/// A worker's claim of due rows: `probe` first, a read that finds one due row (an idle worker
+/// polls, and on SQLite even an `UPDATE` that changes nothing takes the one write lock postings
+/// need), then `claim`, the `UPDATE … RETURNING` that leases them; the rows sorted by `id`.
+pub(crate) async fn claim_due<T: sea_orm::FromQueryResult>(
+    db: &sea_orm::DatabaseConnection,
+    probe: sea_orm::Statement,
+    claim: sea_orm::Statement,
+    id: fn(&T) -> i64,
+) -> DomainResult<Vec<T>> {
+    use sea_orm::ConnectionTrait;
+    if db.query_one(probe).await?.is_none() {
+        return Ok(Vec::new());
+    }
+    let rows = db.query_all(claim).await?;
+    let mut claimed = rows
+        .iter()
+        .map(|row| T::from_query_result(row, ""))
+        .collect::<Result<Vec<_>, _>>()?;
+    claimed.sort_by_key(id);
+    Ok(claimed)
+}

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use sea_orm::{ConnectionTrait, DatabaseBackend, FromQueryResult};
+use sea_orm::{ConnectionTrait, FromQueryResult};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -249,43 +249,28 @@ impl Loyalty {
         lease_until: DateTime<Utc>,
     ) -> DomainResult<Vec<Claimed>> {
         let backend = self.db().get_database_backend();
-        // A read first: an idle runner polls, and on SQLite even an UPDATE that changes
-        // nothing takes the one write lock postings need.
-        let due = self
-            .db()
-            .query_one(stmt(
-                backend,
-                "SELECT id FROM member_work WHERE due_at <= $1 LIMIT 1",
-                vec![now.into()],
-            ))
-            .await?;
-        if due.is_none() {
-            return Ok(Vec::new());
-        }
-        let lock = match backend {
-            DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
-            DatabaseBackend::Sqlite | DatabaseBackend::MySql => "",
-        };
-        let sql = format!(
+        let lock = crate::jobs::skip_locked(backend);
+        let claim = format!(
             "UPDATE member_work SET due_at = $1, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM member_work WHERE due_at <= $2 \
                ORDER BY due_at, id LIMIT $3 {lock}) \
              RETURNING id, program_id, member_id, kind, subject, attempts"
         );
-        let rows = self
-            .db()
-            .query_all(stmt(
+        crate::jobs::claim_due(
+            self.db(),
+            stmt(
                 backend,
-                &sql,
+                "SELECT id FROM member_work WHERE due_at <= $1 LIMIT 1",
+                vec![now.into()],
+            ),
+            stmt(
+                backend,
+                &claim,
                 vec![lease_until.into(), now.into(), CLAIM.into()],
-            ))
-            .await?;
-        let mut claimed = rows
-            .iter()
-            .map(|row| Claimed::from_query_result(row, ""))
-            .collect::<Result<Vec<_>, _>>()?;
-        claimed.sort_by_key(|c| c.id);
-        Ok(claimed)
+            ),
+            |c: &Claimed| c.id,
+        )
+        .await
     }
 
     async fn postpone_work(&self, row: &Claimed, err: &DomainError) -> DomainResult<()> {

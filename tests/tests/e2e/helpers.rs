@@ -393,6 +393,18 @@ impl TestApp {
         (token, id)
     }
 
+    /// The text of `/metrics` (process-wide: other tests' servers add to the counters).
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Waits (at most 10 s) until the cross-member work queued so far has run: a referral
     /// inviter's reward follows the friend's commit on the runner's task.
     pub async fn settle_work(&self) {

@@ -69,19 +69,11 @@ async fn hang_on(port: u16) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// A purchase of `amount` (the demo pays amount ÷ 2 points); answers the new balance.
 /// The value of an unlabelled metric on `/metrics`.
 async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
+    app.metrics()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .unwrap_or_else(|| panic!("{name} not on /metrics"))
         .trim()

@@ -298,15 +298,7 @@ e2e!(
             ))
             .await;
         assert_eq!(rewarded_at, 1);
-        let metrics = restarted
-            .client
-            .get(format!("{}/metrics", restarted.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = restarted.metrics().await;
         assert!(
             metrics.contains(
                 r#"loyalty_member_work_runs_total{kind="REFERRAL_INVITER",result="done"}"#
