@@ -10,7 +10,7 @@ use loyalty_entities::earn_events;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
-    QuerySelect,
+    QuerySelect, QueryTrait,
 };
 
 use crate::earning::rules::conditions::ActionCounts;
@@ -23,7 +23,7 @@ use crate::periods::Windows;
 /// `reference` is the award's reference; a purchase's (`("order", id)`) gives the order id its
 /// lines are found by.
 pub(crate) async fn record(
-    tx: &Tx<'_>,
+    tx: &mut Tx<'_>,
     request: &ActionRequest,
     reference: Option<(&str, &str)>,
     posted: &[Posting],
@@ -35,7 +35,8 @@ pub(crate) async fn record(
     let order_id = reference
         .filter(|(kind, _)| *kind == "order")
         .map(|(_, id)| id.to_owned());
-    earn_events::Entity::insert(earn_events::ActiveModel {
+    // Nothing in the posting reads it back: it goes with the posting's last statement.
+    let insert = earn_events::Entity::insert(earn_events::ActiveModel {
         program_id: Set(tx.program.id),
         member_id: Set(tx.member.id),
         action: Set(request.action.clone()),
@@ -48,9 +49,8 @@ pub(crate) async fn record(
         created_at: Set(tx.now),
         ..Default::default()
     })
-    .exec_without_returning(tx.txn)
-    .await?;
-    Ok(())
+    .build(tx.txn.get_database_backend());
+    tx.write_later("earn_events", insert).await
 }
 
 #[derive(FromQueryResult)]

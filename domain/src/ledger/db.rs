@@ -194,6 +194,61 @@ pub(crate) fn stmt(backend: DatabaseBackend, sql: &str, values: Vec<sea_orm::Val
     Statement::from_sql_and_values(backend, sql, values)
 }
 
+/// One PostgreSQL statement that runs `parts` (data-modifying statements nothing reads back) as
+/// `WITH` parts beside `main`: `WITH w0 AS (part 0), w1 AS (part 1) … main`. Each statement's
+/// `$n` placeholders are renumbered after the ones before it. PostgreSQL runs every part to
+/// completion with the main statement, in its snapshot (the parts must touch different rows);
+/// the result (rows affected, rows returned) is the main statement's.
+pub(crate) fn with_parts(parts: Vec<Statement>, main: Statement) -> Statement {
+    if parts.is_empty() {
+        return main;
+    }
+    let mut sql = String::from("WITH ");
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    for (n, part) in parts.into_iter().enumerate() {
+        if n > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("w{n} AS ("));
+        sql.push_str(&renumbered(&part.sql, values.len()));
+        sql.push(')');
+        values.extend(part.values.map(|v| v.0).unwrap_or_default());
+    }
+    sql.push(' ');
+    sql.push_str(&renumbered(&main.sql, values.len()));
+    values.extend(main.values.map(|v| v.0).unwrap_or_default());
+    Statement::from_sql_and_values(main.db_backend, sql, values)
+}
+
+/// `sql` with every `$n` placeholder outside quotes moved up by `offset`.
+fn renumbered(sql: &str, offset: usize) -> String {
+    if offset == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '$') if chars.peek().is_some_and(char::is_ascii_digit) => {
+                let mut n = 0usize;
+                while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                    n = n * 10 + d as usize;
+                    chars.next();
+                }
+                out.push('$');
+                out.push_str(&(n + offset).to_string());
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// `CAST(SUM(expr) AS BIGINT)`: PostgreSQL sums BIGINT into NUMERIC, SQLite into INTEGER.
 pub(crate) fn sum_of(expr: impl Into<SimpleExpr>) -> SimpleExpr {
     Func::cast_as(Func::sum(expr.into()), Alias::new("BIGINT")).into()
@@ -409,4 +464,55 @@ async fn read_locked<C: ConnectionTrait>(txn: &C, member_id: i64) -> TxResult<Lo
         version: row.version,
         multiplier_minor: row.multiplier_minor,
     })
+}
+
+#[cfg(test)]
+mod with_parts_tests {
+    use super::*;
+
+    fn pg(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+        Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)
+    }
+
+    #[test]
+    fn parts_go_first_and_every_placeholder_moves_past_the_ones_before_it() {
+        let combined = with_parts(
+            vec![
+                pg(
+                    "UPDATE members SET a = $1 WHERE id = $2",
+                    vec![1.into(), 2.into()],
+                ),
+                pg("INSERT INTO e (x) VALUES ($1)", vec!["x".into()]),
+            ],
+            pg(
+                "INSERT INTO r (k, v) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                vec!["k".into(), "v".into()],
+            ),
+        );
+        assert_eq!(
+            combined.sql,
+            "WITH w0 AS (UPDATE members SET a = $1 WHERE id = $2), \
+             w1 AS (INSERT INTO e (x) VALUES ($3)) \
+             INSERT INTO r (k, v) VALUES ($4, $5) ON CONFLICT DO NOTHING"
+        );
+        let values = combined.values.unwrap().0;
+        assert_eq!(
+            values,
+            vec![1.into(), 2.into(), "x".into(), "k".into(), "v".into()]
+        );
+    }
+
+    #[test]
+    fn no_parts_is_the_main_statement_itself() {
+        let main = pg("SELECT $1", vec![1.into()]);
+        assert_eq!(with_parts(Vec::new(), main.clone()).sql, main.sql);
+    }
+
+    #[test]
+    fn quoted_dollars_stay_as_they_are() {
+        assert_eq!(
+            renumbered(r#"SELECT '$1', "$2", $3, $10, 'it''s $4'"#, 5),
+            r#"SELECT '$1', "$2", $8, $15, 'it''s $4'"#
+        );
+    }
 }

@@ -24,7 +24,8 @@ use loyalty_entities::{balances, ledger_entries, members};
 use sea_orm::sea_query::{Expr, OnConflict, Order};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
-    DatabaseTransaction, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    DatabaseTransaction, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QueryTrait,
+    Statement,
 };
 use serde::{Deserialize, Serialize};
 
@@ -221,6 +222,9 @@ pub struct Tx<'a> {
     member_dirty: bool,
     /// Balances read or written in this transaction (the member is locked, so they are current).
     balances: Vec<(Account, i64)>,
+    /// Writes nothing in the posting reads back ([`Tx::write_later`]), sent on PostgreSQL with
+    /// the posting's last statement.
+    deferred: Vec<(&'static str, Statement)>,
 }
 
 impl<'a> Tx<'a> {
@@ -247,6 +251,7 @@ impl<'a> Tx<'a> {
             qualification_changed: false,
             member_dirty: false,
             balances: vec![(Account::Points, locked.points_minor)],
+            deferred: Vec::new(),
         }
     }
 
@@ -280,7 +285,7 @@ impl<'a> Tx<'a> {
             return Ok(());
         }
         let m = &self.member;
-        members::Entity::update_many()
+        let update = members::Entity::update_many()
             .col_expr(members::Column::LoginStreak, Expr::value(m.login_streak))
             .col_expr(members::Column::TierId, Expr::value(m.tier_id))
             .col_expr(members::Column::ReferrerId, Expr::value(m.referrer_id))
@@ -294,10 +299,41 @@ impl<'a> Tx<'a> {
                 Expr::value(m.display_name.clone()),
             )
             .filter(members::Column::Id.eq(m.id))
-            .exec(self.txn)
-            .await?;
+            .build(self.txn.get_database_backend());
+        self.write_later("members", update).await?;
         self.member_dirty = false;
         Ok(())
+    }
+
+    /// A write to `table` whose result nothing in this posting reads (the member row, the earn
+    /// event): on PostgreSQL it is sent with the posting's last statement (the idempotency
+    /// claim, or the last such write) as a data-modifying `WITH` part, so a posting's trailing
+    /// writes cost one round trip; on SQLite, where a statement costs no round trip, it runs
+    /// now. Either way it commits or rolls back with the posting. The parts of one statement
+    /// run in no set order, so a second write to the same table sends the first one now: rows
+    /// keep the order (and ids) in which they were written.
+    pub async fn write_later(&mut self, table: &'static str, statement: Statement) -> TxResult<()> {
+        match self.txn.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                if let Some(at) = self.deferred.iter().position(|(t, _)| *t == table) {
+                    let (_, earlier) = self.deferred.remove(at);
+                    self.txn.execute(earlier).await?;
+                }
+                self.deferred.push((table, statement));
+            }
+            DatabaseBackend::Sqlite | DatabaseBackend::MySql => {
+                self.txn.execute(statement).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The deferred writes, for the skeleton to send with the posting's last statement.
+    pub(crate) fn take_deferred(&mut self) -> Vec<Statement> {
+        std::mem::take(&mut self.deferred)
+            .into_iter()
+            .map(|(_, statement)| statement)
+            .collect()
     }
 
     pub async fn balance(&mut self, account: Account) -> TxResult<Points> {

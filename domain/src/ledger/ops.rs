@@ -18,7 +18,7 @@ use loyalty_entities::idempotency_records;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, QueryFilter,
+    EntityTrait, QueryFilter, QueryTrait, Statement,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,9 @@ use sha2::{Digest, Sha256};
 use crate::actor::Caller;
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::batch::{self, Batcher, End, Job, Step};
-use crate::ledger::db::{lock_member, retry, run_detached, MemberRef, TxError, TxResult};
+use crate::ledger::db::{
+    lock_member, retry, run_detached, with_parts, MemberRef, TxError, TxResult,
+};
 use crate::ledger::{Posting, Tx};
 use crate::store::FastStore;
 use crate::tenant::Program;
@@ -341,19 +343,29 @@ impl<H: Host, O: Operation> PostingJob<H, O> {
         let posted = std::mem::take(&mut tx.posted);
         host.before_commit(&tx, &posted).await?;
         let notes = std::mem::take(&mut tx.notes);
+        let mut deferred = tx.take_deferred();
         drop(tx);
         let mut stored = None;
         if let (Some(key), Some(hash)) = (key, self.hash.as_deref()) {
             let ok: Result<&O::Output, DomainError> = Ok(&output);
             let response = serde_json::to_string(&ok).map_err(DomainError::internal)?;
-            // The record is claimed last: a repeated key is rare, so the common case pays one
-            // statement. On a repeat the work above is rolled back and the first answer wins.
-            if !claim_record(txn, program.id, key, hash, &response, host.now()).await? {
+            // The record is claimed last, with the deferred writes: a repeated key is rare, so
+            // the common case pays one statement. On a repeat the work above is rolled back
+            // and the first answer wins.
+            let claim = claim_statement(txn, program.id, key, hash, &response, host.now());
+            let claimed = txn
+                .execute(with_parts(deferred, claim))
+                .await?
+                .rows_affected()
+                == 1;
+            if !claimed {
                 let first = replay_recorded(txn, program.id, key, hash).await?;
                 self.answer = Some(Answer::Final(first, None));
                 return Ok(Step::Undo { again: false });
             }
             stored = Some(response);
+        } else if let Some(last) = deferred.pop() {
+            txn.execute(with_parts(deferred, last)).await?;
         }
         self.answer = Some(Answer::Posted {
             output,
@@ -454,7 +466,21 @@ async fn claim_record(
     response: &str,
     now: DateTime<Utc>,
 ) -> TxResult<bool> {
-    let inserted = idempotency_records::Entity::insert(idempotency_records::ActiveModel {
+    let claim = claim_statement(txn, program_id, key, hash, response, now);
+    Ok(txn.execute(claim).await?.rows_affected() == 1)
+}
+
+/// The idempotency record's `INSERT … ON CONFLICT DO NOTHING`: one row affected when this
+/// posting claimed the key.
+fn claim_statement(
+    txn: &DatabaseTransaction,
+    program_id: i64,
+    key: &IdempotencyKey,
+    hash: &str,
+    response: &str,
+    now: DateTime<Utc>,
+) -> Statement {
+    idempotency_records::Entity::insert(idempotency_records::ActiveModel {
         program_id: Set(program_id),
         caller: Set(key.scope.clone()),
         key: Set(key.key.clone()),
@@ -472,7 +498,5 @@ async fn claim_record(
         .do_nothing()
         .to_owned(),
     )
-    .exec_without_returning(txn)
-    .await?;
-    Ok(inserted == 1)
+    .build(txn.get_database_backend())
 }
