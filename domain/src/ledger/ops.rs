@@ -105,7 +105,7 @@ pub(crate) trait Host: Clone + Send + Sync + 'static {
     /// Rolled back with them when the posting is undone.
     fn before_commit(
         &self,
-        tx: &Tx<'_>,
+        tx: &mut Tx<'_>,
         posted: &[Posting],
     ) -> impl Future<Output = TxResult<()>> + Send;
     /// Called once after every commit that posted something or left notes ([`Tx::notes`]):
@@ -341,7 +341,7 @@ impl<H: Host, O: Operation> PostingJob<H, O> {
         }
         tx.flush_member().await?;
         let posted = std::mem::take(&mut tx.posted);
-        host.before_commit(&tx, &posted).await?;
+        host.before_commit(&mut tx, &posted).await?;
         let notes = std::mem::take(&mut tx.notes);
         let mut deferred = tx.take_deferred();
         drop(tx);

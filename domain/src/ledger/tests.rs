@@ -353,7 +353,7 @@ impl Host for TestHost {
         Ok(())
     }
 
-    async fn before_commit(&self, tx: &Tx<'_>, posted: &[Posting]) -> TxResult<()> {
+    async fn before_commit(&self, tx: &mut Tx<'_>, posted: &[Posting]) -> TxResult<()> {
         assert!(posted.iter().all(|p| p.member_id == tx.member.id));
         self.before.lock().unwrap().push(posted.len());
         Ok(())

@@ -43,7 +43,7 @@ impl Host for Loyalty {
         self.place_in_tier_cached(tx).await
     }
 
-    async fn before_commit(&self, tx: &Tx<'_>, posted: &[Posting]) -> TxResult<()> {
+    async fn before_commit(&self, tx: &mut Tx<'_>, posted: &[Posting]) -> TxResult<()> {
         self.write_outbox(tx, posted).await
     }
 

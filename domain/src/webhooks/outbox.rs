@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use loyalty_entities::{members, webhook_endpoints, webhook_outbox};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryTrait,
+};
 
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::db::TxResult;
@@ -49,7 +51,7 @@ impl Loyalty {
     }
 
     /// Writes the transaction's events to the outbox (the ledger's `before_commit`).
-    pub(crate) async fn write_outbox(&self, tx: &Tx<'_>, posted: &[Posting]) -> TxResult<()> {
+    pub(crate) async fn write_outbox(&self, tx: &mut Tx<'_>, posted: &[Posting]) -> TxResult<()> {
         let tier_moved = tx.member.tier_id != tx.tier_at_lock;
         let completed = completed_challenges(tx)?;
         if posted.is_empty() && !tier_moved && completed.is_empty() {
@@ -109,7 +111,12 @@ impl Loyalty {
                 ),
             ));
         }
-        insert(tx.txn, tx.program, &subs, &events).await?;
+        // Nothing reads it back: it goes with the posting's last statement.
+        if let Some(insert) =
+            insert_statement(tx.txn.get_database_backend(), tx.program, &subs, &events)
+        {
+            tx.write_later("webhook_outbox", insert).await?;
+        }
         Ok(())
     }
 }
@@ -185,6 +192,20 @@ pub(crate) async fn insert<C: ConnectionTrait>(
     subs: &[Subscription],
     events: &[Event],
 ) -> DomainResult<u64> {
+    let Some(insert) = insert_statement(conn.get_database_backend(), program, subs, events) else {
+        return Ok(0);
+    };
+    Ok(conn.execute(insert).await?.rows_affected())
+}
+
+/// The outbox rows of `events` for the subscriptions that want them, as one `INSERT`; `None`
+/// when no subscription wants any.
+fn insert_statement(
+    backend: sea_orm::DatabaseBackend,
+    program: &Program,
+    subs: &[Subscription],
+    events: &[Event],
+) -> Option<sea_orm::Statement> {
     let rows: Vec<webhook_outbox::ActiveModel> = subs
         .iter()
         .flat_map(|sub| {
@@ -194,14 +215,10 @@ pub(crate) async fn insert<C: ConnectionTrait>(
                 .map(move |e| row(program, sub.endpoint_id, e))
         })
         .collect();
-    let count = rows.len() as u64;
     if rows.is_empty() {
-        return Ok(0);
+        return None;
     }
-    webhook_outbox::Entity::insert_many(rows)
-        .exec_without_returning(conn)
-        .await?;
-    Ok(count)
+    Some(webhook_outbox::Entity::insert_many(rows).build(backend))
 }
 
 fn row(program: &Program, endpoint_id: i64, event: &Event) -> webhook_outbox::ActiveModel {
