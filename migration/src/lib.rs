@@ -23,6 +23,7 @@ mod m20261202_000015_report_sections;
 mod m20261202_000016_challenges;
 mod m20261202_000017_report_gaps;
 mod m20261202_000019_webhooks;
+mod m20261202_000021_webhook_claim;
 mod util;
 
 pub struct Migrator;
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000016_challenges::Migration),
             Box::new(m20261202_000017_report_gaps::Migration),
             Box::new(m20261202_000019_webhooks::Migration),
+            Box::new(m20261202_000021_webhook_claim::Migration),
         ]
     }
 }
