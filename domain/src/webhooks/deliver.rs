@@ -496,8 +496,9 @@ impl Loyalty {
 }
 
 /// The claim: due rows, oldest first, each the earliest pending row of its (endpoint, member),
-/// of an enabled endpoint, leased (`attempts + 1`, `next_attempt_at` = `$1`). The `'PENDING'`
-/// literals let both planners use the partial indexes of migration 021.
+/// of an enabled endpoint, leased (`attempts + 1`, `next_attempt_at` = `$1`). The scan's
+/// `'PENDING'` literal and `next_attempt_at` condition let both planners use the partial index
+/// of migration 021; the member probe has neither condition, so it cannot (see there).
 fn claim_sql(backend: DatabaseBackend) -> String {
     let lock = match backend {
         DatabaseBackend::Postgres => "FOR UPDATE OF o SKIP LOCKED",
@@ -561,8 +562,8 @@ fn settle(
     };
     let delay = retry_delay(row.attempts, jitter);
     let next = now + chrono::Duration::from_std(delay).map_err(DomainError::internal)?;
-    let horizon =
-        row.retry_from + chrono::Duration::from_std(RETRY_HORIZON).map_err(DomainError::internal)?;
+    let horizon = row.retry_from
+        + chrono::Duration::from_std(RETRY_HORIZON).map_err(DomainError::internal)?;
     settled.status = if next > horizon {
         DeliveryStatus::Dead
     } else {
@@ -723,17 +724,33 @@ mod tests {
     #[test]
     fn a_pass_settles_each_row_delivered_retried_or_dead() {
         let now = Utc::now();
-        let delivered = settle(&claimed(1, 7, 1, now), &outcome(true, Some(204), None), now, 0.5)
-            .unwrap();
+        let delivered = settle(
+            &claimed(1, 7, 1, now),
+            &outcome(true, Some(204), None),
+            now,
+            0.5,
+        )
+        .unwrap();
         assert_eq!(delivered.status, DeliveryStatus::Delivered);
         assert_eq!(delivered.delivered_at, Some(now));
-        assert_eq!((delivered.next_attempt_at, delivered.last_error), (None, None));
+        assert_eq!(
+            (delivered.next_attempt_at, delivered.last_error),
+            (None, None)
+        );
 
-        let retried =
-            settle(&claimed(2, 7, 2, now), &outcome(false, Some(500), None), now, 0.5).unwrap();
+        let retried = settle(
+            &claimed(2, 7, 2, now),
+            &outcome(false, Some(500), None),
+            now,
+            0.5,
+        )
+        .unwrap();
         assert_eq!(retried.status, DeliveryStatus::Pending);
         assert_eq!(retried.attempts, 2);
-        assert_eq!(retried.next_attempt_at, Some(now + chrono::Duration::seconds(20)));
+        assert_eq!(
+            retried.next_attempt_at,
+            Some(now + chrono::Duration::seconds(20))
+        );
         assert_eq!(retried.last_error.as_deref(), Some("HTTP 500"));
         assert_eq!(retried.delivered_at, None);
 
@@ -781,18 +798,26 @@ mod tests {
         let now = Utc::now();
         let settled: Vec<Settled> = (1..=3)
             .map(|id| {
-                settle(&claimed(id, 7, 1, now), &outcome(id != 2, Some(200), None), now, 0.5)
-                    .unwrap()
+                settle(
+                    &claimed(id, 7, 1, now),
+                    &outcome(id != 2, Some(200), None),
+                    now,
+                    0.5,
+                )
+                .unwrap()
             })
             .collect();
         let (sql, values) = settle_statement(DatabaseBackend::Postgres, &settled);
         assert_eq!(values.len(), 18);
         assert!(sql.contains("($13::bigint, $14::integer, $15::text, $16::timestamptz, $17::text, $18::timestamptz)"), "{sql}");
-        assert!(sql.contains("webhook_outbox.attempts = v.attempts"), "{sql}");
+        assert!(
+            sql.contains("webhook_outbox.attempts = v.attempts"),
+            "{sql}"
+        );
         let (sql, _) = settle_statement(DatabaseBackend::Sqlite, &settled);
         assert!(sql.contains("($1, $2, $3, $4, $5, $6), ($7,"), "{sql}");
         assert!(!sql.contains("::"), "{sql}");
-        // The literals the partial indexes need.
+        // The literals the partial index needs.
         let claim = claim_sql(DatabaseBackend::Postgres);
         assert_eq!(claim.matches("status = 'PENDING'").count(), 2);
         assert!(claim.contains("SKIP LOCKED"));
