@@ -196,9 +196,15 @@ struct Args {
     #[arg(long)]
     webhooks: bool,
 
-    /// --webhooks: off/on rounds per concurrency.
+    /// --webhooks: off/on rounds per concurrency (0: only the backlog).
     #[arg(long, default_value_t = 2)]
     webhook_rounds: usize,
+
+    /// --webhooks: after the rounds, this many events are written to the outbox at once (over
+    /// --members members, in order per member) and timed until delivered, with no posting
+    /// load: the worker's own rate (0: skipped; needs a server that delivers).
+    #[arg(long, default_value_t = 20_000)]
+    webhook_backlog: usize,
 
     /// --webhooks: longest wait for the outbox to drain after an enabled phase, in seconds (0:
     /// no wait, for a server that delivers nothing: WEBHOOK_POLL_INTERVAL_MS=0).
@@ -264,7 +270,8 @@ async fn run(args: Args) -> Result<()> {
             database_url: &args.database_url,
             concurrencies: args.concurrencies.clone(),
             mix: args.mix,
-            rounds: args.webhook_rounds.max(1),
+            rounds: args.webhook_rounds,
+            backlog: args.webhook_backlog,
             duration: Duration::from_secs(args.duration_secs),
             warmup: Duration::from_secs(args.warmup_secs),
             drain_timeout: Duration::from_secs(args.webhook_drain_timeout_secs),

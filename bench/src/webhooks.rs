@@ -8,6 +8,11 @@
 //! delivered over the phase and that drain give the delivery rate. With
 //! `--webhook-drain-timeout-secs 0` it does not wait: run against a server that delivers nothing
 //! (`WEBHOOK_POLL_INTERVAL_MS=0`), that isolates what writing the outbox costs a posting.
+//!
+//! Then the backlog (`--webhook-backlog`, unless 0 or the server delivers nothing): that many
+//! events are inserted into the outbox in one statement, spread over the members (each member's
+//! events in order, so a member's next one waits for its previous one), due at once, and timed
+//! until the receiver got them all: the worker's rate with nothing else running.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +34,7 @@ pub struct WebhookConfig<'a> {
     pub concurrencies: Vec<usize>,
     pub mix: Mix,
     pub rounds: usize,
+    pub backlog: usize,
     pub duration: Duration,
     pub warmup: Duration,
     pub drain_timeout: Duration,
@@ -179,8 +185,17 @@ pub async fn run(cfg: &WebhookConfig<'_>) -> Result<()> {
                 }
             }
         }
-        cells.push(cell);
+        if cfg.rounds > 0 {
+            cells.push(cell);
+        }
     }
+    let backlog = if cfg.backlog > 0 && !cfg.drain_timeout.is_zero() {
+        set_enabled(cfg, &endpoint, true).await?;
+        let rate = backlog(cfg, &pool, &endpoint, &received).await?;
+        Some(rate)
+    } else {
+        None
+    };
     set_enabled(cfg, &endpoint, false).await?;
 
     println!();
@@ -228,6 +243,56 @@ pub async fn run(cfg: &WebhookConfig<'_>) -> Result<()> {
             },
         );
     }
+    if let Some((events, seconds)) = backlog {
+        println!();
+        println!(
+            "backlog: {events} events over {} members delivered in {seconds:.2} s: **{:.1} events/s** (no posting load)",
+            cfg.http.members,
+            events as f64 / seconds
+        );
+    }
     eprintln!("[3/3] done; endpoint {endpoint} left disabled");
     Ok(())
+}
+
+/// Writes `cfg.backlog` due events for the endpoint (member `n % members`, so each member's
+/// events wait in order) and waits until the receiver got them; (events, seconds).
+async fn backlog(
+    cfg: &WebhookConfig<'_>,
+    pool: &sqlx::PgPool,
+    endpoint: &str,
+    received: &Received,
+) -> Result<(u64, f64)> {
+    eprintln!("  backlog: {} events ...", cfg.backlog);
+    let before = received.count.load(Ordering::Relaxed);
+    let members = i64::try_from(cfg.http.members.max(1))?;
+    let endpoint_id: i64 = endpoint.parse().context("endpoint id")?;
+    let started = Instant::now();
+    sqlx::query(
+        "INSERT INTO webhook_outbox (program_id, endpoint_id, event_id, event_type, member_id, \
+           member_version, payload, status, attempts, next_attempt_at, retry_from, created_at) \
+         SELECT e.program_id, e.id, 'evt_backlog_' || g, 'webhook.test', 1000000 + g % $3, g, \
+           '{\"type\":\"webhook.test\",\"data\":{\"n\":' || g || '}}', 'PENDING', 0, \
+           now(), now(), now() \
+         FROM webhook_endpoints e, generate_series(1, $2::bigint) g WHERE e.id = $1 \
+         ORDER BY g",
+    )
+    .bind(endpoint_id)
+    .bind(i64::try_from(cfg.backlog)?)
+    .bind(members)
+    .execute(pool)
+    .await
+    .context("writing the backlog")?;
+    let deadline = started + cfg.drain_timeout;
+    let target = before + cfg.backlog as u64;
+    while received.count.load(Ordering::Relaxed) < target {
+        if Instant::now() > deadline {
+            bail!(
+                "the backlog was not delivered within {:?}",
+                cfg.drain_timeout
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((cfg.backlog as u64, started.elapsed().as_secs_f64()))
 }

@@ -67,18 +67,21 @@ pub(crate) fn skip_locked(backend: sea_orm::DatabaseBackend) -> &'static str {
     }
 }
 
-/// A worker's claim of due rows: `probe` first, a read that finds one due row (an idle worker
-/// polls, and on SQLite even an `UPDATE` that changes nothing takes the one write lock postings
-/// need), then `claim`, the `UPDATE … RETURNING` that leases them; the rows sorted by `id`.
+/// A worker's claim of due rows: `probe` first when given, a read that finds one due row (an
+/// idle worker polls, and on SQLite even an `UPDATE` that changes nothing takes the one write
+/// lock postings need; a worker whose last pass found work skips it), then `claim`, the
+/// `UPDATE … RETURNING` that leases them; the rows sorted by `id`.
 pub(crate) async fn claim_due<T: sea_orm::FromQueryResult>(
     db: &sea_orm::DatabaseConnection,
-    probe: sea_orm::Statement,
+    probe: Option<sea_orm::Statement>,
     claim: sea_orm::Statement,
     id: fn(&T) -> i64,
 ) -> DomainResult<Vec<T>> {
     use sea_orm::ConnectionTrait;
-    if db.query_one(probe).await?.is_none() {
-        return Ok(Vec::new());
+    if let Some(probe) = probe {
+        if db.query_one(probe).await?.is_none() {
+            return Ok(Vec::new());
+        }
     }
     let rows = db.query_all(claim).await?;
     let mut claimed = rows

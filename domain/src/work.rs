@@ -258,11 +258,11 @@ impl Loyalty {
         );
         crate::jobs::claim_due(
             self.db(),
-            stmt(
+            Some(stmt(
                 backend,
                 "SELECT id FROM member_work WHERE due_at <= $1 LIMIT 1",
                 vec![now.into()],
-            ),
+            )),
             stmt(
                 backend,
                 &claim,

@@ -24,6 +24,7 @@ mod m20261202_000016_challenges;
 mod m20261202_000017_report_gaps;
 mod m20261202_000019_webhooks;
 mod m20261202_000020_member_work;
+mod m20261202_000021_webhook_claim;
 mod util;
 
 pub struct Migrator;
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000017_report_gaps::Migration),
             Box::new(m20261202_000019_webhooks::Migration),
             Box::new(m20261202_000020_member_work::Migration),
+            Box::new(m20261202_000021_webhook_claim::Migration),
         ]
     }
 }

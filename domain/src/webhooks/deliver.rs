@@ -10,12 +10,19 @@
 //! a lease that runs out, and the row is delivered again (at least once: receivers
 //! de-duplicate by `webhook-id`).
 //!
+//! The pass sends its rows at once (one pooled keep-alive client, so an endpoint's connections
+//! are reused from event to event), then records them together: one multi-row `INSERT` of the
+//! attempts and one `UPDATE … FROM (VALUES …)` of the rows' states, in one transaction, and
+//! each endpoint's failure streak once. A pass that claimed rows is followed at once by the
+//! next, which claims the events that the recorded deliveries unblocked.
+//!
 //! After a failure the row waits `5 s × 4^(n−1)` (at most 12 h), ±20 % jitter, and is given up
 //! (`DEAD`) when the next try would fall more than [`RETRY_HORIZON`] after it was written or
 //! resent. An endpoint that has failed without a single success for [`DISABLE_AFTER`], or for
 //! [`DISABLE_AFTER_A_DEATH`] when one of its events runs out of retries, is disabled, with the
-//! reason kept for the admin.
+//! reason kept for the admin (a pass with one success for the endpoint ends its streak).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -23,7 +30,7 @@ use futures::future::join_all;
 use loyalty_entities::{webhook_attempts, webhook_endpoints};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult,
-    QueryFilter,
+    QueryFilter, TransactionTrait,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +59,9 @@ const FIRST_DELAY: Duration = Duration::from_secs(5);
 const MAX_DELAY: Duration = Duration::from_secs(12 * 3600);
 /// Bytes of an answer's body kept with its attempt.
 const RESPONSE_HEAD_BYTES: usize = 256;
+/// Bytes of an answer read at most: a connection whose answer was read to its end goes back to
+/// the client's pool (kept alive for the next event), a longer answer closes it.
+const DRAIN_BYTES: usize = 64 * 1024;
 
 /// The delay before retry `attempts + 1`, given `jitter` in `[0, 1)`.
 pub(crate) fn retry_delay(attempts: i32, jitter: f64) -> Duration {
@@ -73,6 +83,7 @@ struct Claimed {
 }
 
 /// What one attempt came to.
+#[derive(Debug)]
 struct Outcome {
     success: bool,
     status_code: Option<i32>,
@@ -108,11 +119,14 @@ impl Loyalty {
         let loyalty = self.downgrade();
         let wake = self.webhooks().wake.clone();
         tokio::spawn(async move {
+            // Whether the next pass looks for a due row with a read first: after a pass that
+            // claimed rows, or a commit that wrote some, it goes straight to the claim.
+            let mut check = true;
             loop {
                 let Some(service) = loyalty.upgrade() else {
                     return;
                 };
-                let claimed = match service.deliver_due(&client, &options).await {
+                let claimed = match service.deliver_due(&client, &options, check).await {
                     Ok(claimed) => claimed,
                     Err(err) => {
                         tracing::warn!(error = %err, "webhook delivery pass failed");
@@ -120,14 +134,17 @@ impl Loyalty {
                     }
                 };
                 if claimed > 0 {
+                    // A member's next event is due as soon as this pass recorded the previous
+                    // one: the next pass claims it without waiting for the poll.
+                    check = false;
                     continue;
                 }
                 drop(service);
-                tokio::select! {
+                check = tokio::select! {
                     () = shutdown.cancelled() => return,
-                    () = wake.notified() => {}
-                    () = tokio::time::sleep(poll) => {}
-                }
+                    () = wake.notified() => false,
+                    () = tokio::time::sleep(poll) => true,
+                };
             }
         });
     }
@@ -157,16 +174,19 @@ impl Loyalty {
         Ok(deleted.rows_affected())
     }
 
-    /// One pass: claims due rows and delivers them; how many it claimed.
+    /// One pass: claims due rows, delivers them at once and records what came of them in one
+    /// transaction; how many it claimed. `check`: look for a due row with a plain read first (an
+    /// idle worker's poll), which a worker that just claimed rows skips.
     pub(crate) async fn deliver_due(
         &self,
         client: &reqwest::Client,
         options: &WebhookOptions,
+        check: bool,
     ) -> DomainResult<usize> {
         let now = self.now();
         let lease = options.timeout + Duration::from_secs(30);
         let lease_until = now + chrono::Duration::from_std(lease).map_err(DomainError::internal)?;
-        let claimed = self.claim(now, lease_until).await?;
+        let claimed = self.claim(now, lease_until, check).await?;
         if claimed.is_empty() {
             return Ok(0);
         }
@@ -178,21 +198,16 @@ impl Loyalty {
             .all(self.db())
             .await?;
         let count = claimed.len();
-        let work = claimed.into_iter().map(|row| {
-            let endpoint = endpoints.iter().find(|e| e.id == row.endpoint_id).cloned();
-            async move {
-                let Some(endpoint) = endpoint else {
-                    return Ok(());
-                };
-                let outcome = self.attempt(client, options, &endpoint, &row).await;
-                self.record(&endpoint, &row, outcome).await
-            }
+        // A row whose endpoint is gone keeps its lease and is looked at again when it runs out.
+        let work = claimed.into_iter().filter_map(|row| {
+            let endpoint = endpoints.iter().find(|e| e.id == row.endpoint_id)?;
+            Some(async move {
+                let outcome = self.attempt(client, options, endpoint, &row).await;
+                (row, outcome)
+            })
         });
-        for result in join_all(work).await {
-            if let Err(err) = result {
-                tracing::warn!(error = %err, "webhook attempt not recorded");
-            }
-        }
+        let done = join_all(work).await;
+        self.record(&endpoints, done).await?;
         Ok(count)
     }
 
@@ -200,52 +215,29 @@ impl Loyalty {
         &self,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
+        check: bool,
     ) -> DomainResult<Vec<Claimed>> {
         let backend = self.db().get_database_backend();
-        // A read first: an idle worker polls, and on SQLite even an UPDATE that changes
-        // nothing takes the one write lock postings need.
-        let due = self
-            .db()
-            .query_one(stmt(
+        // The probe only when idle (`check`): a pass after one that found work claims at once.
+        let probe = check.then(|| {
+            stmt(
                 backend,
                 "SELECT o.id FROM webhook_outbox o WHERE o.status = 'PENDING' \
                  AND o.next_attempt_at <= $1 LIMIT 1",
                 vec![now.into()],
-            ))
-            .await?;
-        if due.is_none() {
-            return Ok(Vec::new());
-        }
-        let lock = match backend {
-            DatabaseBackend::Postgres => "FOR UPDATE OF o SKIP LOCKED",
-            DatabaseBackend::Sqlite | DatabaseBackend::MySql => "",
-        };
-        let sql = format!(
-            "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = $1 \
-             WHERE id IN (SELECT o.id FROM webhook_outbox o \
-               JOIN webhook_endpoints e ON e.id = o.endpoint_id \
-               WHERE o.status = 'PENDING' AND o.next_attempt_at <= $2 \
-                 AND e.enabled AND e.deleted_at IS NULL \
-                 AND NOT EXISTS (SELECT 1 FROM webhook_outbox p \
-                   WHERE p.endpoint_id = o.endpoint_id AND p.member_id = o.member_id \
-                     AND p.status = 'PENDING' AND p.id < o.id) \
-               ORDER BY o.id LIMIT $3 {lock}) \
-             RETURNING id, endpoint_id, event_id, payload, attempts, retry_from"
-        );
-        let rows = self
-            .db()
-            .query_all(stmt(
+            )
+        });
+        crate::jobs::claim_due(
+            self.db(),
+            probe,
+            stmt(
                 backend,
-                &sql,
+                &claim_sql(backend),
                 vec![lease_until.into(), now.into(), CLAIM.into()],
-            ))
-            .await?;
-        let mut claimed = rows
-            .iter()
-            .map(|row| Claimed::from_query_result(row, ""))
-            .collect::<Result<Vec<_>, _>>()?;
-        claimed.sort_by_key(|c| c.id);
-        Ok(claimed)
+            ),
+            |c: &Claimed| c.id,
+        )
+        .await
     }
 
     /// Signs and sends one event; never fails (a failure is the outcome).
@@ -294,9 +286,17 @@ impl Loyalty {
             let mut response = request.await?;
             let status = response.status();
             let mut head = Vec::new();
-            while head.len() < RESPONSE_HEAD_BYTES {
+            let mut read = 0usize;
+            // The head is kept; the rest of a short answer is read and dropped so that the
+            // connection goes back to the client's pool (an answer left unread closes it).
+            while read < DRAIN_BYTES {
                 match response.chunk().await? {
-                    Some(chunk) => head.extend_from_slice(&chunk),
+                    Some(chunk) => {
+                        read += chunk.len();
+                        if head.len() < RESPONSE_HEAD_BYTES {
+                            head.extend_from_slice(&chunk);
+                        }
+                    }
                     None => break,
                 }
             }
@@ -344,95 +344,91 @@ impl Loyalty {
         Ok(signatures.join(" "))
     }
 
-    /// Stores the attempt, moves the row on (delivered, retry or dead) and the endpoint's
-    /// failure streak; disables an endpoint that failed for [`DISABLE_AFTER`].
+    /// Records a pass: its attempt rows in one `INSERT` and the rows' new states (delivered,
+    /// retry or dead) in one `UPDATE`, in one transaction; then each endpoint's failure streak
+    /// once: a success in the pass ends it, a pass of failures only starts it (if it had not
+    /// started) and disables an endpoint that failed for [`DISABLE_AFTER`].
     async fn record(
         &self,
-        endpoint: &webhook_endpoints::Model,
-        row: &Claimed,
-        outcome: Outcome,
+        endpoints: &[webhook_endpoints::Model],
+        done: Vec<(Claimed, Outcome)>,
     ) -> DomainResult<()> {
-        let now = self.now();
-        let label = endpoint.id.to_string();
-        let latency_ms = i64::try_from(outcome.latency.as_millis()).unwrap_or(i64::MAX);
-        metrics::histogram!("loyalty_webhook_delivery_duration_seconds", "endpoint" => label.clone())
-            .record(outcome.latency.as_secs_f64());
-        let result = if outcome.success {
-            "success"
-        } else {
-            "failure"
-        };
-        metrics::counter!("loyalty_webhook_attempts_total", "endpoint" => label.clone(), "result" => result)
-            .increment(1);
-        webhook_attempts::Entity::insert(webhook_attempts::ActiveModel {
-            outbox_id: Set(row.id),
-            endpoint_id: Set(endpoint.id),
-            attempted_at: Set(now),
-            success: Set(outcome.success),
-            status_code: Set(outcome.status_code),
-            latency_ms: Set(latency_ms),
-            response_head: Set(outcome.head.clone()),
-            error: Set(outcome.error.clone()),
-            ..Default::default()
-        })
-        .exec_without_returning(self.db())
-        .await?;
-        let backend = self.db().get_database_backend();
-        if outcome.success {
-            // Guarded by the claim's attempt count: a lease that ran out and was claimed
-            // again belongs to the newer claim.
-            self.db()
-                .execute(stmt(
-                    backend,
-                    "UPDATE webhook_outbox SET status = $1, delivered_at = $2, last_error = NULL \
-                     WHERE id = $3 AND attempts = $4",
-                    vec![
-                        DeliveryStatus::Delivered.text().into(),
-                        now.into(),
-                        row.id.into(),
-                        row.attempts.into(),
-                    ],
-                ))
-                .await?;
-            self.db()
-                .execute(stmt(
-                    backend,
-                    "UPDATE webhook_endpoints SET failing_since = NULL \
-                     WHERE id = $1 AND failing_since IS NOT NULL",
-                    vec![endpoint.id.into()],
-                ))
-                .await?;
+        if done.is_empty() {
             return Ok(());
         }
-        metrics::counter!("loyalty_webhook_failures_total", "endpoint" => label).increment(1);
-        let error = match (&outcome.error, outcome.status_code) {
-            (Some(error), _) => error.clone(),
-            (None, Some(code)) => format!("HTTP {code}"),
-            (None, None) => "failed".to_owned(),
-        };
-        let delay = retry_delay(row.attempts, rand::random::<f64>());
-        let next = now + chrono::Duration::from_std(delay).map_err(DomainError::internal)?;
-        let horizon = row.retry_from
-            + chrono::Duration::from_std(RETRY_HORIZON).map_err(DomainError::internal)?;
-        let status = if next > horizon {
-            DeliveryStatus::Dead
-        } else {
-            DeliveryStatus::Pending
-        };
-        self.db()
-            .execute(stmt(
-                backend,
-                "UPDATE webhook_outbox SET status = $1, next_attempt_at = $2, last_error = $3 \
-                 WHERE id = $4 AND attempts = $5",
-                vec![
-                    status.text().into(),
-                    next.into(),
-                    truncate(&error, 1000).into(),
-                    row.id.into(),
-                    row.attempts.into(),
-                ],
-            ))
+        let now = self.now();
+        let mut settled = Vec::with_capacity(done.len());
+        let mut attempts = Vec::with_capacity(done.len());
+        for (row, outcome) in &done {
+            let label = row.endpoint_id.to_string();
+            metrics::histogram!("loyalty_webhook_delivery_duration_seconds", "endpoint" => label.clone())
+                .record(outcome.latency.as_secs_f64());
+            let result = if outcome.success {
+                "success"
+            } else {
+                "failure"
+            };
+            metrics::counter!("loyalty_webhook_attempts_total", "endpoint" => label.clone(), "result" => result)
+                .increment(1);
+            if !outcome.success {
+                metrics::counter!("loyalty_webhook_failures_total", "endpoint" => label)
+                    .increment(1);
+            }
+            attempts.push(webhook_attempts::ActiveModel {
+                outbox_id: Set(row.id),
+                endpoint_id: Set(row.endpoint_id),
+                attempted_at: Set(now),
+                success: Set(outcome.success),
+                status_code: Set(outcome.status_code),
+                latency_ms: Set(i64::try_from(outcome.latency.as_millis()).unwrap_or(i64::MAX)),
+                response_head: Set(outcome.head.clone()),
+                error: Set(outcome.error.clone()),
+                ..Default::default()
+            });
+            settled.push(settle(row, outcome, now, rand::random::<f64>())?);
+        }
+        let backend = self.db().get_database_backend();
+        let (sql, values) = settle_statement(backend, &settled);
+        let txn = self.db().begin().await?;
+        webhook_attempts::Entity::insert_many(attempts)
+            .exec_without_returning(&txn)
             .await?;
+        // Guarded by each claim's attempt count: a lease that ran out and was claimed again
+        // belongs to the newer claim.
+        txn.execute(stmt(backend, &sql, values)).await?;
+        txn.commit().await?;
+
+        for (endpoint_id, pass) in tally(&settled) {
+            let Some(endpoint) = endpoints.iter().find(|e| e.id == endpoint_id) else {
+                continue;
+            };
+            if pass.succeeded {
+                if endpoint.failing_since.is_some() {
+                    self.db()
+                        .execute(stmt(
+                            backend,
+                            "UPDATE webhook_endpoints SET failing_since = NULL \
+                             WHERE id = $1 AND failing_since IS NOT NULL",
+                            vec![endpoint_id.into()],
+                        ))
+                        .await?;
+                }
+            } else {
+                self.failed(endpoint, &pass, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An endpoint's pass that failed every attempt: its failure streak starts (unless it has),
+    /// and it is disabled when the streak is old enough.
+    async fn failed(
+        &self,
+        endpoint: &webhook_endpoints::Model,
+        pass: &EndpointPass<'_>,
+        now: DateTime<Utc>,
+    ) -> DomainResult<()> {
+        let backend = self.db().get_database_backend();
         self.db()
             .execute(stmt(
                 backend,
@@ -443,9 +439,9 @@ impl Loyalty {
             .await?;
         // Failing for DISABLE_AFTER, or for a day when an event just ran out of retries (a
         // quiet endpoint has no later event to fail on).
-        let failing_for = match status {
-            DeliveryStatus::Dead => DISABLE_AFTER_A_DEATH,
-            DeliveryStatus::Pending | DeliveryStatus::Delivered => DISABLE_AFTER,
+        let failing_for = match pass.dead {
+            Some(_) => DISABLE_AFTER_A_DEATH,
+            None => DISABLE_AFTER,
         };
         let cutoff =
             now - chrono::Duration::from_std(failing_for).map_err(DomainError::internal)?;
@@ -453,11 +449,11 @@ impl Loyalty {
             "disabled at {}: no successful delivery for over {} hours{}; last error: {}",
             now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             failing_for.as_secs() / 3600,
-            match status {
-                DeliveryStatus::Dead => format!(" and event {} ran out of retries", row.event_id),
-                DeliveryStatus::Pending | DeliveryStatus::Delivered => String::new(),
+            match pass.dead {
+                Some(event_id) => format!(" and event {event_id} ran out of retries"),
+                None => String::new(),
             },
-            truncate(&error, 500)
+            truncate(pass.last_error, 500)
         );
         let disabled = self
             .db()
@@ -487,6 +483,166 @@ impl Loyalty {
         }
         Ok(())
     }
+}
+
+/// The claim: due rows, oldest first, each the earliest pending row of its (endpoint, member),
+/// of an enabled endpoint, leased (`attempts + 1`, `next_attempt_at` = `$1`). The scan's
+/// `'PENDING'` literal and `next_attempt_at` condition let both planners use the partial index
+/// of migration 021; the member probe has neither condition, so it cannot (see there).
+fn claim_sql(backend: DatabaseBackend) -> String {
+    let lock = match backend {
+        DatabaseBackend::Postgres => "FOR UPDATE OF o SKIP LOCKED",
+        DatabaseBackend::Sqlite | DatabaseBackend::MySql => "",
+    };
+    format!(
+        "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = $1 \
+         WHERE id IN (SELECT o.id FROM webhook_outbox o \
+           JOIN webhook_endpoints e ON e.id = o.endpoint_id \
+           WHERE o.status = 'PENDING' AND o.next_attempt_at <= $2 \
+             AND e.enabled AND e.deleted_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM webhook_outbox p \
+               WHERE p.endpoint_id = o.endpoint_id AND p.member_id = o.member_id \
+                 AND p.status = 'PENDING' AND p.id < o.id) \
+           ORDER BY o.id LIMIT $3 {lock}) \
+         RETURNING id, endpoint_id, event_id, payload, attempts, retry_from"
+    )
+}
+
+/// Where one claimed row goes after its attempt.
+#[derive(Clone, Debug, PartialEq)]
+struct Settled {
+    id: i64,
+    endpoint_id: i64,
+    event_id: String,
+    /// The claim's attempt count (the guard against a newer claim of the same row).
+    attempts: i32,
+    status: DeliveryStatus,
+    /// The retry's time (`None`: unchanged).
+    next_attempt_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    /// `None`: unchanged.
+    delivered_at: Option<DateTime<Utc>>,
+}
+
+/// Delivered, or retried after [`retry_delay`] (`jitter` in `[0, 1)`), or dead when the retry
+/// would fall past [`RETRY_HORIZON`].
+fn settle(
+    row: &Claimed,
+    outcome: &Outcome,
+    now: DateTime<Utc>,
+    jitter: f64,
+) -> DomainResult<Settled> {
+    let mut settled = Settled {
+        id: row.id,
+        endpoint_id: row.endpoint_id,
+        event_id: row.event_id.clone(),
+        attempts: row.attempts,
+        status: DeliveryStatus::Delivered,
+        next_attempt_at: None,
+        last_error: None,
+        delivered_at: Some(now),
+    };
+    if outcome.success {
+        return Ok(settled);
+    }
+    let error = match (&outcome.error, outcome.status_code) {
+        (Some(error), _) => error.clone(),
+        (None, Some(code)) => format!("HTTP {code}"),
+        (None, None) => "failed".to_owned(),
+    };
+    let delay = retry_delay(row.attempts, jitter);
+    let next = now + chrono::Duration::from_std(delay).map_err(DomainError::internal)?;
+    let horizon = row.retry_from
+        + chrono::Duration::from_std(RETRY_HORIZON).map_err(DomainError::internal)?;
+    settled.status = if next > horizon {
+        DeliveryStatus::Dead
+    } else {
+        DeliveryStatus::Pending
+    };
+    settled.next_attempt_at = Some(next);
+    settled.last_error = Some(truncate(&error, 1000));
+    settled.delivered_at = None;
+    Ok(settled)
+}
+
+/// One `UPDATE … FROM` a `VALUES` list that moves every settled row on, each guarded by its
+/// claim's attempt count. PostgreSQL gets the types of the list from casts; SQLite (3.33 and
+/// later have `UPDATE … FROM`; the bundled one is 3.46) needs none.
+fn settle_statement(
+    backend: DatabaseBackend,
+    settled: &[Settled],
+) -> (String, Vec<sea_orm::Value>) {
+    let casts: [&str; 6] = match backend {
+        DatabaseBackend::Postgres => [
+            "::bigint",
+            "::integer",
+            "::text",
+            "::timestamptz",
+            "::text",
+            "::timestamptz",
+        ],
+        DatabaseBackend::Sqlite | DatabaseBackend::MySql => [""; 6],
+    };
+    let mut rows = Vec::with_capacity(settled.len());
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(settled.len() * 6);
+    for s in settled {
+        let n = values.len();
+        let params: Vec<String> = casts
+            .iter()
+            .enumerate()
+            .map(|(i, cast)| format!("${}{cast}", n + i + 1))
+            .collect();
+        rows.push(format!("({})", params.join(", ")));
+        values.push(s.id.into());
+        values.push(s.attempts.into());
+        values.push(s.status.text().into());
+        values.push(s.next_attempt_at.into());
+        values.push(s.last_error.clone().into());
+        values.push(s.delivered_at.into());
+    }
+    let sql = format!(
+        "WITH v (id, attempts, status, next_at, error, delivered_at) AS (VALUES {}) \
+         UPDATE webhook_outbox SET status = v.status, \
+           next_attempt_at = COALESCE(v.next_at, webhook_outbox.next_attempt_at), \
+           last_error = v.error, \
+           delivered_at = COALESCE(v.delivered_at, webhook_outbox.delivered_at) \
+         FROM v WHERE webhook_outbox.id = v.id AND webhook_outbox.attempts = v.attempts",
+        rows.join(", ")
+    );
+    (sql, values)
+}
+
+/// What a pass came to for one endpoint.
+#[derive(Debug, PartialEq)]
+struct EndpointPass<'a> {
+    /// At least one attempt succeeded: the endpoint answers.
+    succeeded: bool,
+    /// The last failure's error.
+    last_error: &'a str,
+    /// An event that ran out of retries in this pass.
+    dead: Option<&'a str>,
+}
+
+/// The pass per endpoint, by endpoint id.
+fn tally(settled: &[Settled]) -> BTreeMap<i64, EndpointPass<'_>> {
+    let mut passes: BTreeMap<i64, EndpointPass<'_>> = BTreeMap::new();
+    for s in settled {
+        let pass = passes.entry(s.endpoint_id).or_insert(EndpointPass {
+            succeeded: false,
+            last_error: "",
+            dead: None,
+        });
+        match s.status {
+            DeliveryStatus::Delivered => pass.succeeded = true,
+            DeliveryStatus::Pending | DeliveryStatus::Dead => {
+                pass.last_error = s.last_error.as_deref().unwrap_or_default();
+                if s.status == DeliveryStatus::Dead && pass.dead.is_none() {
+                    pass.dead = Some(&s.event_id);
+                }
+            }
+        }
+    }
+    passes
 }
 
 /// A transport error in a few words (the cause chain: "connection refused", "timed out").
@@ -532,6 +688,130 @@ mod tests {
             attempts += 1;
         }
         assert!((10..=14).contains(&attempts), "{attempts} attempts");
+    }
+
+    fn claimed(id: i64, endpoint_id: i64, attempts: i32, retry_from: DateTime<Utc>) -> Claimed {
+        Claimed {
+            id,
+            endpoint_id,
+            event_id: format!("evt_{id}"),
+            payload: "{}".to_owned(),
+            attempts,
+            retry_from,
+        }
+    }
+
+    fn outcome(success: bool, status_code: Option<i32>, error: Option<&str>) -> Outcome {
+        Outcome {
+            success,
+            status_code,
+            latency: Duration::from_millis(3),
+            head: None,
+            error: error.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_pass_settles_each_row_delivered_retried_or_dead() {
+        let now = Utc::now();
+        let delivered = settle(
+            &claimed(1, 7, 1, now),
+            &outcome(true, Some(204), None),
+            now,
+            0.5,
+        )
+        .unwrap();
+        assert_eq!(delivered.status, DeliveryStatus::Delivered);
+        assert_eq!(delivered.delivered_at, Some(now));
+        assert_eq!(
+            (delivered.next_attempt_at, delivered.last_error),
+            (None, None)
+        );
+
+        let retried = settle(
+            &claimed(2, 7, 2, now),
+            &outcome(false, Some(500), None),
+            now,
+            0.5,
+        )
+        .unwrap();
+        assert_eq!(retried.status, DeliveryStatus::Pending);
+        assert_eq!(retried.attempts, 2);
+        assert_eq!(
+            retried.next_attempt_at,
+            Some(now + chrono::Duration::seconds(20))
+        );
+        assert_eq!(retried.last_error.as_deref(), Some("HTTP 500"));
+        assert_eq!(retried.delivered_at, None);
+
+        let written = now - chrono::Duration::days(3);
+        let dead = settle(
+            &claimed(3, 8, 9, written),
+            &outcome(false, None, Some("connection refused")),
+            now,
+            0.5,
+        )
+        .unwrap();
+        assert_eq!(dead.status, DeliveryStatus::Dead);
+        assert_eq!(dead.last_error.as_deref(), Some("connection refused"));
+    }
+
+    #[test]
+    fn a_success_ends_an_endpoints_streak_for_the_pass() {
+        let now = Utc::now();
+        let old = now - chrono::Duration::days(3);
+        let settled: Vec<Settled> = [
+            (claimed(1, 7, 1, now), outcome(false, Some(500), None)),
+            (claimed(2, 7, 1, now), outcome(true, Some(200), None)),
+            (claimed(3, 8, 1, now), outcome(false, Some(502), None)),
+            (claimed(4, 8, 9, old), outcome(false, None, Some("refused"))),
+            (claimed(5, 8, 9, old), outcome(false, None, Some("reset"))),
+        ]
+        .iter()
+        .map(|(row, outcome)| settle(row, outcome, now, 0.5).unwrap())
+        .collect();
+        let passes = tally(&settled);
+        assert_eq!(passes.len(), 2);
+        assert!(passes[&7].succeeded);
+        assert_eq!(
+            passes[&8],
+            EndpointPass {
+                succeeded: false,
+                last_error: "reset",
+                dead: Some("evt_4"),
+            }
+        );
+    }
+
+    #[test]
+    fn one_statement_settles_a_pass() {
+        let now = Utc::now();
+        let settled: Vec<Settled> = (1..=3)
+            .map(|id| {
+                settle(
+                    &claimed(id, 7, 1, now),
+                    &outcome(id != 2, Some(200), None),
+                    now,
+                    0.5,
+                )
+                .unwrap()
+            })
+            .collect();
+        let (sql, values) = settle_statement(DatabaseBackend::Postgres, &settled);
+        assert_eq!(values.len(), 18);
+        assert!(sql.contains("($13::bigint, $14::integer, $15::text, $16::timestamptz, $17::text, $18::timestamptz)"), "{sql}");
+        assert!(
+            sql.contains("webhook_outbox.attempts = v.attempts"),
+            "{sql}"
+        );
+        let (sql, _) = settle_statement(DatabaseBackend::Sqlite, &settled);
+        assert!(sql.contains("($1, $2, $3, $4, $5, $6), ($7,"), "{sql}");
+        assert!(!sql.contains("::"), "{sql}");
+        // The literals the partial index needs.
+        let claim = claim_sql(DatabaseBackend::Postgres);
+        assert_eq!(claim.matches("status = 'PENDING'").count(), 2);
+        assert!(claim.contains("SKIP LOCKED"));
+        assert!(!claim_sql(DatabaseBackend::Sqlite).contains("SKIP LOCKED"));
     }
 
     #[test]

@@ -41,11 +41,13 @@ struct Delivery {
     answered: u16,
 }
 
-/// A local webhook receiver: answers 200, 500 (with a body) or too late, as told.
+/// A local webhook receiver: answers 200, 500 (with a body) or too late, as told; 500 to every
+/// event of the member `refuse` names (by external id).
 #[derive(Clone, Default)]
 struct Receiver {
     log: Arc<Mutex<Vec<Delivery>>>,
     mode: Arc<AtomicU8>,
+    refuse: Arc<Mutex<Option<String>>>,
 }
 
 async fn receive(
@@ -53,7 +55,15 @@ async fn receive(
     headers: HeaderMap,
     body: String,
 ) -> (StatusCode, String) {
-    let mode = r.mode.load(Ordering::SeqCst);
+    let refused = r.refuse.lock().unwrap().as_ref().is_some_and(|who| {
+        let body: Value = serde_json::from_str(&body).unwrap_or_default();
+        body["data"]["member"]["externalId"] == who.as_str()
+    });
+    let mode = if refused {
+        FAIL
+    } else {
+        r.mode.load(Ordering::SeqCst)
+    };
     let status = match mode {
         OK => StatusCode::OK,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,6 +116,17 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         let (stop, task) = self.serve(listener);
         (addr, stop, task)
+    }
+
+    /// The answers given to one event, in order.
+    fn answers_to(&self, id: &str) -> Vec<u16> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d.id == id)
+            .map(|d| d.answered)
+            .collect()
     }
 
     fn answered(&self, status: u16) -> Vec<Delivery> {
@@ -344,15 +365,7 @@ e2e!(
         assert_eq!(attempts.len(), 1);
         assert_eq!(attempts[0]["statusCode"], 200);
         assert_eq!(attempts[0]["responseBody"], "thanks");
-        let metrics = app
-            .client
-            .get(format!("{}/metrics", app.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics().await;
         let series =
             format!("loyalty_webhook_attempts_total{{endpoint=\"{endpoint}\",result=\"success\"}}");
         assert!(metrics.contains(&series), "{series} not in /metrics");
@@ -864,4 +877,145 @@ e2e!(
         app.assert_ledger_invariants().await;
     },
     allow_private
+);
+
+/// The ids of a member's events (by external id), oldest first.
+fn of_member(events: &[Value], external_id: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| {
+            let body: Value = serde_json::from_str(e["payload"].as_str().unwrap()).unwrap();
+            body["data"]["member"]["externalId"] == external_id
+        })
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every event's attempts as the admin lists them match what its receiver answered, one for
+/// one and in order, and its attempt count.
+async fn attempts_are_exact(app: &TestApp, endpoint: &str, receiver: &Receiver) {
+    for event in events(app, endpoint).await {
+        let id = event["id"].as_str().unwrap();
+        let listed: Vec<u16> = attempts_of(app, endpoint, id)
+            .await
+            .iter()
+            .map(|a| {
+                assert_eq!(a["success"], a["statusCode"] == 200, "{a}");
+                a["statusCode"].as_u64().unwrap() as u16
+            })
+            .collect();
+        assert_eq!(listed, receiver.answers_to(id), "event {id}");
+        assert_eq!(event["attempts"].as_u64().unwrap() as usize, listed.len());
+    }
+}
+
+e2e!(
+    one_pass_records_every_attempt_of_several_endpoints_and_members,
+    |app: TestApp| async move {
+        app.demo().await;
+        // Endpoint a refuses one member's events; endpoint b takes everything.
+        let a = Receiver::default();
+        *a.refuse.lock().unwrap() = Some("picky-bad".to_owned());
+        let b = Receiver::default();
+        let (addr_a, _stop_a, _task_a) = a.start().await;
+        let (addr_b, _stop_b, _task_b) = b.start().await;
+        let (ea, _) = endpoint(&app, &format!("http://{addr_a}/a")).await;
+        let (eb, _) = endpoint(&app, &format!("http://{addr_b}/b")).await;
+        // This instance delivers nothing: the courier started below finds every event waiting
+        // and sends the first of each member and endpoint in one pass.
+        let admin = app.admin();
+        let members = ["picky-1", "picky-2", "picky-bad"];
+        for name in members {
+            let (_, id) = app.register(name).await;
+            for n in 0..3 {
+                app.gql(
+                    Some(&admin),
+                    ADJUST,
+                    j!({"m": id, "a": "5", "k": format!("{name}-{n}")}),
+                )
+                .await
+                .data();
+            }
+        }
+        let written = events(&app, &ea).await;
+        let bad = of_member(&written, "picky-bad");
+        assert!(bad.len() >= 3, "{written:#?}");
+        for name in members {
+            assert_eq!(
+                of_member(&written, name),
+                of_member(&events(&app, &eb).await, name)
+            );
+        }
+        let courier = spawn_with(
+            app.backend,
+            Some(&app),
+            Options {
+                configure: Some(Box::new(allow_private)),
+                ..Options::default()
+            },
+        )
+        .await;
+
+        // b gets every event once; a every event but the refused member's, whose first event
+        // is retried while the others wait behind it.
+        all_delivered(&courier, &eb, chrono::Duration::seconds(1)).await;
+        for _ in 0..300 {
+            let now = events(&courier, &ea).await;
+            let others_done = now
+                .iter()
+                .filter(|e| !bad.contains(&e["id"].as_str().unwrap().to_owned()))
+                .all(|e| e["status"] == "DELIVERED");
+            if others_done && a.answers_to(&bad[0]).len() >= 3 {
+                break;
+            }
+            courier.clock.advance(chrono::Duration::minutes(1));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The clock stands still now (the next retry is minutes away): let the pass in
+        // flight record its attempts.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = events(&courier, &ea).await;
+        for event in &now {
+            let id = event["id"].as_str().unwrap();
+            if id == bad[0] {
+                assert_eq!(event["status"], "PENDING");
+                assert!(a.answers_to(id).iter().all(|code| *code == 500));
+                assert!(a.answers_to(id).len() >= 3);
+            } else if bad.contains(&id.to_owned()) {
+                assert_eq!(event["status"], "PENDING", "{event}");
+                assert_eq!(event["attempts"], 0, "{event}");
+                assert!(a.answers_to(id).is_empty());
+            } else {
+                assert_eq!(event["status"], "DELIVERED", "{event}");
+                assert_eq!(a.answers_to(id), vec![200]);
+            }
+        }
+        attempts_are_exact(&courier, &ea, &a).await;
+        attempts_are_exact(&courier, &eb, &b).await;
+        // Three minutes of one member's failures disable nothing.
+        let list = "{ webhookEndpoints { id enabled } }";
+        let listed = courier.gql(Some(&courier.admin()), list, j!({})).await;
+        for found in listed.data()["webhookEndpoints"].as_array().unwrap() {
+            assert_eq!(found["enabled"], true);
+        }
+
+        // Accepted again: the member's events follow, in order, each once.
+        *a.refuse.lock().unwrap() = None;
+        all_delivered(&courier, &ea, chrono::Duration::minutes(2)).await;
+        let arrived: Vec<String> = a
+            .answered(200)
+            .iter()
+            .filter(|d| bad.contains(&d.id))
+            .map(|d| d.id.clone())
+            .collect();
+        assert_eq!(arrived, bad);
+        attempts_are_exact(&courier, &ea, &a).await;
+        attempts_are_exact(&courier, &eb, &b).await;
+        assert_eq!(b.answered(200).len(), written.len());
+        assert_eq!(b.log.lock().unwrap().len(), written.len());
+    },
+    |config: &mut loyalty_server::Config| {
+        allow_private(config);
+        config.webhooks.poll_interval_ms = 0;
+    }
 );
