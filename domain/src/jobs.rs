@@ -71,19 +71,42 @@ pub(crate) fn skip_locked(backend: sea_orm::DatabaseBackend) -> &'static str {
 /// idle worker polls, and on SQLite even an `UPDATE` that changes nothing takes the one write
 /// lock postings need; a worker whose last pass found work skips it), then `claim`, the
 /// `UPDATE … RETURNING` that leases them; the rows sorted by `id`.
-pub(crate) async fn claim_due<T: sea_orm::FromQueryResult>(
+///
+/// On PostgreSQL the claim runs in a transaction of its own with sorting switched off
+/// (`SET LOCAL enable_sort = off`): its `ORDER BY … LIMIT` must walk an index in that order and
+/// stop at the limit. Statistics taken while the table held almost no due rows (the normal state
+/// before a burst) otherwise make the planner fetch every due row, sort them and keep the
+/// first few, so a pass would cost more the further the worker falls behind (the webhook claim
+/// took ~250 ms at 10,000 pending rows that way).
+pub(crate) async fn claim_due<T: sea_orm::FromQueryResult + Send + 'static>(
     db: &sea_orm::DatabaseConnection,
     probe: Option<sea_orm::Statement>,
     claim: sea_orm::Statement,
     id: fn(&T) -> i64,
 ) -> DomainResult<Vec<T>> {
-    use sea_orm::ConnectionTrait;
+    use sea_orm::{ConnectionTrait, TransactionTrait};
     if let Some(probe) = probe {
         if db.query_one(probe).await?.is_none() {
             return Ok(Vec::new());
         }
     }
-    let rows = db.query_all(claim).await?;
+    let rows = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            let db = db.clone();
+            crate::ledger::db::run_detached(async move {
+                let txn = db.begin().await?;
+                txn.execute_unprepared("SET LOCAL enable_sort = off")
+                    .await?;
+                let rows = txn.query_all(claim).await?;
+                txn.commit().await?;
+                Ok::<_, crate::error::DomainError>(rows)
+            })
+            .await?
+        }
+        sea_orm::DatabaseBackend::Sqlite | sea_orm::DatabaseBackend::MySql => {
+            db.query_all(claim).await?
+        }
+    };
     let mut claimed = rows
         .iter()
         .map(|row| T::from_query_result(row, ""))
