@@ -25,6 +25,7 @@ mod m20261202_000017_report_gaps;
 mod m20261202_000019_webhooks;
 mod m20261202_000020_member_work;
 mod m20261202_000021_webhook_claim;
+mod m20261202_000022_webhook_probe;
 mod util;
 
 pub struct Migrator;
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000019_webhooks::Migration),
             Box::new(m20261202_000020_member_work::Migration),
             Box::new(m20261202_000021_webhook_claim::Migration),
+            Box::new(m20261202_000022_webhook_probe::Migration),
         ]
     }
 }
