@@ -145,6 +145,19 @@ fn allow_private(config: &mut loyalty_server::Config) {
     config.webhooks.timeout_secs = 1;
 }
 
+/// A second server on `app`'s deployment (same database), allowed to call local receivers.
+async fn another_instance(app: &TestApp) -> TestApp {
+    spawn_with(
+        app.backend,
+        Some(app),
+        Options {
+            configure: Some(Box::new(allow_private)),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
 /// Creates an endpoint for every event type; returns (endpoint id, secret).
 async fn endpoint(app: &TestApp, url: &str) -> (String, String) {
     let admin = app.admin();
@@ -577,15 +590,7 @@ e2e!(
     two_instances_deliver_each_event_once_between_them,
     |app: TestApp| async move {
         app.demo().await;
-        let second = spawn_with(
-            app.backend,
-            Some(&app),
-            Options {
-                configure: Some(Box::new(allow_private)),
-                ..Options::default()
-            },
-        )
-        .await;
+        let second = another_instance(&app).await;
         let receiver = Receiver::default();
         let (addr, _stop, _task) = receiver.start().await;
         let (endpoint, _) = endpoint(&app, &format!("http://{addr}/hooks")).await;
@@ -616,15 +621,7 @@ e2e!(
         assert!(written.len() > 5);
         assert!(written.iter().all(|e| e["status"] == "PENDING"));
         app.stop();
-        let restarted = spawn_with(
-            app.backend,
-            Some(&app),
-            Options {
-                configure: Some(Box::new(allow_private)),
-                ..Options::default()
-            },
-        )
-        .await;
+        let restarted = another_instance(&app).await;
         let delivered = all_delivered(&restarted, &endpoint, chrono::Duration::seconds(1)).await;
         assert_eq!(delivered.len(), written.len());
         assert_eq!(receiver.answered(200).len(), written.len());
@@ -946,15 +943,7 @@ e2e!(
                 of_member(&events(&app, &eb).await, name)
             );
         }
-        let courier = spawn_with(
-            app.backend,
-            Some(&app),
-            Options {
-                configure: Some(Box::new(allow_private)),
-                ..Options::default()
-            },
-        )
-        .await;
+        let courier = another_instance(&app).await;
 
         // b gets every event once; a every event but the refused member's, whose first event
         // is retried while the others wait behind it.
