@@ -77,7 +77,9 @@ pub(crate) fn skip_locked(backend: sea_orm::DatabaseBackend) -> &'static str {
 /// stop at the limit. Statistics taken while the table held almost no due rows (the normal state
 /// before a burst) otherwise make the planner fetch every due row, sort them and keep the
 /// first few, so a pass would cost more the further the worker falls behind (the webhook claim
-/// took ~250 ms at 10,000 pending rows that way).
+/// took ~250 ms at 10,000 pending rows that way). JIT compilation is switched off with it: a
+/// sort the plan cannot avoid (a few rows, cheap) is then priced at the planner's "disabled"
+/// cost, far above `jit_above_cost`, and compiling the statement took ~150 ms of every claim.
 pub(crate) async fn claim_due<T: sea_orm::FromQueryResult + Send + 'static>(
     db: &sea_orm::DatabaseConnection,
     probe: Option<sea_orm::Statement>,
@@ -95,7 +97,7 @@ pub(crate) async fn claim_due<T: sea_orm::FromQueryResult + Send + 'static>(
             let db = db.clone();
             crate::ledger::db::run_detached(async move {
                 let txn = db.begin().await?;
-                txn.execute_unprepared("SET LOCAL enable_sort = off")
+                txn.execute_unprepared("SET LOCAL enable_sort = off; SET LOCAL jit = off")
                     .await?;
                 let rows = txn.query_all(claim).await?;
                 txn.commit().await?;

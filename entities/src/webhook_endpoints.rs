@@ -14,6 +14,8 @@ pub struct Model {
     pub previous_secret: Option<String>,
     pub previous_secret_until: Option<DateTimeUtc>,
     pub failing_since: Option<DateTimeUtc>,
+    /// Set when a pass failed every attempt: the claim skips the endpoint until then.
+    pub retry_at: Option<DateTimeUtc>,
     pub disabled_reason: Option<String>,
     pub deleted_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,

@@ -24,6 +24,10 @@ pub struct WebhookEndpoint {
     pub disabled_reason: Option<String>,
     /// The first failure since the last successful delivery.
     pub failing_since: Option<DateTime<Utc>>,
+    /// After a round of attempts that all failed, no event goes to the endpoint before this
+    /// time (its earliest retry, at most a minute later); null when nothing holds it back. A
+    /// resend or a test event clears it.
+    pub retry_at: Option<DateTime<Utc>>,
     /// Until when the secret before the last rotation still signs (both signatures are sent).
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -43,6 +47,7 @@ impl From<Endpoint> for WebhookEndpoint {
             enabled: e.enabled,
             disabled_reason: e.disabled_reason,
             failing_since: e.failing_since,
+            retry_at: e.retry_at,
             previous_secret_expires_at: e.previous_secret_until,
             created_at: e.created_at,
             updated_at: e.updated_at,

@@ -26,6 +26,7 @@ mod m20261202_000019_webhooks;
 mod m20261202_000020_member_work;
 mod m20261202_000021_webhook_claim;
 mod m20261202_000022_webhook_probe;
+mod m20261202_000023_webhook_endpoint_walk;
 mod util;
 
 pub struct Migrator;
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000020_member_work::Migration),
             Box::new(m20261202_000021_webhook_claim::Migration),
             Box::new(m20261202_000022_webhook_probe::Migration),
+            Box::new(m20261202_000023_webhook_endpoint_walk::Migration),
         ]
     }
 }

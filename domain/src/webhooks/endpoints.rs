@@ -41,6 +41,8 @@ pub struct Endpoint {
     pub disabled_reason: Option<String>,
     /// The first failure since the last success.
     pub failing_since: Option<DateTime<Utc>>,
+    /// After a pass in which every attempt failed: no event goes to it before then.
+    pub retry_at: Option<DateTime<Utc>>,
     /// Until when the secret before the last rotation still signs.
     pub previous_secret_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -156,6 +158,7 @@ impl TryFrom<webhook_endpoints::Model> for Endpoint {
             enabled: m.enabled,
             disabled_reason: m.disabled_reason,
             failing_since: m.failing_since,
+            retry_at: m.retry_at,
             previous_secret_until: m.previous_secret_until,
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -248,6 +251,7 @@ impl Loyalty {
             previous_secret: Set(None),
             previous_secret_until: Set(None),
             failing_since: Set(None),
+            retry_at: Set(None),
             disabled_reason: Set(None),
             deleted_at: Set(None),
             created_at: Set(now),
@@ -286,6 +290,7 @@ impl Loyalty {
             if enabled {
                 active.disabled_reason = Set(None);
                 active.failing_since = Set(None);
+                active.retry_at = Set(None);
             }
         }
         active.updated_at = Set(self.now());
@@ -457,7 +462,8 @@ impl Loyalty {
         event_id: &str,
     ) -> DomainResult<OutboxEvent> {
         let row = self.outbox_row(program, endpoint_id, event_id).await?;
-        self.resend(webhook_outbox::Column::Id.eq(row.id)).await?;
+        self.resend(row.endpoint_id, webhook_outbox::Column::Id.eq(row.id))
+            .await?;
         self.webhook_event(program, endpoint_id, event_id).await
     }
 
@@ -471,6 +477,7 @@ impl Loyalty {
     ) -> DomainResult<u64> {
         let endpoint = self.endpoint_row(program, endpoint_id).await?;
         self.resend(
+            endpoint.id,
             webhook_outbox::Column::EndpointId
                 .eq(endpoint.id)
                 .and(webhook_outbox::Column::CreatedAt.gte(since)),
@@ -478,7 +485,11 @@ impl Loyalty {
         .await
     }
 
-    async fn resend(&self, which: sea_orm::sea_query::SimpleExpr) -> DomainResult<u64> {
+    async fn resend(
+        &self,
+        endpoint_id: i64,
+        which: sea_orm::sea_query::SimpleExpr,
+    ) -> DomainResult<u64> {
         let now = self.now();
         let result = webhook_outbox::Entity::update_many()
             .col_expr(
@@ -493,8 +504,24 @@ impl Loyalty {
             .filter(webhook_outbox::Column::Status.ne(DeliveryStatus::Pending.text()))
             .exec(self.db())
             .await?;
-        self.webhooks().wake();
+        self.try_now(endpoint_id).await?;
         Ok(result.rows_affected)
+    }
+
+    /// An admin's resend or test: a failed pass no longer keeps claims off the endpoint
+    /// (`retry_at`), and the worker looks now.
+    async fn try_now(&self, endpoint_id: i64) -> DomainResult<()> {
+        webhook_endpoints::Entity::update_many()
+            .col_expr(
+                webhook_endpoints::Column::RetryAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(webhook_endpoints::Column::Id.eq(endpoint_id))
+            .filter(webhook_endpoints::Column::RetryAt.is_not_null())
+            .exec(self.db())
+            .await?;
+        self.webhooks().wake();
+        Ok(())
     }
 
     /// Queues a `webhook.test` event for the endpoint (whatever it subscribed to).
@@ -510,7 +537,7 @@ impl Loyalty {
             types: Vec::new(),
         };
         outbox::insert(self.db(), program, &[sub], std::slice::from_ref(&event)).await?;
-        self.webhooks().wake();
+        self.try_now(endpoint.id).await?;
         self.webhook_event(program, endpoint_id, &event.id).await
     }
 }

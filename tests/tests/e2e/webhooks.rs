@@ -1008,3 +1008,111 @@ e2e!(
         config.webhooks.poll_interval_ms = 0;
     }
 );
+
+e2e!(
+    a_down_endpoint_waits_for_its_retry_and_holds_up_no_other_endpoint,
+    |app: TestApp| async move {
+        app.demo().await;
+        let down = Receiver::default();
+        down.mode.store(FAIL, Ordering::SeqCst);
+        let (down_addr, _stop_down, _down_task) = down.start().await;
+        let up = Receiver::default();
+        let (up_addr, _stop_up, _up_task) = up.start().await;
+        let (a, _) = endpoint(&app, &format!("http://{down_addr}/hooks")).await;
+        let (b, _) = endpoint(&app, &format!("http://{up_addr}/hooks")).await;
+        let admin = app.admin();
+        let list = "{ webhookEndpoints { id failingSince retryAt } }";
+        let state_of = |id: String| {
+            let app = &app;
+            let admin = admin.clone();
+            async move {
+                let listed = app.gql(Some(&admin), list, j!({})).await;
+                listed.data()["webhookEndpoints"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["id"] == id.as_str())
+                    .unwrap()
+                    .clone()
+            }
+        };
+        let (first, _) = app.register("gate-m1").await;
+        app.daily_login(&first, "g1").await.data();
+
+        // The clock stands still from here: no retry comes due. B gets everything; A fails
+        // its first round and is held back until its earliest retry, within a minute.
+        let delivered = |endpoint: String| {
+            let app = &app;
+            async move {
+                for _ in 0..100 {
+                    let events = events(app, &endpoint).await;
+                    if !events.is_empty() && events.iter().all(|e| e["status"] == "DELIVERED") {
+                        return events;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                panic!("not delivered: {:#?}", events(app, &endpoint).await);
+            }
+        };
+        delivered(b.clone()).await;
+        let mut held = Value::Null;
+        for _ in 0..100 {
+            let state = state_of(a.clone()).await;
+            if state["retryAt"].is_string() {
+                held = state;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let retry_at: chrono::DateTime<chrono::Utc> = held["retryAt"]
+            .as_str()
+            .expect("never held back")
+            .parse()
+            .unwrap();
+        let now = app.loyalty.now();
+        assert!(
+            retry_at > now && retry_at <= now + chrono::Duration::minutes(1),
+            "{held:#?} at {now}"
+        );
+        assert!(held["failingSince"].is_string());
+        let tried = down.log.lock().unwrap().len();
+        assert_eq!(tried, 1, "one member, one head tried");
+
+        // A new member's first event is due at once: B gets it, A does not while it is held.
+        app.register("gate-m2").await;
+        let to_b = delivered(b.clone()).await;
+        assert!(to_b.len() > 2, "{to_b:#?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(down.log.lock().unwrap().len(), tried, "held back");
+        assert_eq!(state_of(a.clone()).await["retryAt"], held["retryAt"]);
+
+        // A test event clears the hold: it and the new member's head are tried at once.
+        let test = "mutation($e: ID!) { sendTestWebhook(endpointId: $e) { id } }";
+        let sent = app.gql(Some(&admin), test, j!({"e": a})).await;
+        let test_id = sent.data()["sendTestWebhook"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for _ in 0..100 {
+            if down.log.lock().unwrap().len() >= tried + 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(down.answers_to(&test_id), [500]);
+        assert_eq!(down.log.lock().unwrap().len(), tried + 2);
+
+        // Back up: once the retries come due everything arrives once, and nothing holds it.
+        down.mode.store(OK, Ordering::SeqCst);
+        let events = all_delivered(&app, &a, chrono::Duration::minutes(1)).await;
+        let answered = down.answered(200);
+        let ids: HashSet<&str> = answered.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids.len(), events.len());
+        assert_eq!(answered.len(), events.len(), "each once");
+        let state = state_of(a.clone()).await;
+        assert_eq!(state["retryAt"], Value::Null, "{state:#?}");
+        assert_eq!(state["failingSince"], Value::Null, "{state:#?}");
+        app.assert_ledger_invariants().await;
+    },
+    allow_private
+);
