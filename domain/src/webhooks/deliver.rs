@@ -58,6 +58,12 @@ pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Rows one pass claims.
 const CLAIM: i64 = 32;
+const CLAIM_ROWS: usize = CLAIM as usize;
+/// How long the worker lets events gather before a pass that a commit woke, or that follows a
+/// pass that was not full: under a steady flow of postings one pass then carries the events of
+/// many commits (a claim, an attempts `INSERT` and a status `UPDATE` shared by all of them)
+/// instead of one or two, for at most this much more delay per event.
+const GATHER: Duration = Duration::from_millis(50);
 /// The longest a pass that failed every attempt to an endpoint keeps claims off it: a down
 /// endpoint's rows (in backoff, or waiting behind a member's earlier row that is) are stepped
 /// over by the claim's walk at most this often, and its recovery is noticed within it.
@@ -141,18 +147,32 @@ impl Loyalty {
                         0
                     }
                 };
+                drop(service);
                 if claimed > 0 {
                     // A member's next event is due as soon as this pass recorded the previous
-                    // one: the next pass claims it without waiting for the poll.
+                    // one: the next pass claims it without waiting for the poll; after a pass
+                    // that was not full, once the next commits had a moment to add theirs.
                     check = false;
+                    if claimed < CLAIM_ROWS {
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(GATHER) => {}
+                        }
+                    }
                     continue;
                 }
-                drop(service);
                 check = tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = wake.notified() => false,
                     () = tokio::time::sleep(poll) => true,
                 };
+                if !check {
+                    // Woken by a commit: the commits right behind it go in the same pass.
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(GATHER) => {}
+                    }
+                }
             }
         });
     }
