@@ -14,6 +14,8 @@
 #   BENCH_SQLITE=off bench/run.sh matrix           # without the SQLite server
 #   BENCH_PROFILE=debug bench/run.sh matrix ...    # checks the tool without a release build
 #                                                  # (debug numbers mean nothing)
+#   BENCH_SERVER_BIN=/path/to/old/loyalty-server bench/run.sh matrix
+#                                                  # "before": an older server, this bench tool
 #
 #   bench/run.sh                                   # 200 members, concurrency 32, 15 s
 #   bench/run.sh --concurrency 8 --duration-secs 30
@@ -117,7 +119,9 @@ export REPORT_FOLD_INTERVAL_SECS="${REPORT_FOLD_INTERVAL_SECS:-1}"
 
 # BENCH_PROFILE=debug checks the tool itself without a release build; its numbers mean nothing.
 BENCH_PROFILE="${BENCH_PROFILE:-release}"
-SERVER_BIN="$TARGET_DIR/$BENCH_PROFILE/loyalty-server"
+# BENCH_SERVER_BIN: another server binary (an older commit's release build, for before/after
+# runs with this commit's bench tool).
+SERVER_BIN="${BENCH_SERVER_BIN:-$TARGET_DIR/$BENCH_PROFILE/loyalty-server}"
 BENCH_BIN="$TARGET_DIR/$BENCH_PROFILE/loyalty-bench"
 SERVER_LOG="$TARGET_DIR/bench-server.log"
 SQLITE_SERVER_LOG="$TARGET_DIR/bench-sqlite-server.log"
