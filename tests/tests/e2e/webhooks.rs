@@ -1039,22 +1039,11 @@ e2e!(
         let (first, _) = app.register("gate-m1").await;
         app.daily_login(&first, "g1").await.data();
 
-        // The clock stands still from here: no retry comes due. B gets everything; A fails
-        // its first round and is held back until its earliest retry, within a minute.
-        let delivered = |endpoint: String| {
-            let app = &app;
-            async move {
-                for _ in 0..100 {
-                    let events = events(app, &endpoint).await;
-                    if !events.is_empty() && events.iter().all(|e| e["status"] == "DELIVERED") {
-                        return events;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                panic!("not delivered: {:#?}", events(app, &endpoint).await);
-            }
-        };
-        delivered(b.clone()).await;
+        // The clock stands still from here (a zero step): no retry comes due. B gets
+        // everything; A fails its first round and is held back until its earliest retry,
+        // within a minute.
+        let still = chrono::Duration::zero();
+        all_delivered(&app, &b, still).await;
         let mut held = Value::Null;
         for _ in 0..100 {
             let state = state_of(a.clone()).await;
@@ -1080,7 +1069,7 @@ e2e!(
 
         // A new member's first event is due at once: B gets it, A does not while it is held.
         app.register("gate-m2").await;
-        let to_b = delivered(b.clone()).await;
+        let to_b = all_delivered(&app, &b, still).await;
         assert!(to_b.len() > 2, "{to_b:#?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(down.log.lock().unwrap().len(), tried, "held back");
