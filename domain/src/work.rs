@@ -3,7 +3,7 @@
 //!
 //! The owing transaction queues the work ([`queue`]): a `member_work` row, unique per
 //! (kind, subject), written with its postings, so it commits or rolls back with them, and a
-//! note ([`NOTE`]) that wakes this instance's runner after the commit. The runner claims due
+//! note (the [`Item`] itself, in [`crate::ledger::Tx::notes`]) that wakes this instance's runner after the commit. The runner claims due
 //! rows in one statement that also leases them (`due_at` moves [`LEASE`] ahead; PostgreSQL
 //! picks them `FOR UPDATE SKIP LOCKED`, SQLite has one writer), and runs each as an idempotent
 //! [`crate::ledger::ops::Operation`] on its member that deletes the row in its own
@@ -52,10 +52,6 @@ pub(crate) struct Item {
     pub member_id: i64,
 }
 
-/// The prefix of the note a transaction that queued work leaves ([`crate::ledger::Tx::notes`]);
-/// the item follows as JSON.
-pub(crate) const NOTE: &str = "work\n";
-
 /// How long a claimed row is left to its runner before another may take it: what work a
 /// killed instance held waits this long. Short, because running it twice is harmless (the
 /// operation finds it done under the member's lock), only wasted.
@@ -101,8 +97,7 @@ pub(crate) async fn queue(loyalty: &Loyalty, tx: &mut Tx<'_>, item: Item) -> TxR
             ))
             .await?;
     }
-    let json = serde_json::to_string(&item).map_err(DomainError::internal)?;
-    tx.notes.push(format!("{NOTE}{json}"));
+    tx.notes.push(Box::new(item));
     Ok(())
 }
 
@@ -223,19 +218,16 @@ impl Loyalty {
 
     /// After the owing transaction committed: runs its work now (a service on another clock)
     /// or wakes the runner.
-    pub(crate) async fn after_work_queued(&self, notes: &[String]) {
-        let mut items = notes.iter().filter_map(|note| note.strip_prefix(NOTE));
+    pub(crate) async fn after_work_queued(&self, notes: &[crate::ledger::Note]) {
+        let mut items = crate::ledger::notes_of::<Item>(notes);
         if !self.work().inline {
             if items.next().is_some() {
                 self.work().wake.notify_one();
             }
             return;
         }
-        for json in items {
-            let run = match serde_json::from_str::<Item>(json) {
-                Ok(item) => self.run_work(&item).await,
-                Err(err) => Err(DomainError::internal(err)),
-            };
+        for item in items {
+            let run = self.run_work(item).await;
             count_run("inline", &run);
             if let Err(err) = run {
                 tracing::warn!(error = %err, "inline cross-member work failed");
@@ -305,15 +297,17 @@ mod tests {
     }
 
     #[test]
-    fn an_item_survives_its_note() {
+    fn an_item_is_found_among_other_notes() {
         let item = Item {
             kind: Kind::ReferralInviter,
             subject: "42".into(),
             program_id: 1,
             member_id: 7,
         };
-        let note = format!("{NOTE}{}", serde_json::to_string(&item).unwrap());
-        let back: Item = serde_json::from_str(note.strip_prefix(NOTE).unwrap()).unwrap();
-        assert_eq!(back, item);
+        let notes: Vec<crate::ledger::Note> =
+            vec![Box::new("a challenge's note"), Box::new(item.clone())];
+        let found: Vec<&Item> = crate::ledger::notes_of::<Item>(&notes).collect();
+        assert_eq!(found, [&item]);
+        assert_eq!(crate::ledger::notes_of::<u8>(&notes).count(), 0);
     }
 }

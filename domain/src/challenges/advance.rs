@@ -395,8 +395,7 @@ pub(crate) async fn advance(
             goals: moved.clone(),
             completed,
         };
-        tx.notes
-            .push(serde_json::to_string(&note).map_err(DomainError::internal)?);
+        tx.notes.push(Box::new(note));
         progress.moved.push(Moved {
             challenge_id: challenge.id,
             window_key: candidate.window.key.clone(),

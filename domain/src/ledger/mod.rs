@@ -196,6 +196,15 @@ impl Entry {
     }
 }
 
+/// A value the layer above leaves on a transaction for after its commit, of a type the ledger
+/// does not know.
+pub type Note = Box<dyn std::any::Any + Send + Sync>;
+
+/// The notes of type `T`, in the order they were left.
+pub fn notes_of<T: 'static>(notes: &[Note]) -> impl Iterator<Item = &T> {
+    notes.iter().filter_map(|note| note.downcast_ref::<T>())
+}
+
 /// One balance-changing transaction in progress: the locked member, the clock reading and
 /// everything posted so far (published as events after commit).
 pub struct Tx<'a> {
@@ -206,8 +215,8 @@ pub struct Tx<'a> {
     pub posted: Vec<Posting>,
     /// Opaque notes the layer above handles after commit, dropped with a rollback: live events
     /// that are not postings (challenge progress), cross-member work queued (`work.rs`). The
-    /// ledger only carries them.
-    pub notes: Vec<String>,
+    /// ledger only carries them; each consumer picks its own type ([`notes_of`]).
+    pub notes: Vec<Note>,
     /// The program's live ruleset version, read with the member's lock.
     pub live_version: i64,
     /// The program's live challenge set version, read with the member's lock.

@@ -114,7 +114,7 @@ pub(crate) trait Host: Clone + Send + Sync + 'static {
         &self,
         program: &Program,
         posted: Vec<Posting>,
-        notes: Vec<String>,
+        notes: Vec<crate::ledger::Note>,
     ) -> impl Future<Output = ()> + Send;
 }
 
@@ -146,7 +146,7 @@ enum Answer<T> {
     Posted {
         output: T,
         posted: Vec<Posting>,
-        notes: Vec<String>,
+        notes: Vec<crate::ledger::Note>,
         stored: Option<String>,
     },
     /// A refusal a retry with the same key must see again: stored by a second run in the

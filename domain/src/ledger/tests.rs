@@ -359,7 +359,12 @@ impl Host for TestHost {
         Ok(())
     }
 
-    async fn after_commit(&self, _program: &Program, posted: Vec<Posting>, _notes: Vec<String>) {
+    async fn after_commit(
+        &self,
+        _program: &Program,
+        posted: Vec<Posting>,
+        _notes: Vec<crate::ledger::Note>,
+    ) {
         self.committed.lock().unwrap().push(posted);
     }
 }

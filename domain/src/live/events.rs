@@ -193,10 +193,9 @@ impl Loyalty {
 
     /// Delivers committed challenge progress (the notes `challenges::advance` left on the
     /// transaction) here at once, and queues it for every other instance.
-    pub(crate) fn publish_challenge_notes(&self, notes: &[String]) {
-        let events: Vec<ChallengeEvent> = notes
-            .iter()
-            .filter_map(|note| serde_json::from_str(note).ok())
+    pub(crate) fn publish_challenge_notes(&self, notes: &[crate::ledger::Note]) {
+        let events: Vec<ChallengeEvent> = crate::ledger::notes_of::<ChallengeEvent>(notes)
+            .cloned()
             .collect();
         if events.is_empty() {
             return;

@@ -47,7 +47,12 @@ impl Host for Loyalty {
         self.write_outbox(tx, posted).await
     }
 
-    async fn after_commit(&self, program: &Program, posted: Vec<Posting>, notes: Vec<String>) {
+    async fn after_commit(
+        &self,
+        program: &Program,
+        posted: Vec<Posting>,
+        notes: Vec<crate::ledger::Note>,
+    ) {
         Loyalty::after_commit(self, program, posted, notes).await;
     }
 }
@@ -69,7 +74,7 @@ impl Loyalty {
         &self,
         program: &Program,
         posted: Vec<Posting>,
-        notes: Vec<String>,
+        notes: Vec<crate::ledger::Note>,
     ) {
         // Neither waits on Redis: events reach this instance's subscribers at once and the bus
         // through the publisher's queue; the boards move on their own queue's task.

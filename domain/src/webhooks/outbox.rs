@@ -9,7 +9,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryTrait,
 };
 
-use crate::error::{DomainError, DomainResult};
+use crate::error::DomainResult;
 use crate::ledger::db::TxResult;
 use crate::ledger::{Posting, Tx};
 use crate::live::events::ChallengeEvent;
@@ -123,17 +123,10 @@ impl Loyalty {
 
 /// The challenges this transaction completed, from the notes progress left for the live layer.
 fn completed_challenges(tx: &Tx<'_>) -> TxResult<Vec<ChallengeEvent>> {
-    let mut completed = Vec::new();
-    for note in &tx.notes {
-        if note.starts_with(crate::work::NOTE) {
-            continue;
-        }
-        let event: ChallengeEvent = serde_json::from_str(note).map_err(DomainError::internal)?;
-        if event.completed {
-            completed.push(event);
-        }
-    }
-    Ok(completed)
+    Ok(crate::ledger::notes_of::<ChallengeEvent>(&tx.notes)
+        .filter(|event| event.completed)
+        .cloned()
+        .collect())
 }
 
 impl Loyalty {
