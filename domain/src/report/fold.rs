@@ -121,24 +121,14 @@ async fn read_marks(txn: &DatabaseTransaction) -> DomainResult<BTreeMap<String, 
 /// lock, taken by a first no-op write) and returns them.
 async fn lock_marks(txn: &DatabaseTransaction) -> DomainResult<BTreeMap<String, i64>> {
     let backend = txn.get_database_backend();
-    let sql = match backend {
-        DatabaseBackend::Sqlite => {
-            txn.execute(stmt(
-                backend,
-                "UPDATE report_watermarks SET last_id = last_id",
-                vec![],
-            ))
-            .await?;
-            "SELECT name, last_id FROM report_watermarks"
-        }
+    let lock = match backend {
+        DatabaseBackend::Sqlite => "UPDATE report_watermarks SET last_id = last_id",
         DatabaseBackend::Postgres | DatabaseBackend::MySql => {
-            "SELECT name, last_id FROM report_watermarks ORDER BY name FOR UPDATE"
+            "SELECT 1 FROM report_watermarks ORDER BY name FOR UPDATE"
         }
     };
-    let marks = Mark::find_by_statement(stmt(backend, sql, vec![]))
-        .all(txn)
-        .await?;
-    Ok(marks.into_iter().map(|m| (m.name, m.last_id)).collect())
+    txn.execute(stmt(backend, lock, vec![])).await?;
+    read_marks(txn).await
 }
 
 /// Adds `tally` (one program's) to the stored sums.
@@ -461,11 +451,11 @@ async fn set_marks(txn: &DatabaseTransaction, marks: &BTreeMap<String, i64>) -> 
     Ok(())
 }
 
-async fn program_timezones(
-    txn: &DatabaseTransaction,
+async fn program_timezones<C: ConnectionTrait>(
+    conn: &C,
     table: &str,
 ) -> DomainResult<HashMap<i64, String>> {
-    let backend = txn.get_database_backend();
+    let backend = conn.get_database_backend();
     let rows = ProgramTz::find_by_statement(stmt(
         backend,
         &format!(
@@ -478,20 +468,18 @@ async fn program_timezones(
         ),
         vec![],
     ))
-    .all(txn)
+    .all(conn)
     .await?;
     Ok(rows.into_iter().map(|r| (r.id, r.timezone)).collect())
 }
 
-/// Folds one chunk of every table past its watermark, up to `targets` (PostgreSQL) or to the
-/// current maximum (SQLite). Returns the rows folded; `None` when there was nothing to do.
+/// PostgreSQL: folds one chunk of every table past its watermark, up to `targets`, in one
+/// transaction holding the watermarks. Returns the rows folded; `None` when there was nothing
+/// to do.
 async fn fold_chunk(
     loyalty: &Loyalty,
-    targets: Option<&BTreeMap<String, i64>>,
+    targets: &BTreeMap<String, i64>,
 ) -> DomainResult<Option<u64>> {
-    let Some(targets) = targets else {
-        return fold_chunk_sqlite(loyalty).await;
-    };
     let txn = loyalty.db().begin().await?;
     let marks = lock_marks(&txn).await?;
     let ends = chunk_ends(&marks, targets, FOLD_CHUNK);
@@ -649,6 +637,17 @@ async fn tally_chunk(
 
 /// Recomputes the sums of programs whose timezone changed since they were cut.
 async fn rebuild_stale(loyalty: &Loyalty) -> DomainResult<u64> {
+    // Almost every pass finds nothing to rebuild: it looks with plain reads first and takes the
+    // watermarks (on SQLite the write lock, in the lane's turn) only when a timezone moved.
+    let cut_in = program_timezones(loyalty.db(), "report_programs").await?;
+    let current = program_timezones(loyalty.db(), "programs").await?;
+    if cut_in
+        .iter()
+        .all(|(program_id, tz)| current.get(program_id).is_none_or(|now| now == tz))
+    {
+        return Ok(0);
+    }
+    let _turn = loyalty.batcher().writer_gate().turn().await;
     let txn = loyalty.db().begin().await?;
     let backend = txn.get_database_backend();
     let marks = lock_marks(&txn).await?;
@@ -702,15 +701,20 @@ impl Loyalty {
             rebuilt: rebuild_stale(self).await?,
             ..FoldStats::default()
         };
-        let targets = match self.db().get_database_backend() {
-            DatabaseBackend::Postgres => match settled_max_ids(self.db(), &TABLES).await? {
-                Some(targets) => Some(targets),
-                None => return Ok(stats),
-            },
-            DatabaseBackend::Sqlite | DatabaseBackend::MySql => None,
-        };
-        while let Some(rows) = fold_chunk(self, targets.as_ref()).await? {
-            stats.rows += rows;
+        match self.db().get_database_backend() {
+            DatabaseBackend::Postgres | DatabaseBackend::MySql => {
+                let Some(targets) = settled_max_ids(self.db(), &TABLES).await? else {
+                    return Ok(stats);
+                };
+                while let Some(rows) = fold_chunk(self, &targets).await? {
+                    stats.rows += rows;
+                }
+            }
+            DatabaseBackend::Sqlite => {
+                while let Some(rows) = fold_chunk_sqlite(self).await? {
+                    stats.rows += rows;
+                }
+            }
         }
         Ok(stats)
     }

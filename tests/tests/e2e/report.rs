@@ -186,9 +186,10 @@ struct Raw {
 async fn raw(app: &TestApp, program: &str) -> Raw {
     let db = app.loyalty.db();
     let backend = db.get_database_backend();
-    let tz: chrono_tz::Tz = TZ.parse().unwrap();
+    let program = app.loyalty.program(program).await.unwrap();
+    let tz = program.tz;
     let day = |at: DateTime<Utc>| at.with_timezone(&tz).date_naive();
-    let pid = app.loyalty.program(program).await.unwrap().id;
+    let pid = program.id;
     let q = |sql: String| Statement::from_string(backend, sql);
     let mut out = Raw {
         ledger: vec![],
@@ -650,6 +651,30 @@ e2e!(report_matches_the_raw_ledger, |app: TestApp| async move {
     assert_eq!(r["members"], j!({"total": 0, "new": 0, "active": 0}));
     assert_eq!(r["revenue"], "0.00");
 });
+
+e2e!(
+    a_timezone_change_rebuilds_the_folded_sums_once,
+    |app: TestApp| async move {
+        let first = random_activity(&app, 9).await;
+        assert_eq!(app.loyalty.fold_reports().await.unwrap().rebuilt, 0);
+        check_all(&app, first).await;
+        // Days now end at Berlin's midnight: the sums cut in the old zone are rebuilt once, by
+        // the next pass, and the report (raw rows cut in the new zone) matches again.
+        let update = "mutation($i: ProgramInput!) { updateProgram(input: $i) { timezone } }";
+        let moved = app
+            .gql(
+                Some(&app.admin()),
+                update,
+                j!({"i": {"name": "Demo", "timezone": "Europe/Berlin", "pointsPerCurrency": "10", "validityDays": 4}}),
+            )
+            .await;
+        assert_eq!(moved.data()["updateProgram"]["timezone"], "Europe/Berlin");
+        assert_eq!(app.loyalty.fold_reports().await.unwrap().rebuilt, 1);
+        assert_eq!(app.loyalty.fold_reports().await.unwrap().rebuilt, 0);
+        check_all(&app, first).await;
+        app.assert_ledger_invariants().await;
+    }
+);
 
 e2e!(
     report_days_end_at_program_midnight,
