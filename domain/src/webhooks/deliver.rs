@@ -57,8 +57,7 @@ pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How often an instance purges them (a plain range delete, safe on several at once).
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Rows one pass claims.
-const CLAIM: i64 = 32;
-const CLAIM_ROWS: usize = CLAIM as usize;
+const CLAIM: usize = 32;
 /// How long the worker lets events gather before a pass that a commit woke, or that follows a
 /// pass that was not full: under a steady flow of postings one pass then carries the events of
 /// many commits (a claim, an attempts `INSERT` and a status `UPDATE` shared by all of them)
@@ -148,26 +147,17 @@ impl Loyalty {
                     }
                 };
                 drop(service);
-                if claimed > 0 {
-                    // A member's next event is due as soon as this pass recorded the previous
-                    // one: the next pass claims it without waiting for the poll; after a pass
-                    // that was not full, once the next commits had a moment to add theirs.
-                    check = false;
-                    if claimed < CLAIM_ROWS {
-                        tokio::select! {
-                            () = shutdown.cancelled() => return,
-                            () = tokio::time::sleep(GATHER) => {}
-                        }
-                    }
-                    continue;
-                }
-                check = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = wake.notified() => false,
-                    () = tokio::time::sleep(poll) => true,
-                };
-                if !check {
-                    // Woken by a commit: the commits right behind it go in the same pass.
+                // A member's next event is due as soon as this pass recorded the previous one:
+                // the next pass claims it without waiting for the poll, at once after a full
+                // pass; after a partial one, or a wake by a commit, once the commits right
+                // behind had a moment to add theirs.
+                check = claimed == 0
+                    && tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = wake.notified() => false,
+                        () = tokio::time::sleep(poll) => true,
+                    };
+                if !check && claimed < CLAIM {
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(GATHER) => {}
@@ -261,7 +251,7 @@ impl Loyalty {
             stmt(
                 backend,
                 &claim_sql(backend),
-                vec![lease_until.into(), now.into(), CLAIM.into()],
+                vec![lease_until.into(), now.into(), (CLAIM as i64).into()],
             ),
             |c: &Claimed| c.id,
         )
