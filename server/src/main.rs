@@ -7,6 +7,12 @@ use clap::Parser as _;
 use loyalty_server::cli::{self, Cli, Command};
 use loyalty_server::config::{self, Config, DatabaseTarget};
 
+/// mimalloc instead of the system allocator: a posting allocates a few hundred small objects
+/// (GraphQL values, statements, rows), and glibc's malloc and free were about a tenth of the
+/// server's CPU under load (BENCHMARKS.md, "session 25").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
