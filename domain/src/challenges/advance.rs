@@ -26,6 +26,7 @@ use loyalty_entities::{
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    QueryTrait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -301,6 +302,10 @@ pub(crate) async fn advance(
     let order_id = reference
         .filter(|(kind, _)| *kind == "order")
         .map(|(_, id)| id.to_owned());
+    // The progress rows and marks written below are read by no later statement of this
+    // posting (each candidate reads only its own challenge's rows): they go with the posting's
+    // last statement on PostgreSQL.
+    let backend = tx.txn.get_database_backend();
     for candidate in candidates {
         let challenge = &candidate.challenge;
         let (mut state, ids) = load_state(tx, candidate, &event).await?;
@@ -322,7 +327,7 @@ pub(crate) async fn advance(
             let last_day = new.last_day.map(|d| d.to_string());
             match ids.get(index).copied().flatten() {
                 Some(id) => {
-                    challenge_progress::Entity::update_many()
+                    let update = challenge_progress::Entity::update_many()
                         .col_expr(challenge_progress::Column::Value, Expr::value(new.value))
                         .col_expr(challenge_progress::Column::LastDay, Expr::value(last_day))
                         .col_expr(
@@ -331,24 +336,25 @@ pub(crate) async fn advance(
                         )
                         .col_expr(challenge_progress::Column::UpdatedAt, Expr::value(tx.now))
                         .filter(challenge_progress::Column::Id.eq(id))
-                        .exec(tx.txn)
-                        .await?;
+                        .build(backend);
+                    tx.write_later("challenge_progress", update).await?;
                 }
                 None => {
-                    challenge_progress::Entity::insert(challenge_progress::ActiveModel {
-                        program_id: Set(tx.program.id),
-                        member_id: Set(tx.member.id),
-                        challenge_id: Set(challenge.id),
-                        window_key: Set(candidate.window.key.clone()),
-                        goal: Set(position),
-                        value: Set(new.value),
-                        last_day: Set(last_day),
-                        completed_at: Set(new.completed_at),
-                        updated_at: Set(tx.now),
-                        ..Default::default()
-                    })
-                    .exec_without_returning(tx.txn)
-                    .await?;
+                    let insert =
+                        challenge_progress::Entity::insert(challenge_progress::ActiveModel {
+                            program_id: Set(tx.program.id),
+                            member_id: Set(tx.member.id),
+                            challenge_id: Set(challenge.id),
+                            window_key: Set(candidate.window.key.clone()),
+                            goal: Set(position),
+                            value: Set(new.value),
+                            last_day: Set(last_day),
+                            completed_at: Set(new.completed_at),
+                            updated_at: Set(tx.now),
+                            ..Default::default()
+                        })
+                        .build(backend);
+                    tx.write_later("challenge_progress", insert).await?;
                 }
             }
             for value in new.seen.difference(&old.seen) {
@@ -369,7 +375,7 @@ pub(crate) async fn advance(
             }
         }
         if !marks.is_empty() {
-            challenge_marks::Entity::insert_many(marks)
+            let insert = challenge_marks::Entity::insert_many(marks)
                 .on_conflict(
                     OnConflict::columns([
                         challenge_marks::Column::MemberId,
@@ -381,8 +387,8 @@ pub(crate) async fn advance(
                     .do_nothing()
                     .to_owned(),
                 )
-                .exec_without_returning(tx.txn)
-                .await?;
+                .build(backend);
+            tx.write_later("challenge_marks", insert).await?;
         }
         let completed = before.completed_at().is_none()
             && state.completed_at().is_some()
