@@ -270,3 +270,150 @@ async fn a_batch_does_not_wait_for_a_lock_another_transaction_holds() {
     );
     app.assert_ledger_invariants().await;
 }
+
+const VIEW: &str = "mutation($o: String!) { recordAction(input: {action: \"product_view\", objectId: $o}) { awarded points balance } }";
+const REGISTER: &str = "mutation { register(input: {displayName: \"Twin\"}) { member { id } } }";
+
+// A batch locks and reads all its members at once (PostgreSQL, `ledger::db::lock_members`);
+// SQLite runs the same scenario with each posting locking its own. One member named three
+// times (twice by its mini-app id, once by id) posts three times on top of each other; a
+// member of another program with the same mini-app id is a different member; an id from
+// another program is not found; and a member another transaction holds when the batch starts
+// is skipped by the batch's lock and waits for it on its own.
+e2e!(
+    a_batch_locks_its_members_together_and_each_posting_sees_the_one_before,
+    |app: TestApp| async move {
+        app.demo().await;
+        let admin = app.admin();
+        let (twin, twin_id) = app.register("twin").await;
+        app.loyalty
+            .create_program(loyalty_domain::program::NewProgram {
+                external_id: "other".into(),
+                name: "Other".into(),
+                timezone: "UTC".into(),
+                currency: "EUR".into(),
+                points_per_currency: rust_decimal::Decimal::ONE,
+                validity_days: None,
+            })
+            .await
+            .unwrap();
+        let other_admin = app.token("other", "admin", "boss");
+        let other_twin = app.token("other", "member", "twin");
+        let registered = app.gql(Some(&other_twin), REGISTER, j!({})).await;
+        let other_id = registered.data()["register"]["member"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let five = app
+            .gql(
+                Some(&other_admin),
+                ADJUST,
+                j!({"m": other_id, "a": "5", "k": "five"}),
+            )
+            .await;
+        assert_eq!(five.data()["adjustPoints"]["balance"], "5.00");
+        let (busy, busy_id) = app.register("busy").await;
+
+        let db = app.loyalty.db();
+        let (lock, plug, held) = hold_the_lane(&app).await;
+        // "busy" is held by another transaction while its batch starts (PostgreSQL: on
+        // SQLite the plug's lock is already the one write lock).
+        let busy_lock = match app.backend {
+            Backend::Postgres => {
+                let busy_lock = db.begin().await.unwrap();
+                busy_lock
+                    .execute(Statement::from_string(
+                        db.get_database_backend(),
+                        format!(
+                            "UPDATE members SET login_streak = login_streak WHERE id = {busy_id}"
+                        ),
+                    ))
+                    .await
+                    .unwrap();
+                Some(busy_lock)
+            }
+            Backend::Sqlite => None,
+        };
+        // The other program's "twin" queues first: the same lane key as the demo's "twin", so
+        // it runs first, and must not be handed the demo twin's locked read.
+        let other_login = app.spawn_gql(&other_twin, DAILY, j!({"k": "today"}));
+        until(&app, "the other twin queued", |now| now.queued == 1).await;
+        let calls = vec![
+            app.spawn_gql(&twin, VIEW, j!({"o": "p1"})),
+            app.spawn_gql(&admin, ADJUST, j!({"m": twin_id, "a": "7", "k": "seven"})),
+            app.spawn_gql(&twin, VIEW, j!({"o": "p2"})),
+        ];
+        let other_adjust = app.spawn_gql(
+            &other_admin,
+            ADJUST,
+            j!({"m": other_id, "a": "3", "k": "three"}),
+        );
+        let foreign = app.spawn_gql(&admin, ADJUST, j!({"m": other_id, "a": "1", "k": "x"}));
+        let waits = app.spawn_gql(&busy, VIEW, j!({"o": "p1"}));
+        let batch = 7;
+        until(&app, "every posting queued", |now| now.queued == batch).await;
+        lock.commit().await.unwrap();
+        plug.await.unwrap().data();
+        until(&app, "the batch ran", |now| now.batches > held.batches).await;
+
+        let mut points = 70 + 7;
+        for call in calls {
+            let res = call.await.unwrap();
+            let data = res.data();
+            if let Some(action) = data.get("recordAction") {
+                assert_eq!(action["awarded"], true, "{}", res.body);
+                let paid: f64 = action["points"].as_str().unwrap().parse().unwrap();
+                assert!(paid > 0.0, "{}", res.body);
+                points += paid as i64;
+            }
+        }
+        assert_eq!(app.balance(&twin).await, format!("{points}.00"));
+        let other_login = other_login.await.unwrap();
+        assert_eq!(other_login.data()["recordAction"]["awarded"], false);
+        // Before or after the other program's +3, never the demo twin's balance.
+        let seen = other_login.data()["recordAction"]["balance"].clone();
+        assert!(seen == "5.00" || seen == "8.00", "{}", other_login.body);
+        let other_adjust = other_adjust.await.unwrap();
+        assert_eq!(other_adjust.data()["adjustPoints"]["balance"], "8.00");
+        assert_eq!(foreign.await.unwrap().code(), "NOT_FOUND");
+
+        // The held member's posting waits for its lock on its own, then pays.
+        if let Some(busy_lock) = busy_lock {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(
+                !waits.is_finished(),
+                "the held member's posting did not wait"
+            );
+            busy_lock.commit().await.unwrap();
+        }
+        let waited = waits.await.unwrap();
+        assert_eq!(
+            waited.data()["recordAction"]["awarded"],
+            true,
+            "{}",
+            waited.body
+        );
+        assert_eq!(
+            app.sql_i64(&format!(
+                "SELECT COUNT(*) AS n FROM ledger_entries WHERE member_id = {twin_id}"
+            ))
+            .await,
+            app.ledger_rows(&twin_id).await
+        );
+        let after = app.loyalty.batcher().stats();
+        assert_eq!(after.batches, held.batches + 1, "one batch: {after:?}");
+        // The two members it could lock (busy was held, the foreign id is not the demo's),
+        // each for its first posting only.
+        let together = match app.backend {
+            Backend::Postgres => 2,
+            Backend::Sqlite => 0,
+        };
+        assert_eq!(
+            after.locked_together,
+            held.locked_together + together,
+            "{after:?}"
+        );
+        app.assert_ledger_invariants().await;
+    },
+    one_lane
+);
