@@ -10,9 +10,7 @@
 //!
 //! Inside a batch the postings run in the order of their member key, so the member rows of a
 //! batch are locked in one global order, and a member's postings always meet in the same lane:
-//! two batches never wait for each other's members. On PostgreSQL a batch first locks and reads
-//! all its members in two statements ([`lock_members`], `SKIP LOCKED`: it never waits), so their
-//! first postings skip the two statements each would spend on it. What a posting may lock besides its member
+//! two batches never wait for each other's members. What a posting may lock besides its member
 //! (a campaign's budget row, a gift's stock, the place of a referral among its inviter's) is not known before it runs;
 //! a batch of several postings therefore waits at most [`LOCK_TIMEOUT`] for any lock, and a
 //! posting whose wait runs out is rolled back to its savepoint and run again on its own, outside
@@ -45,7 +43,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::DomainError;
-use crate::ledger::db::{classify, lock_members, DbErrorKind, Locked, MemberRef};
+use crate::ledger::db::{classify, DbErrorKind, MemberRef};
 
 /// The most postings one batch holds (PostgreSQL caches 64 subtransaction ids per backend).
 pub const MAX_BATCH: usize = 64;
@@ -117,15 +115,7 @@ pub(crate) enum End {
 /// exactly once.
 pub(crate) trait Job: Send + 'static {
     fn member(&self) -> &MemberRef;
-    /// The program the member belongs to (a member reference is scoped by it).
-    fn program_id(&self) -> i64;
-    /// Runs the posting; `locked` is its member, already locked and read by the batch
-    /// ([`lock_members`]), or `None`: then it locks the member itself.
-    fn run<'a>(
-        &'a mut self,
-        txn: &'a DatabaseTransaction,
-        locked: Option<Locked>,
-    ) -> BoxFuture<'a, Result<Step, DbErr>>;
+    fn run<'a>(&'a mut self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, Result<Step, DbErr>>;
     fn finish(self: Box<Self>, end: End);
 }
 
@@ -135,7 +125,6 @@ pub struct BatchStats {
     batches: AtomicU64,
     postings: AtomicU64,
     largest: AtomicU64,
-    locked_together: AtomicU64,
 }
 
 /// A reading of [`BatchStats`].
@@ -147,9 +136,6 @@ pub struct BatchCounts {
     pub postings: u64,
     /// The largest batch so far.
     pub largest: u64,
-    /// Postings whose member their batch had locked and read with the others
-    /// ([`lock_members`], PostgreSQL).
-    pub locked_together: u64,
     /// Postings waiting for a lane right now.
     pub queued: u64,
 }
@@ -160,7 +146,6 @@ impl BatchStats {
             batches: self.batches.load(Ordering::Relaxed),
             postings: self.postings.load(Ordering::Relaxed),
             largest: self.largest.load(Ordering::Relaxed),
-            locked_together: self.locked_together.load(Ordering::Relaxed),
             queued: 0,
         }
     }
@@ -317,11 +302,8 @@ async fn lane(
         }
         stats.record(jobs.len());
         let turn = gate.turn().await;
-        let together = run_batch(&db, jobs).await;
+        run_batch(&db, jobs).await;
         drop(turn);
-        stats
-            .locked_together
-            .fetch_add(together as u64, Ordering::Relaxed);
     }
     // Shutting down: whatever still queues runs on its own (the callers' own transactions).
     pending.close();
@@ -331,14 +313,8 @@ async fn lane(
 }
 
 /// Runs `jobs` in one transaction (one savepoint each when there are several) and finishes
-/// every one of them. Returns how many of them got their member locked by the batch.
-pub(crate) async fn run_batch(db: &DatabaseConnection, jobs: Vec<Box<dyn Job>>) -> usize {
-    let mut together = 0;
-    run_jobs(db, jobs, &mut together).await;
-    together
-}
-
-async fn run_jobs(db: &DatabaseConnection, mut jobs: Vec<Box<dyn Job>>, together: &mut usize) {
+/// every one of them.
+pub(crate) async fn run_batch(db: &DatabaseConnection, mut jobs: Vec<Box<dyn Job>>) {
     // A stable sort: one member's postings keep their arrival order.
     jobs.sort_by_key(|job| member_key(job.member()));
     let txn = match db.begin().await {
@@ -353,29 +329,6 @@ async fn run_jobs(db: &DatabaseConnection, mut jobs: Vec<Box<dyn Job>>, together
             return run_alone(db, txn, job).await;
         }
     }
-    // On PostgreSQL the batch locks and reads its members in two statements, before the first
-    // savepoint (a lock taken inside one would go with its rollback); each posting then skips
-    // its own two. SQLite's statements cost no round trip: each posting locks its own.
-    let mut prefetched = match txn.get_database_backend() {
-        DatabaseBackend::Postgres => {
-            let members: Vec<(i64, &MemberRef)> = jobs
-                .iter()
-                .map(|job| (job.program_id(), job.member()))
-                .collect();
-            match lock_members(&txn, &members).await {
-                Ok(locked) => {
-                    *together = locked.iter().filter(|l| l.is_some()).count();
-                    locked
-                }
-                Err(err) => {
-                    tracing::debug!(error = %err, "batch could not lock; postings run on their own");
-                    return jobs.into_iter().for_each(|job| job.finish(End::Retry));
-                }
-            }
-        }
-        DatabaseBackend::Sqlite | DatabaseBackend::MySql => Vec::new(),
-    }
-    .into_iter();
     let opening = match txn.get_database_backend() {
         DatabaseBackend::Postgres | DatabaseBackend::MySql => format!(
             "SET LOCAL lock_timeout = '{}ms'; SAVEPOINT {SAVEPOINT}",
@@ -403,10 +356,9 @@ async fn run_jobs(db: &DatabaseConnection, mut jobs: Vec<Box<dyn Job>>, together
             }
             dirty = false;
         }
-        let locked = prefetched.next().flatten();
-        let outcome = match job.run(&txn, locked).await {
+        let outcome = match job.run(&txn).await {
             Ok(Step::Undo { again: true }) => match undo(&txn).await {
-                Ok(()) => job.run(&txn, None).await,
+                Ok(()) => job.run(&txn).await,
                 Err(err) => return broken(err, kept, answered, Some(job), jobs.collect()),
             },
             other => other,
@@ -494,7 +446,7 @@ fn uncommitted(end: End) -> End {
 
 /// A batch of one is a plain transaction: no savepoint, no lock timeout.
 async fn run_alone(db: &DatabaseConnection, txn: DatabaseTransaction, mut job: Box<dyn Job>) {
-    let end = match job.run(&txn, None).await {
+    let end = match job.run(&txn).await {
         Ok(Step::Keep) => match txn.commit().await {
             Ok(()) => End::Done,
             Err(err) => End::Failed(DomainError::internal(format!("commit failed: {err}"))),
@@ -505,7 +457,7 @@ async fn run_alone(db: &DatabaseConnection, txn: DatabaseTransaction, mut job: B
             // The refusal to store runs in a transaction of its own.
             Ok(()) => match db.begin().await {
                 Err(err) => failure(err),
-                Ok(txn) => match job.run(&txn, None).await {
+                Ok(txn) => match job.run(&txn).await {
                     Ok(Step::Keep) => match txn.commit().await {
                         Ok(()) => End::Done,
                         Err(err) => failure(err),

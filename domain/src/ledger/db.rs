@@ -313,8 +313,7 @@ struct LockedRow {
     version: i64,
 }
 
-/// The locked read without its `WHERE`: one member ([`read_locked`]) or a batch's ([`lock_members`]).
-const LOCKED_SELECT: &str = "SELECT m.id, m.program_id, m.external_id, m.display_name, \
+const LOCKED_COLUMNS: &str = "SELECT m.id, m.program_id, m.external_id, m.display_name, \
      m.referral_code, m.referrer_id, m.registered_at, m.joined_at, m.login_streak, \
      m.last_login_date, m.tier_id, m.attributes, COALESCE(t.multiplier_minor, 100) AS multiplier_minor, \
      p.ruleset_version AS live_version, \
@@ -324,7 +323,8 @@ const LOCKED_SELECT: &str = "SELECT m.id, m.program_id, m.external_id, m.display
      AS version \
      FROM members m JOIN programs p ON p.id = m.program_id \
      JOIN balances b ON b.member_id = m.id AND b.account = 'POINTS' \
-     LEFT JOIN tiers t ON t.id = m.tier_id";
+     LEFT JOIN tiers t ON t.id = m.tier_id \
+     WHERE m.id = $1";
 
 /// Locks one member row for the rest of the transaction, then reads it with the program's live
 /// ruleset and challenge set versions, the balance and the posting counter. Two statements on purpose: at READ
@@ -431,203 +431,39 @@ async fn insert_member<C: ConnectionTrait>(
 /// balance, the posting counter and the tier multiplier: one statement.
 async fn read_locked<C: ConnectionTrait>(txn: &C, member_id: i64) -> TxResult<Locked> {
     let backend = txn.get_database_backend();
-    let row = LockedRow::find_by_statement(stmt(
+    let read = match backend {
+        DatabaseBackend::Sqlite => LOCKED_COLUMNS.replace("$1", "?"),
+        DatabaseBackend::Postgres | DatabaseBackend::MySql => LOCKED_COLUMNS.to_owned(),
+    };
+    let row = LockedRow::find_by_statement(Statement::from_sql_and_values(
         backend,
-        &format!("{LOCKED_SELECT} WHERE m.id = $1"),
-        vec![member_id.into()],
+        read,
+        [member_id.into()],
     ))
     .one(txn)
     .await?
     .ok_or_else(|| TxError::Domain(DomainError::internal("locked member vanished")))?;
-    Ok(row.into())
-}
-
-/// Locks and reads the members of a batch with two statements for all of them, where each
-/// posting would spend two of its own (PostgreSQL; [`lock_member`] says why the lock and the
-/// read are two). The lock is `FOR UPDATE SKIP LOCKED`: it never waits, so a batch that holds
-/// nothing yet never waits in a cycle, nor behind a member another transaction holds.
-///
-/// The answer is aligned with `members` (program id, reference). `None` where the posting
-/// locks its member itself, as outside a batch: a member to create, one not found (its own lock
-/// answers `NOT_FOUND`), one another transaction holds (its posting waits for it under the
-/// batch's lock timeout), and every posting of a member after the first in the batch (the
-/// first one's writes change what the read said; a member named once by id and once by
-/// external id is one member). Nothing is read when fewer than two members would be.
-pub(crate) async fn lock_members<C: ConnectionTrait>(
-    txn: &C,
-    members: &[(i64, &MemberRef)],
-) -> Result<Vec<Option<Locked>>, DbErr> {
-    let mut by_id = Vec::new();
-    let mut by_external = Vec::new();
-    for (program_id, member) in members {
-        match member {
-            MemberRef::Id(id) => by_id.push(serde_json::json!({"p": program_id, "i": id})),
-            MemberRef::External(external_id) => {
-                by_external.push(serde_json::json!({"p": program_id, "e": external_id}));
-            }
-            MemberRef::New(_) => {}
-        }
-    }
-    if by_id.len() + by_external.len() < 2 {
-        return Ok(members.iter().map(|_| None).collect());
-    }
-    let lock = Statement::from_sql_and_values(
-        DatabaseBackend::Postgres,
-        "SELECT m.id FROM members m WHERE m.id IN ( \
-         SELECT k.i FROM jsonb_to_recordset($1::jsonb) AS k(p bigint, i bigint) \
-         UNION ALL \
-         SELECT x.id FROM jsonb_to_recordset($2::jsonb) AS k(p bigint, e text) \
-         JOIN members x ON x.program_id = k.p AND x.external_id = k.e) \
-         ORDER BY m.id FOR UPDATE SKIP LOCKED",
-        [
-            serde_json::Value::Array(by_id).into(),
-            serde_json::Value::Array(by_external).into(),
-        ],
-    );
-    let locked: Vec<String> = txn
-        .query_all(lock)
-        .await?
-        .iter()
-        .map(|row| row.try_get::<i64>("", "id").map(|id| id.to_string()))
-        .collect::<Result<_, _>>()?;
-    if locked.is_empty() {
-        return Ok(members.iter().map(|_| None).collect());
-    }
-    let read = Statement::from_sql_and_values(
-        DatabaseBackend::Postgres,
-        format!(
-            "{LOCKED_SELECT} WHERE m.id = ANY(string_to_array($1, ',')::bigint[]) ORDER BY m.id"
-        ),
-        [locked.join(",").into()],
-    );
-    let read = LockedRow::find_by_statement(read).all(txn).await?;
-    Ok(assign(
-        members,
-        read.into_iter().map(Locked::from).collect(),
-    ))
-}
-
-/// Hands each posting of `members` the locked read of its member, to the first posting of each
-/// member only (see [`lock_members`]).
-fn assign(members: &[(i64, &MemberRef)], read: Vec<Locked>) -> Vec<Option<Locked>> {
-    let mut read: Vec<Option<Locked>> = read.into_iter().map(Some).collect();
-    members
-        .iter()
-        .map(|(program_id, member)| {
-            let found = read.iter_mut().find(|l| {
-                l.as_ref().is_some_and(|l| {
-                    l.member.program_id == *program_id
-                        && match member {
-                            MemberRef::Id(id) => l.member.id == *id,
-                            MemberRef::External(external_id) => {
-                                l.member.external_id == *external_id
-                            }
-                            MemberRef::New(_) => false,
-                        }
-                })
-            });
-            // Taken: a later posting of the same member reads it again after this one's writes.
-            found.and_then(Option::take)
-        })
-        .collect()
-}
-
-impl From<LockedRow> for Locked {
-    fn from(row: LockedRow) -> Locked {
-        Locked {
-            member: members::Model {
-                id: row.id,
-                program_id: row.program_id,
-                external_id: row.external_id,
-                display_name: row.display_name,
-                referral_code: row.referral_code,
-                referrer_id: row.referrer_id,
-                registered_at: row.registered_at,
-                joined_at: row.joined_at,
-                login_streak: row.login_streak,
-                last_login_date: row.last_login_date,
-                tier_id: row.tier_id,
-                attributes: row.attributes,
-            },
-            live_version: row.live_version,
-            challenge_version: row.challenge_version,
-            points_minor: row.points_minor,
-            version: row.version,
-            multiplier_minor: row.multiplier_minor,
-        }
-    }
-}
-
-#[cfg(test)]
-mod assign_tests {
-    use super::*;
-
-    fn locked(id: i64, program_id: i64, external_id: &str) -> Locked {
-        let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-        Locked {
-            member: members::Model {
-                id,
-                program_id,
-                external_id: external_id.into(),
-                display_name: None,
-                referral_code: format!("code{id}"),
-                referrer_id: None,
-                registered_at: None,
-                joined_at: at,
-                login_streak: 0,
-                last_login_date: None,
-                tier_id: None,
-                attributes: "{}".into(),
-            },
-            live_version: 1,
-            challenge_version: 0,
-            points_minor: 0,
-            version: id * 10,
-            multiplier_minor: 100,
-        }
-    }
-
-    fn ids(answer: &[Option<Locked>]) -> Vec<Option<i64>> {
-        answer
-            .iter()
-            .map(|l| l.as_ref().map(|l| l.member.id))
-            .collect()
-    }
-
-    #[test]
-    fn each_member_goes_to_its_first_posting_in_its_own_program() {
-        let twin = MemberRef::External("twin".into());
-        let (by_id, foreign) = (MemberRef::Id(1), MemberRef::Id(2));
-        let new = MemberRef::New(NewMember {
-            external_id: "twin".into(),
-            display_name: None,
-            referral_code: "c".into(),
-        });
-        // Program 1's twin is member 1, program 2's twin member 2; read in id order.
-        let read = vec![locked(1, 1, "twin"), locked(2, 2, "twin")];
-        let members = [
-            (2, &twin),    // program 2's twin, first: member 2, not member 1
-            (1, &foreign), // member 2 by id, but in program 1: not found
-            (1, &twin),    // program 1's twin: member 1
-            (1, &by_id),   // member 1 again, by id: it locks itself
-            (2, &twin),    // program 2's twin again: it locks itself
-            (1, &new),     // a member to create is never handed one
-        ];
-        assert_eq!(
-            ids(&assign(&members, read)),
-            vec![Some(2), None, Some(1), None, None, None]
-        );
-    }
-
-    #[test]
-    fn a_member_read_by_id_first_is_not_handed_out_again_by_external_id() {
-        let read = vec![locked(1, 1, "twin")];
-        let (by_id, twin) = (MemberRef::Id(1), MemberRef::External("twin".into()));
-        assert_eq!(
-            ids(&assign(&[(1, &by_id), (1, &twin)], read)),
-            vec![Some(1), None]
-        );
-    }
+    Ok(Locked {
+        member: members::Model {
+            id: row.id,
+            program_id: row.program_id,
+            external_id: row.external_id,
+            display_name: row.display_name,
+            referral_code: row.referral_code,
+            referrer_id: row.referrer_id,
+            registered_at: row.registered_at,
+            joined_at: row.joined_at,
+            login_streak: row.login_streak,
+            last_login_date: row.last_login_date,
+            tier_id: row.tier_id,
+            attributes: row.attributes,
+        },
+        live_version: row.live_version,
+        challenge_version: row.challenge_version,
+        points_minor: row.points_minor,
+        version: row.version,
+        multiplier_minor: row.multiplier_minor,
+    })
 }
 
 #[cfg(test)]

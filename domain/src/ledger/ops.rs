@@ -28,7 +28,7 @@ use crate::actor::Caller;
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::batch::{self, Batcher, End, Job, Step};
 use crate::ledger::db::{
-    lock_member, retry, run_detached, with_parts, Locked, MemberRef, TxError, TxResult,
+    lock_member, retry, run_detached, with_parts, MemberRef, TxError, TxResult,
 };
 use crate::ledger::{Posting, Tx};
 use crate::store::FastStore;
@@ -282,19 +282,11 @@ impl<H: Host, O: Operation> Job for PostingJob<H, O> {
         &self.member
     }
 
-    fn program_id(&self) -> i64 {
-        self.program.id
-    }
-
-    fn run<'a>(
-        &'a mut self,
-        txn: &'a DatabaseTransaction,
-        locked: Option<Locked>,
-    ) -> BoxFuture<'a, Result<Step, DbErr>> {
+    fn run<'a>(&'a mut self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, Result<Step, DbErr>> {
         Box::pin(async move {
             let result = match self.answer.take() {
                 Some(Answer::Refusing(err)) => self.store_refusal(txn, err).await,
-                _ => self.apply(txn, locked).await,
+                _ => self.apply(txn).await,
             };
             match result {
                 Ok(step) => Ok(step),
@@ -323,15 +315,12 @@ impl<H: Host, O: Operation> Job for PostingJob<H, O> {
 }
 
 impl<H: Host, O: Operation> PostingJob<H, O> {
-    /// Locks the member (unless its batch did: `locked`), applies the operation, places the
-    /// member in a tier, writes the member row and claims the idempotency record.
-    async fn apply(&mut self, txn: &DatabaseTransaction, locked: Option<Locked>) -> TxResult<Step> {
+    /// Locks the member, applies the operation, places the member in a tier, writes the member
+    /// row and claims the idempotency record.
+    async fn apply(&mut self, txn: &DatabaseTransaction) -> TxResult<Step> {
         let (host, program, op) = (&self.host, &self.program, &self.op);
         let member = &self.member;
-        let locked = match locked {
-            Some(locked) => locked,
-            None => lock_member(txn, program.id, member, host.now()).await?,
-        };
+        let locked = lock_member(txn, program.id, member, host.now()).await?;
         // A member created by this transaction runs it at the instant it joined.
         let now = match member {
             MemberRef::New(_) => locked.member.joined_at,
