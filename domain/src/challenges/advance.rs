@@ -196,10 +196,14 @@ fn candidate_values(measure: Measure, facts: &Facts) -> Vec<String> {
 }
 
 async fn load_state(
-    tx: &Tx<'_>,
+    tx: &mut Tx<'_>,
     candidate: &Candidate,
     event: &GoalEvent,
 ) -> TxResult<(ChallengeState, Vec<Option<i64>>)> {
+    // An earlier event of this transaction (the join before the registration) may have
+    // written progress that has not been sent yet.
+    tx.flush("challenge_progress").await?;
+    tx.flush("challenge_marks").await?;
     let challenge = &candidate.challenge;
     let rows = challenge_progress::Entity::find()
         .filter(challenge_progress::Column::MemberId.eq(tx.member.id))
@@ -302,9 +306,8 @@ pub(crate) async fn advance(
     let order_id = reference
         .filter(|(kind, _)| *kind == "order")
         .map(|(_, id)| id.to_owned());
-    // The progress rows and marks written below are read by no later statement of this
-    // posting (each candidate reads only its own challenge's rows): they go with the posting's
-    // last statement on PostgreSQL.
+    // The progress rows and marks written below go with the posting's last statement on
+    // PostgreSQL; `load_state` sends them first when a later event of the posting reads them.
     let backend = tx.txn.get_database_backend();
     for candidate in candidates {
         let challenge = &candidate.challenge;

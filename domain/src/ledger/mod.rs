@@ -320,19 +320,28 @@ impl<'a> Tx<'a> {
     /// writes cost one round trip; on SQLite, where a statement costs no round trip, it runs
     /// now. Either way it commits or rolls back with the posting. The parts of one statement
     /// run in no set order, so a second write to the same table sends the first one now: rows
-    /// keep the order (and ids) in which they were written.
+    /// keep the order (and ids) in which they were written. A later read of the rows
+    /// written, in the same posting, needs [`Tx::flush`] first.
     pub async fn write_later(&mut self, table: &'static str, statement: Statement) -> TxResult<()> {
         match self.txn.get_database_backend() {
             DatabaseBackend::Postgres => {
-                if let Some(at) = self.deferred.iter().position(|(t, _)| *t == table) {
-                    let (_, earlier) = self.deferred.remove(at);
-                    self.txn.execute(earlier).await?;
-                }
+                self.flush(table).await?;
                 self.deferred.push((table, statement));
             }
             DatabaseBackend::Sqlite | DatabaseBackend::MySql => {
                 self.txn.execute(statement).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Sends the deferred write to `table` now, if there is one: a posting that reads a table
+    /// it may have written with [`Tx::write_later`] (one transaction can carry several events,
+    /// and a later one reads what an earlier one wrote) calls this before the read.
+    pub async fn flush(&mut self, table: &'static str) -> TxResult<()> {
+        if let Some(at) = self.deferred.iter().position(|(t, _)| *t == table) {
+            let (_, statement) = self.deferred.remove(at);
+            self.txn.execute(statement).await?;
         }
         Ok(())
     }

@@ -765,3 +765,34 @@ e2e!(
         app.assert_ledger_invariants().await;
     }
 );
+
+// One transaction can carry several events: a new member's `register` is the join, the
+// registration (and a referral's friend reward) in one posting. A challenge with a goal on
+// each completes in that posting, and pays once: the second event reads the progress the
+// first one wrote in the same transaction.
+e2e!(
+    a_challenge_completed_by_two_events_of_one_posting_pays_once,
+    |app: TestApp| async move {
+        app.demo().await;
+        let id = publish(
+            &app,
+            j!({
+                "name": "Welcome aboard",
+                "window": {"kind": "WEEKLY"},
+                "goals": [
+                    {"action": "join", "measure": "COUNT", "target": "1"},
+                    {"action": "registration", "measure": "COUNT", "target": "1"}
+                ],
+                "reward": {"points": "40"}
+            }),
+        )
+        .await;
+        let (_, member) = app.register("newcomer").await;
+        assert_eq!(completions(&app, &member, id).await, 1);
+        assert_eq!(
+            reward_rows(&app, &member, "challenge_welcome_aboard").await,
+            (1, 4000)
+        );
+        app.assert_ledger_invariants().await;
+    }
+);
