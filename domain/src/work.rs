@@ -3,15 +3,15 @@
 //!
 //! The owing transaction queues the work ([`queue`]): a `member_work` row, unique per
 //! (kind, subject), written with its postings, so it commits or rolls back with them, and a
-//! note (the [`Item`] itself, in [`crate::ledger::Tx::notes`]) that wakes this instance's runner after the commit. The runner claims due
-//! rows in one statement that also leases them (`due_at` moves [`LEASE`] ahead; PostgreSQL
-//! picks them `FOR UPDATE SKIP LOCKED`, SQLite has one writer), and runs each as an idempotent
-//! [`crate::ledger::ops::Operation`] on its member that deletes the row in its own
-//! transaction: the work is done once even when two runners hold it (the second finds it done
-//! under the member's lock) or a server dies between the two commits (the row waits, and a runner takes it at its next pass, at
-//! start or when the lease runs out). A failed run waits `1 s × 2^(n−1)` (at most an hour,
-//! ±20 %) and runs again, for as long as it takes; `attempts` and `last_error` tell an operator
-//! why it waits.
+//! note (the [`Item`] itself, in [`crate::ledger::Tx::notes`]) that wakes this instance's
+//! runner after the commit. The runner claims due rows in one statement that also leases them
+//! (`due_at` moves [`LEASE`] ahead; PostgreSQL picks them `FOR UPDATE SKIP LOCKED`, SQLite has
+//! one writer), and runs each as an idempotent [`crate::ledger::ops::Operation`] on its member
+//! that deletes the row in its own transaction: the work is done once even when two runners
+//! hold it (the second finds it done under the member's lock) or a server dies between the two
+//! commits (the row waits, and a runner takes it at its next pass, at start or when the lease
+//! runs out). A failed run waits `1 s × 2^(n−1)` (at most an hour, ±20 %) and runs again, for
+//! as long as it takes; `attempts` and `last_error` tell an operator why it waits.
 //!
 //! A service seen through another clock ([`Loyalty::with_clock`], the demo's backdated history)
 //! queues nothing: it runs the work right after the commit, at the same instant, so its history
@@ -23,7 +23,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use sea_orm::{ConnectionTrait, FromQueryResult};
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{DomainError, DomainResult};
@@ -33,7 +32,7 @@ use crate::service::Loyalty;
 use crate::stored::{stored_enum, Stored};
 
 /// What a `member_work` row asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// A referral's inviter reward; the subject is the referral id.
     ReferralInviter,
@@ -44,7 +43,7 @@ stored_enum!(Kind {
 });
 
 /// One piece of work: what, about what, for whom.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Item {
     pub kind: Kind,
     pub subject: String,

@@ -53,7 +53,7 @@ impl Loyalty {
     /// Writes the transaction's events to the outbox (the ledger's `before_commit`).
     pub(crate) async fn write_outbox(&self, tx: &mut Tx<'_>, posted: &[Posting]) -> TxResult<()> {
         let tier_moved = tx.member.tier_id != tx.tier_at_lock;
-        let completed = completed_challenges(tx)?;
+        let completed = completed_challenges(tx);
         if posted.is_empty() && !tier_moved && completed.is_empty() {
             return Ok(());
         }
@@ -122,11 +122,11 @@ impl Loyalty {
 }
 
 /// The challenges this transaction completed, from the notes progress left for the live layer.
-fn completed_challenges(tx: &Tx<'_>) -> TxResult<Vec<ChallengeEvent>> {
-    Ok(crate::ledger::notes_of::<ChallengeEvent>(&tx.notes)
+fn completed_challenges(tx: &Tx<'_>) -> Vec<ChallengeEvent> {
+    crate::ledger::notes_of::<ChallengeEvent>(&tx.notes)
         .filter(|event| event.completed)
         .cloned()
-        .collect())
+        .collect()
 }
 
 impl Loyalty {
