@@ -64,6 +64,8 @@ struct Inner {
     webhooks: crate::webhooks::Webhooks,
     /// Cross-member work: the runner's wake-up, or running it inline (`work.rs`).
     work: crate::work::Work,
+    /// The report marks this instance's folder has stored (`report/fold.rs`).
+    folded: crate::report::fold::FoldedMarks,
 }
 
 impl Loyalty {
@@ -103,6 +105,7 @@ impl Loyalty {
                 batcher,
                 webhooks: Default::default(),
                 work: Default::default(),
+                folded: Default::default(),
             }),
         };
         loyalty.start_leaderboard_updates(shutdown.clone());
@@ -161,6 +164,7 @@ impl Loyalty {
                 webhooks: Default::default(),
                 // Its work runs right after its commits, on its clock (`work.rs`).
                 work: crate::work::Work::inline(),
+                folded: Default::default(),
             }),
         };
         // Its task ends when this service is dropped.
@@ -179,6 +183,10 @@ impl Loyalty {
     /// The posting lanes (their counters: [`Batcher::stats`]).
     pub fn batcher(&self) -> &Batcher {
         &self.inner.batcher
+    }
+
+    pub(crate) fn folded_marks(&self) -> &crate::report::fold::FoldedMarks {
+        &self.inner.folded
     }
 
     pub fn store(&self) -> &Arc<dyn FastStore> {

@@ -28,12 +28,18 @@
 //! committed one, so the committed `max(id)` of any snapshot is final. Folding five seconds of
 //! postings in one transaction held the one write lock for up to 1.4 s every pass, and the
 //! postings' lane behind it (p99.9 of the SQLite earn benchmark 0.9–1.3 s). So there a chunk is
-//! 25 ids per table, read in a read transaction (a WAL snapshot, which never blocks the writer),
-//! and only its sums are written under the write lock (~5 ms), after checking that the
-//! watermarks and the timezones the sums are cut in have not moved; the writing takes the
-//! lane's turn (`WriterGate`: postings queue behind one chunk and go the moment it commits), and
-//! the folder then waits twice as long as it wrote (it takes at most a third of the writer's
-//! time, however far behind it is).
+//! read in a read transaction (a WAL snapshot, which never blocks the writer), and only its sums
+//! are written under the write lock, after checking that the watermarks and the timezones the
+//! sums are cut in have not moved; the writing takes the lane's turn (`WriterGate`: postings
+//! queue behind one chunk and go the moment it commits), and the folder then waits twice as long
+//! as it wrote (it takes at most a third of the writer's time, however far behind it is). A
+//! chunk starts at 25 ids per table and is halved or doubled (up to 1,000) to hold the lock
+//! about 5 ms.
+//!
+//! On both, a pass folds up to the ids that were final when it began (rows committed during the
+//! pass wait for the next one instead of being chased a few at a time), and the marks of who
+//! did what on which day that this instance has already stored are not written again
+//! ([`FoldedMarks`]): a member's later rows of a day only add to the sums.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
@@ -57,14 +63,21 @@ use crate::service::Loyalty;
 
 /// Ids of each table folded per transaction.
 pub const FOLD_CHUNK: i64 = 20_000;
-/// On SQLite, where writing a chunk's sums holds the one write lock (~0.15 ms per row folded):
-/// small chunks (~5 ms of writing), so that postings wait a few milliseconds at a time behind
-/// the folder, not a second.
-const SQLITE_FOLD_CHUNK: i64 = 25;
+/// On SQLite, writing a chunk's sums holds the one write lock: chunks are sized to hold it about
+/// [`SQLITE_HOLD`] at a time, so that postings wait a few milliseconds at a time behind the
+/// folder, not a second. A chunk of new marks costs ~0.15 ms per row folded (the first chunk
+/// size), one whose marks are all stored (see [`FoldedMarks`]) a fraction of that.
+const SQLITE_FOLD_CHUNK: std::ops::RangeInclusive<i64> = 25..=1_000;
+/// How long one SQLite chunk should hold the write lock: the chunk size halves above it and
+/// doubles below half of it.
+const SQLITE_HOLD: Duration = Duration::from_millis(5);
 /// Aggregate rows per `INSERT`.
 const INSERT_ROWS: usize = 400;
 /// Member ids per `IN (…)` list.
 const IN_CHUNK: usize = 500;
+
+/// The most marks [`FoldedMarks`] keeps for one program (a few dozen bytes each).
+const FOLDED_MARKS: usize = 200_000;
 
 /// The tables the folder reads, each with a watermark row named after it.
 pub const TABLES: [&str; 7] = [
@@ -96,6 +109,72 @@ struct ProgramTz {
     timezone: String,
 }
 
+/// The marks (who did what on which local day) this instance's folder has committed, per
+/// program, with the timezone their days were cut in.
+///
+/// Writing a chunk's marks (span bits, gap cells, member ends) is most of a chunk's writing,
+/// and a member's second and later rows of a day add no mark. Stored marks only ever gain
+/// bits, except when a timezone change rebuilds a program's sums (`rebuild_stale`): the
+/// rebuild folds every row up to the watermarks again in the new timezone, so a mark cut in
+/// the program's current timezone that was once committed is stored now. The folder therefore
+/// leaves such marks out of its writes. Nothing depends on a mark being here: one missing (another
+/// instance folded it, or it was evicted) is written again, which changes nothing, since the
+/// bits are OR-ed and a day already stored moves no gap.
+#[derive(Default)]
+pub(crate) struct FoldedMarks(std::sync::Mutex<HashMap<i64, Folded>>);
+
+#[derive(Default)]
+struct Folded {
+    timezone: String,
+    marks: HashSet<(Did, NaiveDate, i64)>,
+}
+
+impl FoldedMarks {
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Folded>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops from `marks` (of a program, cut in `timezone`) those already stored.
+    fn drop_stored(
+        &self,
+        program_id: i64,
+        timezone: &str,
+        marks: &mut HashSet<(Did, NaiveDate, i64)>,
+    ) {
+        if let Some(folded) = self.known().get(&program_id) {
+            if folded.timezone == timezone {
+                marks.retain(|mark| !folded.marks.contains(mark));
+            }
+        }
+    }
+
+    /// Records `marks` as committed for a program cut in `timezone`. Past [`FOLDED_MARKS`] it
+    /// keeps only the newest day's (rows are folded roughly in time order), or nothing.
+    fn committed(
+        &self,
+        program_id: i64,
+        timezone: &str,
+        marks: impl IntoIterator<Item = (Did, NaiveDate, i64)>,
+    ) {
+        let mut known = self.known();
+        let folded = known.entry(program_id).or_default();
+        if folded.timezone != timezone {
+            folded.timezone = timezone.to_owned();
+            folded.marks.clear();
+        }
+        folded.marks.extend(marks);
+        if folded.marks.len() > FOLDED_MARKS {
+            let newest = folded.marks.iter().map(|(_, day, _)| *day).max();
+            folded.marks.retain(|(_, day, _)| Some(*day) == newest);
+            if folded.marks.len() > FOLDED_MARKS / 2 {
+                folded.marks.clear();
+            }
+        }
+    }
+}
+
 /// What one pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FoldStats {
@@ -103,6 +182,17 @@ pub struct FoldStats {
     pub rows: u64,
     /// Programs whose sums were rebuilt after a timezone change.
     pub rebuilt: u64,
+    /// Marks (a member did something on a day) written; those this instance had already
+    /// stored are left out (see [`FoldedMarks`]).
+    pub marks: u64,
+}
+
+impl FoldStats {
+    fn add(&mut self, other: FoldStats) {
+        self.rows += other.rows;
+        self.rebuilt += other.rebuilt;
+        self.marks += other.marks;
+    }
 }
 
 /// The watermarks as a read sees them (SQLite's fold reads its chunk before it writes).
@@ -438,16 +528,30 @@ async fn upsert_gaps(
     Ok(())
 }
 
+/// Moves the watermarks of the tables in `marks` (one statement).
 async fn set_marks(txn: &DatabaseTransaction, marks: &BTreeMap<String, i64>) -> DomainResult<()> {
-    let backend = txn.get_database_backend();
-    for (name, last_id) in marks {
-        txn.execute(stmt(
-            backend,
-            "UPDATE report_watermarks SET last_id = $1 WHERE name = $2",
-            vec![(*last_id).into(), name.clone().into()],
-        ))
-        .await?;
+    if marks.is_empty() {
+        return Ok(());
     }
+    let mut cases = Vec::with_capacity(marks.len());
+    let mut names = Vec::with_capacity(marks.len());
+    let mut values: Vec<Value> = Vec::with_capacity(2 * marks.len());
+    for (name, last_id) in marks {
+        let n = values.len();
+        cases.push(format!("WHEN ${} THEN ${}", n + 1, n + 2));
+        names.push(format!("${}", n + 1));
+        values.extend([name.clone().into(), (*last_id).into()]);
+    }
+    txn.execute(stmt(
+        txn.get_database_backend(),
+        &format!(
+            "UPDATE report_watermarks SET last_id = CASE name {} END WHERE name IN ({})",
+            cases.join(" "),
+            names.join(", ")
+        ),
+        values,
+    ))
+    .await?;
     Ok(())
 }
 
@@ -479,7 +583,7 @@ async fn program_timezones<C: ConnectionTrait>(
 async fn fold_chunk(
     loyalty: &Loyalty,
     targets: &BTreeMap<String, i64>,
-) -> DomainResult<Option<u64>> {
+) -> DomainResult<Option<FoldStats>> {
     let txn = loyalty.db().begin().await?;
     let marks = lock_marks(&txn).await?;
     let ends = chunk_ends(&marks, targets, FOLD_CHUNK);
@@ -488,22 +592,28 @@ async fn fold_chunk(
         return Ok(None);
     }
     let (tallies, cut_in, rows) = tally_chunk(&txn, &ends).await?;
-    write_chunk(txn, ends, tallies, cut_in).await?;
-    Ok(Some(rows))
+    let marks = write_chunk(txn, loyalty.folded_marks(), ends, tallies, cut_in).await?;
+    Ok(Some(FoldStats {
+        rows,
+        marks,
+        rebuilt: 0,
+    }))
 }
 
-/// SQLite: reads a chunk in a read transaction, up to the snapshot's `max(id)` (final: see the
-/// module), and takes the write lock only to add its sums, if the watermarks and the timezones
-/// the sums are cut in are still what the read found (otherwise another pass folded or rebuilt
-/// meanwhile: `Some(0)`, read again).
-async fn fold_chunk_sqlite(loyalty: &Loyalty) -> DomainResult<Option<u64>> {
+/// SQLite: reads a chunk (at most `chunk` ids per table, up to the pass's `targets`) in a read
+/// transaction, and takes the write lock only to add its sums, if the watermarks and the
+/// timezones the sums are cut in are still what the read found (otherwise another pass folded
+/// or rebuilt meanwhile: `Some(0)`, read again). Adjusts `chunk` to the time the write lock was
+/// held (see [`SQLITE_HOLD`]).
+async fn fold_chunk_sqlite(
+    loyalty: &Loyalty,
+    targets: &BTreeMap<String, i64>,
+    chunk: &mut i64,
+) -> DomainResult<Option<FoldStats>> {
     let read = loyalty.db().begin().await?;
     let marks = read_marks(&read).await?;
     let cut = program_timezones(&read, "report_programs").await?;
-    let targets = settled_max_ids(&read, &TABLES)
-        .await?
-        .ok_or_else(|| DomainError::internal("SQLite has no writers in flight to wait for"))?;
-    let ends = chunk_ends(&marks, &targets, SQLITE_FOLD_CHUNK);
+    let ends = chunk_ends(&marks, targets, *chunk);
     if ends.values().all(|(from, end)| end <= from) {
         read.commit().await?;
         return Ok(None);
@@ -518,44 +628,71 @@ async fn fold_chunk_sqlite(loyalty: &Loyalty) -> DomainResult<Option<u64>> {
     if lock_marks(&txn).await? != marks || program_timezones(&txn, "report_programs").await? != cut
     {
         txn.rollback().await?;
-        return Ok(Some(0));
+        return Ok(Some(FoldStats::default()));
     }
-    write_chunk(txn, ends, tallies, cut_in).await?;
+    let marks = write_chunk(txn, loyalty.folded_marks(), ends, tallies, cut_in).await?;
     drop(turn);
     let held = held.elapsed();
+    *chunk = if held > SQLITE_HOLD {
+        *chunk / 2
+    } else if held < SQLITE_HOLD / 2 {
+        *chunk * 2
+    } else {
+        *chunk
+    }
+    .clamp(*SQLITE_FOLD_CHUNK.start(), *SQLITE_FOLD_CHUNK.end());
     // Postings first: the folder waits twice as long as it held the turn before the next
     // chunk, so that it takes at most a third of the writer's time however far behind it is.
     tokio::time::sleep(held * 2).await;
-    Ok(Some(rows))
+    Ok(Some(FoldStats {
+        rows,
+        marks,
+        rebuilt: 0,
+    }))
 }
 
-/// Adds a chunk's tallies to the sums, moves the watermarks to its ends and commits.
+/// Adds a chunk's tallies to the sums (without the marks `folded` knows are stored), moves the
+/// watermarks to its ends and commits; then tells `folded` the marks it wrote. Returns how many
+/// it wrote.
 async fn write_chunk(
     txn: DatabaseTransaction,
+    folded: &FoldedMarks,
     ends: BTreeMap<String, (i64, i64)>,
     tallies: HashMap<i64, Tally>,
     cut_in: HashMap<i64, String>,
-) -> DomainResult<()> {
+) -> DomainResult<u64> {
     let backend = txn.get_database_backend();
-    for (program_id, tally) in tallies {
-        if let Some(tz) = cut_in.get(&program_id) {
-            txn.execute(stmt(
-                backend,
-                "INSERT INTO report_programs (program_id, timezone) VALUES ($1, $2) \
-                 ON CONFLICT (program_id) DO NOTHING",
-                vec![program_id.into(), tz.clone().into()],
-            ))
-            .await?;
-        }
+    let mut written = Vec::with_capacity(tallies.len());
+    for (program_id, mut tally) in tallies {
+        // `tally_chunk` cut every program's rows in a timezone it names.
+        let tz = cut_in.get(&program_id).cloned().ok_or_else(|| {
+            DomainError::internal(format!("program {program_id} was tallied in no timezone"))
+        })?;
+        folded.drop_stored(program_id, &tz, &mut tally.marks);
+        txn.execute(stmt(
+            backend,
+            "INSERT INTO report_programs (program_id, timezone) VALUES ($1, $2) \
+             ON CONFLICT (program_id) DO NOTHING",
+            vec![program_id.into(), tz.clone().into()],
+        ))
+        .await?;
+        let marks = tally.marks.clone();
         write(&txn, program_id, tally).await?;
+        written.push((program_id, tz, marks));
     }
-    set_marks(
-        &txn,
-        &ends.into_iter().map(|(t, (_, end))| (t, end)).collect(),
-    )
-    .await?;
+    let moved = ends
+        .into_iter()
+        .filter(|(_, (from, end))| end > from)
+        .map(|(table, (_, end))| (table, end))
+        .collect();
+    set_marks(&txn, &moved).await?;
     txn.commit().await?;
-    Ok(())
+    let mut count = 0;
+    for (program_id, tz, marks) in written {
+        count += marks.len() as u64;
+        folded.committed(program_id, &tz, marks);
+    }
+    Ok(count)
 }
 
 /// Each table's `(from, end]` for this chunk: at most `chunk` ids past its watermark, never past
@@ -701,18 +838,21 @@ impl Loyalty {
             rebuilt: rebuild_stale(self).await?,
             ..FoldStats::default()
         };
+        // Up to what is final now; later rows wait for the next pass rather than be chased a
+        // few at a time.
+        let Some(targets) = settled_max_ids(self.db(), &TABLES).await? else {
+            return Ok(stats);
+        };
         match self.db().get_database_backend() {
             DatabaseBackend::Postgres | DatabaseBackend::MySql => {
-                let Some(targets) = settled_max_ids(self.db(), &TABLES).await? else {
-                    return Ok(stats);
-                };
-                while let Some(rows) = fold_chunk(self, &targets).await? {
-                    stats.rows += rows;
+                while let Some(chunk) = fold_chunk(self, &targets).await? {
+                    stats.add(chunk);
                 }
             }
             DatabaseBackend::Sqlite => {
-                while let Some(rows) = fold_chunk_sqlite(self).await? {
-                    stats.rows += rows;
+                let mut chunk = *SQLITE_FOLD_CHUNK.start();
+                while let Some(folded) = fold_chunk_sqlite(self, &targets, &mut chunk).await? {
+                    stats.add(folded);
                 }
             }
         }
@@ -732,9 +872,55 @@ impl Loyalty {
             },
             |stats: &FoldStats| {
                 if *stats != FoldStats::default() {
-                    tracing::debug!(rows = stats.rows, rebuilt = stats.rebuilt, "report fold");
+                    tracing::debug!(
+                        rows = stats.rows,
+                        marks = stats.marks,
+                        rebuilt = stats.rebuilt,
+                        "report fold"
+                    );
                 }
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(day: u32, member: i64) -> (Did, NaiveDate, i64) {
+        let day = NaiveDate::from_ymd_opt(2026, 3, day).unwrap_or_default();
+        (Did::Active, day, member)
+    }
+
+    #[test]
+    fn folded_marks_are_known_only_in_the_timezone_they_were_cut_in() {
+        let folded = FoldedMarks::default();
+        folded.committed(1, "Asia/Ho_Chi_Minh", [mark(2, 7)]);
+        let mut marks = HashSet::from([mark(2, 7), mark(2, 8), mark(3, 7)]);
+        folded.drop_stored(1, "Asia/Ho_Chi_Minh", &mut marks);
+        assert_eq!(marks, HashSet::from([mark(2, 8), mark(3, 7)]));
+        // Another program, or the same one cut in another timezone (a rebuild): nothing known.
+        for (program, tz) in [(2, "Asia/Ho_Chi_Minh"), (1, "Europe/Berlin")] {
+            let mut marks = HashSet::from([mark(2, 7)]);
+            folded.drop_stored(program, tz, &mut marks);
+            assert_eq!(marks.len(), 1, "program {program} in {tz}");
+        }
+        // Marks committed in the new timezone replace the old ones.
+        folded.committed(1, "Europe/Berlin", [mark(3, 7)]);
+        let mut marks = HashSet::from([mark(2, 7), mark(3, 7)]);
+        folded.drop_stored(1, "Europe/Berlin", &mut marks);
+        assert_eq!(marks, HashSet::from([mark(2, 7)]));
+    }
+
+    #[test]
+    fn folded_marks_past_the_bound_keep_only_the_newest_day() {
+        let folded = FoldedMarks::default();
+        let old = (0..FOLDED_MARKS as i64).map(|m| mark(2, m));
+        folded.committed(1, "UTC", old);
+        folded.committed(1, "UTC", [mark(3, 1), mark(3, 2)]);
+        let mut marks = HashSet::from([mark(2, 1), mark(3, 1), mark(3, 2)]);
+        folded.drop_stored(1, "UTC", &mut marks);
+        assert_eq!(marks, HashSet::from([mark(2, 1)]));
     }
 }

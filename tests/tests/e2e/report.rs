@@ -656,6 +656,10 @@ e2e!(
     a_timezone_change_rebuilds_the_folded_sums_once,
     |app: TestApp| async move {
         let first = random_activity(&app, 9).await;
+        // A member who joins at 02:00 on day 10 here, which is still day 9 in Berlin.
+        let at = |time: &str| local(TZ, &format!("{} {time}", first + Duration::days(10)));
+        app.clock.set(at("02:00:00"));
+        let (_, night) = app.register("night").await;
         assert_eq!(app.loyalty.fold_reports().await.unwrap().rebuilt, 0);
         check_all(&app, first).await;
         // Days now end at Berlin's midnight: the sums cut in the old zone are rebuilt once, by
@@ -671,6 +675,49 @@ e2e!(
         assert_eq!(moved.data()["updateProgram"]["timezone"], "Europe/Berlin");
         assert_eq!(app.loyalty.fold_reports().await.unwrap().rebuilt, 1);
         assert_eq!(app.loyalty.fold_reports().await.unwrap().rebuilt, 0);
+        check_all(&app, first).await;
+        // Day 10 in Berlin is a new day for that member, though day 10 here was folded for it
+        // before the change: its mark is written, and it counts as active on day 10.
+        app.clock.set(at("12:00:00"));
+        app.gql(
+            Some(&app.admin()),
+            ADJUST,
+            j!({"m": night, "a": "5", "k": "noon"}),
+        )
+        .await
+        .data();
+        let pass = app.loyalty.fold_reports().await.unwrap();
+        assert_eq!((pass.rows, pass.rebuilt), (1, 0));
+        assert!(pass.marks >= 1);
+        let day = (first + Duration::days(10)).to_string();
+        let res = report(&app, &app.admin(), &day, &day, "DAY").await;
+        assert_eq!(res.data()["loyaltyReport"]["members"]["active"], 1);
+        check_all(&app, first).await;
+        app.assert_ledger_invariants().await;
+    }
+);
+
+e2e!(
+    a_members_later_rows_of_a_day_fold_without_rewriting_its_marks,
+    |app: TestApp| async move {
+        let first = random_activity(&app, 12).await;
+        let (_, id) = app.register("regular").await;
+        assert!(app.loyalty.fold_reports().await.unwrap().marks > 0);
+        let admin = app.admin();
+        let adjust =
+            |key: &'static str| app.gql(Some(&admin), ADJUST, j!({"m": id, "a": "5", "k": key}));
+        // Later the same day: the member was active that day already, so the row adds to the
+        // sums but writes no mark, and the report stays exact.
+        app.clock.advance(Duration::minutes(30));
+        adjust("again").await.data();
+        let pass = app.loyalty.fold_reports().await.unwrap();
+        assert_eq!((pass.rows, pass.marks), (1, 0));
+        check_all(&app, first).await;
+        // The next day is a new mark.
+        app.clock.advance(Duration::days(1));
+        adjust("next day").await.data();
+        let pass = app.loyalty.fold_reports().await.unwrap();
+        assert_eq!((pass.rows, pass.marks), (1, 1));
         check_all(&app, first).await;
         app.assert_ledger_invariants().await;
     }
