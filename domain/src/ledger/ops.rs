@@ -353,11 +353,9 @@ impl<H: Host, O: Operation> PostingJob<H, O> {
             // the common case pays one statement. On a repeat the work above is rolled back
             // and the first answer wins.
             let claim = claim_statement(txn, program.id, key, hash, &response, host.now());
-            let claimed = txn
-                .execute(with_parts(deferred, claim))
-                .await?
-                .rows_affected()
-                == 1;
+            // Its `RETURNING` row says whether it claimed (on SQLite the parts' rows affected
+            // would be counted too).
+            let claimed = txn.query_all(with_parts(deferred, claim)).await?.len() == 1;
             if !claimed {
                 let first = replay_recorded(txn, program.id, key, hash).await?;
                 self.answer = Some(Answer::Final(first, None));
@@ -470,8 +468,8 @@ async fn claim_record(
     Ok(txn.execute(claim).await?.rows_affected() == 1)
 }
 
-/// The idempotency record's `INSERT … ON CONFLICT DO NOTHING`: one row affected when this
-/// posting claimed the key.
+/// The idempotency record's `INSERT … ON CONFLICT DO NOTHING RETURNING id`: one row affected
+/// (and returned) when this posting claimed the key.
 fn claim_statement(
     txn: &DatabaseTransaction,
     program_id: i64,
@@ -480,7 +478,7 @@ fn claim_statement(
     response: &str,
     now: DateTime<Utc>,
 ) -> Statement {
-    idempotency_records::Entity::insert(idempotency_records::ActiveModel {
+    let mut insert = idempotency_records::Entity::insert(idempotency_records::ActiveModel {
         program_id: Set(program_id),
         caller: Set(key.scope.clone()),
         key: Set(key.key.clone()),
@@ -497,6 +495,9 @@ fn claim_statement(
         ])
         .do_nothing()
         .to_owned(),
-    )
-    .build(txn.get_database_backend())
+    );
+    insert
+        .query()
+        .returning_col(idempotency_records::Column::Id);
+    insert.build(txn.get_database_backend())
 }
