@@ -194,33 +194,21 @@ pub(crate) fn stmt(backend: DatabaseBackend, sql: &str, values: Vec<sea_orm::Val
     Statement::from_sql_and_values(backend, sql, values)
 }
 
-/// `main` with `parts` (data-modifying statements nothing reads back, returning no rows) sent
-/// in the same round trip. On PostgreSQL one statement, with the parts as `WITH` parts: `WITH
-/// w0 AS (part 0), w1 AS (part 1) … main`; PostgreSQL runs every part to completion with the
-/// main statement, in its snapshot (the parts must touch different rows), and the result (rows
-/// affected, rows returned) is the main statement's. On SQLite a script, `part 0; part 1; …;
-/// main`, run in that order by one call into SQLite (each statement otherwise costs a hop to the
-/// connection's thread and back); rows affected are summed over all of them, so read a
-/// `RETURNING` of `main` instead. Each statement's placeholders are renumbered after the ones
-/// before it.
+/// One PostgreSQL statement that runs `parts` (data-modifying statements nothing reads back) as
+/// `WITH` parts beside `main`: `WITH w0 AS (part 0), w1 AS (part 1) … main`. Each statement's
+/// `$n` placeholders are renumbered after the ones before it. PostgreSQL runs every part to
+/// completion with the main statement, in its snapshot (the parts must touch different rows);
+/// the result (rows affected, rows returned) is the main statement's.
 pub(crate) fn with_parts(parts: Vec<Statement>, main: Statement) -> Statement {
     if parts.is_empty() {
         return main;
     }
-    let backend = main.db_backend;
-    let mut sql = String::new();
+    let mut sql = String::from("WITH ");
     let mut values: Vec<sea_orm::Value> = Vec::new();
-    if backend == DatabaseBackend::Sqlite {
-        for statement in parts.into_iter().chain([main]) {
-            if !sql.is_empty() {
-                sql.push_str("; ");
-            }
-            sql.push_str(&in_order_sqlite(statement, &mut values));
-        }
-        return Statement::from_sql_and_values(backend, sql, values);
-    }
     for (n, part) in parts.into_iter().enumerate() {
-        sql.push_str(if n == 0 { "WITH " } else { ", " });
+        if n > 0 {
+            sql.push_str(", ");
+        }
         sql.push_str(&format!("w{n} AS ("));
         sql.push_str(&renumbered(&part.sql, values.len()));
         sql.push(')');
@@ -229,42 +217,7 @@ pub(crate) fn with_parts(parts: Vec<Statement>, main: Statement) -> Statement {
     sql.push(' ');
     sql.push_str(&renumbered(&main.sql, values.len()));
     values.extend(main.values.map(|v| v.0).unwrap_or_default());
-    Statement::from_sql_and_values(backend, sql, values)
-}
-
-/// An SQLite `statement` with bare `?` placeholders only, its values pushed onto `values` in the
-/// order the placeholders appear (`?n` becomes `?` with the statement's n-th value, again
-/// where it repeats). sqlx binds a script's statements one after the other from one list: a
-/// bare `?` takes the next value, while a numbered one past the first statement is not bound
-/// at all (sqlx counts the statement's unnumbered slots below it as values used).
-fn in_order_sqlite(statement: Statement, values: &mut Vec<sea_orm::Value>) -> String {
-    let own = statement.values.map(|v| v.0).unwrap_or_default();
-    let mut out = String::with_capacity(statement.sql.len());
-    let mut quote: Option<char> = None;
-    let mut bare = 0usize;
-    let mut chars = statement.sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '?') => {
-                let mut n = None;
-                while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
-                    n = Some(n.unwrap_or(0) * 10 + d as usize);
-                    chars.next();
-                }
-                let n = n.unwrap_or_else(|| {
-                    bare += 1;
-                    bare
-                });
-                // An index past the statement's values is NULL, as SQLite binds it.
-                values.push(own.get(n - 1).cloned().unwrap_or(sea_orm::Value::Int(None)));
-            }
-            _ => {}
-        }
-        out.push(c);
-    }
-    out
+    Statement::from_sql_and_values(main.db_backend, sql, values)
 }
 
 /// `sql` with every `$n` placeholder outside quotes moved up by `offset`.
@@ -561,40 +514,5 @@ mod with_parts_tests {
             renumbered(r#"SELECT '$1', "$2", $3, $10, 'it''s $4'"#, 5),
             r#"SELECT '$1', "$2", $8, $15, 'it''s $4'"#
         );
-    }
-
-    #[test]
-    fn sqlite_parts_run_as_one_script_with_values_in_placeholder_order() {
-        let lite = |sql: &str, values: Vec<sea_orm::Value>| {
-            Statement::from_sql_and_values(DatabaseBackend::Sqlite, sql, values)
-        };
-        let combined = with_parts(
-            vec![
-                lite("UPDATE m SET a = ? WHERE id = ?", vec![1.into(), 2.into()]),
-                lite(
-                    "INSERT INTO e (x, y, z) VALUES (?2, ?1, ?2)",
-                    vec!["x".into(), "y".into()],
-                ),
-            ],
-            lite(
-                "INSERT INTO r (k, v) VALUES (?, '?') ON CONFLICT DO NOTHING RETURNING id",
-                vec!["k".into()],
-            ),
-        );
-        assert_eq!(
-            combined.sql,
-            "UPDATE m SET a = ? WHERE id = ?; INSERT INTO e (x, y, z) VALUES (?, ?, ?); \
-             INSERT INTO r (k, v) VALUES (?, '?') ON CONFLICT DO NOTHING RETURNING id"
-        );
-        let values = combined.values.unwrap().0;
-        let expected: Vec<sea_orm::Value> = vec![
-            1.into(),
-            2.into(),
-            "y".into(),
-            "x".into(),
-            "y".into(),
-            "k".into(),
-        ];
-        assert_eq!(values, expected);
     }
 }

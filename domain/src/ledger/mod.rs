@@ -231,8 +231,8 @@ pub struct Tx<'a> {
     member_dirty: bool,
     /// Balances read or written in this transaction (the member is locked, so they are current).
     balances: Vec<(Account, i64)>,
-    /// Writes nothing in the posting reads back ([`Tx::write_later`]), sent with the posting's
-    /// last statement.
+    /// Writes nothing in the posting reads back ([`Tx::write_later`]), sent on PostgreSQL with
+    /// the posting's last statement.
     deferred: Vec<(&'static str, Statement)>,
 }
 
@@ -315,16 +315,23 @@ impl<'a> Tx<'a> {
     }
 
     /// A write to `table` whose result nothing in this posting reads (the member row, the earn
-    /// event): it is sent with the posting's last statement (the idempotency claim, or the last
-    /// such write; `db::with_parts`), so a posting's trailing writes cost one round trip on
-    /// PostgreSQL and one hop to SQLite's connection thread. It commits or rolls back with the
-    /// posting. On PostgreSQL the parts of one statement run in no set order, so a second write
-    /// to the same table sends the first one now: rows keep the order (and ids) in which they
-    /// were written. A later read of the rows written, in the same posting, needs
-    /// [`Tx::flush`] first.
+    /// event): on PostgreSQL it is sent with the posting's last statement (the idempotency
+    /// claim, or the last such write) as a data-modifying `WITH` part, so a posting's trailing
+    /// writes cost one round trip; on SQLite, where a statement costs no round trip, it runs
+    /// now. Either way it commits or rolls back with the posting. The parts of one statement
+    /// run in no set order, so a second write to the same table sends the first one now: rows
+    /// keep the order (and ids) in which they were written. A later read of the rows
+    /// written, in the same posting, needs [`Tx::flush`] first.
     pub async fn write_later(&mut self, table: &'static str, statement: Statement) -> TxResult<()> {
-        self.flush(table).await?;
-        self.deferred.push((table, statement));
+        match self.txn.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                self.flush(table).await?;
+                self.deferred.push((table, statement));
+            }
+            DatabaseBackend::Sqlite | DatabaseBackend::MySql => {
+                self.txn.execute(statement).await?;
+            }
+        }
         Ok(())
     }
 

@@ -353,9 +353,11 @@ impl<H: Host, O: Operation> PostingJob<H, O> {
             // the common case pays one statement. On a repeat the work above is rolled back
             // and the first answer wins.
             let claim = claim_statement(txn, program.id, key, hash, &response, host.now());
-            // Its `RETURNING` row says whether it claimed (on SQLite the parts' rows affected
-            // would be counted too).
-            let claimed = txn.query_all(with_parts(deferred, claim)).await?.len() == 1;
+            let claimed = txn
+                .execute(with_parts(deferred, claim))
+                .await?
+                .rows_affected()
+                == 1;
             if !claimed {
                 let first = replay_recorded(txn, program.id, key, hash).await?;
                 self.answer = Some(Answer::Final(first, None));
@@ -468,8 +470,8 @@ async fn claim_record(
     Ok(txn.execute(claim).await?.rows_affected() == 1)
 }
 
-/// The idempotency record's `INSERT … ON CONFLICT DO NOTHING RETURNING id`: one row affected
-/// (and returned) when this posting claimed the key.
+/// The idempotency record's `INSERT … ON CONFLICT DO NOTHING`: one row affected when this
+/// posting claimed the key.
 fn claim_statement(
     txn: &DatabaseTransaction,
     program_id: i64,
@@ -478,7 +480,7 @@ fn claim_statement(
     response: &str,
     now: DateTime<Utc>,
 ) -> Statement {
-    let mut insert = idempotency_records::Entity::insert(idempotency_records::ActiveModel {
+    idempotency_records::Entity::insert(idempotency_records::ActiveModel {
         program_id: Set(program_id),
         caller: Set(key.scope.clone()),
         key: Set(key.key.clone()),
@@ -495,9 +497,6 @@ fn claim_statement(
         ])
         .do_nothing()
         .to_owned(),
-    );
-    insert
-        .query()
-        .returning_col(idempotency_records::Column::Id);
-    insert.build(txn.get_database_backend())
+    )
+    .build(txn.get_database_backend())
 }
