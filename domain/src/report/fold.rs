@@ -592,10 +592,10 @@ async fn fold_chunk(
         return Ok(None);
     }
     let (tallies, cut_in, rows) = tally_chunk(&txn, &ends).await?;
-    let marks = write_chunk(txn, loyalty.folded_marks(), ends, tallies, cut_in).await?;
+    let written = write_chunk(txn, loyalty.folded_marks(), ends, tallies, cut_in).await?;
     Ok(Some(FoldStats {
         rows,
-        marks,
+        marks: written,
         rebuilt: 0,
     }))
 }
@@ -630,7 +630,7 @@ async fn fold_chunk_sqlite(
         txn.rollback().await?;
         return Ok(Some(FoldStats::default()));
     }
-    let marks = write_chunk(txn, loyalty.folded_marks(), ends, tallies, cut_in).await?;
+    let written = write_chunk(txn, loyalty.folded_marks(), ends, tallies, cut_in).await?;
     drop(turn);
     let held = held.elapsed();
     *chunk = if held > SQLITE_HOLD {
@@ -646,7 +646,7 @@ async fn fold_chunk_sqlite(
     tokio::time::sleep(held * 2).await;
     Ok(Some(FoldStats {
         rows,
-        marks,
+        marks: written,
         rebuilt: 0,
     }))
 }
