@@ -196,14 +196,10 @@ fn candidate_values(measure: Measure, facts: &Facts) -> Vec<String> {
 }
 
 async fn load_state(
-    tx: &mut Tx<'_>,
+    tx: &Tx<'_>,
     candidate: &Candidate,
     event: &GoalEvent,
 ) -> TxResult<(ChallengeState, Vec<Option<i64>>)> {
-    // An earlier event of this transaction (the join before the registration) may have
-    // written progress that has not been sent yet.
-    tx.flush("challenge_progress").await?;
-    tx.flush("challenge_marks").await?;
     let challenge = &candidate.challenge;
     let rows = challenge_progress::Entity::find()
         .filter(challenge_progress::Column::MemberId.eq(tx.member.id))
@@ -307,7 +303,11 @@ pub(crate) async fn advance(
         .filter(|(kind, _)| *kind == "order")
         .map(|(_, id)| id.to_owned());
     // The progress rows and marks written below go with the posting's last statement on
-    // PostgreSQL; `load_state` sends them first when a later event of the posting reads them.
+    // PostgreSQL. Each candidate reads only its own challenge's rows, so within one event they
+    // wait; an earlier event of this transaction (the join before the registration) may have
+    // left some unsent, which the reads below must see.
+    tx.flush("challenge_progress").await?;
+    tx.flush("challenge_marks").await?;
     let backend = tx.txn.get_database_backend();
     for candidate in candidates {
         let challenge = &candidate.challenge;
