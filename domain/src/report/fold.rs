@@ -136,18 +136,22 @@ impl FoldedMarks {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Drops from `marks` (of a program, cut in `timezone`) those already stored.
+    /// Drops from `marks` (of a program, cut in `timezone`) those already stored. Returns
+    /// whether this instance has committed a chunk of the program before (in any timezone).
     fn drop_stored(
         &self,
         program_id: i64,
         timezone: &str,
         marks: &mut HashSet<(Did, NaiveDate, i64)>,
-    ) {
-        if let Some(folded) = self.known().get(&program_id) {
-            if folded.timezone == timezone {
-                marks.retain(|mark| !folded.marks.contains(mark));
-            }
+    ) -> bool {
+        let known = self.known();
+        let Some(folded) = known.get(&program_id) else {
+            return false;
+        };
+        if folded.timezone == timezone {
+            marks.retain(|mark| !folded.marks.contains(mark));
         }
+        true
     }
 
     /// Records `marks` as committed for a program cut in `timezone`. Past [`FOLDED_MARKS`] it
@@ -668,14 +672,17 @@ async fn write_chunk(
         let tz = cut_in.get(&program_id).cloned().ok_or_else(|| {
             DomainError::internal(format!("program {program_id} was tallied in no timezone"))
         })?;
-        folded.drop_stored(program_id, &tz, &mut tally.marks);
-        txn.execute(stmt(
-            backend,
-            "INSERT INTO report_programs (program_id, timezone) VALUES ($1, $2) \
-             ON CONFLICT (program_id) DO NOTHING",
-            vec![program_id.into(), tz.clone().into()],
-        ))
-        .await?;
+        // A program this instance folded before has its `report_programs` row (never
+        // deleted): only a program new to it may need one.
+        if !folded.drop_stored(program_id, &tz, &mut tally.marks) {
+            txn.execute(stmt(
+                backend,
+                "INSERT INTO report_programs (program_id, timezone) VALUES ($1, $2) \
+                 ON CONFLICT (program_id) DO NOTHING",
+                vec![program_id.into(), tz.clone().into()],
+            ))
+            .await?;
+        }
         let marks = tally.marks.clone();
         write(&txn, program_id, tally).await?;
         written.push((program_id, tz, marks));
@@ -901,9 +908,9 @@ mod tests {
         folded.drop_stored(1, "Asia/Ho_Chi_Minh", &mut marks);
         assert_eq!(marks, HashSet::from([mark(2, 8), mark(3, 7)]));
         // Another program, or the same one cut in another timezone (a rebuild): nothing known.
-        for (program, tz) in [(2, "Asia/Ho_Chi_Minh"), (1, "Europe/Berlin")] {
+        for (program, tz, seen) in [(2, "Asia/Ho_Chi_Minh", false), (1, "Europe/Berlin", true)] {
             let mut marks = HashSet::from([mark(2, 7)]);
-            folded.drop_stored(program, tz, &mut marks);
+            assert_eq!(folded.drop_stored(program, tz, &mut marks), seen);
             assert_eq!(marks.len(), 1, "program {program} in {tz}");
         }
         // Marks committed in the new timezone replace the old ones.
