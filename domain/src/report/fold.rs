@@ -672,8 +672,9 @@ async fn write_chunk(
         let tz = cut_in.get(&program_id).cloned().ok_or_else(|| {
             DomainError::internal(format!("program {program_id} was tallied in no timezone"))
         })?;
-        // A program this instance folded before has its `report_programs` row (never
-        // deleted): only a program new to it may need one.
+        // A program this instance folded before has its `report_programs` row: only a rebuild
+        // migration deletes it (`REFOLD`), and a new process starts with nothing known, as for
+        // the marks. Only a program new to this instance may need the row.
         if !folded.drop_stored(program_id, &tz, &mut tally.marks) {
             txn.execute(stmt(
                 backend,

@@ -703,6 +703,10 @@ e2e!(
         let first = random_activity(&app, 12).await;
         let (_, id) = app.register("regular").await;
         assert!(app.loyalty.fold_reports().await.unwrap().marks > 0);
+        // The program's sums are recorded as cut in its timezone (the folder writes that row
+        // only for a program it has not folded before).
+        let program = app.loyalty.program("demo").await.unwrap().id;
+        assert_eq!(cut_in(&app).await, [(program, TZ.to_owned())]);
         let admin = app.admin();
         let adjust =
             |key: &'static str| app.gql(Some(&admin), ADJUST, j!({"m": id, "a": "5", "k": key}));
@@ -719,9 +723,29 @@ e2e!(
         let pass = app.loyalty.fold_reports().await.unwrap();
         assert_eq!((pass.rows, pass.marks), (1, 1));
         check_all(&app, first).await;
+        assert_eq!(cut_in(&app).await, [(program, TZ.to_owned())]);
         app.assert_ledger_invariants().await;
     }
 );
+
+/// Every program's folded sums and the timezone they are cut in (`report_programs`).
+async fn cut_in(app: &TestApp) -> Vec<(i64, String)> {
+    let db = app.loyalty.db();
+    db.query_all(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT program_id, timezone FROM report_programs ORDER BY program_id",
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| {
+        (
+            row.try_get("", "program_id").unwrap(),
+            row.try_get("", "timezone").unwrap(),
+        )
+    })
+    .collect()
+}
 
 e2e!(
     report_days_end_at_program_midnight,
