@@ -184,14 +184,42 @@ where
     }
 }
 
-/// A statement written with `$1, $2, …` placeholders, as the backend wants them (SQLite numbers
-/// its parameters `?NNN`).
+/// A statement written with `$1, $2, …` placeholders, as the backend wants them. SQLite gets bare
+/// `?` in the order they appear, with the values in that order (a value whose `$n` repeats is
+/// bound once per appearance): sqlx asks SQLite the name of every parameter it binds, and
+/// SQLite finds a numbered parameter's name by a linear scan, so `?NNN` made a statement of a
+/// few hundred parameters (the report folder's multi-row writes) quadratic to bind.
 pub(crate) fn stmt(backend: DatabaseBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
-    let sql = match backend {
-        DatabaseBackend::Sqlite => sql.replace('$', "?"),
-        DatabaseBackend::Postgres | DatabaseBackend::MySql => sql.to_owned(),
-    };
-    Statement::from_sql_and_values(backend, sql, values)
+    match backend {
+        DatabaseBackend::Sqlite => {
+            let (sql, values) = positional(sql, values);
+            Statement::from_sql_and_values(backend, sql, values)
+        }
+        DatabaseBackend::Postgres | DatabaseBackend::MySql => {
+            Statement::from_sql_and_values(backend, sql, values)
+        }
+    }
+}
+
+/// `sql`'s `$n` placeholders outside quotes as bare `?`, and `values` in their order. A `$n`
+/// past the values leaves the statement numbered (`?n`, which SQLite binds as NULL, as before).
+fn positional(sql: &str, values: Vec<sea_orm::Value>) -> (String, Vec<sea_orm::Value>) {
+    let mut order = Vec::new();
+    let bare = placeholders(sql, |out, n| {
+        out.push('?');
+        order.push(n);
+    });
+    if order.iter().any(|&n| n == 0 || n > values.len()) {
+        return (
+            placeholders(sql, |out, n| out.push_str(&format!("?{n}"))),
+            values,
+        );
+    }
+    if order.iter().enumerate().all(|(at, &n)| n == at + 1) && order.len() == values.len() {
+        return (bare, values);
+    }
+    let values = order.into_iter().map(|n| values[n - 1].clone()).collect();
+    (bare, values)
 }
 
 /// One PostgreSQL statement that runs `parts` (data-modifying statements nothing reads back) as
@@ -225,6 +253,14 @@ fn renumbered(sql: &str, offset: usize) -> String {
     if offset == 0 {
         return sql.to_owned();
     }
+    placeholders(sql, |out, n| {
+        out.push('$');
+        out.push_str(&(n + offset).to_string());
+    })
+}
+
+/// `sql` with every `$n` placeholder outside quotes replaced by what `write` puts in its place.
+fn placeholders(sql: &str, mut write: impl FnMut(&mut String, usize)) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut quote: Option<char> = None;
     let mut chars = sql.chars().peekable();
@@ -238,8 +274,7 @@ fn renumbered(sql: &str, offset: usize) -> String {
                     n = n * 10 + d as usize;
                     chars.next();
                 }
-                out.push('$');
-                out.push_str(&(n + offset).to_string());
+                write(&mut out, n);
                 continue;
             }
             _ => {}
@@ -467,7 +502,7 @@ async fn read_locked<C: ConnectionTrait>(txn: &C, member_id: i64) -> TxResult<Lo
 }
 
 #[cfg(test)]
-mod with_parts_tests {
+mod placeholder_tests {
     use super::*;
 
     fn pg(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
@@ -514,5 +549,51 @@ mod with_parts_tests {
             renumbered(r#"SELECT '$1', "$2", $3, $10, 'it''s $4'"#, 5),
             r#"SELECT '$1', "$2", $8, $15, 'it''s $4'"#
         );
+    }
+
+    #[test]
+    fn sqlite_gets_bare_placeholders_with_values_in_their_order() {
+        let st = stmt(
+            DatabaseBackend::Sqlite,
+            "SELECT $2, '$1', $1, $2 WHERE x = \"$3\"",
+            vec![1.into(), "two".into()],
+        );
+        assert_eq!(st.sql, "SELECT ?, '$1', ?, ? WHERE x = \"$3\"");
+        assert_eq!(
+            st.values.unwrap().0,
+            vec!["two".into(), 1.into(), "two".into()]
+        );
+    }
+
+    #[test]
+    fn sqlite_placeholders_in_order_keep_their_values() {
+        let st = stmt(
+            DatabaseBackend::Sqlite,
+            "INSERT INTO t VALUES ($1, $2), ($3, $4), ($5, $6), ($7, $8), ($9, $10), ($11, $12)",
+            (1..=12i64).map(Into::into).collect(),
+        );
+        assert_eq!(
+            st.sql,
+            "INSERT INTO t VALUES (?, ?), (?, ?), (?, ?), (?, ?), (?, ?), (?, ?)"
+        );
+        let expected: Vec<sea_orm::Value> = (1..=12i64).map(Into::into).collect();
+        assert_eq!(st.values.unwrap().0, expected);
+    }
+
+    #[test]
+    fn a_placeholder_past_the_values_stays_numbered() {
+        let st = stmt(DatabaseBackend::Sqlite, "SELECT $1, $3", vec![1.into()]);
+        assert_eq!(st.sql, "SELECT ?1, ?3");
+        assert_eq!(st.values.unwrap().0, vec![1.into()]);
+    }
+
+    #[test]
+    fn postgres_keeps_its_numbered_placeholders() {
+        let st = stmt(
+            DatabaseBackend::Postgres,
+            "SELECT $2, $1",
+            vec![1.into(), 2.into()],
+        );
+        assert_eq!(st.sql, "SELECT $2, $1");
     }
 }
