@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use loyalty_domain::clock::Clock;
 use loyalty_domain::deployment;
+use loyalty_domain::ledger::db::{connect_with, Checkpoints, CHECKPOINT_INTERVAL};
 use loyalty_domain::store::{FastStore, MemoryStore};
 use loyalty_domain::Loyalty;
 use loyalty_graphql::{build_schema, LoyaltySchema, SchemaOptions};
@@ -97,7 +98,14 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
     auth.self_check()?;
 
     let url = config.resolved_database_url()?;
-    let db = loyalty_domain::ledger::db::connect(&url, config.database_max_connections)
+    let shutdown = CancellationToken::new();
+    // The server's commits never copy SQLite's log back themselves: a task does, off the
+    // posting lane's path.
+    let checkpoints = Checkpoints::Background {
+        interval: CHECKPOINT_INTERVAL,
+        shutdown: shutdown.clone(),
+    };
+    let db = connect_with(&url, config.database_max_connections, checkpoints)
         .await
         .with_context(|| {
             format!(
@@ -109,7 +117,6 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         .await
         .context("database migration failed")?;
 
-    let shutdown = CancellationToken::new();
     let (store, deployment): (Arc<dyn FastStore>, String) = match &config.redis_url {
         Some(url) => deployment::connect_redis(url, &config.redis_prefix, &db, &shutdown)
             .await

@@ -19,9 +19,10 @@ use crate::money::Points;
 use crate::store::{FastStore, MemoryStore};
 use crate::tenant::{Program, ReferralPolicy};
 
-/// The crate modules the ledger may use: its own, and the shared vocabulary below it.
+/// The crate modules the ledger may use: its own, and the shared vocabulary below it (`jobs`,
+/// the timer of background passes, which uses only `error`).
 const BELOW_THE_LEDGER: &[&str] = &[
-    "ledger", "error", "money", "tenant", "store", "stored", "actor",
+    "ledger", "error", "money", "tenant", "store", "stored", "actor", "jobs",
 ];
 
 fn now() -> DateTime<Utc> {
