@@ -455,13 +455,13 @@ const LOCKED_COLUMNS: &str = "SELECT m.id, m.program_id, m.external_id, m.displa
      AS version \
      FROM members m JOIN programs p ON p.id = m.program_id \
      JOIN balances b ON b.member_id = m.id AND b.account = 'POINTS' \
-     LEFT JOIN tiers t ON t.id = m.tier_id \
-     WHERE m.id = $1";
+     LEFT JOIN tiers t ON t.id = m.tier_id";
 
 /// Locks one member row for the rest of the transaction, then reads it with the program's live
-/// ruleset and challenge set versions, the balance and the posting counter. Two statements on purpose: at READ
-/// COMMITTED a statement that waited for a row lock still reads every other table with the
-/// snapshot it started with, so the read must come after the lock, in a statement of its own.
+/// ruleset and challenge set versions, the balance and the posting counter. Two statements on
+/// purpose: at READ COMMITTED a statement that waited for a row lock still reads every other
+/// table with the snapshot it started with, so the read must come after the lock, in a statement
+/// of its own (on SQLite the two go as one script: a write lock is the whole database's).
 /// `NOT_FOUND` when the member does not exist in this program. A [`MemberRef::New`] is created
 /// at `now` instead (the insert is its lock).
 pub async fn lock_member<C: ConnectionTrait>(
@@ -479,16 +479,26 @@ pub async fn lock_member<C: ConnectionTrait>(
             return read_locked(txn, member_id).await;
         }
     };
-    let lock = match backend {
-        // A no-op write takes SQLite's write lock before anything is read.
-        DatabaseBackend::Sqlite => format!(
-            "UPDATE members SET login_streak = login_streak \
-             WHERE program_id = ? AND {column} = ? RETURNING id"
-        ),
-        DatabaseBackend::Postgres | DatabaseBackend::MySql => {
-            format!("SELECT id FROM members WHERE program_id = $1 AND {column} = $2 FOR UPDATE")
-        }
-    };
+    if backend == DatabaseBackend::Sqlite {
+        // A no-op write takes SQLite's write lock before anything is read; the read follows in
+        // the same script (one hand-over to the connection's thread instead of two).
+        let script = format!(
+            "UPDATE members SET login_streak = login_streak WHERE program_id = ? AND {column} = ?; \
+             {LOCKED_COLUMNS} WHERE m.program_id = ? AND m.{column} = ?"
+        );
+        let row = LockedRow::find_by_statement(Statement::from_sql_and_values(
+            backend,
+            script,
+            [program_id.into(), value.clone(), program_id.into(), value],
+        ))
+        .one(txn)
+        .await?;
+        return match row {
+            Some(row) => Ok(row.into()),
+            None => Err(not_found(member)),
+        };
+    }
+    let lock = format!("SELECT id FROM members WHERE program_id = $1 AND {column} = $2 FOR UPDATE");
     let locked_id: Option<i64> = txn
         .query_one(Statement::from_sql_and_values(
             backend,
@@ -499,14 +509,19 @@ pub async fn lock_member<C: ConnectionTrait>(
         .map(|row| row.try_get("", "id"))
         .transpose()?;
     let Some(member_id) = locked_id else {
-        return Err(TxError::Domain(match member {
-            MemberRef::Id(_) | MemberRef::New(_) => DomainError::not_found("member not found"),
-            MemberRef::External(_) => {
-                DomainError::not_found("member is not registered: call register first")
-            }
-        }));
+        return Err(not_found(member));
     };
     read_locked(txn, member_id).await
+}
+
+/// The refusal when the member to lock does not exist.
+fn not_found(member: &MemberRef) -> TxError {
+    TxError::Domain(match member {
+        MemberRef::Id(_) | MemberRef::New(_) => DomainError::not_found("member not found"),
+        MemberRef::External(_) => {
+            DomainError::not_found("member is not registered: call register first")
+        }
+    })
 }
 
 /// Creates a member with zero balances (both accounts); `MEMBER_TAKEN` on a collision.
@@ -564,8 +579,10 @@ async fn insert_member<C: ConnectionTrait>(
 async fn read_locked<C: ConnectionTrait>(txn: &C, member_id: i64) -> TxResult<Locked> {
     let backend = txn.get_database_backend();
     let read = match backend {
-        DatabaseBackend::Sqlite => LOCKED_COLUMNS.replace("$1", "?"),
-        DatabaseBackend::Postgres | DatabaseBackend::MySql => LOCKED_COLUMNS.to_owned(),
+        DatabaseBackend::Sqlite => format!("{LOCKED_COLUMNS} WHERE m.id = ?"),
+        DatabaseBackend::Postgres | DatabaseBackend::MySql => {
+            format!("{LOCKED_COLUMNS} WHERE m.id = $1")
+        }
     };
     let row = LockedRow::find_by_statement(Statement::from_sql_and_values(
         backend,
@@ -575,27 +592,33 @@ async fn read_locked<C: ConnectionTrait>(txn: &C, member_id: i64) -> TxResult<Lo
     .one(txn)
     .await?
     .ok_or_else(|| TxError::Domain(DomainError::internal("locked member vanished")))?;
-    Ok(Locked {
-        member: members::Model {
-            id: row.id,
-            program_id: row.program_id,
-            external_id: row.external_id,
-            display_name: row.display_name,
-            referral_code: row.referral_code,
-            referrer_id: row.referrer_id,
-            registered_at: row.registered_at,
-            joined_at: row.joined_at,
-            login_streak: row.login_streak,
-            last_login_date: row.last_login_date,
-            tier_id: row.tier_id,
-            attributes: row.attributes,
-        },
-        live_version: row.live_version,
-        challenge_version: row.challenge_version,
-        points_minor: row.points_minor,
-        version: row.version,
-        multiplier_minor: row.multiplier_minor,
-    })
+    Ok(row.into())
+}
+
+impl From<LockedRow> for Locked {
+    fn from(row: LockedRow) -> Self {
+        Locked {
+            member: members::Model {
+                id: row.id,
+                program_id: row.program_id,
+                external_id: row.external_id,
+                display_name: row.display_name,
+                referral_code: row.referral_code,
+                referrer_id: row.referrer_id,
+                registered_at: row.registered_at,
+                joined_at: row.joined_at,
+                login_streak: row.login_streak,
+                last_login_date: row.last_login_date,
+                tier_id: row.tier_id,
+                attributes: row.attributes,
+            },
+            live_version: row.live_version,
+            challenge_version: row.challenge_version,
+            points_minor: row.points_minor,
+            version: row.version,
+            multiplier_minor: row.multiplier_minor,
+        }
+    }
 }
 
 #[cfg(test)]
