@@ -483,34 +483,22 @@ pub async fn lock_member<C: ConnectionTrait>(
         // A no-op write takes SQLite's write lock before anything is read; the read follows in
         // the same script (one hand-over to the connection's thread instead of two).
         let script = format!(
-            "UPDATE members SET login_streak = login_streak WHERE program_id = ? AND {column} = ?; \
-             {LOCKED_COLUMNS} WHERE m.program_id = ? AND m.{column} = ?"
+            "UPDATE members SET login_streak = login_streak WHERE program_id = $1 AND {column} = $2; \
+             {LOCKED_COLUMNS} WHERE m.program_id = $1 AND m.{column} = $2"
         );
-        let row = LockedRow::find_by_statement(Statement::from_sql_and_values(
-            backend,
-            script,
-            [program_id.into(), value.clone(), program_id.into(), value],
-        ))
-        .one(txn)
-        .await?;
-        return match row {
-            Some(row) => Ok(row.into()),
-            None => Err(not_found(member)),
-        };
+        let row =
+            LockedRow::find_by_statement(stmt(backend, &script, vec![program_id.into(), value]))
+                .one(txn)
+                .await?;
+        return row.map(Locked::from).ok_or_else(|| not_found(member));
     }
     let lock = format!("SELECT id FROM members WHERE program_id = $1 AND {column} = $2 FOR UPDATE");
     let locked_id: Option<i64> = txn
-        .query_one(Statement::from_sql_and_values(
-            backend,
-            lock,
-            [program_id.into(), value],
-        ))
+        .query_one(stmt(backend, &lock, vec![program_id.into(), value]))
         .await?
         .map(|row| row.try_get("", "id"))
         .transpose()?;
-    let Some(member_id) = locked_id else {
-        return Err(not_found(member));
-    };
+    let member_id = locked_id.ok_or_else(|| not_found(member))?;
     read_locked(txn, member_id).await
 }
 
@@ -577,17 +565,11 @@ async fn insert_member<C: ConnectionTrait>(
 /// Reads a member locked in this transaction with the program's live ruleset version, the
 /// balance, the posting counter and the tier multiplier: one statement.
 async fn read_locked<C: ConnectionTrait>(txn: &C, member_id: i64) -> TxResult<Locked> {
-    let backend = txn.get_database_backend();
-    let read = match backend {
-        DatabaseBackend::Sqlite => format!("{LOCKED_COLUMNS} WHERE m.id = ?"),
-        DatabaseBackend::Postgres | DatabaseBackend::MySql => {
-            format!("{LOCKED_COLUMNS} WHERE m.id = $1")
-        }
-    };
-    let row = LockedRow::find_by_statement(Statement::from_sql_and_values(
-        backend,
-        read,
-        [member_id.into()],
+    let read = format!("{LOCKED_COLUMNS} WHERE m.id = $1");
+    let row = LockedRow::find_by_statement(stmt(
+        txn.get_database_backend(),
+        &read,
+        vec![member_id.into()],
     ))
     .one(txn)
     .await?
