@@ -128,7 +128,7 @@ fn spawn_checkpointer(db: DatabaseConnection, interval: Duration, shutdown: Canc
 }
 
 /// One passive checkpoint; the frames the log held.
-pub async fn checkpoint(db: &DatabaseConnection) -> Result<i64, DbErr> {
+async fn checkpoint(db: &DatabaseConnection) -> Result<i64, DbErr> {
     let row = db
         .query_one(Statement::from_string(
             DatabaseBackend::Sqlite,
@@ -704,15 +704,71 @@ mod placeholder_tests {
 mod checkpoint_tests {
     use super::*;
 
-    /// A fresh SQLite file; its log is `<path>-wal`.
-    fn fresh(name: &str) -> (std::path::PathBuf, String) {
-        let path = std::env::temp_dir().join(format!(
-            "loyalty-checkpoint-{}-{name}.db",
-            std::process::id()
-        ));
-        remove(&path);
-        let url = sqlite_url(&path).unwrap();
-        (path, url)
+    const PAGE: u64 = 4096;
+
+    /// A fresh SQLite file connected with a checkpointer every `interval`; its log is
+    /// `<path>-wal`. Dropped: the checkpointer stops and the files go.
+    struct Fresh {
+        path: std::path::PathBuf,
+        db: DatabaseConnection,
+        shutdown: CancellationToken,
+    }
+
+    impl Fresh {
+        async fn open(name: &str, interval: Duration) -> Fresh {
+            let path = std::env::temp_dir().join(format!(
+                "loyalty-checkpoint-{}-{name}.db",
+                std::process::id()
+            ));
+            remove(&path);
+            let shutdown = CancellationToken::new();
+            let checkpoints = Checkpoints::Background {
+                interval,
+                shutdown: shutdown.clone(),
+            };
+            let db = connect_with(&sqlite_url(&path).unwrap(), 2, checkpoints)
+                .await
+                .unwrap();
+            Fresh { path, db, shutdown }
+        }
+
+        fn log_size(&self) -> u64 {
+            std::fs::metadata(format!("{}-wal", self.path.display()))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        }
+
+        /// 2,000 commits of a row each (at least one 4 KiB page each), in rounds of 100 with a
+        /// pause after each round; the largest the log file grew.
+        async fn write(&self, pause: Duration) -> u64 {
+            self.db
+                .execute_unprepared("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+                .await
+                .unwrap();
+            let mut largest = 0;
+            for round in 0..20 {
+                for n in 0..100 {
+                    self.db
+                        .execute(Statement::from_sql_and_values(
+                            DatabaseBackend::Sqlite,
+                            "INSERT INTO t (body) VALUES (?)",
+                            [format!("{round}-{n}-{}", "x".repeat(3000)).into()],
+                        ))
+                        .await
+                        .unwrap();
+                    largest = largest.max(self.log_size());
+                }
+                tokio::time::sleep(pause).await;
+            }
+            largest
+        }
+    }
+
+    impl Drop for Fresh {
+        fn drop(&mut self) {
+            self.shutdown.cancel();
+            remove(&self.path);
+        }
     }
 
     fn remove(path: &Path) {
@@ -721,75 +777,30 @@ mod checkpoint_tests {
         }
     }
 
-    fn log_size(path: &Path) -> u64 {
-        std::fs::metadata(format!("{}-wal", path.display()))
-            .map(|m| m.len())
-            .unwrap_or(0)
-    }
-
-    /// 2,000 commits of a row each (at least one 4 KiB page each), in rounds of 100 with a
-    /// pause after each round; the largest the log file grew.
-    async fn write(db: &DatabaseConnection, path: &Path, pause: Duration) -> u64 {
-        db.execute_unprepared("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
-            .await
-            .unwrap();
-        let mut largest = 0;
-        for round in 0..20 {
-            for n in 0..100 {
-                db.execute(Statement::from_sql_and_values(
-                    DatabaseBackend::Sqlite,
-                    "INSERT INTO t (body) VALUES (?)",
-                    [format!("{round}-{n}-{}", "x".repeat(3000)).into()],
-                ))
-                .await
-                .unwrap();
-                largest = largest.max(log_size(path));
-            }
-            tokio::time::sleep(pause).await;
-        }
-        largest
-    }
-
-    const PAGE: u64 = 4096;
-
     #[tokio::test]
     async fn with_background_checkpoints_no_commit_copies_the_log() {
-        let (path, url) = fresh("off");
-        let shutdown = CancellationToken::new();
-        let checkpoints = Checkpoints::Background {
-            interval: Duration::from_secs(3600),
-            shutdown: shutdown.clone(),
-        };
-        let db = connect_with(&url, 2, checkpoints).await.unwrap();
-        let largest = write(&db, &path, Duration::ZERO).await;
+        let fresh = Fresh::open("off", Duration::from_secs(3600)).await;
+        let largest = fresh.write(Duration::ZERO).await;
         // SQLite's own checkpoint would have restarted the log at about 1,000 pages.
         assert!(
             largest > 2_000 * PAGE,
             "the log grew to only {largest} bytes: a commit checkpointed"
         );
-        assert!(checkpoint(&db).await.unwrap() >= 2_000);
-        shutdown.cancel();
-        db.close().await.unwrap();
-        remove(&path);
+        assert!(checkpoint(&fresh.db).await.unwrap() >= 2_000);
     }
 
     #[tokio::test]
     async fn the_checkpointer_keeps_the_log_short() {
-        let (path, url) = fresh("on");
-        let shutdown = CancellationToken::new();
-        let checkpoints = Checkpoints::Background {
-            interval: Duration::from_millis(10),
-            shutdown: shutdown.clone(),
-        };
-        let db = connect_with(&url, 2, checkpoints).await.unwrap();
-        let largest = write(&db, &path, Duration::from_millis(50)).await;
+        let fresh = Fresh::open("on", Duration::from_millis(10)).await;
+        let largest = fresh.write(Duration::from_millis(50)).await;
         // A round of 100 commits writes about 300 pages (6,000 in all); each pause lets a
         // checkpoint copy them back, and the next commit starts the log over.
         assert!(
             largest < 1_000 * PAGE,
             "the log grew to {largest} bytes: the checkpointer did not keep up"
         );
-        let rows: i64 = db
+        let rows: i64 = fresh
+            .db
             .query_one(Statement::from_string(
                 DatabaseBackend::Sqlite,
                 "SELECT COUNT(*) FROM t",
@@ -800,9 +811,6 @@ mod checkpoint_tests {
             .try_get_by_index(0)
             .unwrap();
         assert_eq!(rows, 2_000);
-        shutdown.cancel();
-        db.close().await.unwrap();
-        remove(&path);
     }
 
     #[tokio::test]
