@@ -13,6 +13,7 @@ pub use crate::http::client_addr::TrustedProxies;
 mod areas;
 
 pub use areas::{Posting, Webhooks};
+pub use loyalty_domain::ledger::batch::LaneCpu;
 mod dev_secret;
 
 /// The HS256 secret [`Config::for_tests`] uses, so tests can mint their own tokens.
@@ -64,6 +65,7 @@ pub const VARIABLES: &[&str] = &[
     "POSTING_LANES",
     "POSTING_BATCH_MAX",
     "POSTING_BATCH_WINDOW_MS",
+    "SQLITE_LANE_CPU",
     "WORK_POLL_INTERVAL_MS",
     "WEBHOOK_ALLOW_PRIVATE_URLS",
     "WEBHOOK_TIMEOUT_SECS",
@@ -413,6 +415,7 @@ impl Config {
                 lanes: None,
                 batch_max: 32,
                 batch_window_ms: 0,
+                lane_cpu: LaneCpu::Auto,
                 work_poll_interval_ms: 100,
             },
             // Receivers in tests listen on loopback: the tests that need them allow it.

@@ -28,6 +28,12 @@
 //! A batch holds at most [`MAX_BATCH`] postings: past 64 subtransactions PostgreSQL's
 //! per-backend cache of subtransaction ids overflows and every other session's snapshots get
 //! slower.
+//!
+//! SQLite's one lane runs on a thread of its own, with a connection of its own, and both are
+//! kept on one CPU ([`LaneCpu`]): sqlx runs every SQLite connection on a thread of its own, so
+//! each statement is handed from the lane to that thread and back, and when the two sit on
+//! different CPUs each hand-over wakes a sleeping CPU (on a two-CPU virtual machine that cost
+//! more than the statements: see BENCHMARKS.md, session 29).
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,7 +49,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::DomainError;
-use crate::ledger::db::{classify, DbErrorKind, MemberRef};
+use crate::ledger::affinity;
+use crate::ledger::db::{self, classify, DbErrorKind, MemberRef};
 
 /// The most postings one batch holds (PostgreSQL caches 64 subtransaction ids per backend).
 pub const MAX_BATCH: usize = 64;
@@ -69,6 +76,8 @@ pub struct BatchOptions {
     /// How long a lane waits for more postings after the first one of a batch arrived. Zero
     /// (the default) takes only what is already queued.
     pub window: Duration,
+    /// Where SQLite's lane runs (PostgreSQL's lanes are tasks of the caller's runtime).
+    pub cpu: LaneCpu,
 }
 
 impl Default for BatchOptions {
@@ -77,8 +86,23 @@ impl Default for BatchOptions {
             lanes: None,
             max: 32,
             window: Duration::ZERO,
+            cpu: LaneCpu::Auto,
         }
     }
+}
+
+/// Where SQLite's posting lane runs. With a thread of its own it also gets a connection of its
+/// own (an SQLite file in WAL mode only: a second connection to an in-memory database would be
+/// another database), whose sqlx thread is kept on the lane's CPU with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LaneCpu {
+    /// On a thread of its own, kept on the last CPU this process may use.
+    #[default]
+    Auto,
+    /// On a thread of its own, kept on this CPU (a CPU the process may not use: not kept).
+    Cpu(usize),
+    /// A task of the caller's runtime using the shared pool, on whichever CPU.
+    Off,
 }
 
 impl BatchOptions {
@@ -196,10 +220,12 @@ impl Batcher {
             DatabaseBackend::Sqlite => options.lanes.unwrap_or(1).min(1),
             DatabaseBackend::Postgres | DatabaseBackend::MySql => options.lanes.unwrap_or(4),
         };
+        let own_thread =
+            db.get_database_backend() == DatabaseBackend::Sqlite && options.cpu != LaneCpu::Off;
         let options = BatchOptions {
             lanes: Some(lanes),
             max: options.max.clamp(1, MAX_BATCH),
-            window: options.window,
+            ..options
         };
         let gate = match db.get_database_backend() {
             DatabaseBackend::Sqlite if lanes > 0 => {
@@ -212,14 +238,19 @@ impl Batcher {
         let lanes = (0..lanes)
             .map(|_| {
                 let (queue, pending) = mpsc::channel(QUEUE);
-                tokio::spawn(lane(
-                    db.clone(),
+                let lane = Lane {
+                    db: db.clone(),
                     options,
                     pending,
-                    stats.clone(),
-                    gate.clone(),
-                    shutdown.clone(),
-                ));
+                    stats: stats.clone(),
+                    gate: gate.clone(),
+                    shutdown: shutdown.clone(),
+                };
+                if own_thread {
+                    lane.spawn_thread();
+                } else {
+                    tokio::spawn(lane.run());
+                }
                 queue
             })
             .collect();
@@ -274,41 +305,129 @@ fn member_key(member: &MemberRef) -> u64 {
     hasher.finish()
 }
 
-async fn lane(
+/// One lane: its queue, and what it runs batches with.
+struct Lane {
     db: DatabaseConnection,
     options: BatchOptions,
-    mut pending: mpsc::Receiver<Box<dyn Job>>,
+    pending: mpsc::Receiver<Box<dyn Job>>,
     stats: Arc<BatchStats>,
     gate: WriterGate,
     shutdown: CancellationToken,
-) {
-    loop {
-        let first = tokio::select! {
-            () = shutdown.cancelled() => break,
-            job = pending.recv() => job,
-        };
-        let Some(first) = first else { return };
-        let mut jobs = vec![first];
-        let deadline = tokio::time::Instant::now() + options.window;
-        while jobs.len() < options.max {
-            match pending.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) if options.window.is_zero() => break,
-                Err(_) => match tokio::time::timeout_at(deadline, pending.recv()).await {
-                    Ok(Some(job)) => jobs.push(job),
-                    Ok(None) | Err(_) => break,
-                },
-            }
+}
+
+/// Numbers the lanes that run on threads of their own, for their threads' names.
+static LANE_THREADS: AtomicU64 = AtomicU64::new(0);
+
+/// How often a pinned lane makes sure its connection's thread is still on its CPU (sqlx opens a
+/// new connection, with a new thread, if it ever dropped the one it had).
+const REPIN_EVERY: Duration = Duration::from_secs(10);
+
+impl Lane {
+    /// Runs the lane on a thread of its own (see [`LaneCpu`]). Should the thread not start, the
+    /// queue goes with it and every posting runs on its own.
+    fn spawn_thread(self) {
+        let n = LANE_THREADS.fetch_add(1, Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name(format!("lane-{n}"))
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(self.run_pinned(format!("lane-db-{n}"))),
+                    Err(err) => tracing::error!(error = %err, "posting lane has no runtime"),
+                }
+            });
+        if let Err(err) = spawned {
+            tracing::error!(error = %err, "posting lane thread did not start; postings run alone");
         }
-        stats.record(jobs.len());
-        let turn = gate.turn().await;
-        run_batch(&db, jobs).await;
-        drop(turn);
     }
-    // Shutting down: whatever still queues runs on its own (the callers' own transactions).
-    pending.close();
-    while let Some(job) = pending.recv().await {
-        job.finish(End::Retry);
+
+    /// On the lane's own thread: opens the lane's own connection (its thread named
+    /// `connection_thread`), keeps both threads on the lane's CPU, and runs.
+    async fn run_pinned(mut self, connection_thread: String) {
+        let own = match db::lane_connection(&self.db, connection_thread.clone()).await {
+            Ok(own) => own,
+            Err(err) => {
+                tracing::warn!(error = %err, "posting lane shares the pool: no connection of its own");
+                None
+            }
+        };
+        let cpu = match self.options.cpu {
+            LaneCpu::Cpu(cpu) => Some(cpu),
+            LaneCpu::Auto | LaneCpu::Off => affinity::default_cpu(),
+        };
+        let pinned = match (own, cpu) {
+            (Some(own), Some(cpu)) if affinity::pin_current_thread(cpu) => {
+                self.db = own;
+                let threads = affinity::pin_threads_named(&connection_thread, cpu);
+                tracing::info!(
+                    cpu,
+                    threads,
+                    "posting lane and its connection kept on one CPU"
+                );
+                Some((cpu, connection_thread))
+            }
+            (own, _) => {
+                if let Some(own) = own {
+                    self.db = own;
+                }
+                tracing::info!("posting lane on its own thread, not kept on one CPU");
+                None
+            }
+        };
+        self.run_with(pinned).await;
+    }
+
+    async fn run(self) {
+        self.run_with(None).await;
+    }
+
+    /// The lane's loop; `pinned`: the CPU and the connection thread's name to keep there.
+    async fn run_with(self, pinned: Option<(usize, String)>) {
+        let Lane {
+            db,
+            options,
+            mut pending,
+            stats,
+            gate,
+            shutdown,
+        } = self;
+        let mut repinned = tokio::time::Instant::now();
+        loop {
+            let first = tokio::select! {
+                () = shutdown.cancelled() => break,
+                job = pending.recv() => job,
+            };
+            let Some(first) = first else { return };
+            let mut jobs = vec![first];
+            let deadline = tokio::time::Instant::now() + options.window;
+            while jobs.len() < options.max {
+                match pending.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) if options.window.is_zero() => break,
+                    Err(_) => match tokio::time::timeout_at(deadline, pending.recv()).await {
+                        Ok(Some(job)) => jobs.push(job),
+                        Ok(None) | Err(_) => break,
+                    },
+                }
+            }
+            stats.record(jobs.len());
+            if let Some((cpu, thread)) = &pinned {
+                if repinned.elapsed() >= REPIN_EVERY {
+                    affinity::pin_threads_named(thread, *cpu);
+                    repinned = tokio::time::Instant::now();
+                }
+            }
+            let turn = gate.turn().await;
+            run_batch(&db, jobs).await;
+            drop(turn);
+        }
+        // Shutting down: whatever still queues runs on its own (the callers' own transactions).
+        pending.close();
+        while let Some(job) = pending.recv().await {
+            job.finish(End::Retry);
+        }
     }
 }
 

@@ -13,10 +13,11 @@ use std::time::Duration;
 use loyalty_entities::{balances, members};
 use loyalty_migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Alias, Func, SimpleExpr};
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sea_orm::{
     ActiveValue::Set, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
-    DatabaseConnection, DbErr, EntityTrait, FromQueryResult, RuntimeErr, SqlErr, Statement,
+    DatabaseConnection, DbErr, EntityTrait, FromQueryResult, RuntimeErr, SqlErr,
+    SqlxSqliteConnector, Statement,
 };
 
 use tokio_util::sync::CancellationToken;
@@ -92,6 +93,32 @@ pub async fn connect_with(
         }
     }
     Ok(db)
+}
+
+/// A connection of its own for SQLite's posting lane: the same file and settings as `db`, one
+/// connection, kept open, whose sqlx thread is named `thread` (so the lane can find it and keep
+/// it on its CPU). `None` unless `db` is an SQLite file in WAL mode (a second connection to an
+/// in-memory database would open another database).
+pub(crate) async fn lane_connection(
+    db: &DatabaseConnection,
+    thread: String,
+) -> Result<Option<DatabaseConnection>, DbErr> {
+    if !matches!(db, DatabaseConnection::SqlxSqlitePoolConnection(_)) || !in_wal_mode(db).await? {
+        return Ok(None);
+    }
+    let options = (*db.get_sqlite_connection_pool().connect_options())
+        .clone()
+        .thread_name(move |_| thread.clone());
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(options)
+        .await
+        .map_err(|err| DbErr::Custom(format!("lane connection: {err}")))?;
+    Ok(Some(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)))
 }
 
 /// Whether `db` is an SQLite database with a write-ahead log (not PostgreSQL, not in memory).

@@ -10,6 +10,7 @@
 //! path) comes in through [`ops::Host`]. A [`Tx`] is opened only here, by [`ops::execute`].
 //! `tests.rs` pins both.
 
+mod affinity;
 pub mod audit;
 pub mod batch;
 pub mod db;

@@ -11,8 +11,11 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::DomainError;
-use crate::ledger::batch::{BatchOptions, Batcher};
-use crate::ledger::db::{connect, lock_member, migrate, MemberRef, NewMember, TxResult};
+use crate::ledger::affinity;
+use crate::ledger::batch::{BatchOptions, Batcher, LaneCpu};
+use crate::ledger::db::{
+    connect, lock_member, migrate, sqlite_url, MemberRef, NewMember, TxResult,
+};
 use crate::ledger::ops::{execute, Host, IdempotencyKey, Operation};
 use crate::ledger::{spins_amount, spins_of, Account, Entry, Kind, Posting, Tx, ONE_SPIN};
 use crate::money::Points;
@@ -161,7 +164,11 @@ fn the_import_scan_sees_grouped_and_inline_paths() {
 }
 
 async fn database() -> (DatabaseConnection, Program) {
-    let db = connect("sqlite::memory:", 1).await.unwrap();
+    database_at("sqlite::memory:").await
+}
+
+async fn database_at(url: &str) -> (DatabaseConnection, Program) {
+    let db = connect(url, 1).await.unwrap();
     migrate(&db).await.unwrap();
     db.execute(Statement::from_string(
         db.get_database_backend(),
@@ -462,4 +469,116 @@ async fn execute_runs_the_skeleton_without_a_service() {
         .unwrap();
     assert_eq!(report.violations, Vec::<String>::new());
     assert_eq!(report.outstanding_minor, 350);
+}
+
+/// An earn that notes the name of the thread it ran on.
+#[derive(Clone, Serialize)]
+struct WhereOp {
+    member: MemberRef,
+    #[serde(skip)]
+    threads: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait::async_trait]
+impl Operation for WhereOp {
+    type Output = ();
+    const NAME: &'static str = "testWhere";
+
+    fn member(&self) -> MemberRef {
+        self.member.clone()
+    }
+
+    fn idempotency_key(&self) -> Option<&IdempotencyKey> {
+        None
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<()> {
+        let name = std::thread::current().name().unwrap_or_default().to_owned();
+        self.threads.lock().unwrap().push(name);
+        tx.credit(Entry::new(Account::Points, Kind::Earn, points(100)))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Runs one posting through a batcher started with `cpu` on `db`: the name of the thread it ran
+/// on, and the host (its lanes end when it is dropped).
+async fn lane_thread_of(
+    db: &DatabaseConnection,
+    program: &Program,
+    cpu: LaneCpu,
+    member: &str,
+) -> (String, TestHost) {
+    let options = BatchOptions {
+        cpu,
+        ..BatchOptions::default()
+    };
+    let host = TestHost {
+        db: db.clone(),
+        store: Arc::new(MemoryStore::new()),
+        placed: Arc::default(),
+        before: Arc::default(),
+        committed: Arc::default(),
+        batcher: Arc::new(Batcher::start(db, options, CancellationToken::new())),
+    };
+    let threads = Arc::new(Mutex::new(Vec::new()));
+    let op = WhereOp {
+        member: new_member(member),
+        threads: threads.clone(),
+    };
+    execute(&host, program, &op).await.unwrap();
+    let threads = threads.lock().unwrap().clone();
+    assert_eq!(threads.len(), 1, "{threads:?}");
+    (threads[0].clone(), host)
+}
+
+/// SQLite's lane runs on a thread of its own with a connection of its own (an SQLite file),
+/// and the two threads are kept on one CPU; `LaneCpu::Off` runs it as a task of the caller's
+/// runtime; an in-memory database keeps its one pool (a second connection would be another
+/// database) and nothing is pinned.
+#[tokio::test]
+async fn the_sqlite_lane_and_its_connection_are_kept_on_one_cpu() {
+    let dir = std::env::temp_dir().join(format!("loyalty-lane-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (db, program) = database_at(&sqlite_url(&dir.join("lane.db")).unwrap()).await;
+
+    let (lane, _host) = lane_thread_of(&db, &program, LaneCpu::Auto, "m1").await;
+    let n = lane
+        .strip_prefix("lane-")
+        .expect("a lane thread of its own");
+    let lanes = affinity::threads_named(&lane);
+    let connections = affinity::threads_named(&format!("lane-db-{n}"));
+    assert_eq!((lanes.len(), connections.len()), (1, 1), "{lane}");
+    if cfg!(target_os = "linux") {
+        let cpu = affinity::default_cpu().unwrap();
+        assert_eq!(affinity::cpus_of(lanes[0]), Some(vec![cpu]));
+        assert_eq!(affinity::cpus_of(connections[0]), Some(vec![cpu]));
+    }
+
+    let (task, _off) = lane_thread_of(&db, &program, LaneCpu::Off, "m2").await;
+    assert!(!task.starts_with("lane-"), "{task}");
+
+    let (memory, memory_program) = database().await;
+    let (lane, _memory_host) = lane_thread_of(&memory, &memory_program, LaneCpu::Auto, "m3").await;
+    let n = lane
+        .strip_prefix("lane-")
+        .expect("a lane thread of its own");
+    assert_eq!(
+        affinity::threads_named(&format!("lane-db-{n}")),
+        Vec::<i32>::new()
+    );
+    if cfg!(target_os = "linux") {
+        let lanes = affinity::threads_named(&lane);
+        assert_eq!(
+            affinity::cpus_of(lanes[0]),
+            affinity::cpus_of(0),
+            "not pinned"
+        );
+    }
+
+    let report = crate::ledger::audit::audit(&db, program.id).await.unwrap();
+    assert_eq!(report.violations, Vec::<String>::new());
+    assert_eq!(report.outstanding_minor, 200);
+    db.close().await.unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
 }

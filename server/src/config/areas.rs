@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use loyalty_domain::ledger::batch::LaneCpu;
+
 use super::{
     is_postgres_url, DatabaseTarget, GraphqlConfig, HttpLimits, JwtKey, Reader, BOOL,
     DEFAULT_MAX_COMPLEXITY, DEFAULT_MAX_CONNECTIONS, MAX_LEEWAY_SECS,
@@ -34,6 +36,9 @@ pub(super) struct RequestLimits {
     pub subject_per_sec: u32,
 }
 
+/// CPU numbers Linux can pin to (`CPU_SETSIZE`).
+const MAX_CPU: usize = 1024;
+
 /// Group commit of postings (`POSTING_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Posting {
@@ -41,6 +46,8 @@ pub struct Posting {
     pub lanes: Option<usize>,
     pub batch_max: usize,
     pub batch_window_ms: u64,
+    /// Where SQLite's posting lane runs (`SQLITE_LANE_CPU`).
+    pub lane_cpu: LaneCpu,
     /// How often an idle cross-member work runner looks for due work (`WORK_POLL_INTERVAL_MS`);
     /// 0: this instance runs none.
     pub work_poll_interval_ms: u64,
@@ -59,6 +66,7 @@ impl Posting {
             lanes: self.lanes,
             max: self.batch_max,
             window: std::time::Duration::from_millis(self.batch_window_ms),
+            cpu: self.lane_cpu,
         }
     }
 }
@@ -320,12 +328,30 @@ impl Reader<'_> {
                 |n| *n <= 1_000,
                 "milliseconds from 0 to 1000",
             ),
+            lane_cpu: self.lane_cpu(),
             work_poll_interval_ms: self.parse(
                 "WORK_POLL_INTERVAL_MS",
                 1_000,
                 |n| *n <= 60_000,
                 "milliseconds from 0 (this instance runs no cross-member work) to 60000",
             ),
+        }
+    }
+
+    fn lane_cpu(&mut self) -> LaneCpu {
+        let raw = self.get("SQLITE_LANE_CPU").map(|v| v.to_ascii_lowercase());
+        match raw.as_deref() {
+            None | Some("auto") => LaneCpu::Auto,
+            Some("off") => LaneCpu::Off,
+            Some(cpu) => match cpu.parse::<usize>() {
+                Ok(cpu) if cpu < MAX_CPU => LaneCpu::Cpu(cpu),
+                _ => {
+                    self.problem(
+                        "SQLITE_LANE_CPU must be auto, off or a CPU number from 0 to 1023",
+                    );
+                    LaneCpu::Auto
+                }
+            },
         }
     }
 

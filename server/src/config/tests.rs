@@ -54,6 +54,7 @@ fn embedded_defaults() {
     assert!(!config.webhooks.allow_private_urls);
     assert_eq!(config.webhooks.timeout_secs, 10);
     assert_eq!(config.webhooks.poll_interval_ms, 1_000);
+    assert_eq!(config.posting.lane_cpu, LaneCpu::Auto);
     assert_eq!(
         config.jwt.origin,
         KeyOrigin::DevelopmentFile(dir.join("jwt-secret"))
@@ -164,6 +165,9 @@ fn invalid_values_name_their_variable() {
         ("WEBHOOK_TIMEOUT_SECS", "0"),
         ("WEBHOOK_TIMEOUT_SECS", "61"),
         ("WEBHOOK_POLL_INTERVAL_MS", "60001"),
+        ("SQLITE_LANE_CPU", "first"),
+        ("SQLITE_LANE_CPU", "1024"),
+        ("SQLITE_LANE_CPU", "-1"),
     ];
     for (name, value) in cases {
         let err = error_of(&[(name, value), ("JWT_SECRET", SECRET)]);
@@ -259,8 +263,22 @@ fn overrides_and_spellings() {
         ("JWT_ISSUER", "issuer-x"),
         ("JWT_AUDIENCE", "aud-y"),
         ("BODY_LIMIT_BYTES", ""),
+        ("SQLITE_LANE_CPU", " OFF "),
     ])
     .unwrap();
+    assert_eq!(config.posting.lane_cpu, LaneCpu::Off);
+    for (raw, cpu) in [
+        ("auto", LaneCpu::Auto),
+        ("0", LaneCpu::Cpu(0)),
+        ("7", LaneCpu::Cpu(7)),
+    ] {
+        let config = load(&[
+            ("DATABASE_URL", PG),
+            ("JWT_SECRET", SECRET),
+            ("SQLITE_LANE_CPU", raw),
+        ]);
+        assert_eq!(config.unwrap().posting.lane_cpu, cpu, "{raw}");
+    }
     assert_eq!(config.listen_addr.port(), 9000);
     assert_eq!(config.database_max_connections, 50);
     assert_eq!(config.redis_prefix, "t1:");
