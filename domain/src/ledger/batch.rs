@@ -318,10 +318,6 @@ struct Lane {
 /// Numbers the lanes that run on threads of their own, for their threads' names.
 static LANE_THREADS: AtomicU64 = AtomicU64::new(0);
 
-/// How often a pinned lane makes sure its connection's thread is still on its CPU (sqlx opens a
-/// new connection, with a new thread, if it ever dropped the one it had).
-const REPIN_EVERY: Duration = Duration::from_secs(10);
-
 impl Lane {
     /// Runs the lane on a thread of its own (see [`LaneCpu`]). Should the thread not start, the
     /// queue goes with it and every posting runs on its own.
@@ -344,47 +340,30 @@ impl Lane {
     }
 
     /// On the lane's own thread: opens the lane's own connection (its thread named
-    /// `connection_thread`), keeps both threads on the lane's CPU, and runs.
+    /// `connection_thread`), keeps both threads on the lane's CPU, and runs. Without a
+    /// connection of its own (in memory) nothing is pinned.
     async fn run_pinned(mut self, connection_thread: String) {
-        let own = match db::lane_connection(&self.db, connection_thread.clone()).await {
-            Ok(own) => own,
-            Err(err) => {
-                tracing::warn!(error = %err, "posting lane shares the pool: no connection of its own");
-                None
-            }
-        };
         let cpu = match self.options.cpu {
             LaneCpu::Cpu(cpu) => Some(cpu),
             LaneCpu::Auto | LaneCpu::Off => affinity::default_cpu(),
         };
-        let pinned = match (own, cpu) {
-            (Some(own), Some(cpu)) if affinity::pin_current_thread(cpu) => {
+        match db::lane_connection(&self.db, connection_thread, cpu).await {
+            Ok(Some(own)) => {
                 self.db = own;
-                let threads = affinity::pin_threads_named(&connection_thread, cpu);
+                let pinned = cpu.filter(|cpu| affinity::pin_current_thread(*cpu));
                 tracing::info!(
-                    cpu,
-                    threads,
-                    "posting lane and its connection kept on one CPU"
+                    cpu = pinned,
+                    "posting lane on its own thread and connection"
                 );
-                Some((cpu, connection_thread))
             }
-            (own, _) => {
-                if let Some(own) = own {
-                    self.db = own;
-                }
-                tracing::info!("posting lane on its own thread, not kept on one CPU");
-                None
-            }
-        };
-        self.run_with(pinned).await;
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "posting lane shares the pool"),
+        }
+        self.run().await;
     }
 
+    /// The lane's loop.
     async fn run(self) {
-        self.run_with(None).await;
-    }
-
-    /// The lane's loop; `pinned`: the CPU and the connection thread's name to keep there.
-    async fn run_with(self, pinned: Option<(usize, String)>) {
         let Lane {
             db,
             options,
@@ -393,7 +372,6 @@ impl Lane {
             gate,
             shutdown,
         } = self;
-        let mut repinned = tokio::time::Instant::now();
         loop {
             let first = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -413,12 +391,6 @@ impl Lane {
                 }
             }
             stats.record(jobs.len());
-            if let Some((cpu, thread)) = &pinned {
-                if repinned.elapsed() >= REPIN_EVERY {
-                    affinity::pin_threads_named(thread, *cpu);
-                    repinned = tokio::time::Instant::now();
-                }
-            }
             let turn = gate.turn().await;
             run_batch(&db, jobs).await;
             drop(turn);

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::error::DomainError;
+use crate::ledger::affinity;
 
 /// Where the data lives when no `DATABASE_URL` is given.
 pub const DEFAULT_SQLITE_PATH: &str = "./data/loyalty.db";
@@ -96,20 +97,33 @@ pub async fn connect_with(
 }
 
 /// A connection of its own for SQLite's posting lane: the same file and settings as `db`, one
-/// connection, kept open, whose sqlx thread is named `thread` (so the lane can find it and keep
-/// it on its CPU). `None` unless `db` is an SQLite file in WAL mode (a second connection to an
-/// in-memory database would open another database).
+/// connection, kept open, whose sqlx thread is named `thread` and kept on `cpu` (pinned as sqlx
+/// opens it, so also should it ever open it again). `None` unless `db` is an SQLite file in WAL
+/// mode (a second connection to an in-memory database would open another database).
 pub(crate) async fn lane_connection(
     db: &DatabaseConnection,
     thread: String,
+    cpu: Option<usize>,
 ) -> Result<Option<DatabaseConnection>, DbErr> {
     if !matches!(db, DatabaseConnection::SqlxSqlitePoolConnection(_)) || !in_wal_mode(db).await? {
         return Ok(None);
     }
+    let name = thread.clone();
     let options = (*db.get_sqlite_connection_pool().connect_options())
         .clone()
-        .thread_name(move |_| thread.clone());
+        .thread_name(move |_| name.clone());
     let pool = SqlitePoolOptions::new()
+        .after_connect(move |_, _| {
+            if let Some(cpu) = cpu {
+                let pinned = affinity::pin_threads_named(&thread, cpu);
+                tracing::info!(
+                    cpu,
+                    pinned,
+                    "posting lane's connection kept on the lane's CPU"
+                );
+            }
+            Box::pin(async { Ok(()) })
+        })
         .max_connections(1)
         .min_connections(1)
         .idle_timeout(None)
