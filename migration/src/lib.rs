@@ -27,6 +27,7 @@ mod m20261202_000020_member_work;
 mod m20261202_000021_webhook_claim;
 mod m20261202_000022_webhook_probe;
 mod m20261202_000023_webhook_endpoint_walk;
+mod m20261203_000024_lock_member;
 mod util;
 
 pub struct Migrator;
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000021_webhook_claim::Migration),
             Box::new(m20261202_000022_webhook_probe::Migration),
             Box::new(m20261202_000023_webhook_endpoint_walk::Migration),
+            Box::new(m20261203_000024_lock_member::Migration),
         ]
     }
 }

@@ -502,7 +502,9 @@ const LOCKED_COLUMNS: &str = "SELECT m.id, m.program_id, m.external_id, m.displa
 /// ruleset and challenge set versions, the balance and the posting counter. Two statements on
 /// purpose: at READ COMMITTED a statement that waited for a row lock still reads every other
 /// table with the snapshot it started with, so the read must come after the lock, in a statement
-/// of its own (on SQLite the two go as one script: a write lock is the whole database's).
+/// of its own. Both still take one round trip: on PostgreSQL they run inside the function
+/// `loyalty_lock_member` (each statement of a volatile function takes a fresh snapshot), on SQLite
+/// they go as one script (a write lock is the whole database's).
 /// `NOT_FOUND` when the member does not exist in this program. A [`MemberRef::New`] is created
 /// at `now` instead (the insert is its lock).
 pub async fn lock_member<C: ConnectionTrait>(
@@ -533,14 +535,23 @@ pub async fn lock_member<C: ConnectionTrait>(
                 .await?;
         return row.map(Locked::from).ok_or_else(|| not_found(member));
     }
-    let lock = format!("SELECT id FROM members WHERE program_id = $1 AND {column} = $2 FOR UPDATE");
-    let locked_id: Option<i64> = txn
-        .query_one(stmt(backend, &lock, vec![program_id.into(), value]))
-        .await?
-        .map(|row| row.try_get("", "id"))
-        .transpose()?;
-    let member_id = locked_id.ok_or_else(|| not_found(member))?;
-    read_locked(txn, member_id).await
+    // The function takes the member by id or by external id, the other one NULL.
+    let (id, external_id) = match member {
+        MemberRef::Id(id) => (Some(*id), None),
+        MemberRef::External(_) | MemberRef::New(_) => (None, Some(value)),
+    };
+    let row = LockedRow::find_by_statement(stmt(
+        backend,
+        "SELECT * FROM loyalty_lock_member($1, $2, $3)",
+        vec![
+            program_id.into(),
+            id.into(),
+            external_id.unwrap_or(sea_orm::Value::String(None)),
+        ],
+    ))
+    .one(txn)
+    .await?;
+    row.map(Locked::from).ok_or_else(|| not_found(member))
 }
 
 /// The refusal when the member to lock does not exist.
@@ -605,7 +616,7 @@ async fn insert_member<C: ConnectionTrait>(
 
 /// Reads a member locked in this transaction with the program's live ruleset version, the
 /// balance, the posting counter and the tier multiplier: one statement.
-async fn read_locked<C: ConnectionTrait>(txn: &C, member_id: i64) -> TxResult<Locked> {
+pub(super) async fn read_locked<C: ConnectionTrait>(txn: &C, member_id: i64) -> TxResult<Locked> {
     let read = format!("{LOCKED_COLUMNS} WHERE m.id = $1");
     let row = LockedRow::find_by_statement(stmt(
         txn.get_database_backend(),

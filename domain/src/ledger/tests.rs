@@ -14,7 +14,8 @@ use crate::error::DomainError;
 use crate::ledger::affinity;
 use crate::ledger::batch::{BatchOptions, Batcher, LaneCpu};
 use crate::ledger::db::{
-    connect, lock_member, migrate, sqlite_url, MemberRef, NewMember, TxResult,
+    connect, lock_member, migrate, read_locked, sqlite_url, Locked, MemberRef, NewMember, TxError,
+    TxResult,
 };
 use crate::ledger::ops::{execute, Host, IdempotencyKey, Operation};
 use crate::ledger::{spins_amount, spins_of, Account, Entry, Kind, Posting, Tx, ONE_SPIN};
@@ -168,7 +169,10 @@ async fn database() -> (DatabaseConnection, Program) {
 }
 
 async fn database_at(url: &str) -> (DatabaseConnection, Program) {
-    let db = connect(url, 1).await.unwrap();
+    // One connection to SQLite (in memory a second one would be another database); a few to
+    // PostgreSQL, where a test holds two transactions at once.
+    let connections = if url.starts_with("postgres") { 4 } else { 1 };
+    let db = connect(url, connections).await.unwrap();
     migrate(&db).await.unwrap();
     db.execute(Statement::from_string(
         db.get_database_backend(),
@@ -581,4 +585,159 @@ async fn the_sqlite_lane_and_its_connection_are_kept_on_one_cpu() {
     assert_eq!(report.outstanding_minor, 200);
     db.close().await.unwrap();
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The PostgreSQL server of `TEST_DATABASE_URL` (the test suite's), with a `database`.
+fn postgres_url(database: &str) -> String {
+    let admin = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{database}")
+}
+
+/// Runs `sql` on the PostgreSQL server's `postgres` database.
+async fn on_postgres_server(sql: &str) {
+    let admin = connect(&postgres_url("postgres"), 1).await.unwrap();
+    admin.execute_unprepared(sql).await.unwrap();
+    admin.close().await.unwrap();
+}
+
+async fn run_sql(db: &DatabaseConnection, sql: &str) {
+    db.execute_unprepared(sql).await.unwrap();
+}
+
+/// `Locked` as text, to compare every field of two reads.
+fn shown(locked: &Locked) -> String {
+    format!("{locked:?}")
+}
+
+/// On PostgreSQL the member's lock and the locked read are one call of `loyalty_lock_member`
+/// (one round trip), still two statements with a snapshot each: a posting that waited for the
+/// lock reads what the lock's holder committed (one statement would read the balance and the
+/// posting counter from before its wait), and the function reads exactly what the
+/// two-statement read (`read_locked`, a new member's) reads.
+#[tokio::test]
+async fn the_lock_function_waits_and_reads_what_the_holder_committed() {
+    let name = format!("loyalty_ledger_{}", uuid::Uuid::new_v4().simple());
+    on_postgres_server(&format!("CREATE DATABASE \"{name}\"")).await;
+    let (db, program) = database_at(&postgres_url(&name)).await;
+
+    let txn = db.begin().await.unwrap();
+    let created = lock_member(&txn, program.id, &new_member("m1"), now())
+        .await
+        .unwrap();
+    let mut tx = Tx::new(&txn, &program, created, now());
+    tx.credit(Entry::new(Account::Points, Kind::Earn, points(1000)))
+        .await
+        .unwrap();
+    tx.flush_member().await.unwrap();
+    let member_id = tx.member.id;
+    drop(tx);
+    txn.commit().await.unwrap();
+    // Every column the read returns away from its default.
+    run_sql(&db, "UPDATE programs SET ruleset_version = 7").await;
+    run_sql(
+        &db,
+        "INSERT INTO tiers (program_id, name, min_qualification_minor, multiplier_minor, \
+         created_at, updated_at) VALUES (1, 'Gold', 0, 150, now(), now())",
+    )
+    .await;
+    run_sql(
+        &db,
+        "INSERT INTO challenge_sets (program_id, version, challenges, published_by, \
+         published_at) VALUES (1, 3, '[]', 'test', now())",
+    )
+    .await;
+    run_sql(
+        &db,
+        "UPDATE members SET tier_id = (SELECT id FROM tiers), display_name = 'M', \
+         registered_at = now(), login_streak = 4, last_login_date = '2026-03-01', \
+         attributes = '{\"city\":\"Hanoi\"}'",
+    )
+    .await;
+
+    let txn = db.begin().await.unwrap();
+    let external = MemberRef::External("m1".into());
+    let by_external = lock_member(&txn, program.id, &external, now())
+        .await
+        .unwrap();
+    let by_id = lock_member(&txn, program.id, &MemberRef::Id(member_id), now())
+        .await
+        .unwrap();
+    let read = read_locked(&txn, member_id).await.unwrap();
+    assert_eq!(shown(&by_external), shown(&read));
+    assert_eq!(shown(&by_id), shown(&read));
+    assert_eq!(
+        (
+            read.live_version,
+            read.challenge_version,
+            read.points_minor,
+            read.version,
+            read.multiplier_minor
+        ),
+        (7, 3, 1000, 1, 150)
+    );
+    assert_eq!(read.member.display_name.as_deref(), Some("M"));
+    assert_eq!(read.member.login_streak, 4);
+    let nobody = lock_member(&txn, program.id, &MemberRef::External("m2".into()), now()).await;
+    assert!(
+        matches!(nobody, Err(TxError::Domain(DomainError::NotFound(_)))),
+        "{nobody:?}"
+    );
+    let other_program = lock_member(&txn, program.id + 1, &MemberRef::Id(member_id), now()).await;
+    assert!(matches!(
+        other_program,
+        Err(TxError::Domain(DomainError::NotFound(_)))
+    ));
+    txn.rollback().await.unwrap();
+
+    // The holder posts 250 and keeps the lock; the waiter locks, waits, and must read 1,250.
+    let holder = db.begin().await.unwrap();
+    let locked = lock_member(&holder, program.id, &external, now())
+        .await
+        .unwrap();
+    let mut tx = Tx::new(&holder, &program, locked, now());
+    tx.credit(Entry::new(Account::Points, Kind::Earn, points(250)))
+        .await
+        .unwrap();
+    tx.flush_member().await.unwrap();
+    drop(tx);
+    let waiter = {
+        let (db, program_id, external) = (db.clone(), program.id, external.clone());
+        tokio::spawn(async move {
+            let txn = db.begin().await.unwrap();
+            let locked = lock_member(&txn, program_id, &external, now())
+                .await
+                .unwrap();
+            txn.commit().await.unwrap();
+            (locked.points_minor, locked.version)
+        })
+    };
+    let waiting = format!(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = '{name}' AND wait_event_type = 'Lock'"
+    );
+    let mut seen = false;
+    for _ in 0..1000 {
+        let row = db
+            .query_one(Statement::from_string(db.get_database_backend(), &waiting))
+            .await
+            .unwrap()
+            .unwrap();
+        if row.try_get::<i64>("", "n").unwrap() == 1 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(seen, "the second lock never waited for the first");
+    holder.commit().await.unwrap();
+    assert_eq!(waiter.await.unwrap(), (1250, 2));
+
+    let report = crate::ledger::audit::audit(&db, program.id).await.unwrap();
+    assert_eq!(report.violations, Vec::<String>::new());
+    db.close().await.unwrap();
+    on_postgres_server(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await;
 }
