@@ -247,6 +247,16 @@ impl Loyalty {
             .cloned()
     }
 
+    /// The newest ruleset of `program_id` this instance holds, whatever its version.
+    pub(crate) fn newest_cached_ruleset(&self, program_id: i64) -> Option<Arc<Ruleset>> {
+        let rulesets = self.inner.rulesets.read().ok()?;
+        rulesets
+            .iter()
+            .filter(|((p, _), _)| *p == program_id)
+            .max_by_key(|((_, v), _)| *v)
+            .map(|(_, ruleset)| ruleset.clone())
+    }
+
     pub(crate) fn cache_ruleset(&self, program_id: i64, ruleset: Arc<Ruleset>) {
         if let Ok(mut rulesets) = self.inner.rulesets.write() {
             rulesets.retain(|(p, v), _| *p != program_id || *v >= ruleset.version);

@@ -1,5 +1,6 @@
 //! Earning: `recordAction` for mini-app actions and the shared award step every earn path uses.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::actor::ActionCaller;
@@ -12,7 +13,7 @@ use crate::earning::rules::{
     evaluate, ActionRequest, EvalContext, MemberFacts, Refusal, Rule, Verdict,
 };
 use crate::error::{DomainError, DomainResult};
-use crate::ledger::db::{MemberRef, TxError, TxResult};
+use crate::ledger::db::{HistoryQuery, MemberRef, RuleHistory, TxError, TxResult};
 use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{spins_amount, Account, Entry, Kind, Posting, Tx};
 use crate::members::attributes;
@@ -90,6 +91,11 @@ impl Operation for RecordActionOp {
 
     fn idempotency_key(&self) -> Option<&IdempotencyKey> {
         self.key.as_ref()
+    }
+
+    fn history(&self, program: &Program, now: DateTime<Utc>) -> Option<HistoryQuery> {
+        self.loyalty
+            .history_for(program, &self.action, self.object_id.as_deref(), now)
     }
 
     async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<ActionOutcome> {
@@ -209,6 +215,14 @@ impl Loyalty {
         let rules: Vec<_> = ruleset.rules_for(&request.action).collect();
         let challenges = self.challenges_moved_by(tx, &request.action).await?;
         let goal_conditions = crate::challenges::advance::conditions(&challenges);
+        let asked = Self::history_query(
+            tx.program,
+            version,
+            &rules,
+            request.object_id.as_deref(),
+            tx.now,
+        );
+        let read = tx.take_history(&asked);
         let mut facts = self
             .facts(
                 tx.txn,
@@ -216,7 +230,7 @@ impl Loyalty {
                 &tx.member,
                 (&rules, &goal_conditions),
                 request,
-                tx.now,
+                (tx.now, read),
             )
             .await?;
         let ctx = EvalContext {
@@ -350,11 +364,11 @@ impl Loyalty {
         member: &members::Model,
         (rules, goal_conditions): (&[&Rule], &[&Condition]),
         request: &ActionRequest,
-        now: chrono::DateTime<chrono::Utc>,
+        (now, read): (chrono::DateTime<chrono::Utc>, Option<Vec<RuleHistory>>),
     ) -> TxResult<MemberFacts> {
         let object_id = request.object_id.as_deref();
         let mut facts = self
-            .member_facts(conn, program, member, rules, object_id, now)
+            .member_facts(conn, program, member, (rules, object_id), (now, read))
             .await?;
         let conditions: Vec<&Condition> = rules
             .iter()

@@ -74,7 +74,7 @@ impl Loyalty {
             .filter(|r| r.is_live(ctx.now))
             .collect();
         let facts = self
-            .member_facts(self.db(), &program, &member, &live, None, ctx.now)
+            .member_facts(self.db(), &program, &member, (&live, None), (ctx.now, None))
             .await?;
         Ok(opportunities(&ruleset, &facts, &ctx))
     }
@@ -125,7 +125,7 @@ impl Loyalty {
                 &member,
                 (&rules, &[]),
                 &request,
-                ctx.now,
+                (ctx.now, None),
             )
             .await?;
         Ok((ruleset.version, evaluate(&ruleset, &facts, &request, &ctx)?))

@@ -16,10 +16,11 @@ use crate::actor::ServiceActor;
 use crate::earning::actions::{outcome, Earned};
 use crate::earning::rules::{ActionRequest, Refusal};
 use crate::error::{DomainError, DomainResult};
-use crate::ledger::db::{retry, run_detached, MemberRef, TxError, TxResult};
+use crate::ledger::db::{retry, run_detached, HistoryQuery, MemberRef, TxError, TxResult};
 use crate::ledger::ops::{IdempotencyKey, Operation};
 use crate::ledger::{Account, Entry, Kind, Posting, Tx};
 use crate::money::{Money, Points};
+use crate::program::Program;
 use crate::service::Loyalty;
 
 use lines::{Accrual, LineRefund, LineState, OrderAfter, OrderLine};
@@ -122,6 +123,14 @@ impl Operation for PurchaseOp {
 
     fn idempotency_key(&self) -> Option<&IdempotencyKey> {
         Some(&self.key)
+    }
+
+    fn history(
+        &self,
+        program: &Program,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<HistoryQuery> {
+        self.loyalty.history_for(program, "purchase", None, now)
     }
 
     async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<PurchaseOutcome> {

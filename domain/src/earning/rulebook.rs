@@ -9,7 +9,7 @@ use loyalty_entities::{earning_rules, ledger_entries, programs, rulesets};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, SimpleExpr};
 
-use crate::ledger::db::{run_detached, sum_of};
+use crate::ledger::db::{run_detached, sum_of, HistoryQuery, RuleHistory};
 use crate::ledger::Account;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait,
@@ -602,15 +602,55 @@ impl Loyalty {
         Ok(ruleset)
     }
 
-    /// How often each of `rules` already paid this member, in one query.
+    /// What the member's earn history for `rules` (of ruleset `version`) is, asked of the
+    /// ledger: the same windows and object [`Loyalty::member_facts`] counts.
+    pub(crate) fn history_query(
+        program: &Program,
+        version: i64,
+        rules: &[&Rule],
+        object_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> HistoryQuery {
+        let w = Windows::at(program.tz, now);
+        HistoryQuery {
+            day_start: w.day_start,
+            week_start: w.week_start,
+            month_start: w.month_start,
+            object_id: object_id.map(str::to_owned),
+            rules: rules.iter().map(|rule| rule.id).collect(),
+            ruleset_version: version,
+        }
+    }
+
+    /// The history to read with the member's lock for `action` on `object_id`, from the newest
+    /// ruleset this instance holds (the lock's read tells whether it is still the live one).
+    pub(crate) fn history_for(
+        &self,
+        program: &Program,
+        action: &str,
+        object_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Option<HistoryQuery> {
+        let ruleset = self.newest_cached_ruleset(program.id)?;
+        let rules: Vec<&Rule> = ruleset.rules_for(action).collect();
+        Some(Self::history_query(
+            program,
+            ruleset.version,
+            &rules,
+            object_id,
+            now,
+        ))
+    }
+
+    /// How often each of `rules` already paid this member, in one query, unless `read` (the
+    /// same, read with the member's lock: [`Tx::take_history`]) already says.
     pub(crate) async fn member_facts<C: ConnectionTrait>(
         &self,
         conn: &C,
         program: &Program,
         member: &loyalty_entities::members::Model,
-        rules: &[&Rule],
-        object_id: Option<&str>,
-        now: DateTime<Utc>,
+        (rules, object_id): (&[&Rule], Option<&str>),
+        (now, read): (DateTime<Utc>, Option<Vec<RuleHistory>>),
     ) -> DomainResult<MemberFacts> {
         let mut facts = MemberFacts {
             member_id: member.id,
@@ -623,6 +663,22 @@ impl Loyalty {
             ..Default::default()
         };
         if rules.is_empty() {
+            return Ok(facts);
+        }
+        if let Some(read) = read {
+            for row in read {
+                facts.rules.insert(
+                    row.rule_id,
+                    RuleFacts {
+                        lifetime: count(Some(row.lifetime)),
+                        in_day: count(Some(row.in_day)),
+                        in_week: count(Some(row.in_week)),
+                        in_month: count(Some(row.in_month)),
+                        object_claimed: row.on_object > 0,
+                        lifetime_points: Points::from_minor(row.lifetime_points),
+                    },
+                );
+            }
             return Ok(facts);
         }
         let w = Windows::at(program.tz, now);

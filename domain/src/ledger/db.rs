@@ -463,6 +463,34 @@ pub struct Locked {
     pub version: i64,
     /// The member's tier earn multiplier in hundredths (100 without a tier).
     pub multiplier_minor: i64,
+    /// The earn history asked for with the lock, when it was read with it (PostgreSQL).
+    pub history: Option<(HistoryQuery, Vec<RuleHistory>)>,
+}
+
+/// What an earning posting asks to be read with its member's lock: how often each of `rules`
+/// (ids from ruleset `ruleset_version`) paid the member, ever and since each window's start, and
+/// for `object_id`. The ledger counts its own rows for it; what a rule is, it does not know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub day_start: chrono::DateTime<chrono::Utc>,
+    pub week_start: chrono::DateTime<chrono::Utc>,
+    pub month_start: chrono::DateTime<chrono::Utc>,
+    pub object_id: Option<String>,
+    pub rules: Vec<i64>,
+    pub ruleset_version: i64,
+}
+
+/// One rule's EARN rows of one member (QUALIFICATION credits not counted: a qualifying award
+/// is one award), as a [`HistoryQuery`] asked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct RuleHistory {
+    pub rule_id: i64,
+    pub lifetime: i64,
+    pub in_day: i64,
+    pub in_week: i64,
+    pub in_month: i64,
+    pub on_object: i64,
+    pub lifetime_points: i64,
 }
 
 #[derive(FromQueryResult)]
@@ -484,6 +512,8 @@ struct LockedRow {
     challenge_version: i64,
     points_minor: i64,
     version: i64,
+    /// JSON: the [`RuleHistory`] rows asked for, on PostgreSQL only.
+    history: Option<String>,
 }
 
 const LOCKED_COLUMNS: &str = "SELECT m.id, m.program_id, m.external_id, m.display_name, \
@@ -493,7 +523,7 @@ const LOCKED_COLUMNS: &str = "SELECT m.id, m.program_id, m.external_id, m.displa
      COALESCE((SELECT MAX(s.version) FROM challenge_sets s WHERE s.program_id = m.program_id), 0) \
      AS challenge_version, b.balance_minor AS points_minor, \
      COALESCE((SELECT MAX(l.member_version) FROM ledger_entries l WHERE l.member_id = m.id), 0) \
-     AS version \
+     AS version, NULL AS history \
      FROM members m JOIN programs p ON p.id = m.program_id \
      JOIN balances b ON b.member_id = m.id AND b.account = 'POINTS' \
      LEFT JOIN tiers t ON t.id = m.tier_id";
@@ -512,6 +542,18 @@ pub async fn lock_member<C: ConnectionTrait>(
     program_id: i64,
     member: &MemberRef,
     now: chrono::DateTime<chrono::Utc>,
+) -> TxResult<Locked> {
+    lock_member_with(txn, program_id, member, now, None).await
+}
+
+/// [`lock_member`], reading `history` with the lock where that saves a round trip (PostgreSQL,
+/// an existing member); elsewhere [`Locked::history`] is `None` and the caller reads it itself.
+pub async fn lock_member_with<C: ConnectionTrait>(
+    txn: &C,
+    program_id: i64,
+    member: &MemberRef,
+    now: chrono::DateTime<chrono::Utc>,
+    history: Option<&HistoryQuery>,
 ) -> TxResult<Locked> {
     let backend = txn.get_database_backend();
     let (column, value): (&str, sea_orm::Value) = match member {
@@ -540,18 +582,43 @@ pub async fn lock_member<C: ConnectionTrait>(
         MemberRef::Id(id) => (Some(*id), None),
         MemberRef::External(_) | MemberRef::New(_) => (None, Some(value)),
     };
+    let no_time = || sea_orm::Value::ChronoDateTimeUtc(None);
+    let window = |at: Option<chrono::DateTime<chrono::Utc>>| at.map_or_else(no_time, Into::into);
     let row = LockedRow::find_by_statement(stmt(
         backend,
-        "SELECT * FROM loyalty_lock_member($1, $2, $3)",
+        "SELECT * FROM loyalty_lock_member($1, $2, $3, $4, $5, $6, $7, $8)",
         vec![
             program_id.into(),
             id.into(),
             external_id.unwrap_or(sea_orm::Value::String(None)),
+            window(history.map(|h| h.day_start)),
+            window(history.map(|h| h.week_start)),
+            window(history.map(|h| h.month_start)),
+            history.and_then(|h| h.object_id.clone()).into(),
+            history
+                .map(|h| {
+                    h.rules
+                        .iter()
+                        .map(i64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .into(),
         ],
     ))
     .one(txn)
-    .await?;
-    row.map(Locked::from).ok_or_else(|| not_found(member))
+    .await?
+    .ok_or_else(|| not_found(member))?;
+    let rows = match (history, row.history.as_deref()) {
+        (Some(query), Some(json)) => Some((
+            query.clone(),
+            serde_json::from_str::<Vec<RuleHistory>>(json).map_err(DomainError::internal)?,
+        )),
+        _ => None,
+    };
+    let mut locked = Locked::from(row);
+    locked.history = rows;
+    Ok(locked)
 }
 
 /// The refusal when the member to lock does not exist.
@@ -651,6 +718,7 @@ impl From<LockedRow> for Locked {
             points_minor: row.points_minor,
             version: row.version,
             multiplier_minor: row.multiplier_minor,
+            history: None,
         }
     }
 }

@@ -235,6 +235,12 @@ pub struct Tx<'a> {
     /// Writes nothing in the posting reads back ([`Tx::write_later`]), sent on PostgreSQL with
     /// the posting's last statement.
     deferred: Vec<(&'static str, Statement)>,
+    /// The earn history read with the lock, with the posting counter it was read at.
+    history: Option<(
+        crate::ledger::db::HistoryQuery,
+        i64,
+        Vec<crate::ledger::db::RuleHistory>,
+    )>,
 }
 
 impl<'a> Tx<'a> {
@@ -262,6 +268,27 @@ impl<'a> Tx<'a> {
             member_dirty: false,
             balances: vec![(Account::Points, locked.points_minor)],
             deferred: Vec::new(),
+            history: locked
+                .history
+                .map(|(query, rows)| (query, locked.version, rows)),
+        }
+    }
+
+    /// The earn history read with the member's lock, once, if it answers `query` and is still
+    /// current (nothing posted since the lock); `None` otherwise: the caller reads it itself.
+    pub fn take_history(
+        &mut self,
+        query: &crate::ledger::db::HistoryQuery,
+    ) -> Option<Vec<crate::ledger::db::RuleHistory>> {
+        match self.history.take() {
+            Some((asked, version, rows))
+                if asked == *query
+                    && version == self.version
+                    && query.ruleset_version == self.live_version =>
+            {
+                Some(rows)
+            }
+            _ => None,
         }
     }
 

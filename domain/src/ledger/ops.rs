@@ -28,7 +28,7 @@ use crate::actor::Caller;
 use crate::error::{DomainError, DomainResult};
 use crate::ledger::batch::{self, Batcher, End, Job, Step};
 use crate::ledger::db::{
-    lock_member, retry, run_detached, with_parts, MemberRef, TxError, TxResult,
+    lock_member_with, retry, run_detached, with_parts, HistoryQuery, MemberRef, TxError, TxResult,
 };
 use crate::ledger::{Posting, Tx};
 use crate::store::FastStore;
@@ -82,6 +82,10 @@ pub(crate) trait Operation: Serialize + Clone + Send + Sync + 'static {
 
     fn member(&self) -> MemberRef;
     fn idempotency_key(&self) -> Option<&IdempotencyKey>;
+    /// The earn history to read with the member's lock (see [`Tx::take_history`]), if any.
+    fn history(&self, _program: &Program, _now: DateTime<Utc>) -> Option<HistoryQuery> {
+        None
+    }
     async fn apply(&self, tx: &mut Tx<'_>) -> TxResult<Self::Output>;
 }
 
@@ -320,7 +324,12 @@ impl<H: Host, O: Operation> PostingJob<H, O> {
     async fn apply(&mut self, txn: &DatabaseTransaction) -> TxResult<Step> {
         let (host, program, op) = (&self.host, &self.program, &self.op);
         let member = &self.member;
-        let locked = lock_member(txn, program.id, member, host.now()).await?;
+        let history = match member {
+            MemberRef::New(_) => None,
+            MemberRef::Id(_) | MemberRef::External(_) => op.history(program, host.now()),
+        };
+        let locked =
+            lock_member_with(txn, program.id, member, host.now(), history.as_ref()).await?;
         // A member created by this transaction runs it at the instant it joined.
         let now = match member {
             MemberRef::New(_) => locked.member.joined_at,

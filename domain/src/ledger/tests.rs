@@ -14,8 +14,8 @@ use crate::error::DomainError;
 use crate::ledger::affinity;
 use crate::ledger::batch::{BatchOptions, Batcher, LaneCpu};
 use crate::ledger::db::{
-    connect, lock_member, migrate, read_locked, sqlite_url, Locked, MemberRef, NewMember, TxError,
-    TxResult,
+    connect, lock_member, lock_member_with, migrate, read_locked, sqlite_url, HistoryQuery, Locked,
+    MemberRef, NewMember, RuleHistory, TxError, TxResult,
 };
 use crate::ledger::ops::{execute, Host, IdempotencyKey, Operation};
 use crate::ledger::{spins_amount, spins_of, Account, Entry, Kind, Posting, Tx, ONE_SPIN};
@@ -617,7 +617,8 @@ fn shown(locked: &Locked) -> String {
 /// (one round trip), still two statements with a snapshot each: a posting that waited for the
 /// lock reads what the lock's holder committed (one statement would read the balance and the
 /// posting counter from before its wait), and the function reads exactly what the
-/// two-statement read (`read_locked`, a new member's) reads.
+/// two-statement read (`read_locked`, a new member's) reads; asked, it also counts the member's
+/// earn history by rule in the same read, which a posting takes once, while still current.
 #[tokio::test]
 async fn the_lock_function_waits_and_reads_what_the_holder_committed() {
     let name = format!("loyalty_ledger_{}", uuid::Uuid::new_v4().simple());
@@ -629,9 +630,18 @@ async fn the_lock_function_waits_and_reads_what_the_holder_committed() {
         .await
         .unwrap();
     let mut tx = Tx::new(&txn, &program, created, now());
-    tx.credit(Entry::new(Account::Points, Kind::Earn, points(1000)))
+    // Rule 5 paid 1,000 for object sku-1 (and credited QUALIFICATION, one award); rule 6 paid 300.
+    let earn = |account, minor, rule| {
+        let mut entry = Entry::new(account, Kind::Earn, points(minor)).reference("object", "sku-1");
+        entry.rule = Some((rule, 7));
+        entry
+    };
+    tx.credit(earn(Account::Points, 1000, 5)).await.unwrap();
+    tx.credit(earn(Account::Qualification, 1000, 5))
         .await
         .unwrap();
+    tx.credit(earn(Account::Points, 300, 6)).await.unwrap();
+    tx.place_in_tier(None);
     tx.flush_member().await.unwrap();
     let member_id = tx.member.id;
     drop(tx);
@@ -677,8 +687,57 @@ async fn the_lock_function_waits_and_reads_what_the_holder_committed() {
             read.version,
             read.multiplier_minor
         ),
-        (7, 3, 1000, 1, 150)
+        (7, 3, 1300, 3, 150)
     );
+    // The earn history asked with the lock: rules 5 and 9 (6 not asked), today from 13:00 (after
+    // the rows), the week and the month from yesterday.
+    let asked = HistoryQuery {
+        day_start: now() + chrono::Duration::hours(1),
+        week_start: now() - chrono::Duration::days(1),
+        month_start: now() - chrono::Duration::days(1),
+        object_id: Some("sku-1".into()),
+        rules: vec![5, 9],
+        ruleset_version: 7,
+    };
+    let with_history = lock_member_with(&txn, program.id, &external, now(), Some(&asked))
+        .await
+        .unwrap();
+    let rule_5 = RuleHistory {
+        rule_id: 5,
+        lifetime: 1,
+        in_day: 0,
+        in_week: 1,
+        in_month: 1,
+        on_object: 1,
+        lifetime_points: 1000,
+    };
+    assert_eq!(
+        with_history.history,
+        Some((asked.clone(), vec![rule_5.clone()]))
+    );
+    let no_object = HistoryQuery {
+        object_id: None,
+        rules: vec![],
+        ..asked.clone()
+    };
+    let read = lock_member_with(&txn, program.id, &external, now(), Some(&no_object))
+        .await
+        .unwrap();
+    assert_eq!(read.history, Some((no_object, vec![])));
+    // Taken once, only for the query it answers, only while nothing was posted since.
+    let mut tx = Tx::new(&txn, &program, with_history.clone(), now());
+    assert_eq!(tx.take_history(&asked), Some(vec![rule_5.clone()]));
+    assert_eq!(tx.take_history(&asked), None);
+    let mut tx = Tx::new(&txn, &program, with_history.clone(), now());
+    let other_version = HistoryQuery {
+        ruleset_version: 8,
+        ..asked.clone()
+    };
+    assert_eq!(tx.take_history(&other_version), None);
+    let mut tx = Tx::new(&txn, &program, with_history, now());
+    tx.credit(earn(Account::Points, 1, 5)).await.unwrap();
+    assert_eq!(tx.take_history(&asked), None);
+    drop(tx);
     assert_eq!(read.member.display_name.as_deref(), Some("M"));
     assert_eq!(read.member.login_streak, 4);
     let nobody = lock_member(&txn, program.id, &MemberRef::External("m2".into()), now()).await;
@@ -693,7 +752,7 @@ async fn the_lock_function_waits_and_reads_what_the_holder_committed() {
     ));
     txn.rollback().await.unwrap();
 
-    // The holder posts 250 and keeps the lock; the waiter locks, waits, and must read 1,250.
+    // The holder posts 250 and keeps the lock; the waiter locks, waits, and must read 1,550.
     let holder = db.begin().await.unwrap();
     let locked = lock_member(&holder, program.id, &external, now())
         .await
@@ -734,7 +793,7 @@ async fn the_lock_function_waits_and_reads_what_the_holder_committed() {
     }
     assert!(seen, "the second lock never waited for the first");
     holder.commit().await.unwrap();
-    assert_eq!(waiter.await.unwrap(), (1250, 2));
+    assert_eq!(waiter.await.unwrap(), (1550, 4));
 
     let report = crate::ledger::audit::audit(&db, program.id).await.unwrap();
     assert_eq!(report.violations, Vec::<String>::new());
