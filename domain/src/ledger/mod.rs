@@ -274,18 +274,15 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// The earn history read with the member's lock, once, if it answers `query` and is still
-    /// current (nothing posted since the lock); `None` otherwise: the caller reads it itself.
+    /// The earn history read with the member's lock, once, if it answers `query` (the caller
+    /// names the ruleset version it read with the lock) and is still current (nothing posted
+    /// since the lock); `None` otherwise: the caller reads it itself.
     pub fn take_history(
         &mut self,
         query: &crate::ledger::db::HistoryQuery,
     ) -> Option<Vec<crate::ledger::db::RuleHistory>> {
         match self.history.take() {
-            Some((asked, version, rows))
-                if asked == *query
-                    && version == self.version
-                    && query.ruleset_version == self.live_version =>
-            {
+            Some((asked, version, rows)) if asked == *query && version == self.version => {
                 Some(rows)
             }
             _ => None,
