@@ -643,7 +643,8 @@ impl Loyalty {
     }
 
     /// How often each of `rules` already paid this member, in one query, unless `read` (the
-    /// same, read with the member's lock: [`Tx::take_history`]) already says.
+    /// same, read with the member's lock: [`Tx::take_history`]) already says. Counted on
+    /// `/metrics` as `loyalty_rule_facts_reads_total{read="with_lock"|"query"}`.
     pub(crate) async fn member_facts<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -665,6 +666,8 @@ impl Loyalty {
         if rules.is_empty() {
             return Ok(facts);
         }
+        let source = if read.is_some() { "with_lock" } else { "query" };
+        metrics::counter!("loyalty_rule_facts_reads_total", "read" => source).increment(1);
         if let Some(read) = read {
             for row in read {
                 facts.rules.insert(

@@ -41,6 +41,44 @@ e2e!(
 );
 
 e2e!(
+    on_postgres_the_rule_facts_come_with_the_members_lock,
+    |app: TestApp| async move {
+        // Each test is a process of its own under nextest, so nothing else moves these counters.
+        const WITH_LOCK: &str = r#"loyalty_rule_facts_reads_total{read="with_lock"}"#;
+        const QUERY: &str = r#"loyalty_rule_facts_reads_total{read="query"}"#;
+        app.demo().await;
+        let (token, _) = app.register("m1").await; // 70: a new member's facts are a query
+        let reads = async || (app.metric(WITH_LOCK).await, app.metric(QUERY).await);
+        let before = reads().await;
+        let paid = app.daily_login(&token, "a").await;
+        assert_eq!(paid.data()["recordAction"]["awarded"], true);
+        // The facts read with the lock must say the login already paid today.
+        let again = app.daily_login(&token, "b").await;
+        assert_eq!(again.data()["recordAction"]["reason"], "ALREADY_CLAIMED");
+        let first_view = |key: &'static str| {
+            app.gql(
+                Some(&token),
+                "mutation($k: String) { recordAction(input: {action: \"product_view\", objectId: \"p1\", idempotencyKey: $k}) { awarded reason } }",
+                j!({"k": key}),
+            )
+        };
+        assert_eq!(
+            first_view("c").await.data()["recordAction"]["awarded"],
+            true
+        );
+        let seen = first_view("d").await;
+        assert_eq!(seen.data()["recordAction"]["reason"], "ALREADY_CLAIMED");
+        let after = reads().await;
+        let (with_lock, query) = (after.0 - before.0, after.1 - before.1);
+        match app.backend {
+            Backend::Postgres => assert_eq!((with_lock, query), (4.0, 0.0)),
+            Backend::Sqlite => assert_eq!((with_lock, query), (0.0, 4.0)),
+        }
+        app.assert_ledger_invariants().await;
+    }
+);
+
+e2e!(
     logins_either_side_of_program_midnight_pay_twice,
     |app: TestApp| async move {
         app.demo().await; // Asia/Ho_Chi_Minh

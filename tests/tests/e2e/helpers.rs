@@ -405,6 +405,16 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The value of one series on `/metrics` (`name` or `name{label="value"}`, exactly as
+    /// printed), 0 when it is not there yet (a counter appears at its first increment).
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.trim().parse().unwrap())
+    }
+
     /// Waits (at most 10 s) until the cross-member work queued so far has run: a referral
     /// inviter's reward follows the friend's commit on the runner's task.
     pub async fn settle_work(&self) {

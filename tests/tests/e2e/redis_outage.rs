@@ -69,18 +69,6 @@ async fn hang_on(port: u16) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// The value of an unlabelled metric on `/metrics`.
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    app.metrics()
-        .await
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{name} not on /metrics"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 async fn postings_never_wait_for_redis_and_boards_catch_up(outage: Outage) {
     let port = free_port();
     let url = format!("redis://127.0.0.1:{port}");
@@ -149,8 +137,8 @@ async fn postings_never_wait_for_redis_and_boards_catch_up(outage: Outage) {
     );
     // The same on /metrics (process-wide: other tests' servers add to the counters, never
     // take away).
-    assert!(metric(&app, "loyalty_redis_breaker_open").await >= 1.0);
-    assert!(metric(&app, "loyalty_redis_calls_skipped_total").await >= after.skipped as f64);
+    assert!(app.metric("loyalty_redis_breaker_open").await >= 1.0);
+    assert!(app.metric("loyalty_redis_calls_skipped_total").await >= after.skipped as f64);
     // And in time, as the issue states it. Waiting for Redis costs a posting its 500 ms
     // response timeout, so the 10 postings would take at least 5 s; here they may take 4 s,
     // 400 ms each, many times what a posting costs even on a busy two-core machine. The
