@@ -86,6 +86,9 @@ impl RawBench {
         let pool = PgPoolOptions::new()
             .max_connections(u32::try_from(connections).context("too many raw SQL connections")?)
             .acquire_timeout(Duration::from_secs(30))
+            // The bare transaction: no ping before each one (sqlx's default), which is a round
+            // trip the server's pool does not make either for a connection in use.
+            .test_before_acquire(false)
             .connect(database_url)
             .await
             .with_context(|| {
