@@ -10,8 +10,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use loyalty_entities::{balances, ledger_entries, members};
 use rand::Rng;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +69,32 @@ fn view(member: members::Model, rows: &[balances::Model], version: i64) -> Membe
             .find(|b| b.member_id == member.id && b.account == account.as_str())
     };
     let points = of(Account::Points);
+    let amounts = Amounts {
+        balance: points.map(|b| b.balance_minor).unwrap_or_default(),
+        earned: points.map(|b| b.earned_minor).unwrap_or_default(),
+        spent: points.map(|b| b.spent_minor).unwrap_or_default(),
+        qualification: of(Account::Qualification)
+            .map(|b| b.balance_minor)
+            .unwrap_or_default(),
+        spins: of(Account::Spins)
+            .map(|b| b.balance_minor)
+            .unwrap_or_default(),
+    };
+    view_of(member, &amounts, version)
+}
+
+/// A member's balances as a [`MemberView`] shows them (minor units; 0 for an account the member
+/// has no row in).
+#[derive(Debug, Default)]
+struct Amounts {
+    balance: i64,
+    earned: i64,
+    spent: i64,
+    qualification: i64,
+    spins: i64,
+}
+
+fn view_of(member: members::Model, amounts: &Amounts, version: i64) -> MemberView {
     MemberView {
         id: member.id,
         external_id: member.external_id,
@@ -79,21 +107,13 @@ fn view(member: members::Model, rows: &[balances::Model], version: i64) -> Membe
             .last_login_date
             .as_deref()
             .and_then(|d| d.parse().ok()),
-        balance: Points::from_minor(points.map(|b| b.balance_minor).unwrap_or_default()),
-        qualification_balance: Points::from_minor(
-            of(Account::Qualification)
-                .map(|b| b.balance_minor)
-                .unwrap_or_default(),
-        ),
-        lifetime_earned: Points::from_minor(points.map(|b| b.earned_minor).unwrap_or_default()),
-        lifetime_spent: Points::from_minor(points.map(|b| b.spent_minor).unwrap_or_default()),
+        balance: Points::from_minor(amounts.balance),
+        qualification_balance: Points::from_minor(amounts.qualification),
+        lifetime_earned: Points::from_minor(amounts.earned),
+        lifetime_spent: Points::from_minor(amounts.spent),
         version,
         tier_id: member.tier_id,
-        free_spins: spins_of(Points::from_minor(
-            of(Account::Spins)
-                .map(|b| b.balance_minor)
-                .unwrap_or_default(),
-        )),
+        free_spins: spins_of(Points::from_minor(amounts.spins)),
     }
 }
 
@@ -346,12 +366,54 @@ impl Loyalty {
     }
 
     /// The member behind a member token (`None` before it joined).
+    ///
+    /// One statement, so one snapshot: the balances and the posting counter (`version`, by which
+    /// a client orders live events) always belong together, which three reads did not promise
+    /// while a posting committed between them; and one round trip instead of three.
     pub async fn me(&self, actor: &MemberActor) -> DomainResult<Option<MemberView>> {
         let program = self.program(&actor.program).await?;
-        match self.find_member(&program, &actor.subject).await? {
-            Some(member) => self.view(member).await.map(Some),
-            None => Ok(None),
-        }
+        let of = |account: Account, column: &str| {
+            Expr::cust(format!(
+                "(SELECT b.{column} FROM balances b \
+                 WHERE b.member_id = members.id AND b.account = '{}')",
+                account.as_str()
+            ))
+        };
+        let statement = members::Entity::find()
+            .filter(members::Column::ProgramId.eq(program.id))
+            .filter(members::Column::ExternalId.eq(actor.subject.as_str()))
+            .column_as(
+                Expr::cust(
+                    "(SELECT MAX(e.member_version) FROM ledger_entries e \
+                     WHERE e.member_id = members.id)",
+                ),
+                "view_version",
+            )
+            .column_as(of(Account::Points, "balance_minor"), "view_balance")
+            .column_as(of(Account::Points, "earned_minor"), "view_earned")
+            .column_as(of(Account::Points, "spent_minor"), "view_spent")
+            .column_as(
+                of(Account::Qualification, "balance_minor"),
+                "view_qualification",
+            )
+            .column_as(of(Account::Spins, "balance_minor"), "view_spins")
+            .build(self.db().get_database_backend());
+        let Some(row) = self.db().query_one(statement).await? else {
+            return Ok(None);
+        };
+        let get = |column: &str| -> DomainResult<i64> {
+            Ok(row.try_get::<Option<i64>>("", column)?.unwrap_or_default())
+        };
+        let amounts = Amounts {
+            balance: get("view_balance")?,
+            earned: get("view_earned")?,
+            spent: get("view_spent")?,
+            qualification: get("view_qualification")?,
+            spins: get("view_spins")?,
+        };
+        let version = get("view_version")?;
+        let member = members::Model::from_query_result(&row, "")?;
+        Ok(Some(view_of(member, &amounts, version)))
     }
 
     /// A member of the program by id; `NOT_FOUND` for another program's member.

@@ -528,3 +528,52 @@ e2e!(
         assert_spends_match_purchases(&app).await;
     }
 );
+
+e2e!(
+    me_shows_what_the_admin_member_view_shows,
+    |app: TestApp| async move {
+        // `me` reads the member, its balances and its posting counter in one statement; the
+        // admin's `members` reads them separately: every field must agree, spends included.
+        app.demo().await;
+        let (token, id) = app.register("m1").await; // 70
+        app.daily_login(&token, "login").await; // +5
+        let gift = create_gift(&app, j!({"name": "Mug", "cost": "12.50"})).await;
+        assert_eq!(
+            redeem(&app, &token, &gift, "mug").await.data()["redeemGift"]["balance"],
+            "62.50"
+        );
+        const FIELDS: &str = "id externalId balance qualificationBalance lifetimeEarned lifetimeSpent freeSpins loginStreak version";
+        let me = app
+            .gql(Some(&token), &format!("{{ me {{ {FIELDS} }} }}"), j!({}))
+            .await;
+        let me = &me.data()["me"];
+        assert_eq!(me["balance"], "62.50");
+        assert_eq!(me["lifetimeEarned"], "75.00");
+        assert_eq!(me["lifetimeSpent"], "12.50");
+        assert!(me["version"].as_i64().unwrap() >= 3, "{me}");
+        let page = app
+            .gql(
+                Some(&app.admin()),
+                &format!("{{ members(first: 100) {{ edges {{ node {{ {FIELDS} }} }} }} }}"),
+                j!({}),
+            )
+            .await;
+        let node = page.data()["members"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|edge| &edge["node"])
+            .find(|node| node["id"] == id.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(me, &node);
+        let unknown = app
+            .gql(
+                Some(&app.token("demo", "member", "nobody")),
+                "{ me { balance } }",
+                j!({}),
+            )
+            .await;
+        assert_eq!(unknown.data()["me"], serde_json::Value::Null);
+    }
+);
