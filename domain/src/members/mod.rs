@@ -366,12 +366,32 @@ impl Loyalty {
     }
 
     /// The member behind a member token (`None` before it joined).
-    ///
-    /// One statement, so one snapshot: the balances and the posting counter (`version`, by which
-    /// a client orders live events) always belong together, which three reads did not promise
-    /// while a posting committed between them; and one round trip instead of three.
     pub async fn me(&self, actor: &MemberActor) -> DomainResult<Option<MemberView>> {
         let program = self.program(&actor.program).await?;
+        self.view_where(
+            Condition::all()
+                .add(members::Column::ProgramId.eq(program.id))
+                .add(members::Column::ExternalId.eq(actor.subject.as_str())),
+        )
+        .await
+    }
+
+    /// A member of the program by id; `NOT_FOUND` for another program's member.
+    pub async fn member(&self, program: &Program, member_id: i64) -> DomainResult<MemberView> {
+        self.view_where(
+            Condition::all()
+                .add(members::Column::Id.eq(member_id))
+                .add(members::Column::ProgramId.eq(program.id)),
+        )
+        .await?
+        .ok_or_else(|| DomainError::not_found(format!("member {member_id} not found")))
+    }
+
+    /// The one member `filter` selects, with its balances and posting counter, in one
+    /// statement, so one snapshot: the balances and the posting counter (`version`, by which a
+    /// client orders live events) always belong together, which three reads did not promise
+    /// while a posting committed between them; and one round trip instead of three.
+    async fn view_where(&self, filter: Condition) -> DomainResult<Option<MemberView>> {
         let of = |account: Account, column: &str| {
             Expr::cust(format!(
                 "(SELECT b.{column} FROM balances b \
@@ -380,8 +400,7 @@ impl Loyalty {
             ))
         };
         let statement = members::Entity::find()
-            .filter(members::Column::ProgramId.eq(program.id))
-            .filter(members::Column::ExternalId.eq(actor.subject.as_str()))
+            .filter(filter)
             .column_as(
                 Expr::cust(
                     "(SELECT MAX(e.member_version) FROM ledger_entries e \
@@ -414,26 +433,6 @@ impl Loyalty {
         let version = get("view_version")?;
         let member = members::Model::from_query_result(&row, "")?;
         Ok(Some(view_of(member, &amounts, version)))
-    }
-
-    /// A member of the program by id; `NOT_FOUND` for another program's member.
-    pub async fn member(&self, program: &Program, member_id: i64) -> DomainResult<MemberView> {
-        let member = members::Entity::find_by_id(member_id)
-            .filter(members::Column::ProgramId.eq(program.id))
-            .one(self.db())
-            .await?
-            .ok_or_else(|| DomainError::not_found(format!("member {member_id} not found")))?;
-        self.view(member).await
-    }
-
-    async fn view(&self, member: members::Model) -> DomainResult<MemberView> {
-        let rows = balances::Entity::find()
-            .filter(balances::Column::MemberId.eq(member.id))
-            .all(self.db())
-            .await?;
-        let versions = self.versions(&[member.id]).await?;
-        let version = versions.get(&member.id).copied().unwrap_or_default();
-        Ok(view(member, &rows, version))
     }
 
     /// Members of a program by id, `first` after the cursor; optional search on external id or
